@@ -1,0 +1,89 @@
+-- Consistent hashing ring (Karger et al.): each edge owns many virtual points on a
+-- 32-bit circle; a key belongs to the first point clockwise from its hash. Adding
+-- or removing one of N edges moves only about 1/N of the keys, so each object
+-- lives on one edge of a region and the fleet's caches add up instead of repeating.
+local crc32 = ngx.crc32_long
+local sort = table.sort
+local floor = math.floor
+local error = error
+local type = type
+local ipairs = ipairs
+local setmetatable = setmetatable
+
+local _M = { _VERSION = "0.1.0" }
+local mt = { __index = _M }
+
+local DEFAULT_VNODES = 160
+
+
+-- nodes: array of { id = "eu-1", ... }; returns a ring over them.
+function _M.new(nodes, vnodes)
+    if type(nodes) ~= "table" or #nodes == 0 then
+        error("bad argument #1 nodes: non-empty array expected", 2)
+    end
+    vnodes = vnodes or DEFAULT_VNODES
+    local points = {}
+    for i, node in ipairs(nodes) do
+        for v = 1, vnodes do
+            points[#points + 1] = { crc32(node.id .. "#" .. v), i }
+        end
+    end
+    sort(points, function(a, b)
+        if a[1] == b[1] then
+            return a[2] < b[2]
+        end
+        return a[1] < b[1]
+    end)
+    local hashes, owners = {}, {}
+    for i, p in ipairs(points) do
+        hashes[i] = p[1]
+        owners[i] = p[2]
+    end
+    return setmetatable({ nodes = nodes, hashes = hashes, owners = owners }, mt)
+end
+
+
+-- Index of the first point whose hash is >= h (wrapping to 1).
+local function first_point(hashes, h)
+    local lo, hi = 1, #hashes
+    if h > hashes[hi] then
+        return 1
+    end
+    while lo < hi do
+        local mid = floor((lo + hi) / 2)
+        if hashes[mid] < h then
+            lo = mid + 1
+        else
+            hi = mid
+        end
+    end
+    return lo
+end
+
+
+-- Walks the ring clockwise from `key` and returns the first node for which
+-- `usable(node)` is true (all nodes when usable is nil), or nil.
+function _M:pick(key, usable)
+    local hashes, owners, nodes = self.hashes, self.owners, self.nodes
+    local n = #hashes
+    local start = first_point(hashes, crc32(key))
+    local seen, seen_count = {}, 0
+    for step = 0, n - 1 do
+        local idx = owners[(start + step - 1) % n + 1]
+        if not seen[idx] then
+            seen[idx] = true
+            seen_count = seen_count + 1
+            local node = nodes[idx]
+            if not usable or usable(node) then
+                return node
+            end
+            if seen_count == #nodes then
+                return nil
+            end
+        end
+    end
+    return nil
+end
+
+
+return _M

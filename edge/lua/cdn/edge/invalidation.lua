@@ -1,0 +1,243 @@
+-- Applies purges from the Redis Stream the origin writes (XADD ... purge <json>).
+-- One reader per edge (worker 0) follows the stream with XREAD BLOCK from the
+-- last id it applied, so a reconnecting edge catches up instead of losing what
+-- was published meanwhile (Redis pub/sub would). If the stream was trimmed past
+-- that id, the edge cannot know what it missed and invalidates everything.
+-- After applying, it records the id in the hash `<stream>:applied` (field = edge
+-- id) so the origin can report per-edge purge status.
+local cjson = require "cjson.safe"
+local redis = require "cdn.redis"
+local generations = require "cdn.edge.generations"
+local tags = require "cdn.edge.tags"
+local key = require "cdn.key"
+
+local ipairs = ipairs
+local type = type
+local tostring = tostring
+local tonumber = tonumber
+local pcall = pcall
+local match = string.match
+local floor = math.floor
+local min = math.min
+local now = ngx.now
+local sleep = ngx.sleep
+local timer_at = ngx.timer.at
+local exiting = ngx.worker.exiting
+local log = ngx.log
+local ERR = ngx.ERR
+local WARN = ngx.WARN
+local INFO = ngx.INFO
+
+local _M = { _VERSION = "0.1.0" }
+
+local state = ngx.shared.cdn_state
+
+local BLOCK_MS = 2000
+local BATCH = 100
+-- On a fresh start the cache was already reset by a new epoch; replaying the last
+-- minute covers purges published while this nginx was starting (purges are
+-- idempotent, so replaying too much only costs a few misses).
+local REPLAY_ON_START_MS = 60000
+
+
+local function infolog(...)
+    log(INFO, "invalidation: ", ...)
+end
+
+
+local function warnlog(...)
+    log(WARN, "invalidation: ", ...)
+end
+
+
+local function id_less(a, b)
+    local ams, aseq = match(a, "^(%d+)-(%d+)$")
+    local bms, bseq = match(b, "^(%d+)-(%d+)$")
+    ams, bms = tonumber(ams), tonumber(bms)
+    if ams ~= bms then
+        return ams < bms
+    end
+    return tonumber(aseq) < tonumber(bseq)
+end
+
+
+-- Applies one decoded purge message; returns the number of generations bumped.
+function _M.apply(msg)
+    local n = 0
+    if type(msg) ~= "table" then
+        return n
+    end
+    if msg.all == true then
+        generations.purge_all()
+        return 1
+    end
+    if type(msg.urls) == "table" then
+        for _, u in ipairs(msg.urls) do
+            local path = key.purge_path(u)
+            if path then
+                generations.purge_path(path)
+                n = n + 1
+            end
+        end
+    end
+    if type(msg.prefixes) == "table" then
+        for _, p in ipairs(msg.prefixes) do
+            local path = key.purge_path(p)
+            if path and path:sub(-1) == "/" then
+                generations.purge_prefix(path)
+                n = n + 1
+            end
+        end
+    end
+    if type(msg.tags) == "table" then
+        for _, t in ipairs(msg.tags) do
+            if type(t) == "string" then
+                n = n + tags.purge(t)
+            end
+        end
+    end
+    return n
+end
+
+
+-- XREAD replies: { { stream, { { id, { field, value, ... } }, ... } } }
+local function apply_entries(entries)
+    local last
+    for _, entry in ipairs(entries) do
+        local id, fields = entry[1], entry[2]
+        for i = 1, #fields, 2 do
+            if fields[i] == "purge" then
+                local msg, err = cjson.decode(fields[i + 1])
+                if msg then
+                    _M.apply(msg)
+                    if type(msg.at) == "number" then
+                        state:set("lag_seconds", now() - msg.at / 1000)
+                    end
+                else
+                    warnlog("skipping undecodable entry ", id, ": ", err)
+                end
+            end
+        end
+        last = id
+    end
+    return last
+end
+
+
+local function xinfo_field(info, name)
+    if type(info) ~= "table" then
+        return nil
+    end
+    for i = 1, #info - 1, 2 do
+        if info[i] == name then
+            return info[i + 1]
+        end
+    end
+end
+
+
+-- True when entries after `last_id` were trimmed away (Redis >= 7 reports the
+-- highest deleted id).
+local function trimmed_past(red, stream, last_id)
+    local info = red:xinfo("STREAM", stream)
+    local deleted = xinfo_field(info, "max-deleted-entry-id")
+    return type(deleted) == "string" and deleted ~= "0-0"
+           and id_less(last_id, deleted)
+end
+
+
+local function follow(ctx)
+    local red = redis:new()
+    red:set_timeouts(1000, 1000, BLOCK_MS + 1000)
+    local ok, err = red:connect(ctx.redis.host, ctx.redis.port)
+    if not ok then
+        return nil, "failed to connect to redis: " .. tostring(err)
+    end
+    if ctx.redis.password then
+        ok, err = red:auth(ctx.redis.password)
+        if not ok then
+            return nil, "failed to authenticate to redis: " .. tostring(err)
+        end
+    end
+
+    local last_id = state:get("last_id")
+    if not last_id then
+        last_id = floor(ctx.started_ms - REPLAY_ON_START_MS) .. "-0"
+    elseif trimmed_past(red, ctx.stream, last_id) then
+        warnlog("stream trimmed past ", last_id, "; invalidating everything")
+        generations.purge_all()
+    end
+    state:set("connected", 1)
+    infolog("following ", ctx.stream, " from ", last_id)
+
+    while not exiting() do
+        local res, rerr = red:xread("COUNT", BATCH, "BLOCK", BLOCK_MS,
+                                    "STREAMS", ctx.stream, last_id)
+        if not res then
+            return nil, "failed to read stream: " .. tostring(rerr)
+        end
+        if res ~= ngx.null and res[1] then
+            local applied = apply_entries(res[1][2])
+            if applied then
+                last_id = applied
+                state:set("last_id", last_id)
+                state:incr("applied_total", #res[1][2], 0)
+                local hok, herr = red:hset(ctx.stream .. ":applied", ctx.edge_id, last_id)
+                if not hok then
+                    warnlog("failed to acknowledge ", last_id, ": ", herr)
+                end
+            end
+        else
+            state:set("lag_seconds", 0)
+        end
+        state:set("last_contact", now())
+    end
+    red:set_keepalive(10000, 1)
+    return true
+end
+
+
+local loop
+
+loop = function(premature, ctx)
+    if premature or exiting() then
+        return
+    end
+    local ok, res, err = pcall(follow, ctx)
+    state:set("connected", 0)
+    if not ok then
+        log(ERR, "invalidation: reader crashed: ", res)
+    elseif not res then
+        warnlog(err)
+    end
+    if exiting() then
+        return
+    end
+    ctx.backoff = (ok and res) and 0 or min((ctx.backoff or 0.25) * 2, 5)
+    sleep(ctx.backoff)
+    local tok, terr = timer_at(0, loop, ctx)
+    if not tok then
+        log(ERR, "invalidation: failed to reschedule reader: ", terr)
+    end
+end
+
+
+-- Starts the reader in worker 0 only: one stream position per edge.
+function _M.start(settings)
+    if ngx.worker.id() ~= 0 then
+        return
+    end
+    local ctx = {
+        redis = settings.redis,
+        stream = settings.stream,
+        edge_id = settings.id,
+        started_ms = now() * 1000,
+    }
+    local ok, err = timer_at(0, loop, ctx)
+    if not ok then
+        log(ERR, "invalidation: failed to start reader: ", err)
+    end
+end
+
+
+return _M

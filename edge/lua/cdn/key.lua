@@ -1,0 +1,135 @@
+-- Cache-key normalisation, shared by the edge (cache key, purge matching) and the
+-- balancer (consistent hashing), so both agree on what "the same object" is.
+local byte = string.byte
+local find = string.find
+local lower = string.lower
+local sub = string.sub
+local gsub = string.gsub
+local concat = table.concat
+local sort = table.sort
+local type = type
+local pairs = pairs
+local tostring = tostring
+local unescape_uri = ngx.unescape_uri
+local escape_uri = ngx.escape_uri
+local decode_args = ngx.decode_args
+
+local _M = { _VERSION = "0.1.0" }
+
+local MAX_ARGS = 64
+
+-- Query parameters that only feed marketing analytics: they never change the
+-- response, so keeping them in the key would only multiply copies (cache busting).
+local DROPPED_PARAMS = {
+    gclid = true, fbclid = true, msclkid = true, dclid = true, yclid = true,
+    mc_cid = true, mc_eid = true, _ga = true, _gl = true, igshid = true,
+}
+
+
+local function dropped(name)
+    return DROPPED_PARAMS[name] or sub(name, 1, 4) == "utm_"
+end
+
+
+-- Lowercases the host and drops a default port, so that "SHOP.example:443" and
+-- "shop.example" share one key.
+function _M.host(raw)
+    if not raw or raw == "" then
+        return ""
+    end
+    local host = lower(raw)
+    local colon = find(host, ":", 1, true)
+    if colon then
+        local port = sub(host, colon + 1)
+        if port == "80" or port == "443" or port == "" then
+            host = sub(host, 1, colon - 1)
+        end
+    end
+    return host
+end
+
+
+-- Returns the decoded path of a raw request target, or nil and a reason when the
+-- target tries traversal or encoded-separator tricks (nginx itself would resolve
+-- "/a/%2e%2e/b" to "/b", so the raw form is checked before it does).
+function _M.path(request_uri)
+    if type(request_uri) ~= "string" or byte(request_uri, 1) ~= 47 then -- "/"
+        return nil, "request target must start with /"
+    end
+    local q = find(request_uri, "?", 1, true)
+    local raw = q and sub(request_uri, 1, q - 1) or request_uri
+    if find(raw, "%", 1, true) then
+        local l = lower(raw)
+        if find(l, "%2f", 1, true) or find(l, "%5c", 1, true) or find(l, "%00", 1, true) then
+            return nil, "encoded separator or NUL in path"
+        end
+        raw = unescape_uri(raw)
+    end
+    if find(raw, "\\", 1, true) or find(raw, "\0", 1, true) then
+        return nil, "backslash or NUL in path"
+    end
+    -- any "." or ".." segment is refused rather than resolved
+    if find(raw, "/%.%.?/") or find(raw, "/%.%.?$") then
+        return nil, "dot segment in path"
+    end
+    return raw
+end
+
+
+local function encode(s)
+    return escape_uri(s)
+end
+
+
+-- Sorted, filtered query string: parameter order and marketing parameters do not
+-- create new cache entries. Returns "" when nothing is left.
+function _M.query(args)
+    if not args or args == "" then
+        return ""
+    end
+    local decoded = decode_args(args, MAX_ARGS)
+    local names, n = {}, 0
+    for name in pairs(decoded) do
+        if type(name) == "string" and not dropped(lower(name)) then
+            n = n + 1
+            names[n] = name
+        end
+    end
+    if n == 0 then
+        return ""
+    end
+    sort(names)
+    local parts, m = {}, 0
+    for i = 1, n do
+        local name = names[i]
+        local value = decoded[name]
+        if type(value) == "table" then
+            sort(value, function(a, b) return tostring(a) < tostring(b) end)
+            for j = 1, #value do
+                m = m + 1
+                parts[m] = value[j] == true and encode(name)
+                           or encode(name) .. "=" .. encode(value[j])
+            end
+        elseif value == true then
+            m = m + 1
+            parts[m] = encode(name)
+        else
+            m = m + 1
+            parts[m] = encode(name) .. "=" .. encode(value)
+        end
+    end
+    return concat(parts, "&")
+end
+
+
+-- Purge targets arrive as paths (the origin normalises full URLs to paths); run
+-- them through the same rules so a purge names exactly what a request keyed.
+function _M.purge_path(p)
+    if type(p) ~= "string" then
+        return nil, "path must be a string"
+    end
+    return _M.path((gsub(p, "%?.*$", "")))
+end
+
+
+return _M

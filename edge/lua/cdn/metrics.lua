@@ -1,0 +1,226 @@
+-- Prometheus counters and histograms kept in a lua_shared_dict, rendered as text
+-- exposition. nginx-lua-prometheus is not packaged for Debian, so this is the
+-- ~100 lines it would have given us. Series keys are the full exposition line
+-- prefix (`name{labels}`), so rendering is a sort and a loop.
+local concat = table.concat
+local sort = table.sort
+local find = string.find
+local sub = string.sub
+local format = string.format
+local gsub = string.gsub
+local ipairs = ipairs
+local tostring = tostring
+local error = error
+local setmetatable = setmetatable
+local log = ngx.log
+local WARN = ngx.WARN
+
+local _M = { _VERSION = "0.1.0" }
+local mt = { __index = _M }
+
+-- Latency buckets in seconds, shared by every layer (see http-and-security.md §2).
+_M.LATENCY_BUCKETS = { 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                       1, 2.5, 5, 10 }
+
+
+local function label_value(v)
+    v = tostring(v)
+    if find(v, '["\\\n]') then
+        v = gsub(gsub(gsub(v, "\\", "\\\\"), "\n", "\\n"), '"', '\\"')
+    end
+    return v
+end
+
+
+-- labels: array of names; values: array of values in the same order
+local function series(name, labels, values)
+    if not labels or #labels == 0 then
+        return name
+    end
+    local parts = {}
+    for i, l in ipairs(labels) do
+        parts[i] = l .. '="' .. label_value(values[i]) .. '"'
+    end
+    return name .. "{" .. concat(parts, ",") .. "}"
+end
+
+
+function _M.new(dict_name)
+    local dict = ngx.shared[dict_name]
+    if not dict then
+        return nil, "no such lua_shared_dict: " .. tostring(dict_name)
+    end
+    return setmetatable({ dict = dict, meta = {}, order = {} }, mt)
+end
+
+
+function _M:register(name, kind, help, labels, buckets)
+    if self.meta[name] then
+        error("metric registered twice: " .. name, 2)
+    end
+    self.meta[name] = { kind = kind, help = help, labels = labels or {},
+                        buckets = buckets }
+    self.order[#self.order + 1] = name
+    return name
+end
+
+
+function _M:counter(name, help, labels)
+    return self:register(name, "counter", help, labels)
+end
+
+
+function _M:gauge(name, help, labels)
+    return self:register(name, "gauge", help, labels)
+end
+
+
+function _M:histogram(name, help, labels, buckets)
+    return self:register(name, "histogram", help, labels,
+                        buckets or _M.LATENCY_BUCKETS)
+end
+
+
+local function incr(dict, key, n)
+    local _, err, forcible = dict:incr(key, n, 0)
+    if err then
+        log(WARN, "metrics: failed to increment ", key, ": ", err)
+    elseif forcible then
+        log(WARN, "metrics: shared dict full, older series were evicted")
+    end
+end
+
+
+function _M:inc(name, n, values)
+    incr(self.dict, series(name, self.meta[name].labels, values), n or 1)
+end
+
+
+function _M:set(name, v, values)
+    self.dict:set(series(name, self.meta[name].labels, values), v)
+end
+
+
+-- Buckets are stored non-cumulative (one increment per observation) and summed
+-- when rendered.
+function _M:observe(name, v, values)
+    local m = self.meta[name]
+    local buckets = m.buckets
+    local le = "+Inf"
+    for i = 1, #buckets do
+        if v <= buckets[i] then
+            le = buckets[i]
+            break
+        end
+    end
+    local dict = self.dict
+    local base = series(name, m.labels, values)
+    incr(dict, base .. "\0le\0" .. le, 1)
+    incr(dict, base .. "\0sum", v)
+    incr(dict, base .. "\0count", 1)
+end
+
+
+local function with_le(base, le)
+    local brace = find(base, "{", 1, true)
+    if not brace then
+        return base .. '_bucket{le="' .. le .. '"}'
+    end
+    return sub(base, 1, brace - 1) .. '_bucket{' .. sub(base, brace + 1, -2)
+           .. ',le="' .. le .. '"}'
+end
+
+
+local function with_suffix(base, suffix)
+    local brace = find(base, "{", 1, true)
+    if not brace then
+        return base .. suffix
+    end
+    return sub(base, 1, brace - 1) .. suffix .. sub(base, brace)
+end
+
+
+local function render_histogram(out, m, keys, dict)
+    -- group the stored keys by their series (everything before the first NUL)
+    local groups, names = {}, {}
+    for _, k in ipairs(keys) do
+        local nul = find(k, "\0", 1, true)
+        local base = sub(k, 1, nul - 1)
+        local g = groups[base]
+        if not g then
+            g = { le = {} }
+            groups[base] = g
+            names[#names + 1] = base
+        end
+        local rest = sub(k, nul + 1)
+        if rest == "sum" then
+            g.sum = dict:get(k)
+        elseif rest == "count" then
+            g.count = dict:get(k)
+        else
+            g.le[sub(rest, 4)] = dict:get(k)
+        end
+    end
+    sort(names)
+    for _, base in ipairs(names) do
+        local g = groups[base]
+        local cumulative = 0
+        for _, b in ipairs(m.buckets) do
+            cumulative = cumulative + (g.le[tostring(b)] or 0)
+            out[#out + 1] = with_le(base, tostring(b)) .. " " .. cumulative
+        end
+        cumulative = cumulative + (g.le["+Inf"] or 0)
+        out[#out + 1] = with_le(base, "+Inf") .. " " .. cumulative
+        out[#out + 1] = with_suffix(base, "_sum") .. " "
+                        .. format("%.6f", g.sum or 0)
+        out[#out + 1] = with_suffix(base, "_count") .. " " .. (g.count or 0)
+    end
+end
+
+
+-- Text exposition format 0.0.4.
+function _M:render()
+    local dict = self.dict
+    local keys = dict:get_keys(0)
+    sort(keys)
+    local by_name = {}
+    for _, k in ipairs(keys) do
+        local stop = find(k, "[{%z]")
+        local name = stop and sub(k, 1, stop - 1) or k
+        local list = by_name[name]
+        if not list then
+            list = {}
+            by_name[name] = list
+        end
+        list[#list + 1] = k
+    end
+    local out = {}
+    for _, name in ipairs(self.order) do
+        local m = self.meta[name]
+        out[#out + 1] = "# HELP " .. name .. " " .. m.help
+        out[#out + 1] = "# TYPE " .. name .. " " .. m.kind
+        local list = by_name[name] or {}
+        if m.kind == "histogram" then
+            render_histogram(out, m, list, dict)
+        else
+            for _, k in ipairs(list) do
+                local v = dict:get(k)
+                if v then
+                    out[#out + 1] = k .. " " .. tostring(v)
+                end
+            end
+        end
+    end
+    out[#out + 1] = ""
+    return concat(out, "\n")
+end
+
+
+-- Exposes the registry at the current location (content phase).
+function _M:serve()
+    ngx.header["Content-Type"] = "text/plain; version=0.0.4; charset=utf-8"
+    ngx.print(self:render())
+end
+
+
+return _M

@@ -1,0 +1,175 @@
+/**
+ * The native target: the whole CDN as child processes on 127.0.0.1, with its
+ * rendered files under a state directory. What `cdn local up|status|down`, the
+ * end-to-end tests and the benchmarks use.
+ */
+import { randomBytes } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { cdnError } from '../errors';
+import { debianLayout, type Layout } from '../layout';
+import type { CdnSpec } from '../spec';
+import { buildUnits, type ServiceUnit } from '../units';
+import { isAlive, startAll, stopAll, type RunningService } from './supervisor';
+import { nativeTopology } from './topology';
+
+export const STATE_FILE = 'state.json';
+
+export interface StackState {
+  balancer: string;
+  origin: string;
+  edges: { id: string; region: string; url: string; pid: number }[];
+  redis: string;
+  prometheus: string | null;
+  adminTokenFile: string;
+  stateDir: string;
+  detached: boolean;
+  supervisorPid: number;
+  startedAt: string;
+  services: { name: string; role: string; pid: number; url: string | null; log: string; running?: boolean }[];
+}
+
+export interface UpOptions {
+  spec: CdnSpec;
+  stateDir: string;
+  repoRoot: string;
+  balancerPort?: number;
+  /** Run Prometheus when it is installed (default), or never. */
+  prometheus?: boolean;
+  detached: boolean;
+  timeoutMs?: number;
+  log?: (line: string) => void;
+}
+
+/** Files whose absence means the setup script has not run. */
+const REQUIRED_FILES: { file: string; pkg: string }[] = [
+  { file: '/usr/sbin/nginx', pkg: 'nginx' },
+  { file: '/usr/lib/nginx/modules/ngx_http_lua_module.so', pkg: 'libnginx-mod-http-lua' },
+  { file: '/usr/lib/nginx/modules/ndk_http_module.so', pkg: 'libnginx-mod-http-ndk' },
+  { file: '/usr/share/lua/5.1/resty/core.lua', pkg: 'lua-resty-core' },
+  { file: '/usr/share/lua/5.1/nginx/redis.lua', pkg: 'lua-nginx-redis' },
+  { file: 'lib/*/lua/5.1/cjson.so', pkg: 'lua-cjson' },
+  { file: '/usr/bin/redis-server', pkg: 'redis-server' },
+];
+
+// Also finds architecture-specific files: "lib/<any>/lua/..." means /usr/lib/<triplet>/lua/...
+function installed(file: string): boolean {
+  if (!file.startsWith('lib/*/')) return fs.existsSync(file);
+  const rest = file.slice('lib/*/'.length);
+  return fs.readdirSync('/usr/lib').some((d) => fs.existsSync(path.join('/usr/lib', d, rest)));
+}
+
+export function missingPackages(exists: (f: string) => boolean = installed): string[] {
+  return [...new Set(REQUIRED_FILES.filter((r) => !exists(r.file)).map((r) => r.pkg))];
+}
+
+export function assertPackages(layout: Layout): void {
+  const missing = missingPackages();
+  if (missing.length > 0) {
+    throw cdnError('CDN_ERR_MISSING_PACKAGES', `${missing.join(', ')} not installed. Run ./scripts/setup.sh (it installs them with apt-get)`);
+  }
+  if (!fs.existsSync(layout.originEntry)) {
+    throw cdnError('CDN_ERR_MISSING_PACKAGES', `the origin is not built (${layout.originEntry} is missing). Run npm run build`);
+  }
+}
+
+/** The admin token: CDN_ADMIN_TOKEN if set, else a token generated once into the state directory. */
+export function adminTokenFile(stateDir: string, env: NodeJS.ProcessEnv = process.env): string {
+  const file = path.join(stateDir, 'admin-token');
+  const fromEnv = env.CDN_ADMIN_TOKEN?.trim();
+  if (fromEnv) {
+    fs.writeFileSync(file, fromEnv + '\n', { mode: 0o600 });
+  } else if (!fs.existsSync(file)) {
+    fs.writeFileSync(file, randomBytes(32).toString('base64url') + '\n', { mode: 0o600 });
+  }
+  fs.chmodSync(file, 0o600);
+  return file;
+}
+
+export function readState(stateDir: string): StackState | null {
+  try {
+    return JSON.parse(fs.readFileSync(path.join(stateDir, STATE_FILE), 'utf8')) as StackState;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw err;
+  }
+}
+
+function writeState(stateDir: string, state: StackState): void {
+  const file = path.join(stateDir, STATE_FILE);
+  fs.writeFileSync(`${file}.tmp`, JSON.stringify(state, null, 2) + '\n');
+  fs.renameSync(`${file}.tmp`, file);
+}
+
+/** True when any service recorded in the state directory is still running. */
+export function isRunning(state: StackState | null): boolean {
+  return !!state && state.services.some((s) => isAlive(s.pid));
+}
+
+function stateOf(units: ServiceUnit[], running: RunningService[], o: { stateDir: string; tokenFile: string; detached: boolean }): StackState {
+  const pidOf = (name: string) => running.find((r) => r.unit.name === name)?.pid ?? 0;
+  const urlOf = (name: string) => units.find((u) => u.name === name)?.url ?? null;
+  return {
+    balancer: urlOf('balancer')!,
+    origin: urlOf('origin')!,
+    edges: units.filter((u) => u.role === 'edge').map((u) => ({ id: u.name.replace(/^edge-/, ''), region: u.region!, url: u.url!, pid: pidOf(u.name) })),
+    redis: urlOf('redis')!,
+    prometheus: urlOf('prometheus'),
+    adminTokenFile: o.tokenFile,
+    stateDir: o.stateDir,
+    detached: o.detached,
+    supervisorPid: process.pid,
+    startedAt: new Date().toISOString(),
+    services: running.map((r) => ({ name: r.unit.name, role: r.unit.role, pid: r.pid, url: r.unit.url, log: r.log })),
+  };
+}
+
+export interface UpResult {
+  state: StackState;
+  services: RunningService[];
+  /** Stops every service and removes the state file. */
+  stop(): Promise<void>;
+}
+
+export async function up(o: UpOptions): Promise<UpResult> {
+  const stateDir = path.resolve(o.stateDir);
+  const layout = debianLayout({ repoRoot: o.repoRoot, stateDir });
+  assertPackages(layout);
+  fs.mkdirSync(stateDir, { recursive: true });
+  if (isRunning(readState(stateDir))) {
+    throw cdnError('CDN_ERR_STACK_RUNNING', `${stateDir}; stop it with: cdn local down --state-dir ${stateDir}`);
+  }
+  const withPrometheus = o.prometheus !== false && fs.existsSync(layout.prometheus);
+  const topology = await nativeTopology(o.spec, { balancerPort: o.balancerPort, withPrometheus });
+  const tokenFile = adminTokenFile(stateDir);
+  const units = buildUnits({ spec: o.spec, topology, layout, adminTokenFile: tokenFile, withPrometheus });
+  const running = await startAll(units, {
+    timeoutMs: o.timeoutMs ?? 30000,
+    onStarted: (svc) => o.log?.(`  ${svc.unit.name.padEnd(12)} healthy  ${svc.unit.url ?? ''}`),
+  });
+  const state = stateOf(units, running, { stateDir, tokenFile, detached: o.detached });
+  writeState(stateDir, state);
+  return {
+    state,
+    services: running,
+    stop: async () => {
+      await stopAll(running);
+      fs.rmSync(path.join(stateDir, STATE_FILE), { force: true });
+    },
+  };
+}
+
+export function status(stateDir: string): StackState {
+  const state = readState(path.resolve(stateDir));
+  if (!state) throw cdnError('CDN_ERR_STACK_NOT_RUNNING', path.resolve(stateDir));
+  return { ...state, services: state.services.map((s) => ({ ...s, running: isAlive(s.pid) })) };
+}
+
+export async function down(stateDir: string): Promise<StackState> {
+  const dir = path.resolve(stateDir);
+  const state = readState(dir);
+  if (!state) throw cdnError('CDN_ERR_STACK_NOT_RUNNING', dir);
+  await stopAll(state.services);
+  fs.rmSync(path.join(dir, STATE_FILE), { force: true });
+  return state;
+}

@@ -1,0 +1,188 @@
+/**
+ * Runs service units as child processes: writes their rendered files, starts them
+ * in dependency order, waits until each is healthy and stops them again. Each
+ * child gets its own process group, so stopping one also stops what it forked
+ * (nginx workers), and a detached stack outlives the CLI that started it.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as path from 'node:path';
+import { cdnError } from '../errors';
+import type { HealthCheck, ServiceUnit } from '../units';
+
+export interface RunningService {
+  unit: ServiceUnit;
+  pid: number;
+  log: string;
+  child?: ChildProcess;
+}
+
+export function logPath(unit: ServiceUnit): string {
+  return path.join(unit.dir, 'logs', 'service.log');
+}
+
+export function writeUnitFiles(unit: ServiceUnit): void {
+  fs.mkdirSync(unit.dir, { recursive: true });
+  for (const d of unit.dirs) fs.mkdirSync(path.join(unit.dir, d), { recursive: true });
+  fs.mkdirSync(path.join(unit.dir, 'logs'), { recursive: true });
+  for (const f of unit.files) {
+    const target = path.join(unit.dir, f.path);
+    fs.mkdirSync(path.dirname(target), { recursive: true });
+    const tmp = `${target}.tmp-${process.pid}`;
+    fs.writeFileSync(tmp, f.content, { mode: f.mode ?? 0o644 });
+    fs.renameSync(tmp, target);
+  }
+}
+
+export function startUnit(unit: ServiceUnit): RunningService {
+  const log = logPath(unit);
+  const fd = fs.openSync(log, 'a');
+  try {
+    const [cmd, ...args] = unit.command;
+    const child = spawn(cmd, args, {
+      cwd: unit.dir,
+      env: { ...process.env, ...unit.env },
+      stdio: ['ignore', fd, fd],
+      detached: true,
+    });
+    if (child.pid === undefined) {
+      throw cdnError('CDN_ERR_SERVICE_FAILED', `${unit.name}: could not start ${cmd} (see ${log})`);
+    }
+    child.unref();
+    return { unit, pid: child.pid, log, child };
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+export function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+function redisPing(host: string, port: number, timeoutMs: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = net.connect({ host, port });
+    const done = (ok: boolean) => {
+      socket.destroy();
+      resolve(ok);
+    };
+    socket.setTimeout(timeoutMs, () => done(false));
+    socket.once('error', () => done(false));
+    socket.once('connect', () => socket.write('PING\r\n'));
+    socket.once('data', (buf) => done(buf.toString().startsWith('+PONG')));
+  });
+}
+
+export async function checkHealth(check: HealthCheck, timeoutMs = 1000): Promise<boolean> {
+  if (check.kind === 'redis') return redisPing(check.host, check.port, timeoutMs);
+  try {
+    const res = await fetch(check.url, { signal: AbortSignal.timeout(timeoutMs) });
+    await res.arrayBuffer();
+    return res.ok;
+  } catch {
+    return false;
+  }
+}
+
+function tail(file: string, lines = 15): string {
+  try {
+    return fs.readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
+  } catch {
+    return '';
+  }
+}
+
+/** Waits until the service answers its health check; fails fast if it exits. */
+export async function waitHealthy(svc: RunningService, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let exited: string | null = null;
+  svc.child?.once('exit', (code, signal) => {
+    exited = signal ? `killed by ${signal}` : `exited with code ${code}`;
+  });
+  while (Date.now() < deadline) {
+    if (exited || !isAlive(svc.pid)) {
+      const why = exited ?? 'exited';
+      const extra = svc.unit.role === 'edge' || svc.unit.role === 'balancer' ? ` and ${path.join(svc.unit.dir, 'logs', 'error.log')}` : '';
+      throw cdnError('CDN_ERR_SERVICE_FAILED', `${svc.unit.name} ${why}; see ${svc.log}${extra}\n${tail(svc.log)}`);
+    }
+    if (await checkHealth(svc.unit.health, 1000)) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw cdnError('CDN_ERR_SERVICE_FAILED', `${svc.unit.name} did not become healthy within ${timeoutMs / 1000}s; see ${svc.log}\n${tail(svc.log)}`);
+}
+
+/** SIGTERM to the process group, then SIGKILL if it is still there after `graceMs`. */
+export async function stopPid(pid: number, graceMs = 5000): Promise<void> {
+  const signal = (sig: NodeJS.Signals) => {
+    try {
+      process.kill(-pid, sig);
+    } catch {
+      try {
+        process.kill(pid, sig);
+      } catch {
+        /* already gone */
+      }
+    }
+  };
+  if (!isAlive(pid)) return;
+  signal('SIGTERM');
+  const deadline = Date.now() + graceMs;
+  while (Date.now() < deadline) {
+    if (!isAlive(pid)) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  signal('SIGKILL');
+}
+
+/** Stages of units whose dependencies are all in earlier stages. */
+export function startOrder(units: ServiceUnit[]): ServiceUnit[][] {
+  const done = new Set<string>();
+  const names = new Set(units.map((u) => u.name));
+  const stages: ServiceUnit[][] = [];
+  let rest = [...units];
+  while (rest.length > 0) {
+    const ready = rest.filter((u) => u.dependsOn.every((d) => done.has(d) || !names.has(d)));
+    if (ready.length === 0) throw new Error(`dependency cycle among ${rest.map((u) => u.name).join(', ')}`);
+    stages.push(ready);
+    ready.forEach((u) => done.add(u.name));
+    rest = rest.filter((u) => !ready.includes(u));
+  }
+  return stages;
+}
+
+/**
+ * Starts every unit, stage by stage. On any failure, stops what was started and
+ * rethrows, so a failed `up` leaves nothing running.
+ */
+export async function startAll(units: ServiceUnit[], options: { timeoutMs: number; onStarted?: (svc: RunningService) => void }): Promise<RunningService[]> {
+  const running: RunningService[] = [];
+  try {
+    for (const stage of startOrder(units)) {
+      const started = stage.map((u) => {
+        writeUnitFiles(u);
+        const svc = startUnit(u);
+        running.push(svc);
+        return svc;
+      });
+      await Promise.all(started.map((s) => waitHealthy(s, options.timeoutMs)));
+      started.forEach((s) => options.onStarted?.(s));
+    }
+    return running;
+  } catch (err) {
+    await stopAll(running);
+    throw err;
+  }
+}
+
+/** Stops services in reverse start order (the balancer before the edges, Redis last). */
+export async function stopAll(services: { pid: number }[]): Promise<void> {
+  for (const svc of [...services].reverse()) {
+    await stopPid(svc.pid);
+  }
+}

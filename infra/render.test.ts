@@ -1,0 +1,102 @@
+/**
+ * Every rendered file is checked by the program that will read it: `nginx -t` for
+ * the edge and balancer configs, `promtool check config` for Prometheus. redis.conf
+ * and the origin's environment are exercised by the end-to-end tests, which run them.
+ */
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { debianLayout } from './layout';
+import { parseSpec } from './spec';
+import type { Topology } from './topology';
+import { buildUnits } from './units';
+import { scrapeTargets } from '../observability/prometheus';
+
+const REPO = path.resolve(__dirname, '..');
+
+function fixedTopology(edges: { id: string; region: string; index: number }[]): Topology {
+  const p = (host: string, port: number) => ({ listen: { host: '0.0.0.0', port }, reach: { host, port } });
+  return {
+    redis: p('redis', 6379),
+    origin: p('origin', 3000),
+    balancer: { traffic: p('balancer', 8080), internal: p('balancer', 9145) },
+    edges: edges.map((e) => ({ ...e, traffic: p(`edge-${e.id}`, 8081), internal: p(`edge-${e.id}`, 9145) })),
+    prometheus: p('prometheus', 9090),
+    publicBaseUrl: 'https://cdn.shop.example',
+  };
+}
+
+function unitsFor(input: unknown, stateDir: string) {
+  const spec = parseSpec(input);
+  const edges = spec.regions.flatMap((r) => Array.from({ length: r.edges }, (_, i) => ({ id: `${r.name}-${i + 1}`, region: r.name, index: i + 1 })));
+  const topology = fixedTopology(edges);
+  const layout = debianLayout({ repoRoot: REPO, stateDir });
+  return { spec, topology, units: buildUnits({ spec, topology, layout, adminTokenFile: '/run/secrets/admin-token', withPrometheus: true }) };
+}
+
+describe('renderers', () => {
+  let dir: string;
+  beforeEach(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cdn-render-'));
+  });
+  afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  test('are pure: the same spec renders the same bytes', () => {
+    const a = unitsFor({ regions: [{ name: 'eu', edges: 3 }] }, dir).units;
+    const b = unitsFor({ regions: [{ name: 'eu', edges: 3 }] }, dir).units;
+    expect(JSON.stringify(a)).toEqual(JSON.stringify(b));
+  });
+
+  test('one unit per edge of every region, in dependency order', () => {
+    const { units } = unitsFor({ regions: [{ name: 'eu', edges: 3 }, { name: 'us', edges: 1 }] }, dir);
+    expect(units.map((u) => u.name)).toEqual(['redis', 'origin', 'edge-eu-1', 'edge-eu-2', 'edge-eu-3', 'edge-us-1', 'balancer', 'prometheus']);
+    expect(units.find((u) => u.name === 'balancer')!.dependsOn).toEqual(['edge-eu-1', 'edge-eu-2', 'edge-eu-3', 'edge-us-1']);
+  });
+
+  test('nginx accepts every rendered edge and balancer config (nginx -t)', () => {
+    const { units } = unitsFor({ regions: [{ name: 'eu', edges: 2 }, { name: 'us', edges: 1 }] }, dir);
+    const nginxUnits = units.filter((u) => u.role === 'edge' || u.role === 'balancer');
+    expect(nginxUnits).toHaveLength(4);
+    for (const unit of nginxUnits) {
+      for (const d of [...unit.dirs, 'logs']) fs.mkdirSync(path.join(unit.dir, d), { recursive: true });
+      for (const f of unit.files) fs.writeFileSync(path.join(unit.dir, f.path), f.content);
+      // -t parses the config and loads the modules; the hostnames of this fixed
+      // topology need not resolve for that, so map them to loopback via the IPs.
+      const conf = path.join(unit.dir, 'conf', 'nginx.conf');
+      fs.writeFileSync(conf, fs.readFileSync(conf, 'utf8').replace(/server (origin|edge-[a-z0-9-]+):/g, 'server 127.0.0.1:'));
+      const out = execFileSync('/usr/sbin/nginx', ['-t', '-p', unit.dir, '-c', conf, '-e', path.join(unit.dir, 'logs', 'error.log')], { encoding: 'utf8', stdio: 'pipe' });
+      expect(out).toBe('');
+    }
+  });
+
+  test('edge settings point at Redis and the purge stream; the balancer lists every edge per region', () => {
+    const { units } = unitsFor({ regions: [{ name: 'eu', edges: 2 }, { name: 'us', edges: 1 }], purge: { stream: 'shop:purges' } }, dir);
+    const edge = JSON.parse(units.find((u) => u.name === 'edge-us-1')!.files.find((f) => f.path === 'edge.json')!.content);
+    expect(edge).toEqual({ id: 'us-1', region: 'us', stream: 'shop:purges', redis: { host: 'redis', port: 6379 } });
+    const balancer = JSON.parse(units.find((u) => u.name === 'balancer')!.files.find((f) => f.path === 'balancer.json')!.content);
+    expect(balancer.order).toEqual(['eu', 'us']);
+    expect(balancer.regions).toEqual([
+      { name: 'eu', edges: [{ id: 'eu-1', host: 'edge-eu-1', port: 8081 }, { id: 'eu-2', host: 'edge-eu-2', port: 8081 }] },
+      { name: 'us', edges: [{ id: 'us-1', host: 'edge-us-1', port: 8081 }] },
+    ]);
+  });
+
+  test('the origin gets its settings and a token file, never a token', () => {
+    const { units } = unitsFor({}, dir);
+    const env = units.find((u) => u.name === 'origin')!.env;
+    expect(env).toMatchObject({ CDN_REDIS_URL: 'redis://redis:6379', CDN_ADMIN_TOKEN_FILE: '/run/secrets/admin-token', CDN_PUBLIC_BASE_URL: 'https://cdn.shop.example' });
+    expect(Object.keys(env)).not.toContain('CDN_ADMIN_TOKEN');
+  });
+
+  test('Prometheus scrapes every edge, the origin and the balancer, and promtool accepts it', () => {
+    const { units, topology } = unitsFor({ regions: [{ name: 'eu', edges: 2 }, { name: 'us', edges: 3 }] }, dir);
+    expect(scrapeTargets(topology).filter((t) => t.job === 'edge').map((t) => t.labels.edge)).toEqual(['eu-1', 'eu-2', 'us-1', 'us-2', 'us-3']);
+    const prom = units.find((u) => u.name === 'prometheus')!;
+    const file = path.join(dir, 'prometheus.yml');
+    fs.writeFileSync(file, prom.files[0].content);
+    expect(prom.files[0].content).toContain('"edge-us-3:9145"');
+    const out = execFileSync('promtool', ['check', 'config', file], { encoding: 'utf8', stdio: 'pipe' });
+    expect(out).toContain('SUCCESS');
+  });
+});

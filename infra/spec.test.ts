@@ -1,0 +1,47 @@
+import { CdnError } from './errors';
+import { edgeIdentities, parseSpec, regionOrder } from './spec';
+
+function errorOf(input: unknown): CdnError {
+  try {
+    parseSpec(input);
+  } catch (err) {
+    return err as CdnError;
+  }
+  throw new Error('expected parseSpec to throw');
+}
+
+describe('parseSpec', () => {
+  test('defaults give two regions of two edges on filesystem storage', () => {
+    const spec = parseSpec({});
+    expect(spec.regions).toEqual([
+      { name: 'eu', edges: 2 },
+      { name: 'us', edges: 2 },
+    ]);
+    expect(spec.storage).toEqual({ kind: 'filesystem' });
+    expect(edgeIdentities(spec).map((e) => e.id)).toEqual(['eu-1', 'eu-2', 'us-1', 'us-2']);
+    expect(regionOrder(spec)).toEqual(['eu', 'us']);
+  });
+
+  test('the default region goes first in the fallback order', () => {
+    expect(regionOrder(parseSpec({ regions: [{ name: 'eu' }, { name: 'us' }, { name: 'ap' }], defaultRegion: 'us' }))).toEqual(['us', 'eu', 'ap']);
+  });
+
+  test.each([
+    [{ regions: [] }, 'regions: at least one region is needed'],
+    [{ regions: [{ name: 'EU', edges: 1 }] }, 'regions[0].name: expected a lowercase name'],
+    [{ regions: [{ name: 'eu', edges: 0 }] }, 'regions[0].edges'],
+    [{ regions: [{ name: 'eu' }, { name: 'eu' }] }, 'regions[1].name: duplicate region "eu"'],
+    [{ defaultRegion: 'mars' }, 'defaultRegion: unknown region "mars"'],
+    [{ cache: { maxSize: 'lots' } }, 'cache.maxSize: expected a size such as 512m or 10g'],
+    [{ ports: { edge: 70000 } }, 'ports.edge'],
+    [{ origins: [{ match: 'Shop Example', url: 'http://127.0.0.1:8000' }] }, 'origins[0].match'],
+    [{ origins: [{ match: '*', url: 'ftp://x' }] }, 'origins[0].url'],
+    [{ storage: { kind: 'tape' } }, 'storage'],
+    [{ regionz: [] }, 'regionz'],
+  ])('%j is refused naming the field', (input, message) => {
+    const err = errorOf(input);
+    expect(err).toBeInstanceOf(CdnError);
+    expect(err.code).toBe('CDN_ERR_SPEC_INVALID');
+    expect(err.message).toContain(message);
+  });
+});

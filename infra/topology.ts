@@ -1,0 +1,47 @@
+/**
+ * Where each service listens and how its peers reach it. The spec says what to run;
+ * a topology says where: 127.0.0.1 with free ports natively, container names on a
+ * Docker network, private IPs on EC2. Renderers take a resolved topology, so they
+ * stay pure and target-independent.
+ */
+import type { EdgeIdentity } from './spec';
+
+export interface Endpoint {
+  host: string;
+  port: number;
+}
+
+/** `listen` is the socket a service binds; `reach` is the address its peers dial. */
+export interface Placement {
+  listen: Endpoint;
+  reach: Endpoint;
+}
+
+/** An nginx service with two listeners. */
+export interface FrontPlacement {
+  /** Shopper traffic. */
+  traffic: Placement;
+  /** Health and /metrics: never exposed to the internet. */
+  internal: Placement;
+}
+
+export interface EdgePlacement extends EdgeIdentity, FrontPlacement {}
+
+export interface Topology {
+  redis: Placement;
+  origin: Placement;
+  balancer: FrontPlacement;
+  edges: EdgePlacement[];
+  prometheus: Placement | null;
+  /** The URL shoppers and storefronts use (the balancer, or a DNS name in front of it). */
+  publicBaseUrl: string;
+}
+
+export function url(e: Endpoint, path = ''): string {
+  const host = e.host.includes(':') ? `[${e.host}]` : e.host;
+  return `http://${host}:${e.port}${path}`;
+}
+
+export function hostPort(e: Endpoint): string {
+  return e.host.includes(':') ? `[${e.host}]:${e.port}` : `${e.host}:${e.port}`;
+}

@@ -1,0 +1,56 @@
+/**
+ * Prometheus scrape configuration derived from the topology: every origin, edge and
+ * balancer that exists gets a target, with its role and region as labels. Adding an
+ * edge to the spec adds its target; nothing is listed by hand.
+ */
+import { hostPort, type Topology } from '../infra/topology';
+import type { RenderedFile } from '../infra/units';
+
+export interface ScrapeTarget {
+  job: 'origin' | 'edge' | 'balancer' | 'redis';
+  address: string;
+  labels: Record<string, string>;
+}
+
+export function scrapeTargets(topology: Topology): ScrapeTarget[] {
+  return [
+    { job: 'origin', address: hostPort(topology.origin.reach), labels: {} },
+    ...topology.edges.map((e) => ({
+      job: 'edge' as const,
+      address: hostPort(e.internal.reach),
+      labels: { edge: e.id, region: e.region },
+    })),
+    { job: 'balancer', address: hostPort(topology.balancer.internal.reach), labels: {} },
+  ];
+}
+
+function yamlString(s: string): string {
+  return JSON.stringify(s);
+}
+
+export function renderPrometheusConfig(targets: ScrapeTarget[], options: { scrapeInterval?: string } = {}): string {
+  const jobs = [...new Set(targets.map((t) => t.job))];
+  const lines = [
+    '# Rendered from the CDN topology: do not edit, change the spec instead.',
+    'global:',
+    `  scrape_interval: ${options.scrapeInterval ?? '5s'}`,
+    `  evaluation_interval: ${options.scrapeInterval ?? '5s'}`,
+    'scrape_configs:',
+  ];
+  for (const job of jobs) {
+    lines.push(`  - job_name: ${yamlString(job)}`, '    metrics_path: /metrics', '    static_configs:');
+    for (const t of targets.filter((x) => x.job === job)) {
+      lines.push(`      - targets: [${yamlString(t.address)}]`);
+      const labels = Object.entries(t.labels);
+      if (labels.length > 0) {
+        lines.push('        labels:');
+        for (const [k, v] of labels) lines.push(`          ${k}: ${yamlString(v)}`);
+      }
+    }
+  }
+  return lines.join('\n') + '\n';
+}
+
+export function renderPrometheus(topology: Topology): RenderedFile[] {
+  return [{ path: 'prometheus.yml', content: renderPrometheusConfig(scrapeTargets(topology)) }];
+}

@@ -1,0 +1,29 @@
+import { DynamicModule, Module } from '@nestjs/common';
+import { AssetsModule } from './assets/assets.module';
+import { StorageModule } from './assets/storage/storage.module';
+import { ConfigModule } from './config/config.module';
+import type { OriginConfig } from './config/origin-config';
+import { HealthModule } from './health/health.module';
+import { MetricsModule } from './metrics/metrics.module';
+import { PurgeModule } from './purge/purge.module';
+import { RedisModule } from './redis/redis.module';
+
+@Module({})
+export class OriginModule {
+  static forRoot(config: OriginConfig): DynamicModule {
+    return {
+      module: OriginModule,
+      imports: [
+        ConfigModule.forRoot(config),
+        MetricsModule,
+        RedisModule,
+        StorageModule,
+        PurgeModule,
+        HealthModule,
+        // Last: its GET /* catch-all must not shadow anything (Fastify prefers static
+        // routes anyway; this keeps the registration order readable too).
+        AssetsModule,
+      ],
+    };
+  }
+}

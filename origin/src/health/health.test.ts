@@ -1,0 +1,101 @@
+/**
+ * Liveness, readiness and metrics against the real app: readyz follows Redis and the
+ * storage directory; /metrics exposes the documented series with route templates.
+ */
+import { rename } from 'node:fs/promises';
+import { join } from 'node:path';
+import { startRedis, type RedisHandle } from '../../../test/support/redis-server';
+import { startOrigin, type OriginUnderTest } from '../../test/harness';
+import { HTTP_DURATION_BUCKETS } from '../metrics/metrics.service';
+
+let redisServer: RedisHandle;
+let origin: OriginUnderTest;
+
+beforeAll(async () => {
+  redisServer = await startRedis();
+  origin = await startOrigin(redisServer.url);
+});
+
+afterAll(async () => {
+  await origin?.close();
+  await redisServer?.stop();
+});
+
+test('GET /healthz is 200 {"status":"ok"}', async () => {
+  const res = await origin.request('GET', '/healthz');
+  expect(res.status).toBe(200);
+  expect(res.json()).toEqual({ status: 'ok' });
+});
+
+test('GET /readyz is 200 when Redis and the storage are fine', async () => {
+  const res = await origin.request('GET', '/readyz');
+  expect(res.status).toBe(200);
+  expect(res.json()).toEqual({ status: 'ok', checks: { redis: { status: 'ok' }, storage: { status: 'ok' } } });
+});
+
+describe('GET /metrics', () => {
+  let text: string;
+
+  beforeAll(async () => {
+    expect((await origin.request('PUT', '/v1/assets/m/a.txt', { auth: true, body: 'a' })).status).toBe(201);
+    await origin.request('GET', '/m/a.txt');
+    await origin.request('GET', '/m/secret-product-name.txt');
+    await origin.request('GET', '/healthz');
+    const res = await origin.request('GET', '/metrics');
+    expect(res.status).toBe(200);
+    expect(res.headers['content-type']).toMatch(/^text\/plain; version=0\.0\.4/);
+    text = res.body.toString();
+  });
+
+  test('has the default process metrics', () => {
+    expect(text).toMatch(/^process_cpu_seconds_total /m);
+    expect(text).toMatch(/^nodejs_eventloop_lag_seconds /m);
+  });
+
+  test('counts requests by route template, method and status class, never by key', () => {
+    expect(text).toContain('cdn_origin_http_requests_total{route="/v1/assets/*",method="PUT",status_class="2xx"} 1');
+    expect(text).toContain('cdn_origin_http_requests_total{route="/*",method="GET",status_class="2xx"} 1');
+    expect(text).toContain('cdn_origin_http_requests_total{route="/*",method="GET",status_class="4xx"} 1');
+    expect(text).toContain('cdn_origin_http_requests_total{route="/healthz",method="GET",status_class="2xx"}');
+    expect(text).not.toContain('secret-product-name');
+    expect(text).not.toContain('m/a.txt');
+  });
+
+  test('has the request duration histogram with the documented buckets', () => {
+    const les = [...text.matchAll(/^cdn_origin_http_request_duration_seconds_bucket\{le="([^"]+)",route="\/\*",method="GET"\}/gm)].map(
+      (m) => m[1],
+    );
+    expect(les).toEqual([...HTTP_DURATION_BUCKETS.map(String), '+Inf']);
+    expect(HTTP_DURATION_BUCKETS).toEqual([0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]);
+  });
+
+  test('has the purge counter', () => {
+    expect(text).toMatch(/^cdn_origin_purges_published_total 1$/m);
+  });
+});
+
+test('readyz is 503 naming the storage when the storage directory is broken', async () => {
+  const tmp = join(origin.storageDir, 'tmp');
+  await rename(tmp, `${tmp}.moved`);
+  try {
+    const res = await origin.request('GET', '/readyz');
+    expect(res.status).toBe(503);
+    expect(res.json()).toEqual({
+      status: 'unavailable',
+      checks: { redis: { status: 'ok' }, storage: { status: 'fail', error: expect.stringContaining('ENOENT') } },
+    });
+  } finally {
+    await rename(`${tmp}.moved`, tmp);
+  }
+});
+
+test('readyz is 503 naming Redis when Redis is down; healthz stays 200', async () => {
+  await redisServer.stop();
+  const res = await origin.request('GET', '/readyz');
+  expect(res.status).toBe(503);
+  expect(res.json()).toEqual({
+    status: 'unavailable',
+    checks: { redis: { status: 'fail', error: expect.any(String) }, storage: { status: 'ok' } },
+  });
+  expect((await origin.request('GET', '/healthz')).status).toBe(200);
+});

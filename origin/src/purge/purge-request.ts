@@ -1,0 +1,130 @@
+import { z } from 'zod';
+import { cdnError } from '../../../infra/errors';
+import { checkTag } from '../common/surrogate-keys';
+
+/**
+ * The body of POST /v1/purge, checked and normalised:
+ * `{"urls": [...], "prefixes": [...], "tags": [...]}`, every list optional, at least one
+ * entry in all, at most MAX_PURGE_ENTRIES. URLs become paths ("https://shop/a.png" and
+ * "/a.png" both give "/a.png").
+ */
+
+export const MAX_PURGE_ENTRIES = 1000;
+const MAX_PATH_LENGTH = 2048;
+
+export interface PurgeRequest {
+  readonly urls: readonly string[];
+  readonly prefixes: readonly string[];
+  readonly tags: readonly string[];
+}
+
+const stringList = z.array(z.string({ error: 'must be a string' }), { error: 'must be an array of strings' }).optional();
+
+const bodySchema = z.strictObject(
+  {
+    urls: stringList,
+    prefixes: stringList,
+    tags: stringList,
+  },
+  { error: 'the body must be a JSON object' },
+);
+
+function invalid(detail: string, field?: string): never {
+  throw cdnError('CDN_ERR_PURGE_INVALID', detail, { details: field ? { field } : undefined });
+}
+
+export function parsePurgeRequest(body: unknown): PurgeRequest {
+  const parsed = bodySchema.safeParse(body);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    if (issue.code === 'unrecognized_keys') {
+      const names = issue.keys.map((key) => JSON.stringify(key)).join(', ');
+      invalid(`unknown field ${names} (expected urls, prefixes, tags)`, issue.keys[0]);
+    }
+    const field = formatPath(issue.path);
+    invalid(field ? `${field}: ${issue.message}` : issue.message, field || undefined);
+  }
+
+  const raw = { urls: parsed.data.urls ?? [], prefixes: parsed.data.prefixes ?? [], tags: parsed.data.tags ?? [] };
+  const total = raw.urls.length + raw.prefixes.length + raw.tags.length;
+  if (total === 0) {
+    invalid('at least one of urls, prefixes, tags must be a non-empty list');
+  }
+  if (total > MAX_PURGE_ENTRIES) {
+    invalid(`at most ${MAX_PURGE_ENTRIES} entries in all (urls + prefixes + tags), got ${total}`);
+  }
+
+  const urls = raw.urls.map((value, i) => {
+    const result = normalisePurgeUrl(value);
+    return 'path' in result ? result.path : invalid(`urls[${i}]: ${result.reason}`, `urls[${i}]`);
+  });
+  const prefixes = raw.prefixes.map((value, i) => {
+    const reason = checkPrefix(value);
+    return reason === undefined ? value : invalid(`prefixes[${i}]: ${reason}`, `prefixes[${i}]`);
+  });
+  const tags = raw.tags.map((value, i) => {
+    const reason = checkTag(value);
+    return reason === undefined ? value : invalid(`tags[${i}]: ${reason}`, `tags[${i}]`);
+  });
+
+  return { urls: unique(urls), prefixes: unique(prefixes), tags: unique(tags) };
+}
+
+/**
+ * "http(s)://host/path" or "/path" -> "/path", normalised as the WHATWG URL parser does
+ * (dot segments resolved, unsafe characters percent-encoded). A query or fragment is
+ * refused rather than silently dropped: edges key on paths, and dropping "?v=2" would
+ * purge something else than the caller meant.
+ */
+export function normalisePurgeUrl(value: string): { path: string } | { reason: string } {
+  if (value.length === 0) {
+    return { reason: 'is empty' };
+  }
+  if (value.length > MAX_PATH_LENGTH) {
+    return { reason: `is longer than ${MAX_PATH_LENGTH} characters` };
+  }
+  let url: URL;
+  if (/^https?:\/\//i.test(value)) {
+    try {
+      url = new URL(value);
+    } catch {
+      return { reason: 'is not a valid URL' };
+    }
+  } else if (value.startsWith('/') && !value.startsWith('//')) {
+    if (/[\x00-\x20\x7f\\]/.test(value)) {
+      return { reason: 'contains spaces, control characters or backslashes' };
+    }
+    url = new URL(value, 'http://origin.invalid');
+  } else {
+    return { reason: 'must be a full http(s) URL or a path starting with "/"' };
+  }
+  if (url.search !== '' || url.hash !== '' || /[?#]/.test(value)) {
+    return { reason: 'must not have a query string or fragment (purge the path, or a prefix)' };
+  }
+  return { path: url.pathname };
+}
+
+function checkPrefix(value: string): string | undefined {
+  if (!value.startsWith('/') || !value.endsWith('/')) {
+    return 'must start and end with "/"';
+  }
+  if (value.length > MAX_PATH_LENGTH) {
+    return `is longer than ${MAX_PATH_LENGTH} characters`;
+  }
+  if (!/^[\x21-\x7e]+$/.test(value) || /[?#\\]/.test(value)) {
+    return 'must be printable ASCII without spaces, "?", "#" or "\\"';
+  }
+  return undefined;
+}
+
+function formatPath(path: readonly PropertyKey[]): string {
+  let out = '';
+  for (const part of path) {
+    out += typeof part === 'number' ? `[${part}]` : out === '' ? String(part) : `.${String(part)}`;
+  }
+  return out;
+}
+
+function unique(values: readonly string[]): string[] {
+  return [...new Set(values)];
+}

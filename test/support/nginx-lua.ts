@@ -1,0 +1,95 @@
+/**
+ * Runs Lua inside a real nginx (Test::Nginx is not packaged for Debian, so tests
+ * drive nginx from jest with its habits: a fresh config per case, and the error log
+ * must hold no [error] line).
+ */
+import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { debianLayout } from '../../infra/layout';
+import { renderNginxConf } from '../../infra/nginx';
+import { freePort } from '../../infra/native/ports';
+import { checkHealth, stopPid } from '../../infra/native/supervisor';
+
+export const REPO_ROOT = path.resolve(__dirname, '..', '..');
+
+export interface NginxHandle {
+  url: string;
+  port: number;
+  dir: string;
+  errorLog(): string;
+  stop(): Promise<void>;
+}
+
+/** Starts nginx with the project's Lua on the package path and `server` as the only server body. */
+export async function startNginx(server: string, options: { http?: string; dicts?: Record<string, string>; init?: string; initWorker?: string } = {}): Promise<NginxHandle> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cdn-nginx-'));
+  for (const d of ['conf', 'logs', 'tmp']) fs.mkdirSync(path.join(dir, d));
+  const layout = debianLayout({ repoRoot: REPO_ROOT, stateDir: dir });
+  const port = await freePort();
+  const conf = renderNginxConf({
+    layout,
+    workers: 1,
+    luaRoots: [layout.balancerLuaRoot, layout.edgeLuaRoot],
+    sharedDicts: options.dicts ?? { cdn_test: '1m' },
+    init: options.init ?? '',
+    initWorker: options.initWorker ?? '',
+    continueRequestId: false,
+    http: `${options.http ?? ''}
+    server {
+        listen 127.0.0.1:${port};
+        location = /__ready { return 204; }
+${server}
+    }`,
+  });
+  fs.writeFileSync(path.join(dir, 'conf', 'nginx.conf'), conf);
+  const child = spawn(layout.nginx, ['-p', dir, '-c', path.join(dir, 'conf', 'nginx.conf'), '-e', path.join(dir, 'logs', 'error.log'), '-g', 'daemon off;'], {
+    stdio: 'ignore',
+    detached: true,
+  });
+  const pid = child.pid!;
+  const errorLog = () => {
+    try {
+      return fs.readFileSync(path.join(dir, 'logs', 'error.log'), 'utf8');
+    } catch {
+      return '';
+    }
+  };
+  const deadline = Date.now() + 10000;
+  while (!(await checkHealth({ kind: 'http', url: `http://127.0.0.1:${port}/__ready` }, 500))) {
+    if (child.exitCode !== null || Date.now() > deadline) {
+      await stopPid(pid);
+      throw new Error(`nginx did not start:\n${errorLog()}`);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return {
+    url: `http://127.0.0.1:${port}`,
+    port,
+    dir,
+    errorLog,
+    stop: async () => {
+      await stopPid(pid);
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Runs a Lua chunk in a content phase and returns what it printed. */
+export async function runLua(code: string): Promise<string> {
+  const nginx = await startNginx(`        location = /run {
+            content_by_lua_block {
+${code}
+            }
+        }`);
+  try {
+    const res = await fetch(`${nginx.url}/run`);
+    const body = await res.text();
+    if (res.status !== 200) throw new Error(`lua failed (${res.status}): ${body}\n${nginx.errorLog()}`);
+    expect(nginx.errorLog()).not.toMatch(/\[error\]/);
+    return body;
+  } finally {
+    await nginx.stop();
+  }
+}
