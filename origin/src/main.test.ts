@@ -1,5 +1,5 @@
 /**
- * main.ts as a real process (sources run through origin/test/register-ts.js): a bad
+ * main.ts as a real process (the build `npm test` runs first, dist/origin/src/main.js): a bad
  * environment exits non-zero naming the variable; SIGTERM lets an in-flight upload
  * finish, then exits 0; the token never shows up in the output.
  */
@@ -22,7 +22,7 @@ interface Started {
 }
 
 function startMain(env: Record<string, string>): Started {
-  const child = spawn(process.execPath, ['-r', './origin/test/register-ts.js', 'origin/src/main.ts'], {
+  const child = spawn(process.execPath, [join(ROOT, 'dist', 'origin', 'src', 'main.js')], {
     cwd: ROOT,
     env: { PATH: process.env.PATH ?? '', NO_COLOR: '1', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
