@@ -3,7 +3,7 @@
  * fallback order) its Lua reads. Pure, like every renderer.
  */
 import * as path from 'node:path';
-import { renderNginxConf, luaString } from '../infra/nginx';
+import { DROP_OVERRIDE_HEADERS, internalServer, luaString, renderNginxConf } from '../infra/nginx';
 import type { Layout } from '../infra/layout';
 import { regionOrder, type CdnSpec } from '../infra/spec';
 import { hostPort, type Topology } from '../infra/topology';
@@ -58,9 +58,7 @@ export function renderBalancer(spec: CdnSpec, topology: Topology, layout: Layout
             proxy_set_header X-Forwarded-Proto $scheme;
             proxy_set_header X-Forwarded-Host "";
             proxy_set_header X-Request-Id $cdn_request_id;
-            proxy_set_header X-HTTP-Method-Override "";
-            proxy_set_header X-Original-URL "";
-            proxy_set_header X-Rewrite-URL "";
+${DROP_OVERRIDE_HEADERS}
             # A dead edge costs a 1 s connect timeout at most, then the next edge
             # on the ring is tried. Non-idempotent requests are never retried.
             proxy_connect_timeout 1s;
@@ -76,14 +74,7 @@ export function renderBalancer(spec: CdnSpec, topology: Topology, layout: Layout
 
     }
 
-    # Metrics: a separate listener, bound where only monitoring reaches it.
-    server {
-        listen ${hostPort(topology.balancer.internal.listen)};
-        access_log off;
-        location = /healthz { content_by_lua_block { require("cdn.balancer").serve_health() } }
-        location = /metrics { content_by_lua_block { require("cdn.balancer").serve_metrics() } }
-        location / { return 404; }
-    }`;
+${internalServer(hostPort(topology.balancer.internal.listen), 'cdn.balancer')}`;
   const conf = renderNginxConf({
     layout,
     workers: spec.workers,

@@ -3,7 +3,7 @@
  * Pure: the same inputs give the same bytes on every target.
  */
 import * as path from 'node:path';
-import { renderNginxConf, luaString } from '../infra/nginx';
+import { DROP_OVERRIDE_HEADERS, internalServer, luaString, renderNginxConf } from '../infra/nginx';
 import type { Layout } from '../infra/layout';
 import type { CdnSpec } from '../infra/spec';
 import { hostPort, type EdgePlacement, type Topology } from '../infra/topology';
@@ -66,9 +66,7 @@ export function renderEdge(spec: CdnSpec, topology: Topology, edge: EdgePlacemen
             proxy_set_header Connection "";
             proxy_set_header Host $host;
             proxy_set_header X-Request-Id $cdn_request_id;
-            proxy_set_header X-HTTP-Method-Override "";
-            proxy_set_header X-Original-URL "";
-            proxy_set_header X-Rewrite-URL "";
+${DROP_OVERRIDE_HEADERS}
             proxy_connect_timeout 2s;
             proxy_read_timeout 30s;
             proxy_buffers 16 16k;
@@ -85,14 +83,7 @@ export function renderEdge(spec: CdnSpec, topology: Topology, edge: EdgePlacemen
         }
     }
 
-    # Health and metrics: a separate listener that is never published.
-    server {
-        listen ${hostPort(edge.internal.listen)};
-        access_log off;
-        location = /healthz { content_by_lua_block { require("cdn.edge").serve_health() } }
-        location = /metrics { content_by_lua_block { require("cdn.edge").serve_metrics() } }
-        location / { return 404; }
-    }`;
+${internalServer(hostPort(edge.internal.listen), 'cdn.edge')}`;
   const conf = renderNginxConf({
     layout,
     workers: spec.workers,

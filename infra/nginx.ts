@@ -24,6 +24,26 @@ export interface NginxMainOptions {
   http: string;
 }
 
+/** The health and metrics listener of an nginx service; never published. */
+export function internalServer(listen: string, luaModule: string): string {
+  return `    # Health and metrics: a separate listener, reachable only from inside.
+    server {
+        listen ${listen};
+        access_log off;
+        location = /healthz { content_by_lua_block { require("${luaModule}").serve_health() } }
+        location = /metrics { content_by_lua_block { require("${luaModule}").serve_metrics() } }
+        location / { return 404; }
+    }`;
+}
+
+/**
+ * Headers that let a client rewrite the method or URL behind a cache (poisoning,
+ * CPDoS): never passed upstream.
+ */
+export const DROP_OVERRIDE_HEADERS = `            proxy_set_header X-HTTP-Method-Override "";
+            proxy_set_header X-Original-URL "";
+            proxy_set_header X-Rewrite-URL "";`;
+
 export function luaString(s: string): string {
   return JSON.stringify(s);
 }
