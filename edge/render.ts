@@ -13,7 +13,8 @@ export interface EdgeSettings {
   id: string;
   region: string;
   stream: string;
-  redis: { host: string; port: number };
+  /** `passwordFile` (mode 0600) holds the Redis password when the bus requires one. */
+  redis: { host: string; port: number; passwordFile?: string };
 }
 
 export function edgeSettings(spec: CdnSpec, topology: Topology, edge: EdgePlacement): EdgeSettings {

@@ -22,6 +22,8 @@ export function renderOriginEnv(spec: CdnSpec, topology: Topology, storagePath: 
     CDN_PUBLIC_BASE_URL: topology.publicBaseUrl,
     CDN_PURGE_STREAM: spec.purge.stream,
     CDN_PURGE_STREAM_MAXLEN: String(spec.purge.maxLen),
+    // The edges that must apply a purge before the origin reports it complete.
+    CDN_EDGE_IDS: topology.edges.map((e) => e.id).join(','),
   };
 }
 

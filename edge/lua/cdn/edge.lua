@@ -31,6 +31,9 @@ local INTERNAL_HEADERS = { "Surrogate-Key", "Surrogate-Control" }
 
 function _M.init(settings_path)
     settings = settings_loader.load(settings_path)
+    if settings.redis.passwordFile then
+        settings.redis_password = settings_loader.read_secret(settings.redis.passwordFile)
+    end
     generations.init()
 end
 

@@ -22,4 +22,17 @@ function _M.load(path)
 end
 
 
+-- Reads a secret (first line, trimmed) from a file the renderer pointed at, so the
+-- secret itself never appears in rendered settings or logs.
+function _M.read_secret(path)
+    local f, err = open(path, "r")
+    if not f then
+        error("failed to open secret file " .. path .. ": " .. err, 2)
+    end
+    local line = f:read("*l") or ""
+    f:close()
+    return (line:gsub("^%s+", ""):gsub("%s+$", ""))
+end
+
+
 return _M

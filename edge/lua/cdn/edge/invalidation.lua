@@ -153,8 +153,8 @@ local function follow(ctx)
     if not ok then
         return nil, "failed to connect to redis: " .. tostring(err)
     end
-    if ctx.redis.password then
-        ok, err = red:auth(ctx.redis.password)
+    if ctx.password then
+        ok, err = red:auth(ctx.password)
         if not ok then
             return nil, "failed to authenticate to redis: " .. tostring(err)
         end
@@ -229,6 +229,7 @@ function _M.start(settings)
     end
     local ctx = {
         redis = settings.redis,
+        password = settings.redis_password,
         stream = settings.stream,
         edge_id = settings.id,
         started_ms = now() * 1000,
