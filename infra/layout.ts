@@ -25,6 +25,29 @@ export interface Layout {
    * null to leave it out (a non-root master cannot switch users anyway).
    */
   nginxUser: string | null;
+  /**
+   * Directory the target writes secret files into (mode 0600: admin token, Redis
+   * password, S3 keys), or undefined where the target provides none (native): then
+   * no renderer points at a secret file.
+   */
+  secretsDir?: string;
+}
+
+/** Secret files a target may provide, by purpose; renderers name paths, never values. */
+export const SECRET_FILES = {
+  adminToken: 'admin-token',
+  redisPassword: 'redis-password',
+  /** redis.conf `include`s this one: it holds `requirepass`, so redis.conf itself stays free of secrets. */
+  redisAuthConf: 'redis-auth.conf',
+  s3AccessKey: 's3-access-key',
+  s3SecretKey: 's3-secret-key',
+} as const;
+
+export type SecretName = keyof typeof SECRET_FILES;
+
+/** Absolute path of a secret file on the target, or undefined when the layout has no secrets directory. */
+export function secretFile(layout: Layout, name: SecretName): string | undefined {
+  return layout.secretsDir === undefined ? undefined : path.posix.join(layout.secretsDir, SECRET_FILES[name]);
 }
 
 /** Paths on a Debian machine running services from a checkout of this repository. */
@@ -44,5 +67,33 @@ export function debianLayout(options: { repoRoot: string; stateDir: string; node
     // Natively every file lives in the caller's own state directory, which workers
     // dropped to `nobody` could not read; so they keep the caller's identity.
     nginxUser: process.getuid?.() === 0 ? 'root' : null,
+  };
+}
+
+/** Where everything lives inside the CDN's containers and on its EC2 instances. */
+export const CONTAINER_ROOT = '/opt/cdn';
+
+/**
+ * Paths inside the images (edge/Dockerfile, balancer/Dockerfile, origin/Dockerfile,
+ * infra/docker/Dockerfile) and on EC2 instances, where cloud-init checks the
+ * repository out at /opt/cdn: rendered files under /etc/cdn/<unit>, secrets under
+ * /etc/cdn/secrets, Lua and the built origin under /opt/cdn. nginx masters start
+ * as root (to bind and to read secrets) and drop their workers to www-data.
+ */
+export function containerLayout(): Layout {
+  return {
+    unitDir: (unit) => path.posix.join('/etc/cdn', unit),
+    edgeLuaRoot: `${CONTAINER_ROOT}/edge/lua`,
+    balancerLuaRoot: `${CONTAINER_ROOT}/balancer/lua`,
+    systemLuaPath: '/usr/share/lua/5.1',
+    nginxModulesDir: '/usr/lib/nginx/modules',
+    nginx: '/usr/sbin/nginx',
+    redisServer: '/usr/bin/redis-server',
+    prometheus: '/usr/bin/prometheus',
+    // node:20-bookworm-slim and the official tarball cloud-init unpacks both put it here.
+    node: '/usr/local/bin/node',
+    originEntry: `${CONTAINER_ROOT}/dist/origin/src/main.js`,
+    nginxUser: 'www-data',
+    secretsDir: '/etc/cdn/secrets',
   };
 }

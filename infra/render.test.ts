@@ -73,13 +73,55 @@ describe('renderers', () => {
   test('edge settings point at Redis and the purge stream; the balancer lists every edge per region', () => {
     const { units } = unitsFor({ regions: [{ name: 'eu', edges: 2 }, { name: 'us', edges: 1 }], purge: { stream: 'shop:purges' } }, dir);
     const edge = JSON.parse(units.find((u) => u.name === 'edge-us-1')!.files.find((f) => f.path === 'edge.json')!.content);
-    expect(edge).toEqual({ id: 'us-1', region: 'us', stream: 'shop:purges', redis: { host: 'redis', port: 6379 } });
+    expect(edge).toEqual({ id: 'us-1', region: 'us', stream: 'shop:purges', redis: { host: 'redis', port: 6379 }, grace: 86400 });
     const balancer = JSON.parse(units.find((u) => u.name === 'balancer')!.files.find((f) => f.path === 'balancer.json')!.content);
     expect(balancer.order).toEqual(['eu', 'us']);
     expect(balancer.regions).toEqual([
-      { name: 'eu', edges: [{ id: 'eu-1', host: 'edge-eu-1', port: 8081 }, { id: 'eu-2', host: 'edge-eu-2', port: 8081 }] },
-      { name: 'us', edges: [{ id: 'us-1', host: 'edge-us-1', port: 8081 }] },
+      {
+        name: 'eu',
+        edges: [
+          { id: 'eu-1', host: 'edge-eu-1', port: 8081, health: { host: 'edge-eu-1', port: 9145 } },
+          { id: 'eu-2', host: 'edge-eu-2', port: 8081, health: { host: 'edge-eu-2', port: 9145 } },
+        ],
+      },
+      { name: 'us', edges: [{ id: 'us-1', host: 'edge-us-1', port: 8081, health: { host: 'edge-us-1', port: 9145 } }] },
     ]);
+    expect(balancer).toMatchObject({ retries: 1, boundedLoad: 1.25, health: { interval: 1, timeout: 0.5, fall: 2, rise: 2 }, hosts: null });
+    expect(balancer.revision).toMatch(/^[0-9a-f]{12}$/);
+  });
+
+  test('the balancer renders its routing, TLS and host options, and nginx accepts them', () => {
+    const certDir = path.join(dir, 'tls');
+    fs.mkdirSync(certDir);
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=shop.example', '-keyout', path.join(certDir, 'key.pem'), '-out', path.join(certDir, 'cert.pem')], { stdio: 'pipe' });
+    const { units } = unitsFor(
+      {
+        regions: [{ name: 'eu', edges: 1 }, { name: 'us', edges: 1 }],
+        balancer: {
+          trustedProxies: ['10.0.0.0/8', '2001:db8::/32'],
+          cidrRegions: [{ cidr: '192.0.2.0/24', region: 'us' }, { cidr: '192.0.2.128/25', region: 'eu' }],
+          tls: { cert: path.join(certDir, 'cert.pem'), key: path.join(certDir, 'key.pem') },
+          hosts: ['shop.example'],
+          maxConnsPerClient: 50,
+        },
+      },
+      dir,
+    );
+    const unit = units.find((u) => u.name === 'balancer')!;
+    const conf = unit.files.find((f) => f.path === 'conf/nginx.conf')!.content;
+    expect(conf).toMatch(/listen 0\.0\.0\.0:8080 ssl backlog=4096;/);
+    expect(conf).toContain('limit_conn cdn_conn 50;');
+    // longest prefix first, trusted proxies as geo proxies
+    expect(conf.indexOf('192.0.2.128/25 eu;')).toBeLessThan(conf.indexOf('192.0.2.0/24 us;'));
+    expect(conf).toContain('proxy 2001:db8::/32;');
+    // the status page lives on the internal listener only
+    const internal = conf.slice(conf.indexOf('# Health and metrics'));
+    expect(internal).toContain('location = /status ');
+    expect(conf.slice(0, conf.indexOf('# Health and metrics'))).not.toContain('/status');
+    for (const d of [...unit.dirs, 'logs']) fs.mkdirSync(path.join(unit.dir, d), { recursive: true });
+    for (const f of unit.files) fs.writeFileSync(path.join(unit.dir, f.path), f.content);
+    const file = path.join(unit.dir, 'conf', 'nginx.conf');
+    expect(execFileSync('/usr/sbin/nginx', ['-t', '-p', unit.dir, '-c', file, '-e', path.join(unit.dir, 'logs', 'error.log')], { encoding: 'utf8', stdio: 'pipe' })).toBe('');
   });
 
   test('the origin gets its settings and a token file, never a token', () => {

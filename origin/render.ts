@@ -1,23 +1,48 @@
 /** The origin's environment, rendered from the spec like every other service's files. */
+import { cdnError } from '../infra/errors';
 import type { CdnSpec } from '../infra/spec';
 import { url, type Topology } from '../infra/topology';
 
 export interface OriginSecrets {
   /** Path of a file holding the admin token (never the token itself). */
   adminTokenFile: string;
+  /** File holding the Redis password; required when the spec names one (`secrets.redisPassword`). */
+  redisPasswordFile?: string;
+  /** Files holding the S3 access and secret keys; required with `storage.kind: s3`. */
+  s3AccessKeyFile?: string;
+  s3SecretKeyFile?: string;
+}
+
+function storageEnv(spec: CdnSpec, storagePath: string, secrets: OriginSecrets): Record<string, string> {
+  const storage = spec.storage;
+  if (storage.kind === 'filesystem') {
+    return { CDN_STORAGE_KIND: 'filesystem', CDN_STORAGE_PATH: storage.path ?? storagePath };
+  }
+  if (!secrets.s3AccessKeyFile || !secrets.s3SecretKeyFile) {
+    // The target writes the keys named by storage.accessKeySecret/secretKeySecret into files.
+    throw cdnError('CDN_ERR_CONFIG_INVALID', `storage kind s3 needs files holding the keys named ${storage.accessKeySecret} and ${storage.secretKeySecret}; this target provides none`);
+  }
+  return {
+    CDN_STORAGE_KIND: 's3',
+    CDN_S3_ENDPOINT: storage.endpoint,
+    CDN_S3_BUCKET: storage.bucket,
+    CDN_S3_REGION: storage.region,
+    CDN_S3_ACCESS_KEY_FILE: secrets.s3AccessKeyFile,
+    CDN_S3_SECRET_KEY_FILE: secrets.s3SecretKeyFile,
+  };
 }
 
 export function renderOriginEnv(spec: CdnSpec, topology: Topology, storagePath: string, secrets: OriginSecrets): Record<string, string> {
-  if (spec.storage.kind !== 'filesystem') {
-    throw new Error(`storage kind ${spec.storage.kind} is not supported by the origin yet`);
+  if (spec.secrets.redisPassword && !secrets.redisPasswordFile) {
+    throw cdnError('CDN_ERR_CONFIG_INVALID', `secrets.redisPassword (${spec.secrets.redisPassword}) needs a file holding the password; this target provides none`);
   }
   return {
     NODE_ENV: 'production',
     CDN_ORIGIN_HOST: topology.origin.listen.host,
     CDN_ORIGIN_PORT: String(topology.origin.listen.port),
-    CDN_STORAGE_KIND: 'filesystem',
-    CDN_STORAGE_PATH: spec.storage.path ?? storagePath,
+    ...storageEnv(spec, storagePath, secrets),
     CDN_REDIS_URL: `redis://${topology.redis.reach.host}:${topology.redis.reach.port}`,
+    ...(spec.secrets.redisPassword ? { CDN_REDIS_PASSWORD_FILE: secrets.redisPasswordFile! } : {}),
     CDN_ADMIN_TOKEN_FILE: secrets.adminTokenFile,
     CDN_PUBLIC_BASE_URL: topology.publicBaseUrl,
     CDN_PURGE_STREAM: spec.purge.stream,

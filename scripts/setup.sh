@@ -5,17 +5,53 @@
 #
 #   ./scripts/setup.sh            # Debian packages + npm ci + build
 #   ./scripts/setup.sh --system   # Debian packages only (images, cloud-init)
+#   ./scripts/setup.sh --system --role edge   # only what one role runs (images, cloud-init)
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 
-# The one list of Debian packages (infra/units.ts PACKAGES names the same ones per role).
+# The one list of Debian packages (infra/units.ts PACKAGES names the same ones per role;
+# infra/docker/dockerfiles.test.ts checks that both agree).
 PACKAGES=(
   nginx libnginx-mod-http-lua libnginx-mod-http-ndk
   lua-resty-core lua-resty-lrucache lua-nginx-redis lua-cjson
   redis-server prometheus
   wrk lua-check curl ca-certificates
 )
+
+# Per role, for images and instances that run one service. curl and ca-certificates
+# serve health checks and HTTPS downloads in every role.
+ROLE_COMMON="curl ca-certificates"
+role_packages() {
+  case "$1" in
+    edge) echo "nginx libnginx-mod-http-lua libnginx-mod-http-ndk lua-resty-core lua-resty-lrucache lua-nginx-redis lua-cjson" ;;
+    balancer) echo "nginx libnginx-mod-http-lua libnginx-mod-http-ndk lua-resty-core lua-resty-lrucache lua-cjson" ;;
+    redis) echo "redis-server" ;;
+    prometheus) echo "prometheus" ;;
+    origin) echo "" ;;
+    *) echo "setup: unknown role $1 (edge, balancer, redis, prometheus, origin)" >&2; return 1 ;;
+  esac
+}
+
+SYSTEM_ONLY=0
+ROLES=()
+while [ "$#" -gt 0 ]; do
+  case "$1" in
+    --system) SYSTEM_ONLY=1 ;;
+    --role) shift; IFS=',' read -r -a more <<< "${1:?setup: --role needs a role}"; ROLES+=("${more[@]}") ;;
+    *) echo "setup: unknown argument $1 (use --system, --role ROLE)" >&2; exit 2 ;;
+  esac
+  shift
+done
+if [ "${#ROLES[@]}" -gt 0 ]; then
+  # shellcheck disable=SC2207 # package names contain no spaces
+  PACKAGES=($ROLE_COMMON)
+  for r in "${ROLES[@]}"; do
+    list=$(role_packages "$r") || exit 2
+    # shellcheck disable=SC2206
+    PACKAGES+=($list)
+  done
+fi
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then
@@ -44,7 +80,7 @@ else
   echo "setup: Debian packages present"
 fi
 
-if [ "${1:-}" = "--system" ]; then
+if [ "$SYSTEM_ONLY" -eq 1 ]; then
   exit 0
 fi
 

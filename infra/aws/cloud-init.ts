@@ -1,0 +1,176 @@
+/**
+ * User data for the aws target's instances: a `#cloud-config` (JSON is YAML) that
+ * writes the units' rendered files, secrets and systemd units, and a bootstrap
+ * script that checks the repository out at /opt/cdn, installs the role's Debian
+ * packages with scripts/setup.sh (the list CI installs) and starts the units. Pure:
+ * it takes resolved strings, so tests read exactly what an instance would get.
+ */
+import { gzipSync } from 'node:zlib';
+import { CONTAINER_ROOT } from '../layout';
+import type { Role, ServiceUnit } from '../units';
+import { RUN_UNIT, unitEnvironment } from '../deploy/units';
+
+/** AWS refuses user data above 16 KiB. */
+export const USER_DATA_LIMIT = 16384;
+
+export interface HostFile {
+  path: string;
+  content: string;
+  permissions: string;
+}
+
+/** A third-party container on the host (MinIO, Grafana, Loki), on the host's network. */
+export interface HostContainer {
+  name: string;
+  image: string;
+  args: string[];
+  env: Record<string, string>;
+  /** host path -> container path */
+  mounts: Record<string, string>;
+}
+
+export interface HostPlan {
+  /** Roles whose Debian packages setup.sh installs here. */
+  roles: Role[];
+  units: ServiceUnit[];
+  files: HostFile[];
+  source: { repository: string; ref: string };
+  /** The origin host also installs Node.js and runs the full setup (npm ci + build), as CI does. */
+  node?: { version: string };
+  containers: HostContainer[];
+  /** An EBS volume formatted once and mounted (the object store's data). */
+  dataVolume?: { volumeId: string; mountPoint: string };
+  /** Commands run after files are written and before units start (ownership of container data). */
+  prepare: string[];
+}
+
+/** Single-quotes a word for bash. */
+export function shq(s: string): string {
+  return /^[A-Za-z0-9_@%+=:,./-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;
+}
+
+/** One ExecStart/Environment word: systemd expands `%` specifiers and `$` variables, so both are escaped. */
+export function systemdWord(s: string): string {
+  const escaped = s.replace(/%/g, '%%').replace(/\$/g, '$$$$');
+  return /^[A-Za-z0-9_@%$+=:,./-]+$/.test(escaped) ? escaped : `"${escaped.replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"`;
+}
+
+export function systemdServiceName(unit: ServiceUnit): string {
+  return `cdn-${unit.name}.service`;
+}
+
+/** The systemd unit running a service unit's command through scripts/run-unit.sh. */
+export function renderSystemdUnit(unit: ServiceUnit): string {
+  const env = Object.entries(unitEnvironment(unit)).map(([k, v]) => `Environment=${systemdWord(`${k}=${v}`)}`);
+  return `# Rendered by the CDN's aws target: do not edit, change the stack instead.
+[Unit]
+Description=CDN ${unit.role} ${unit.name}
+After=network-online.target
+Wants=network-online.target
+
+[Service]
+Type=simple
+${env.join('\n')}
+WorkingDirectory=${unit.dir}
+ExecStart=${[RUN_UNIT, ...unit.command].map(systemdWord).join(' ')}
+Restart=always
+RestartSec=2
+TimeoutStopSec=20
+LimitNOFILE=65536
+
+[Install]
+WantedBy=multi-user.target
+`;
+}
+
+/** Debian services that would compete with the units for their ports after a reboot. */
+const PACKAGE_SERVICES = ['nginx.service', 'redis-server.service', 'prometheus.service'];
+
+export function renderBootstrap(host: HostPlan): string {
+  const lines = [
+    '#!/bin/bash',
+    "# Rendered by the CDN's aws target: installs what this instance runs, then starts it.",
+    'set -euo pipefail',
+    'export DEBIAN_FRONTEND=noninteractive',
+    'apt-get update -qq',
+    `apt-get install -y -qq --no-install-recommends git ca-certificates curl xz-utils${host.containers.length ? ' docker.io' : ''}`,
+  ];
+  if (host.node) {
+    const v = host.node.version;
+    const tarball = `node-v${v}-linux-x64.tar.xz`;
+    lines.push(
+      '# Node.js 20 from the official tarball, checked against the release checksums.',
+      `cd /tmp && curl -fsSLO https://nodejs.org/dist/v${v}/${tarball} && curl -fsSLO https://nodejs.org/dist/v${v}/SHASUMS256.txt`,
+      `grep ' ${tarball}$' SHASUMS256.txt | sha256sum -c -`,
+      `tar -xJf ${tarball} -C /usr/local --strip-components=1 --no-same-owner`,
+      // The npm the lockfile and its allowScripts policy are made with.
+      'npm install -g npm@11',
+      'id cdn >/dev/null 2>&1 || useradd --system --user-group --home-dir /nonexistent --shell /usr/sbin/nologin cdn',
+    );
+  }
+  lines.push(
+    '# The repository at the configured ref: Lua modules, scripts, the origin sources.',
+    `[ -d ${CONTAINER_ROOT}/.git ] || git clone --quiet ${shq(host.source.repository)} ${CONTAINER_ROOT}`,
+    `git -C ${CONTAINER_ROOT} checkout --quiet --detach ${shq(host.source.ref)}`,
+  );
+  if (host.roles.length > 0 || host.node) {
+    const roles = host.node ? [...host.roles, 'origin'] : host.roles;
+    lines.push(
+      '# The same Debian packages CI installs, for this role only.',
+      `${CONTAINER_ROOT}/scripts/setup.sh${host.node ? '' : ' --system'} --role ${[...new Set(roles)].join(',')}`,
+    );
+  }
+  lines.push('# Services run as the units below, never from the packages\' own init scripts.', `systemctl mask --now ${PACKAGE_SERVICES.join(' ')} 2>/dev/null || true`);
+  if (host.dataVolume) {
+    const { volumeId, mountPoint } = host.dataVolume;
+    const byId = `/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_${volumeId.replace('-', '')}`;
+    lines.push(
+      '# The data volume: wait for the attachment, format it once, mount it for good.',
+      `dev=""; for i in $(seq 1 120); do for d in ${byId} /dev/xvdf /dev/sdf; do [ -b "$d" ] && dev="$d" && break 2; done; sleep 5; done`,
+      '[ -n "$dev" ] || { echo "data volume did not attach" >&2; exit 1; }',
+      'blkid "$dev" >/dev/null || mkfs.ext4 -q -L cdn-data "$dev"',
+      `mkdir -p ${mountPoint}`,
+      `grep -q ' ${mountPoint} ' /etc/fstab || echo "LABEL=cdn-data ${mountPoint} ext4 defaults,nofail 0 2" >> /etc/fstab`,
+      `mountpoint -q ${mountPoint} || mount ${mountPoint}`,
+    );
+  }
+  lines.push(...host.prepare);
+  if (host.units.length > 0) {
+    lines.push('systemctl daemon-reload', `systemctl enable --now ${host.units.map(systemdServiceName).join(' ')}`);
+  }
+  for (const c of host.containers) {
+    const args = [
+      'docker run -d',
+      `--name ${c.name}`,
+      '--restart unless-stopped',
+      '--network host',
+      ...Object.entries(c.mounts).map(([h, p]) => `-v ${shq(`${h}:${p}`)}`),
+      ...Object.entries(c.env).map(([k, v]) => `-e ${shq(`${k}=${v}`)}`),
+      shq(c.image),
+      ...c.args.map(shq),
+    ];
+    lines.push(`docker rm -f ${c.name} >/dev/null 2>&1 || true`, args.join(' '));
+  }
+  return lines.join('\n') + '\n';
+}
+
+function writeFile(path: string, content: string, permissions: string) {
+  // gzip keeps the user data under AWS's 16 KiB limit; cloud-init unpacks it.
+  return { path, encoding: 'gz+b64', content: gzipSync(Buffer.from(content, 'utf8')).toString('base64'), owner: 'root:root', permissions };
+}
+
+export const BOOTSTRAP_PATH = '/var/lib/cdn/bootstrap.sh';
+
+/** The instance's user data. Files carrying secrets are mode 0400; run-unit.sh hands them to the unit's user. */
+export function renderUserData(host: HostPlan): string {
+  const files = [
+    ...host.units.flatMap((u) => [
+      ...u.files.map((f) => writeFile(`${u.dir}/${f.path}`, f.content, f.mode ? f.mode.toString(8).padStart(4, '0') : '0644')),
+      writeFile(`/etc/systemd/system/${systemdServiceName(u)}`, renderSystemdUnit(u), '0644'),
+    ]),
+    ...host.files.map((f) => writeFile(f.path, f.content, f.permissions)),
+    writeFile(BOOTSTRAP_PATH, renderBootstrap(host), '0700'),
+  ];
+  const config = { write_files: files, runcmd: [['bash', BOOTSTRAP_PATH]] };
+  return `#cloud-config\n${JSON.stringify(config, null, 1)}\n`;
+}

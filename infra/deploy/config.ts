@@ -1,0 +1,130 @@
+/**
+ * Stack settings beyond the spec (`cdn:images`, `cdn:docker`, `cdn:aws`) and the
+ * deployment plan both Pulumi targets share: which object store, which secrets.
+ * Validated here with errors that name the config key, like the spec's.
+ */
+import { z } from 'zod';
+import { cdnError } from '../errors';
+import { isCidr, type CdnSpec } from '../spec';
+import { DEFAULT_IMAGES, DIGEST, RUNTIME_IMAGES, type ImageCatalogue, type ImageName } from './images';
+
+const cidr = z.string().refine(isCidr, 'expected a CIDR such as 10.89.0.0/24');
+const ipv4 = z.string().regex(/^(\d{1,3})(\.\d{1,3}){3}$/, 'expected an IPv4 address such as 127.0.0.1');
+
+export const dockerSettingsSchema = z
+  .object({
+    /** The CDN's bridge network; services get fixed addresses in it (docs/adr/0003). */
+    subnet: cidr.default('10.89.0.0/24'),
+    /** Host address the balancer and Grafana are published on: this machine only by default. */
+    bindAddress: ipv4.default('127.0.0.1'),
+    balancerPort: z.number().int().min(1).max(65535).default(8080),
+    grafanaPort: z.number().int().min(1).max(65535).default(3000),
+  })
+  .strict();
+
+const instanceType = z.string().regex(/^[a-z0-9]+\.[a-z0-9]+$/, 'expected an EC2 instance type such as t3.small');
+
+export const awsSettingsSchema = z
+  .object({
+    /** The git repository and ref (a commit, for repeatable instances) cloud-init checks out at /opt/cdn. */
+    source: z
+      .object({ repository: z.string().min(1), ref: z.string().min(1).default('main') }, { error: 'required: the git repository instances check out (pulumi config set --path cdn:aws.source.repository <url>)' })
+      .strict(),
+    instanceTypes: z
+      .object({
+        edge: instanceType.default('t3.small'),
+        balancer: instanceType.default('t3.small'),
+        origin: instanceType.default('t3.medium'),
+        redis: instanceType.default('t3.small'),
+        objectStore: instanceType.default('t3.small'),
+        monitoring: instanceType.default('t3.medium'),
+      })
+      .strict()
+      .prefault({}),
+    /** Root disk of every instance (GiB); edges keep their cache there. */
+    rootVolumeGb: z.number().int().min(8).max(16384).default(30),
+    /** The object store's data volume (EBS, GiB). */
+    objectStoreVolumeGb: z.number().int().min(1).max(16384).default(100),
+    /** SSH (port 22) is closed unless a network is named here; never the whole internet. */
+    sshCidr: cidr
+      .refine((c) => !/^(0\.0\.0\.0|::)\/0$/.test(c), 'SSH must not be open to the whole internet')
+      .optional(),
+    /** Node.js for the origin instance: the official linux-x64 tarball, checked against its SHASUMS256.txt. */
+    nodeVersion: z.string().regex(/^20\.\d+\.\d+$/, 'expected a Node.js 20 version such as 20.19.5').default('20.19.5'),
+    /** The VPC of region i is 10.(first + i).0.0/16. */
+    firstCidrOctet: z.number().int().min(0).max(240).default(20),
+  })
+  .strict();
+
+export type DockerSettings = z.output<typeof dockerSettingsSchema>;
+export type AwsSettings = z.output<typeof awsSettingsSchema>;
+
+function formatPath(path: ReadonlyArray<PropertyKey>): string {
+  return path.map((p) => (typeof p === 'number' ? `[${p}]` : `.${String(p)}`)).join('').replace(/\.\[/g, '[');
+}
+
+/** Parses one stack config object; errors name the key (`cdn:aws.source.repository: ...`). */
+export function parseSettings<T extends z.ZodType>(key: string, schema: T, value: unknown): z.output<T> {
+  const result = schema.safeParse(value ?? {});
+  if (result.success) return result.data;
+  const lines = result.error.issues.map((i) => `${key}${formatPath(i.path)}: ${i.message}`);
+  throw cdnError('CDN_ERR_CONFIG_INVALID', lines.join('; '));
+}
+
+export function imageCatalogue(overrides: unknown): ImageCatalogue {
+  const value = overrides ?? {};
+  if (typeof value !== 'object' || Array.isArray(value)) throw cdnError('CDN_ERR_CONFIG_INVALID', 'cdn:images: expected an object of image references');
+  const images: ImageCatalogue = { ...DEFAULT_IMAGES };
+  for (const [name, ref] of Object.entries(value as Record<string, unknown>)) {
+    if (!(name in DEFAULT_IMAGES)) {
+      throw cdnError('CDN_ERR_CONFIG_INVALID', `cdn:images.${name}: unknown image; known: ${Object.keys(DEFAULT_IMAGES).join(', ')}`);
+    }
+    if (typeof ref !== 'string' || ref.length === 0) throw cdnError('CDN_ERR_CONFIG_INVALID', `cdn:images.${name}: expected an image reference`);
+    if (RUNTIME_IMAGES.includes(name as ImageName) && !DIGEST.test(ref)) {
+      throw cdnError('CDN_ERR_CONFIG_INVALID', `cdn:images.${name}: pin the image by digest (name:tag@sha256:...), got ${ref}`);
+    }
+    images[name as ImageName] = ref;
+  }
+  return images;
+}
+
+/** Where assets live: the stack's own MinIO, or an S3-compatible endpoint the spec names. */
+export type ObjectStorePlan =
+  | { kind: 'builtin'; bucket: string; region: string; accessKeySecret: string; secretKeySecret: string }
+  | { kind: 'external' };
+
+export interface DeployPlan {
+  /** The spec with the deployed stacks' defaults: a Redis password is always required. */
+  spec: CdnSpec;
+  objectStore: ObjectStorePlan;
+}
+
+/**
+ * `rawSpec` is the stack's `cdn:spec` as written: an absent `storage` means "run the
+ * stack's own MinIO"; `kind: s3` points at an existing S3-compatible endpoint.
+ */
+export function deployPlan(rawSpec: unknown, spec: CdnSpec): DeployPlan {
+  const rawStorage = (rawSpec as { storage?: unknown } | undefined)?.storage;
+  if (rawStorage !== undefined && spec.storage.kind === 'filesystem') {
+    throw cdnError(
+      'CDN_ERR_CONFIG_INVALID',
+      'cdn:spec.storage: the docker and aws targets keep assets in S3-compatible storage; leave storage out to run the stack\'s own MinIO, or set kind: s3 with an endpoint',
+    );
+  }
+  const deployed: CdnSpec = { ...spec, secrets: { ...spec.secrets, redisPassword: spec.secrets.redisPassword ?? 'redisPassword' } };
+  const objectStore: ObjectStorePlan =
+    spec.storage.kind === 's3'
+      ? { kind: 'external' }
+      : { kind: 'builtin', bucket: `${spec.name}-assets`, region: 'us-east-1', accessKeySecret: 'objectStoreAccessKey', secretKeySecret: 'objectStoreSecretKey' };
+  return { spec: deployed, objectStore };
+}
+
+/** The spec the renderers see once the object store's endpoint is known. */
+export function specWithObjectStore(plan: DeployPlan, endpoint: string): CdnSpec {
+  const os = plan.objectStore;
+  if (os.kind === 'external') return plan.spec;
+  return {
+    ...plan.spec,
+    storage: { kind: 's3', endpoint, bucket: os.bucket, region: os.region, accessKeySecret: os.accessKeySecret, secretKeySecret: os.secretKeySecret },
+  };
+}

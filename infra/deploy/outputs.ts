@@ -1,0 +1,18 @@
+/** What `pulumi stack output` shows for either target. */
+import type * as pulumi from '@pulumi/pulumi';
+
+export interface StackOutputs {
+  /** Where shoppers (and k6 runs) send requests. */
+  balancerUrl: pulumi.Output<string>;
+  /** The base URL storefronts put in front of asset keys. */
+  assetBaseUrl: pulumi.Output<string>;
+  grafanaUrl: pulumi.Output<string>;
+  /** The asset and purge API (reachable from inside the stack's network only). */
+  originApiUrl: pulumi.Output<string>;
+  /** Edge URLs per region. */
+  edges: pulumi.Output<Record<string, string[]>>;
+  prometheusUrl: pulumi.Output<string>;
+  /** Secrets: `pulumi stack output --show-secrets adminToken`. */
+  adminToken: pulumi.Output<string>;
+  grafanaAdminPassword: pulumi.Output<string>;
+}

@@ -1,0 +1,56 @@
+/**
+ * The stack's secrets as Pulumi secret Outputs. A spec names each secret (e.g.
+ * `secrets.redisPassword: redisPassword`); the value comes from the stack config key
+ * of that name (`pulumi config set --secret cdn:redisPassword ...`) or, where the
+ * stack may choose it, from @pulumi/random. A value stored as plain text is refused.
+ */
+import * as pulumi from '@pulumi/pulumi';
+import * as random from '@pulumi/random';
+import { cdnError } from '../errors';
+import type { DeployPlan } from './config';
+
+export interface StackSecrets {
+  adminToken: pulumi.Output<string>;
+  redisPassword: pulumi.Output<string>;
+  s3AccessKey: pulumi.Output<string>;
+  s3SecretKey: pulumi.Output<string>;
+  grafanaAdminPassword: pulumi.Output<string>;
+}
+
+// Not in the typings, but what Pulumi's own Config uses to tell `--secret` values apart.
+const isConfigSecret = (pulumi.runtime as unknown as { isConfigSecret?: (key: string) => boolean }).isConfigSecret;
+
+function kebab(name: string): string {
+  return name.replace(/([a-z0-9])([A-Z])/g, '$1-$2').replace(/_/g, '-').toLowerCase();
+}
+
+export function resolveSecret(config: pulumi.Config, name: string, generate: boolean, parent?: pulumi.Resource): pulumi.Output<string> {
+  const key = `${config.name}:${name}`;
+  const plain = config.get(name);
+  if (plain !== undefined) {
+    if (isConfigSecret && !isConfigSecret(key)) {
+      throw cdnError('CDN_ERR_CONFIG_INVALID', `${key} is stored as plain text; set it with: pulumi config set --secret ${key} <value>`);
+    }
+    return config.requireSecret(name);
+  }
+  if (!generate) {
+    throw cdnError('CDN_ERR_CONFIG_INVALID', `${key} is not set; set it with: pulumi config set --secret ${key} <value>`);
+  }
+  // Alphanumeric: safe in redis.conf, env files and one-line secret files alike.
+  return new random.RandomPassword(`secret-${kebab(name)}`, { length: 32, special: false }, { parent }).result;
+}
+
+export function resolveSecrets(config: pulumi.Config, plan: DeployPlan, parent?: pulumi.Resource): StackSecrets {
+  const spec = plan.spec;
+  const storage = spec.storage;
+  // Keys of an external S3 endpoint belong to its owner; the stack's own MinIO gets generated ones.
+  const s3Refs = storage.kind === 's3' ? storage : plan.objectStore.kind === 'builtin' ? plan.objectStore : undefined;
+  const generateS3 = plan.objectStore.kind === 'builtin';
+  return {
+    adminToken: resolveSecret(config, spec.secrets.adminToken, true, parent),
+    redisPassword: resolveSecret(config, spec.secrets.redisPassword ?? 'redisPassword', true, parent),
+    s3AccessKey: resolveSecret(config, s3Refs!.accessKeySecret, generateS3, parent),
+    s3SecretKey: resolveSecret(config, s3Refs!.secretKeySecret, generateS3, parent),
+    grafanaAdminPassword: resolveSecret(config, 'grafanaAdminPassword', true, parent),
+  };
+}

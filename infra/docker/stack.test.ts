@@ -1,0 +1,194 @@
+/**
+ * The docker target under Pulumi mocks: what `pulumi up -s local` would create,
+ * the files each container gets (compared with the renderers' own output), what is
+ * published, and how secrets travel.
+ */
+import * as path from 'node:path';
+import * as pulumi from '@pulumi/pulumi';
+import { renderBalancer } from '../../balancer/render';
+import { renderEdge } from '../../edge/render';
+import { DATASOURCE_UIDS } from '../../observability/grafana';
+import { renderPrometheusConfig, scrapeTargets } from '../../observability/prometheus';
+import { program } from '../../stacks/program';
+import { deployPlan } from '../deploy/config';
+import { RUNTIME_IMAGES, DEFAULT_IMAGES } from '../deploy/images';
+import { containerLayout } from '../layout';
+import { renderRedis } from '../redis';
+import { parseSpec } from '../spec';
+import { generatedSecret, isSecret, plain, runProgram, secretsIn, type ProgramRun, type RecordedResource } from '../testing/pulumi-mocks';
+import { dockerAddresses, dockerTopology } from './topology';
+
+const CONTAINER = 'docker:index/container:Container';
+const SPEC = { name: 'shop', regions: [{ name: 'eu', edges: 2 }, { name: 'us', edges: 3 }] };
+
+function config(extra: Record<string, unknown> = {}) {
+  return { 'cdn:target': 'docker', 'cdn:spec': SPEC, ...extra };
+}
+
+function uploads(c: RecordedResource): { file: string; content: string; permissions?: string }[] {
+  return plain(c.inputs.uploads) ?? [];
+}
+
+function fileIn(c: RecordedResource, file: string): string {
+  const u = uploads(c).find((x) => x.file === file);
+  if (!u) throw new Error(`${c.name} has no upload ${file}; has ${uploads(c).map((x) => x.file).join(', ')}`);
+  return u.content;
+}
+
+/** The topology the test expects: the spec's ports on fixed addresses of the default subnet. */
+function expectedTopology() {
+  const plan = deployPlan(SPEC, parseSpec(SPEC));
+  return { plan, topology: dockerTopology(plan.spec, dockerAddresses(plan.spec, '10.89.0.0/24'), 'http://127.0.0.1:8080') };
+}
+
+describe('docker target', () => {
+  let run: ProgramRun<ReturnType<typeof program>>;
+  beforeAll(async () => {
+    run = await runProgram(config(), program);
+  });
+
+  test('one container per service and edge, each edge in its region\'s fleet', () => {
+    const names = run.ofType(CONTAINER).map((c) => c.name).sort();
+    expect(names).toEqual(
+      ['balancer', 'edge-eu-1', 'edge-eu-2', 'edge-us-1', 'edge-us-2', 'edge-us-3', 'grafana', 'loki', 'object-store', 'origin', 'prometheus', 'redis'].sort(),
+    );
+    const fleets = run.ofType('cdn:service:EdgeFleet');
+    expect(fleets.map((f) => f.name).sort()).toEqual(['edges-eu', 'edges-us']);
+    const us = run.named('edges-us', 'cdn:service:EdgeFleet');
+    expect(run.ofType(CONTAINER).filter((c) => c.parent === us.urn).map((c) => c.name)).toEqual(['edge-us-1', 'edge-us-2', 'edge-us-3']);
+  });
+
+  test('containers start in dependency order: MinIO and Redis, origin, edges, balancer', () => {
+    const deps = (name: string) => run.named(name, CONTAINER).dependencies;
+    const urn = (name: string) => run.named(name, CONTAINER).urn;
+    expect(deps('origin')).toEqual(expect.arrayContaining([urn('redis'), urn('object-store')]));
+    expect(deps('edge-us-2')).toContain(urn('origin'));
+    expect(deps('balancer')).toEqual(expect.arrayContaining(['edge-eu-1', 'edge-eu-2', 'edge-us-1', 'edge-us-2', 'edge-us-3'].map(urn)));
+  });
+
+  test('only the balancer and Grafana are published, on the loopback address', () => {
+    const published = run.ofType(CONTAINER).filter((c) => (c.inputs.ports ?? []).length > 0);
+    expect(published.map((c) => c.name).sort()).toEqual(['balancer', 'grafana']);
+    expect(run.named('balancer', CONTAINER).inputs.ports).toEqual([{ internal: 8080, external: 8080, ip: '127.0.0.1' }]);
+    expect(run.named('grafana', CONTAINER).inputs.ports).toEqual([{ internal: 3000, external: 3000, ip: '127.0.0.1' }]);
+  });
+
+  test('edge and balancer containers get exactly the renderers\' files', () => {
+    const { plan, topology } = expectedTopology();
+    const layout = containerLayout();
+    for (const edge of topology.edges) {
+      const c = run.named(`edge-${edge.id}`, CONTAINER);
+      for (const f of renderEdge(plan.spec, topology, edge, layout)) {
+        expect(fileIn(c, `/etc/cdn/edge-${edge.id}/${f.path}`)).toBe(f.content);
+      }
+    }
+    const balancer = run.named('balancer', CONTAINER);
+    for (const f of renderBalancer(plan.spec, topology, layout)) expect(fileIn(balancer, `/etc/cdn/balancer/${f.path}`)).toBe(f.content);
+    // The balancer reaches edges by address: set_current_peer takes no host names.
+    const settings = JSON.parse(fileIn(balancer, '/etc/cdn/balancer/balancer.json'));
+    expect(settings.regions[1].edges.map((e: { host: string }) => e.host)).toEqual(['10.89.0.102', '10.89.0.103', '10.89.0.104']);
+  });
+
+  test('Redis requires the password from a secret include; redis.conf itself holds none', () => {
+    const { topology } = expectedTopology();
+    const redis = run.named('redis', CONTAINER);
+    const conf = fileIn(redis, '/etc/cdn/redis/redis.conf');
+    expect(conf).toBe(renderRedis(topology, { authInclude: '/etc/cdn/secrets/redis-auth.conf' })[0].content);
+    const password = generatedSecret('secret-redis-password');
+    expect(conf).not.toContain(password);
+    expect(fileIn(redis, '/etc/cdn/secrets/redis-auth.conf')).toBe(`requirepass "${password}"\n`);
+    const edgeSettings = JSON.parse(fileIn(run.named('edge-eu-1', CONTAINER), '/etc/cdn/edge-eu-1/edge.json'));
+    expect(edgeSettings.redis).toEqual({ host: '10.89.0.10', port: 6379, passwordFile: '/etc/cdn/secrets/redis-password' });
+  });
+
+  test('secrets reach containers only as secret files, never in environment variables', () => {
+    const secretValues = run.ofType('random:index/randomPassword:RandomPassword').map((r) => generatedSecret(r.name));
+    // Admin token, Redis password, both MinIO keys, Grafana's admin password.
+    expect(secretValues).toHaveLength(5);
+    for (const c of run.ofType(CONTAINER)) {
+      const env = (c.inputs.envs ?? []).join('\n');
+      for (const v of secretValues) expect(env).not.toContain(v);
+      // Whatever carries a secret is marked secret, so Pulumi encrypts it in the state.
+      for (const u of uploads(c).filter((x) => x.file.includes('/secrets/'))) {
+        expect(isSecret(c.inputs.uploads)).toBe(true);
+        expect(u.permissions).toBe('0400');
+      }
+    }
+    const origin = run.named('origin', CONTAINER);
+    expect(uploads(origin).map((u) => u.file).filter((f) => f.includes('/secrets/')).sort()).toEqual(
+      ['/etc/cdn/secrets/admin-token', '/etc/cdn/secrets/redis-password', '/etc/cdn/secrets/s3-access-key', '/etc/cdn/secrets/s3-secret-key'].sort(),
+    );
+    // The balancer needs no secret at all.
+    expect(uploads(run.named('balancer', CONTAINER)).filter((u) => u.file.includes('/secrets/'))).toEqual([]);
+    expect(secretsIn(run.named('balancer', CONTAINER).inputs)).toEqual([]);
+  });
+
+  test('the origin stores assets in the stack\'s MinIO, with its keys in files', () => {
+    const env = Object.fromEntries((run.named('origin', CONTAINER).inputs.envs as string[]).map((e) => e.split(/=(.*)/s).slice(0, 2)));
+    expect(env).toMatchObject({
+      CDN_STORAGE_KIND: 's3',
+      CDN_S3_ENDPOINT: 'http://10.89.0.12:9000',
+      CDN_S3_BUCKET: 'shop-assets',
+      CDN_S3_REGION: 'us-east-1',
+      CDN_S3_ACCESS_KEY_FILE: '/etc/cdn/secrets/s3-access-key',
+      CDN_S3_SECRET_KEY_FILE: '/etc/cdn/secrets/s3-secret-key',
+      CDN_REDIS_PASSWORD_FILE: '/etc/cdn/secrets/redis-password',
+      CDN_ADMIN_TOKEN_FILE: '/etc/cdn/secrets/admin-token',
+      CDN_RUN_AS: 'cdn',
+    });
+    const minio = run.named('object-store', CONTAINER);
+    expect(minio.inputs.envs).toEqual(['MINIO_ROOT_USER_FILE=/etc/cdn/secrets/s3-access-key', 'MINIO_ROOT_PASSWORD_FILE=/etc/cdn/secrets/s3-secret-key']);
+    expect(fileIn(minio, '/etc/cdn/secrets/s3-access-key')).toBe(fileIn(run.named('origin', CONTAINER), '/etc/cdn/secrets/s3-access-key'));
+  });
+
+  test('Prometheus scrapes every edge, the origin and the balancer by address', () => {
+    const { topology } = expectedTopology();
+    const prom = fileIn(run.named('prometheus', CONTAINER), '/etc/cdn/prometheus/prometheus.yml');
+    expect(prom).toBe(renderPrometheusConfig(scrapeTargets(topology)));
+    for (const ip of ['10.89.0.100', '10.89.0.101', '10.89.0.102', '10.89.0.103', '10.89.0.104']) expect(prom).toContain(`"${ip}:9145"`);
+  });
+
+  test('adding an edge to the spec adds its container and its scrape target, nothing else', async () => {
+    const more = await runProgram(config({ 'cdn:spec': { ...SPEC, regions: [{ name: 'eu', edges: 3 }, { name: 'us', edges: 3 }] } }), program);
+    expect(more.ofType(CONTAINER).length).toBe(run.ofType(CONTAINER).length + 1);
+    const prom = fileIn(more.named('prometheus', CONTAINER), '/etc/cdn/prometheus/prometheus.yml');
+    expect(prom).toContain('edge: "eu-3"');
+  });
+
+  test('Grafana is provisioned with Prometheus and Loki under fixed uids', () => {
+    const grafana = run.named('grafana', CONTAINER);
+    const ds = fileIn(grafana, '/etc/grafana/provisioning/datasources/cdn.yaml');
+    expect(ds).toContain(`uid: ${DATASOURCE_UIDS.prometheus}`);
+    expect(ds).toContain('url: "http://10.89.0.30:9090"');
+    expect(ds).toContain(`uid: ${DATASOURCE_UIDS.loki}`);
+    expect(grafana.inputs.envs).toContain('GF_SECURITY_ADMIN_PASSWORD__FILE=/etc/cdn/secrets/grafana-admin-password');
+  });
+
+  test('images: ours built from the repository\'s Dockerfiles, third-party ones pinned by digest', () => {
+    const builds = run.ofType('docker:index/image:Image').map((i) => [i.name, path.relative(path.resolve(__dirname, '../..'), i.inputs.build.dockerfile)]);
+    expect(Object.fromEntries(builds)).toEqual({
+      'image-edge': 'edge/Dockerfile',
+      'image-balancer': 'balancer/Dockerfile',
+      'image-origin': 'origin/Dockerfile',
+      'image-redis': 'infra/docker/Dockerfile',
+      'image-prometheus': 'infra/docker/Dockerfile',
+    });
+    const pulled = run.ofType('docker:index/remoteImage:RemoteImage').map((i) => i.inputs.name);
+    expect(pulled.sort()).toEqual(RUNTIME_IMAGES.map((n) => DEFAULT_IMAGES[n]).sort());
+    for (const ref of pulled) expect(ref).toMatch(/@sha256:[0-9a-f]{64}$/);
+  });
+
+  test('outputs: balancer, asset base and Grafana URLs on this machine, edges per region, a secret admin token', async () => {
+    const out = run.result;
+    const value = <T>(o: { apply: (f: (v: T) => void) => unknown }) => new Promise<T>((r) => o.apply(r));
+    expect(await value(out.balancerUrl)).toBe('http://127.0.0.1:8080');
+    expect(await value(out.assetBaseUrl)).toBe('http://127.0.0.1:8080');
+    expect(await value(out.grafanaUrl)).toBe('http://127.0.0.1:3000');
+    expect(await value(out.originApiUrl)).toBe('http://10.89.0.11:3000');
+    expect(await value(out.edges)).toEqual({
+      eu: ['http://10.89.0.100:8081', 'http://10.89.0.101:8081'],
+      us: ['http://10.89.0.102:8081', 'http://10.89.0.103:8081', 'http://10.89.0.104:8081'],
+    });
+    expect(await pulumi.isSecret(out.adminToken)).toBe(true);
+  });
+});

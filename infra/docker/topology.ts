@@ -1,0 +1,77 @@
+/**
+ * The docker topology: every service on one bridge network at a fixed address, so
+ * peers reach it by IP. Names would need DNS inside nginx: `balancer_by_lua`'s
+ * set_current_peer takes IP addresses only, and Lua cosockets resolve names only
+ * with a `resolver` (docs/adr/0003). Services listen on 0.0.0.0 at the spec's ports.
+ */
+import { cdnError } from '../errors';
+import { edgeIdentities, type CdnSpec } from '../spec';
+import { url, type Placement, type Topology } from '../topology';
+
+/** Host numbers inside the subnet; edges count up from EDGE_BASE. */
+export const HOST = { redis: 10, origin: 11, objectStore: 12, balancer: 20, prometheus: 30, grafana: 31, loki: 32 } as const;
+const EDGE_BASE = 100;
+
+export const MINIO_PORT = 9000;
+export const GRAFANA_PORT = 3000;
+export const LOKI_PORT = 3100;
+
+function toInt(ip: string): number {
+  return ip.split('.').reduce((acc, o) => acc * 256 + Number(o), 0);
+}
+
+function toIp(n: number): string {
+  return [24, 16, 8, 0].map((s) => (n >>> s) & 255).join('.');
+}
+
+export interface DockerAddresses {
+  redis: string;
+  origin: string;
+  objectStore: string;
+  balancer: string;
+  prometheus: string;
+  grafana: string;
+  loki: string;
+  edges: Record<string, string>;
+}
+
+export function dockerAddresses(spec: CdnSpec, subnet: string): DockerAddresses {
+  const [base, bitsText] = subnet.split('/');
+  const bits = Number(bitsText);
+  if (!/^\d+\.\d+\.\d+\.\d+$/.test(base) || bits > 24) {
+    throw cdnError('CDN_ERR_CONFIG_INVALID', `cdn:docker.subnet: expected an IPv4 network of /24 or larger, got ${subnet}`);
+  }
+  const network = toInt(base) & (bits === 0 ? 0 : (~0 << (32 - bits)) >>> 0);
+  const edges = edgeIdentities(spec);
+  const last = EDGE_BASE + edges.length;
+  if (last >= 2 ** (32 - bits) - 1) {
+    throw cdnError('CDN_ERR_CONFIG_INVALID', `cdn:docker.subnet: ${subnet} has no room for ${edges.length} edges; use a larger network`);
+  }
+  const at = (host: number) => toIp((network + host) >>> 0);
+  return {
+    redis: at(HOST.redis),
+    origin: at(HOST.origin),
+    objectStore: at(HOST.objectStore),
+    balancer: at(HOST.balancer),
+    prometheus: at(HOST.prometheus),
+    grafana: at(HOST.grafana),
+    loki: at(HOST.loki),
+    edges: Object.fromEntries(edges.map((e, i) => [e.id, at(EDGE_BASE + i)])),
+  };
+}
+
+export function dockerTopology(spec: CdnSpec, a: DockerAddresses, publicBaseUrl: string): Topology {
+  const at = (host: string, port: number): Placement => ({ listen: { host: '0.0.0.0', port }, reach: { host, port } });
+  return {
+    redis: at(a.redis, spec.ports.redis),
+    origin: at(a.origin, spec.ports.origin),
+    balancer: { traffic: at(a.balancer, spec.ports.balancer), internal: at(a.balancer, spec.ports.edgeInternal) },
+    edges: edgeIdentities(spec).map((e) => ({ ...e, traffic: at(a.edges[e.id], spec.ports.edge), internal: at(a.edges[e.id], spec.ports.edgeInternal) })),
+    prometheus: at(a.prometheus, spec.ports.prometheus),
+    publicBaseUrl,
+  };
+}
+
+export function objectStoreEndpoint(a: DockerAddresses): string {
+  return url({ host: a.objectStore, port: MINIO_PORT });
+}

@@ -1,0 +1,44 @@
+/**
+ * The Pulumi program's handling of stack config: clear errors that name the key,
+ * and secrets that must really be secrets.
+ */
+import { runProgram } from '../infra/testing/pulumi-mocks';
+import { program } from './program';
+
+const SPEC = { name: 'shop', regions: [{ name: 'eu', edges: 1 }] };
+const docker = (extra: Record<string, unknown> = {}) => ({ 'cdn:target': 'docker', 'cdn:spec': SPEC, ...extra });
+
+describe('stack program config', () => {
+  test('an unknown target names the key and the choices', async () => {
+    await expect(runProgram({ 'cdn:target': 'gcp' }, program)).rejects.toThrow(/cdn:target must be one of docker, aws, got "gcp"/);
+  });
+
+  test('a spec error names the field', async () => {
+    await expect(runProgram(docker({ 'cdn:spec': { regions: [{ name: 'EU' }] } }), program)).rejects.toThrow(/regions\[0\]\.name: expected a lowercase name/);
+  });
+
+  test('filesystem storage is refused by the deployed targets, with the way out', async () => {
+    await expect(runProgram(docker({ 'cdn:spec': { ...SPEC, storage: { kind: 'filesystem' } } }), program)).rejects.toThrow(
+      /cdn:spec.storage: the docker and aws targets keep assets in S3-compatible storage; leave storage out/,
+    );
+  });
+
+  test('a secret stored as plain text is refused; as a Pulumi secret it is used', async () => {
+    await expect(runProgram(docker({ 'cdn:redisPassword': 'x'.repeat(32) }), program)).rejects.toThrow(
+      /cdn:redisPassword is stored as plain text; set it with: pulumi config set --secret cdn:redisPassword/,
+    );
+    const run = await runProgram(docker({ 'cdn:redisPassword': 'S'.repeat(32) }), program, ['cdn:redisPassword']);
+    // No password is generated for Redis when the stack sets one.
+    expect(run.resources.filter((r) => r.name === 'secret-redis-password')).toEqual([]);
+  });
+
+  test('images: unknown names and unpinned third-party images are refused', async () => {
+    await expect(runProgram(docker({ 'cdn:images': { varnish: 'varnish:7' } }), program)).rejects.toThrow(/cdn:images.varnish: unknown image/);
+    await expect(runProgram(docker({ 'cdn:images': { minio: 'minio/minio:latest' } }), program)).rejects.toThrow(/cdn:images.minio: pin the image by digest/);
+  });
+
+  test('docker settings are checked before anything is created', async () => {
+    await expect(runProgram(docker({ 'cdn:docker': { subnet: '10.89.0.0/28' } }), program)).rejects.toThrow(/cdn:docker.subnet: expected an IPv4 network of \/24 or larger/);
+    await expect(runProgram(docker({ 'cdn:docker': { bindAddress: 'everywhere' } }), program)).rejects.toThrow(/cdn:docker.bindAddress: expected an IPv4 address/);
+  });
+});

@@ -1,0 +1,38 @@
+/**
+ * The Pulumi program: stack config -> the validated CdnSpec and target settings ->
+ * the docker or aws target. Kept apart from index.ts so tests run it under
+ * `pulumi.runtime.setMocks` with any config.
+ */
+import * as path from 'node:path';
+import * as pulumi from '@pulumi/pulumi';
+import { awsStack } from '../infra/aws/stack';
+import { awsSettingsSchema, deployPlan, dockerSettingsSchema, imageCatalogue, parseSettings } from '../infra/deploy/config';
+import type { StackOutputs } from '../infra/deploy/outputs';
+import { resolveSecrets } from '../infra/deploy/secrets';
+import { dockerStack } from '../infra/docker/stack';
+import { cdnError } from '../infra/errors';
+import { stackConfig } from './config';
+
+/** The repository root, whether this runs from stacks/ (ts) or dist/stacks/ (js). */
+function repoRoot(): string {
+  const up = path.resolve(__dirname, '..');
+  return path.basename(up) === 'dist' ? path.dirname(up) : up;
+}
+
+export function program(): StackOutputs {
+  const config = new pulumi.Config('cdn');
+  const rawSpec = config.getObject<unknown>('spec');
+  const { target, spec } = stackConfig({ 'cdn:target': config.get('target'), 'cdn:spec': rawSpec });
+  const plan = deployPlan(rawSpec, spec);
+  const images = imageCatalogue(config.getObject<unknown>('images'));
+  // Settings are checked before any resource exists, so a bad stack fails whole.
+  if (target === 'docker') {
+    const settings = parseSettings('cdn:docker', dockerSettingsSchema, config.getObject<unknown>('docker'));
+    return dockerStack({ plan, settings, images, secrets: resolveSecrets(config, plan), repoRoot: repoRoot() });
+  }
+  if (config.getObject<unknown>('aws') === undefined) {
+    throw cdnError('CDN_ERR_CONFIG_INVALID', 'cdn:aws is not set; at least cdn:aws.source.repository is needed (see the README, "Deploying with Pulumi")');
+  }
+  const settings = parseSettings('cdn:aws', awsSettingsSchema, config.getObject<unknown>('aws'));
+  return awsStack({ plan, settings, images, secrets: resolveSecrets(config, plan) });
+}
