@@ -4,7 +4,7 @@
  */
 import * as path from 'node:path';
 import { DROP_OVERRIDE_HEADERS, internalServer, luaString, renderNginxConf } from '../infra/nginx';
-import type { Layout } from '../infra/layout';
+import { secretFile, type Layout } from '../infra/layout';
 import type { CdnSpec } from '../infra/spec';
 import { hostPort, type EdgePlacement, type Topology } from '../infra/topology';
 import type { RenderedFile } from '../infra/units';
@@ -15,20 +15,26 @@ export interface EdgeSettings {
   stream: string;
   /** `passwordFile` (mode 0600) holds the Redis password when the bus requires one. */
   redis: { host: string; port: number; passwordFile?: string };
+  /** Default seconds of stale-if-error when the origin does not say. */
+  grace: number;
 }
 
-export function edgeSettings(spec: CdnSpec, topology: Topology, edge: EdgePlacement): EdgeSettings {
+/** `layout` locates the Redis password file when the spec names a Redis password and the target provides secret files. */
+export function edgeSettings(spec: CdnSpec, topology: Topology, edge: EdgePlacement, layout?: Layout): EdgeSettings {
+  const passwordFile = spec.secrets.redisPassword && layout ? secretFile(layout, 'redisPassword') : undefined;
   return {
     id: edge.id,
     region: edge.region,
     stream: spec.purge.stream,
-    redis: { host: topology.redis.reach.host, port: topology.redis.reach.port },
+    redis: { host: topology.redis.reach.host, port: topology.redis.reach.port, ...(passwordFile ? { passwordFile } : {}) },
+    grace: spec.cache.grace,
   };
 }
 
 export function renderEdge(spec: CdnSpec, topology: Topology, edge: EdgePlacement, layout: Layout): RenderedFile[] {
   const dir = layout.unitDir(`edge-${edge.id}`);
   const settingsPath = path.join(dir, 'edge.json');
+  const fetchSocket = path.join(dir, 'fetch.sock');
   const http = `    # Disk cache. Keys are computed in Lua (host, normalised path, filtered query,
     # invalidation generations); purges change the key instead of deleting files.
     # https://nginx.org/en/docs/http/ngx_http_proxy_module.html#proxy_cache_path
@@ -41,46 +47,122 @@ export function renderEdge(spec: CdnSpec, topology: Topology, edge: EdgePlacemen
         keepalive 32;
     }
 
+    # The internal hop that decides freshness before the public server stores a
+    # response (nginx reads it from headers while receiving them; see freshness.lua).
+    upstream fetch {
+        server unix:${fetchSocket} max_fails=0;
+        keepalive 64;
+    }
+
+    map $request_method $cdn_method_refused {
+        default 0;
+        PURGE 1;
+        BAN 1;
+    }
+
     server {
         listen ${hostPort(edge.traffic.listen)} backlog=4096;
         server_name _;
+        set $cdn_reject "";
+
+        # Purging is an API of the origin with a token, never a method here.
+        if ($cdn_method_refused) {
+            return 405;
+        }
 
         location / {
-            set $cdn_cache_key "";
-            access_by_lua_block { require("cdn.edge").access() }
+            set_by_lua_block $cdn_cache_key { return require("cdn.edge").cache_key() }
+            if ($cdn_cache_key = "") {
+                return 400 "bad request: $cdn_reject\n";
+            }
 
             proxy_cache edge;
             proxy_cache_key $cdn_cache_key;
             proxy_cache_methods GET HEAD;
-            # Only what the origin marks cacheable is stored (no proxy_cache_valid):
-            # never by file extension (web cache deception).
+            # Conditional revalidation of expired entries (If-None-Match / If-Modified-Since).
             proxy_cache_revalidate on;
             # Concurrent misses for one key wait for the first fetch (collapsing).
             proxy_cache_lock on;
             proxy_cache_lock_timeout 10s;
             proxy_cache_lock_age 10s;
-            # Serve the stored copy while the origin fails or while it refreshes.
-            proxy_cache_use_stale error timeout updating http_500 http_502 http_503 http_504;
+            # How long stale entries may be used is decided per response by the
+            # internal hop (stale-while-revalidate / stale-if-error, cut to 0 by
+            # must-revalidate or no-cache), so nothing is listed here: a parameter
+            # here would serve stale regardless of those limits.
+            proxy_cache_use_stale off;
             proxy_cache_background_update on;
 
             proxy_http_version 1.1;
             proxy_set_header Connection "";
             proxy_set_header Host $host;
             proxy_set_header X-Request-Id $cdn_request_id;
+            # Tells the internal hop this fetch revalidates an expired entry.
+            proxy_set_header X-Cdn-Cache-State $upstream_cache_status;
 ${DROP_OVERRIDE_HEADERS}
             proxy_connect_timeout 2s;
             proxy_read_timeout 30s;
             proxy_buffers 16 16k;
             proxy_buffer_size 16k;
-            proxy_pass http://origin;
+            proxy_pass http://fetch;
+
+            # The stored Date is the origin's; what browsers see of Cache-Control
+            # and Expires is what the origin sent (kept by the internal hop).
+            proxy_pass_header Date;
+            proxy_hide_header Cache-Control;
+            proxy_hide_header Expires;
+            proxy_hide_header X-Cdn-Cache-Control;
+            proxy_hide_header X-Cdn-Expires;
+            proxy_hide_header X-Cdn-Meta;
+            proxy_hide_header Surrogate-Key;
+            proxy_hide_header Cache-Status;
+            add_header Cache-Control $upstream_http_x_cdn_cache_control always;
+            add_header Expires $upstream_http_x_cdn_expires always;
 
             header_filter_by_lua_block { require("cdn.edge").header_filter() }
-            log_by_lua_block { require("cdn.edge").log() }
         }
 
         # The origin's operational endpoints are for monitoring, not the internet.
         location ~ ^/(metrics|healthz|readyz)$ {
             return 404;
+        }
+    }
+
+    server {
+        listen unix:${fetchSocket};
+        access_log off;
+        proxy_http_version 1.1;
+        proxy_set_header Connection "";
+        proxy_set_header X-Cdn-Cache-State "";
+        proxy_connect_timeout 2s;
+        proxy_read_timeout 30s;
+        proxy_buffers 16 16k;
+        proxy_buffer_size 16k;
+        # Retries only for idempotent requests, on connection errors only.
+        proxy_next_upstream error timeout;
+        header_filter_by_lua_block { require("cdn.edge").fetch_header_filter() }
+
+        # A failed revalidation must look like a connection error to the public
+        # server: nginx only honours a response's own stale-if-error (and so
+        # must-revalidate and the grace) for those; for 5xx statuses it would
+        # serve stale without any bound.
+        # @revalidate is itself reached through error_page, and must hand its
+        # failures on to @drop.
+        recursive_error_pages on;
+        location / {
+            if ($http_x_cdn_cache_state = "EXPIRED") {
+                return 418;
+            }
+            error_page 418 = @revalidate;
+            error_page 502 504 = @drop;
+            proxy_pass http://origin;
+        }
+        location @revalidate {
+            proxy_intercept_errors on;
+            error_page 500 502 503 504 = @drop;
+            proxy_pass http://origin;
+        }
+        location @drop {
+            return 444;
         }
     }
 
@@ -97,6 +179,6 @@ ${internalServer(hostPort(edge.internal.listen), 'cdn.edge')}`;
   });
   return [
     { path: 'conf/nginx.conf', content: conf },
-    { path: 'edge.json', content: JSON.stringify(edgeSettings(spec, topology, edge), null, 2) + '\n' },
+    { path: 'edge.json', content: JSON.stringify(edgeSettings(spec, topology, edge, layout), null, 2) + '\n' },
   ];
 }

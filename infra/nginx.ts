@@ -24,15 +24,18 @@ export interface NginxMainOptions {
   http: string;
 }
 
-/** The health and metrics listener of an nginx service; never published. */
-export function internalServer(listen: string, luaModule: string): string {
+/**
+ * The health and metrics listener of an nginx service; never published. `extra`
+ * adds locations (the balancer's traffic status page).
+ */
+export function internalServer(listen: string, luaModule: string, extra = ''): string {
   return `    # Health and metrics: a separate listener, reachable only from inside.
     server {
         listen ${listen};
         access_log off;
         location = /healthz { content_by_lua_block { require("${luaModule}").serve_health() } }
         location = /metrics { content_by_lua_block { require("${luaModule}").serve_metrics() } }
-        location / { return 404; }
+${extra ? extra + '\n' : ''}        location / { return 404; }
     }`;
 }
 

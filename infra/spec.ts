@@ -4,6 +4,7 @@
  * result to the same pure renderers. Nothing here knows about processes, containers or
  * cloud APIs.
  */
+import { isIP } from 'node:net';
 import { z } from 'zod';
 import { cdnError } from './errors';
 
@@ -49,6 +50,66 @@ const storage = z.discriminatedUnion('kind', [
     .strict(),
 ]);
 
+/** `10.0.0.0/8`, `203.0.113.7/32`, `2001:db8::/32`: an address and a prefix length that fits it. */
+export function isCidr(s: string): boolean {
+  const m = /^([^/]+)\/(\d{1,3})$/.exec(s);
+  if (!m) return false;
+  const family = isIP(m[1]);
+  const bits = Number(m[2]);
+  return (family === 4 && bits <= 32) || (family === 6 && bits <= 128);
+}
+
+const cidr = z.string().refine(isCidr, 'expected a CIDR such as 10.0.0.0/8 or 2001:db8::/32');
+const seconds = (max: number) => z.number().positive().max(max);
+
+/**
+ * The front door: how shoppers are routed to a region and an edge, how edges are
+ * health-checked, and what the public listener accepts. Every field has a default,
+ * so `balancer` may be left out.
+ */
+const balancer = z
+  .object({
+    /** Peers (load balancers, CDNs in front) whose region header and X-Forwarded-For are believed. */
+    trustedProxies: z.array(cidr).default([]),
+    /** Header a trusted peer sets to the shopper's region (a region name). */
+    regionHeader: z
+      .string()
+      .regex(/^[A-Za-z0-9][A-Za-z0-9-]*$/, 'expected a header name such as X-CDN-Region')
+      .default('X-CDN-Region'),
+    /** Client networks mapped to regions, checked when no trusted header names one. Longest prefix wins. */
+    cidrRegions: z.array(z.object({ cidr, region: z.string().min(1) }).strict()).default([]),
+    /**
+     * Active checks of each edge's internal /healthz (seconds). An edge is marked down after `fall`
+     * consecutive failures (checks or proxied connections) and back after `rise` good checks:
+     * a dead edge is out within interval x fall (+ timeout when it hangs), 2-2.5 s by default.
+     */
+    health: z
+      .object({
+        interval: seconds(60).default(1),
+        timeout: seconds(30).default(0.5),
+        fall: z.number().int().min(1).max(20).default(2),
+        rise: z.number().int().min(1).max(20).default(2),
+      })
+      .strict()
+      .prefault({}),
+    /** Bounded-load factor c: an edge holding more than c x the mean in-flight requests is skipped. */
+    boundedLoad: z.number().min(1).max(10).default(1.25),
+    /** Extra attempts on other edges for idempotent requests. */
+    retries: z.number().int().min(0).max(4).default(1),
+    /** Seconds to wait for a TCP connection to an edge before trying the next one. */
+    connectTimeout: seconds(30).default(1),
+    /** Requests in progress per client address (limit_conn); trusted proxies are not limited. */
+    maxConnsPerClient: z.number().int().min(1).max(100000).default(256),
+    /** TLS termination on the public listener: PEM file paths on the balancer's host. */
+    tls: z.object({ cert: z.string().min(1), key: z.string().min(1) }).strict().optional(),
+    /** Hosts the CDN serves; others get 421. Absent: any host. */
+    hosts: z
+      .array(z.string().regex(/^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$/, 'expected a lowercase host without a port, such as shop.example'))
+      .min(1)
+      .optional(),
+  })
+  .strict();
+
 /** References to secrets. Values never live in the spec; targets resolve the references. */
 const secrets = z
   .object({
@@ -74,9 +135,11 @@ export const cdnSpecSchema = z
         maxSize: size.default('1g'),
         keysZone: size.default('64m'),
         inactive: z.string().regex(/^[1-9][0-9]*[smhd]$/, 'expected a duration such as 7d').default('7d'),
+        /** Seconds a stored response may be served stale while the origin fails, unless the origin says otherwise (stale-if-error, must-revalidate). */
+        grace: z.number().int().min(0).default(86400),
       })
       .strict()
-      .default({ maxSize: '1g', keysZone: '64m', inactive: '7d' }),
+      .default({ maxSize: '1g', keysZone: '64m', inactive: '7d', grace: 86400 }),
     /** Ports the services listen on inside their host or container (native picks free ones). */
     ports: z
       .object({
@@ -100,6 +163,7 @@ export const cdnSpecSchema = z
       })
       .strict()
       .default({ stream: 'cdn:purges', maxLen: 100000 }),
+    balancer: balancer.prefault({}),
   })
   .strict()
   .superRefine((spec, ctx) => {
@@ -111,6 +175,11 @@ export const cdnSpecSchema = z
     if (spec.defaultRegion !== undefined && !seen.has(spec.defaultRegion)) {
       ctx.addIssue({ code: 'custom', path: ['defaultRegion'], message: `unknown region "${spec.defaultRegion}"; known: ${[...seen].join(', ')}` });
     }
+    spec.balancer.cidrRegions.forEach((c, i) => {
+      if (!seen.has(c.region)) {
+        ctx.addIssue({ code: 'custom', path: ['balancer', 'cidrRegions', i, 'region'], message: `unknown region "${c.region}"; known: ${[...seen].join(', ')}` });
+      }
+    });
     const matches = new Set<string>();
     spec.origins.forEach((o, i) => {
       if (matches.has(o.match)) ctx.addIssue({ code: 'custom', path: ['origins', i, 'match'], message: `duplicate origin match "${o.match}"` });

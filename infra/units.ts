@@ -9,10 +9,10 @@ import { renderBalancer } from '../balancer/render';
 import { renderEdge } from '../edge/render';
 import { renderPrometheus } from '../observability/prometheus';
 import { renderOriginEnv } from '../origin/render';
-import type { Layout } from './layout';
+import { secretFile, type Layout } from './layout';
 import { renderRedis } from './redis';
 import type { CdnSpec } from './spec';
-import { url, type Topology } from './topology';
+import { url, type EdgePlacement, type Topology } from './topology';
 
 export interface RenderedFile {
   /** Relative to the unit's directory. */
@@ -72,6 +72,21 @@ function nginxUnit(name: string, layout: Layout, files: RenderedFile[]): Pick<Se
   };
 }
 
+export function edgeUnit(spec: CdnSpec, topology: Topology, edge: EdgePlacement, layout: Layout): ServiceUnit {
+  const name = `edge-${edge.id}`;
+  return {
+    name,
+    role: 'edge',
+    region: edge.region,
+    packages: PACKAGES.edge,
+    ...nginxUnit(name, layout, renderEdge(spec, topology, edge, layout)),
+    env: {},
+    health: { kind: 'http', url: url(edge.internal.reach, '/healthz') },
+    url: url(edge.traffic.reach),
+    dependsOn: ['origin'],
+  };
+}
+
 export function buildUnits(o: UnitOptions): ServiceUnit[] {
   const { spec, topology, layout } = o;
   const units: ServiceUnit[] = [];
@@ -83,7 +98,7 @@ export function buildUnits(o: UnitOptions): ServiceUnit[] {
     packages: PACKAGES.redis,
     dir: redisDir,
     dirs: ['data'],
-    files: renderRedis(topology),
+    files: renderRedis(topology, { authInclude: spec.secrets.redisPassword ? secretFile(layout, 'redisAuthConf') : undefined }),
     command: [layout.redisServer, path.join(redisDir, 'redis.conf')],
     env: {},
     health: { kind: 'redis', host: topology.redis.reach.host, port: topology.redis.reach.port },
@@ -100,26 +115,19 @@ export function buildUnits(o: UnitOptions): ServiceUnit[] {
     dirs: ['storage'],
     files: [],
     command: [layout.node, layout.originEntry],
-    env: renderOriginEnv(spec, topology, path.join(originDir, 'storage'), { adminTokenFile: o.adminTokenFile }),
+    env: renderOriginEnv(spec, topology, path.join(originDir, 'storage'), {
+      adminTokenFile: o.adminTokenFile,
+      // Present only where the layout has a secrets directory (docker, aws).
+      redisPasswordFile: secretFile(layout, 'redisPassword'),
+      s3AccessKeyFile: secretFile(layout, 's3AccessKey'),
+      s3SecretKeyFile: secretFile(layout, 's3SecretKey'),
+    }),
     health: { kind: 'http', url: url(topology.origin.reach, '/readyz') },
     url: url(topology.origin.reach),
     dependsOn: ['redis'],
   });
 
-  for (const edge of topology.edges) {
-    const name = `edge-${edge.id}`;
-    units.push({
-      name,
-      role: 'edge',
-      region: edge.region,
-      packages: PACKAGES.edge,
-      ...nginxUnit(name, layout, renderEdge(spec, topology, edge, layout)),
-      env: {},
-      health: { kind: 'http', url: url(edge.internal.reach, '/healthz') },
-      url: url(edge.traffic.reach),
-      dependsOn: ['origin'],
-    });
-  }
+  for (const edge of topology.edges) units.push(edgeUnit(spec, topology, edge, layout));
 
   units.push({
     name: 'balancer',

@@ -76,6 +76,19 @@ function _M.path(request_uri)
 end
 
 
+-- What the balancer hashes to pick an edge: the host and the decoded path, the
+-- same normalisation as the edge's cache key minus the query and generations, so
+-- every query variant of an asset lives (and is purged) on one edge. Returns nil
+-- and a reason for a target the edge would refuse too.
+function _M.object(raw_host, request_uri)
+    local path, err = _M.path(request_uri)
+    if not path then
+        return nil, err
+    end
+    return _M.host(raw_host) .. path
+end
+
+
 local function encode(s)
     return escape_uri(s)
 end

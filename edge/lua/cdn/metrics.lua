@@ -9,6 +9,7 @@ local sub = string.sub
 local format = string.format
 local gsub = string.gsub
 local ipairs = ipairs
+local pairs = pairs
 local tostring = tostring
 local error = error
 local setmetatable = setmetatable
@@ -118,6 +119,121 @@ function _M:observe(name, v, values)
     incr(dict, base .. "\0le\0" .. le, 1)
     incr(dict, base .. "\0sum", v)
     incr(dict, base .. "\0count", 1)
+end
+
+
+-- Buffered updates for hot paths: they add to a per-worker table, and flush()
+-- (from a timer, or before rendering) applies the sums to the shared dict. One
+-- request then costs table updates instead of several locked dict operations.
+local function buffer_add(self, key, n)
+    local buf = self.buf
+    if not buf then
+        buf = {}
+        self.buf = buf
+    end
+    buf[key] = (buf[key] or 0) + n
+end
+
+
+function _M:inc_buffered(name, n, values)
+    buffer_add(self, series(name, self.meta[name].labels, values), n or 1)
+end
+
+
+function _M:observe_buffered(name, v, values)
+    local m = self.meta[name]
+    local buckets = m.buckets
+    local le = "+Inf"
+    for i = 1, #buckets do
+        if v <= buckets[i] then
+            le = buckets[i]
+            break
+        end
+    end
+    local base = series(name, m.labels, values)
+    buffer_add(self, base .. "\0le\0" .. le, 1)
+    buffer_add(self, base .. "\0sum", v)
+    buffer_add(self, base .. "\0count", 1)
+end
+
+
+-- The dict key of one series, for hot paths that compute it once and then use
+-- inc_series_buffered / observe_series_buffered.
+function _M:series_key(name, values)
+    return series(name, self.meta[name].labels, values)
+end
+
+
+function _M:inc_series_buffered(key, n)
+    buffer_add(self, key, n or 1)
+end
+
+
+-- `key` is series_key(name, values) of a histogram; its bucket keys are built
+-- once and kept.
+function _M:observe_series_buffered(name, key, v)
+    local hkeys = self.hkeys
+    if not hkeys then
+        hkeys = {}
+        self.hkeys = hkeys
+    end
+    local k = hkeys[key]
+    local buckets = self.meta[name].buckets
+    if not k then
+        k = { le = {}, inf = key .. "\0le\0+Inf", sum = key .. "\0sum",
+              count = key .. "\0count" }
+        for i = 1, #buckets do
+            k.le[i] = key .. "\0le\0" .. buckets[i]
+        end
+        hkeys[key] = k
+    end
+    local le = k.inf
+    for i = 1, #buckets do
+        if v <= buckets[i] then
+            le = k.le[i]
+            break
+        end
+    end
+    buffer_add(self, le, 1)
+    buffer_add(self, k.sum, v)
+    buffer_add(self, k.count, 1)
+end
+
+
+-- Applies buffered updates; returns how many series were touched.
+function _M:flush()
+    local buf = self.buf
+    if not buf then
+        return 0
+    end
+    self.buf = nil
+    local dict, n = self.dict, 0
+    for key, v in pairs(buf) do
+        incr(dict, key, v)
+        n = n + 1
+    end
+    return n
+end
+
+
+-- The stored value of a counter or gauge series (0 when absent).
+function _M:get(name, values)
+    return self.dict:get(series(name, self.meta[name].labels, values)) or 0
+end
+
+
+-- A histogram series' totals: count, sum and per-bucket (non-cumulative) counts
+-- indexed like m.buckets, with the overflow bucket last.
+function _M:histogram_values(name, values)
+    local m = self.meta[name]
+    local dict = self.dict
+    local base = series(name, m.labels, values)
+    local counts = {}
+    for i, b in ipairs(m.buckets) do
+        counts[i] = dict:get(base .. "\0le\0" .. b) or 0
+    end
+    counts[#m.buckets + 1] = dict:get(base .. "\0le\0+Inf") or 0
+    return dict:get(base .. "\0count") or 0, dict:get(base .. "\0sum") or 0, counts
 end
 
 

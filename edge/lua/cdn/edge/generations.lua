@@ -19,6 +19,9 @@ local dict = ngx.shared.cdn_gens
 local ALL = "all"
 local EPOCH = "epoch"
 local PREFIX_COUNT = "prefixes"
+-- Bumped by every purge: workers cache computed keys and recompute them only
+-- when this changed (one shared-dict read per request instead of several).
+local SEQ = "seq"
 
 local epoch -- per-worker copy of the constant epoch
 
@@ -34,6 +37,12 @@ function _M.init()
     dict:safe_add(EPOCH, tostring(ngx.now() * 1000) .. "-" .. tostring(ngx.worker.pid()))
     dict:safe_add(ALL, 0)
     dict:safe_add(PREFIX_COUNT, 0)
+    dict:safe_add(SEQ, 0)
+end
+
+
+function _M.seq()
+    return dict:get(SEQ)
 end
 
 
@@ -42,7 +51,10 @@ function _M.init_worker()
 end
 
 
-local function bump(key)
+-- The generation is bumped before SEQ: a worker reads SEQ before the
+-- generations, so it can cache a key under an old SEQ (and recompute it next
+-- time) but never an old generation under the new SEQ.
+local function bump_generation(key)
     local v, err = dict:incr(key, 1)
     if v then
         return v
@@ -63,8 +75,17 @@ local function bump(key)
 end
 
 
+local function bump(key)
+    local v = bump_generation(key)
+    dict:incr(SEQ, 1)
+    return v
+end
+
+
 function _M.purge_all()
-    return dict:incr(ALL, 1)
+    local v = dict:incr(ALL, 1)
+    dict:incr(SEQ, 1)
+    return v
 end
 
 
@@ -75,9 +96,8 @@ end
 
 -- Prefixes end with "/" and are matched on segment boundaries.
 function _M.purge_prefix(prefix)
-    local v = bump("p:" .. prefix)
-    dict:incr(PREFIX_COUNT, 1)
-    return v
+    dict:incr(PREFIX_COUNT, 1) -- before SEQ moves, like the generation itself
+    return bump("p:" .. prefix)
 end
 
 

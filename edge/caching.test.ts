@@ -1,0 +1,263 @@
+/**
+ * HTTP caching at the edge (RFC 9111, 5861, 9211, 9213), driven through a real
+ * nginx with the real Lua in front of a scripted origin.
+ */
+import { randomUUID } from 'node:crypto';
+import Redis from 'ioredis';
+import { startEdge, type EdgeHarness } from '../test/support/edge-harness';
+import { rawRequest, waitFor } from '../test/support/http';
+
+let edge: EdgeHarness;
+
+beforeAll(async () => {
+  edge = await startEdge({ cache: { grace: 3600 } });
+});
+
+afterAll(async () => {
+  const log = edge.errorLog();
+  await edge.stop();
+  // Expected by design: the origin refusing connections, and the internal hop
+  // dropping a failed revalidation so the stale copy is used.
+  const expected = /connect\(\) failed|upstream prematurely closed connection/;
+  const unexpected = log.split('\n').filter((l) => /\[(error|crit|alert|emerg)\]/.test(l) && !expected.test(l));
+  expect(unexpected).toEqual([]);
+});
+
+/** A fresh path per test, so tests never see each other's cache entries. */
+const fresh = (name: string) => `/${name}-${randomUUID()}`;
+
+async function get(path: string, headers: Record<string, string> = {}, method = 'GET') {
+  const res = await fetch(`${edge.url}${path}`, { headers, method });
+  const body = method === 'HEAD' ? '' : await res.text();
+  return { status: res.status, headers: res.headers, body, cacheStatus: res.headers.get('cache-status') ?? '' };
+}
+
+function originHits(path: string): number {
+  return edge.originRequests.filter((r) => r.url === path).length;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe('freshness', () => {
+  test('a public response is stored: MISS, then HIT with Age and ttl; browsers see the origin Cache-Control', async () => {
+    const path = fresh('public');
+    edge.setOrigin(() => ({ headers: { 'Cache-Control': 'public, max-age=300', 'Surrogate-Key': 'p1 p2', ETag: '"v1"' }, body: 'hello' }));
+    const first = await get(path);
+    expect(first.cacheStatus).toBe('lab-1; fwd=uri-miss; fwd-status=200; stored');
+    expect(first.headers.get('cache-control')).toBe('public, max-age=300');
+    const second = await get(path);
+    expect(second.body).toBe('hello');
+    expect(second.cacheStatus).toMatch(/^lab-1; hit; ttl=(29\d|300)$/);
+    expect(Number(second.headers.get('age'))).toBeGreaterThanOrEqual(0);
+    expect(Number(second.headers.get('age'))).toBeLessThanOrEqual(2);
+    expect(second.headers.get('cache-control')).toBe('public, max-age=300');
+    expect(second.headers.get('surrogate-key')).toBeNull();
+    expect(second.headers.get('x-cdn-meta')).toBeNull();
+    expect(second.headers.get('x-accel-expires')).toBeNull();
+    expect(originHits(path)).toBe(1);
+  });
+
+  test.each([
+    ['private', { 'Cache-Control': 'private, max-age=300' }],
+    ['no-store', { 'Cache-Control': 'public, no-store, max-age=300' }],
+    ['Vary: *', { 'Cache-Control': 'public, max-age=300', Vary: '*' }],
+    ['no explicit freshness', {}],
+  ])('%s is never stored', async (_name, headers) => {
+    const path = fresh('nostore');
+    edge.setOrigin(() => ({ headers, body: 'secret' }));
+    await get(path);
+    const second = await get(path);
+    expect(second.cacheStatus).toContain('fwd=uri-miss');
+    expect(second.cacheStatus).not.toContain('stored');
+    expect(originHits(path)).toBe(2);
+  });
+
+  test('max-age=0 is stored stale: every reuse goes back to the origin first', async () => {
+    const path = fresh('max-age-0');
+    edge.setOrigin(() => ({ headers: { 'Cache-Control': 'max-age=0' }, body: 'always fresh' }));
+    await get(path);
+    const second = await get(path);
+    expect(second.cacheStatus).toBe('lab-1; fwd=stale; fwd-status=200');
+    expect(originHits(path)).toBe(2);
+  });
+
+  test('responses to requests with Authorization are stored only when the origin allows it', async () => {
+    const plain = fresh('auth-plain');
+    edge.setOrigin(() => ({ headers: { 'Cache-Control': 'max-age=300' }, body: 'mine' }));
+    await get(plain, { Authorization: 'Bearer a' });
+    await get(plain, { Authorization: 'Bearer a' });
+    expect(originHits(plain)).toBe(2);
+
+    const shared = fresh('auth-public');
+    edge.setOrigin(() => ({ headers: { 'Cache-Control': 'public, max-age=300' }, body: 'everyone' }));
+    await get(shared, { Authorization: 'Bearer a' });
+    expect((await get(shared, { Authorization: 'Bearer a' })).cacheStatus).toContain('hit');
+    expect(originHits(shared)).toBe(1);
+  });
+
+  test('CDN-Cache-Control wins over Cache-Control for the edge, and neither it nor Surrogate-Control reaches browsers', async () => {
+    const path = fresh('cdn-cc');
+    edge.setOrigin(() => ({ headers: { 'Cache-Control': 'private, no-cache', 'CDN-Cache-Control': 'max-age=120' }, body: 'page' }));
+    await get(path);
+    const second = await get(path);
+    expect(second.cacheStatus).toMatch(/hit; ttl=1[12]\d/);
+    expect(second.headers.get('cache-control')).toBe('private, no-cache');
+    expect(second.headers.get('cdn-cache-control')).toBeNull();
+
+    const sc = fresh('surrogate-control');
+    edge.setOrigin(() => ({ headers: { 'Cache-Control': 'max-age=0', 'Surrogate-Control': 'max-age=90' }, body: 'sc' }));
+    await get(sc);
+    const again = await get(sc);
+    expect(again.cacheStatus).toMatch(/hit; ttl=(8\d|90)/);
+    expect(again.headers.get('surrogate-control')).toBeNull();
+  });
+
+  test('s-maxage beats max-age, and the Age the origin sent counts against freshness', async () => {
+    const path = fresh('smaxage');
+    edge.setOrigin(() => ({ headers: { 'Cache-Control': 'max-age=5, s-maxage=100', Age: '40' }, body: 'x' }));
+    await get(path);
+    const second = await get(path);
+    expect(second.cacheStatus).toMatch(/hit; ttl=(59|60)$/);
+    expect(Number(second.headers.get('age'))).toBeGreaterThanOrEqual(40);
+  });
+
+  test('Expires counts from the origin Date', async () => {
+    const path = fresh('expires');
+    const date = new Date(Date.now() - 10_000);
+    const expires = new Date(date.getTime() + 70_000);
+    edge.setOrigin(() => ({ headers: { Date: date.toUTCString(), Expires: expires.toUTCString() }, body: 'x' }));
+    await get(path);
+    const second = await get(path);
+    // lifetime 70 s, already 10 s old when received
+    expect(second.cacheStatus).toMatch(/hit; ttl=(5\d|60)$/);
+    expect(second.headers.get('expires')).toBe(expires.toUTCString());
+  });
+
+  test('no-cache is stored but revalidated before every reuse (304 from the origin)', async () => {
+    const path = fresh('no-cache');
+    edge.setOrigin((req) =>
+      req.headers['if-none-match'] === '"v7"'
+        ? { status: 304, headers: { ETag: '"v7"', 'Cache-Control': 'no-cache' } }
+        : { headers: { 'Cache-Control': 'no-cache', ETag: '"v7"' }, body: 'price: 10' },
+    );
+    await get(path);
+    const second = await get(path);
+    expect(second.status).toBe(200);
+    expect(second.body).toBe('price: 10');
+    expect(second.cacheStatus).toBe('lab-1; fwd=stale; fwd-status=304');
+    const conditional = edge.originRequests.filter((r) => r.url === path)[1];
+    expect(conditional.headers['if-none-match']).toBe('"v7"');
+  });
+});
+
+describe('errors and stale', () => {
+  test('a 5xx is never stored, even with a max-age', async () => {
+    const path = fresh('five-hundred');
+    edge.setOrigin(() => ({ status: 500, headers: { 'Cache-Control': 'public, max-age=300' }, body: 'boom' }));
+    expect((await get(path)).status).toBe(500);
+    expect((await get(path)).status).toBe(500);
+    expect(originHits(path)).toBe(2);
+  });
+
+  test('an expired object is served stale while the origin fails (stale-if-error), and the error is not stored', async () => {
+    const path = fresh('stale-if-error');
+    edge.setOrigin(() => ({ headers: { 'Cache-Control': 'public, max-age=1, stale-if-error=600' }, body: 'good' }));
+    await get(path);
+    await sleep(2100);
+    edge.setOrigin(() => ({ status: 503, body: 'down' }));
+    const stale = await get(path);
+    expect(stale.status).toBe(200);
+    expect(stale.body).toBe('good');
+    expect(stale.cacheStatus).toMatch(/^lab-1; hit; ttl=-\d+$/);
+    edge.setOrigin(() => ({ headers: { 'Cache-Control': 'public, max-age=60' }, body: 'fixed' }));
+    expect(await waitFor(async () => (await get(path)).body === 'fixed', 3000)).toBeGreaterThanOrEqual(0);
+  });
+
+  test('the configured grace applies when the origin does not say, and must-revalidate forbids stale', async () => {
+    const graced = fresh('grace');
+    edge.setOrigin(() => ({ headers: { 'Cache-Control': 'public, max-age=1' }, body: 'graced' }));
+    await get(graced);
+    const strict = fresh('must-revalidate');
+    edge.setOrigin(() => ({ headers: { 'Cache-Control': 'public, max-age=1, must-revalidate' }, body: 'strict' }));
+    await get(strict);
+    await sleep(2100);
+    edge.setOrigin(() => ({ status: 502, body: 'bad gateway' }));
+    expect((await get(graced)).body).toBe('graced');
+    const r = await get(strict);
+    expect(r.status).toBe(502);
+  });
+
+  test('serves stale when the origin is unreachable', async () => {
+    const path = fresh('unreachable');
+    edge.setOrigin(() => ({ headers: { 'Cache-Control': 'public, max-age=1' }, body: 'cached' }));
+    await get(path);
+    await sleep(2100);
+    await edge.stopOrigin();
+    try {
+      const r = await get(path);
+      expect(r.status).toBe(200);
+      expect(r.body).toBe('cached');
+      const cold = await get(fresh('cold'));
+      expect(cold.status).toBeGreaterThanOrEqual(502);
+    } finally {
+      await edge.startOrigin();
+    }
+  });
+
+  test('500 concurrent requests for one cold object reach the origin once, and all get the same bytes', async () => {
+    const path = fresh('collapse');
+    edge.setOrigin(() => ({ headers: { 'Cache-Control': 'public, max-age=300' }, body: 'x'.repeat(5000), delayMs: 300 }));
+    const bodies = await Promise.all(Array.from({ length: 500 }, () => get(path).then((r) => r.body)));
+    expect(new Set(bodies)).toEqual(new Set(['x'.repeat(5000)]));
+    expect(originHits(path)).toBe(1);
+  });
+});
+
+describe('requests the edge refuses or passes through', () => {
+  test('PURGE and BAN get 405; traversal gets 400 with a reason and no Cache-Status', async () => {
+    expect((await rawRequest(edge.url, '/a', { method: 'PURGE' })).status).toBe(405);
+    expect((await rawRequest(edge.url, '/a', { method: 'BAN' })).status).toBe(405);
+    const r = await rawRequest(edge.url, '/a/%2e%2e/etc/passwd');
+    expect(r.status).toBe(400);
+    expect(r.body.toString()).toContain('dot segment');
+    expect(r.headers['cache-status']).toBeUndefined();
+  });
+
+  test('a successful POST invalidates the stored response for its URL', async () => {
+    const path = fresh('unsafe');
+    let version = 1;
+    edge.setOrigin((req) => (req.method === 'POST' ? { status: 204 } : { headers: { 'Cache-Control': 'public, max-age=300' }, body: `v${version}` }));
+    await get(path);
+    expect((await get(path)).cacheStatus).toContain('hit');
+    version = 2;
+    const post = await fetch(`${edge.url}${path}`, { method: 'POST', body: 'x' });
+    expect(post.status).toBe(204);
+    expect(post.headers.get('cache-status')).toContain('fwd=method');
+    expect((await get(path)).body).toBe('v2');
+  });
+
+  test('marketing parameters and parameter order share one entry', async () => {
+    const path = fresh('query');
+    edge.setOrigin(() => ({ headers: { 'Cache-Control': 'public, max-age=300' }, body: 'q' }));
+    await get(`${path}?b=2&a=1`);
+    expect((await get(`${path}?a=1&b=2&utm_source=mail&gclid=x`)).cacheStatus).toContain('hit');
+    expect(edge.originRequests.filter((r) => r.url.startsWith(path))).toHaveLength(1);
+  });
+});
+
+describe('invalidation', () => {
+  test('a purge published on the stream reaches the edge within a second', async () => {
+    const path = fresh('purged');
+    edge.setOrigin(() => ({ headers: { 'Cache-Control': 'public, max-age=300', 'Surrogate-Key': 'sku-9' }, body: 'old' }));
+    await get(path);
+    expect((await get(path)).cacheStatus).toContain('hit');
+    edge.setOrigin(() => ({ headers: { 'Cache-Control': 'public, max-age=300' }, body: 'new' }));
+    const redis = new Redis(edge.redis.url);
+    try {
+      await redis.xadd('cdn:purges', '*', 'purge', JSON.stringify({ id: 'x', urls: [], prefixes: [], tags: ['sku-9'], at: Date.now() }));
+    } finally {
+      redis.disconnect();
+    }
+    expect(await waitFor(async () => (await get(path)).body === 'new', 1000)).toBeGreaterThanOrEqual(0);
+  });
+});

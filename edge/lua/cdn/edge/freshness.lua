@@ -1,0 +1,144 @@
+-- Decides whether and for how long the edge may store a response (RFC 9111,
+-- RFC 5861, RFC 9213). nginx reads freshness from the upstream's headers while it
+-- receives them and gets several rules wrong (it ignores Age, refuses `no-cache`
+-- outright, knows nothing of CDN-Cache-Control), so the edge fetches through an
+-- internal hop whose header filter runs `decide` and tells nginx the answer in
+-- X-Accel-Expires. Pure functions of their inputs, so they are tested directly.
+local find = string.find
+local lower = string.lower
+local match = string.match
+local gmatch = string.gmatch
+local tonumber = tonumber
+local type = type
+local max = math.max
+local concat = table.concat
+
+local _M = { _VERSION = "0.1.0" }
+
+-- Statuses a cache may store when freshness is explicit (RFC 9110 §15.1 lists the
+-- heuristically cacheable ones; 206 is stored by nginx's slice logic only).
+local STORABLE_STATUS = {
+    [200] = true, [203] = true, [204] = true, [300] = true, [301] = true,
+    [304] = true, [308] = true, [404] = true, [405] = true, [410] = true,
+    [414] = true, [501] = true,
+}
+
+
+-- Parses a Cache-Control-style list into { directive = value|true }. Directive
+-- names are case-insensitive; quoted values lose their quotes. Returns nil for an
+-- empty or missing field.
+function _M.parse(value)
+    if type(value) == "table" then
+        local joined = {}
+        for i = 1, #value do
+            joined[i] = value[i]
+        end
+        value = concat(joined, ",")
+    end
+    if not value or value == "" then
+        return nil
+    end
+    local d = {}
+    for part in gmatch(value, "[^,]+") do
+        local name, v = match(part, "^%s*([%w%-_]+)%s*=%s*\"?([^\"]*)\"?%s*$")
+        if name then
+            d[lower(name)] = v
+        else
+            name = match(part, "^%s*([%w%-_]+)%s*$")
+            if name then
+                d[lower(name)] = true
+            end
+        end
+    end
+    return d
+end
+
+
+local function seconds(v)
+    if type(v) ~= "string" then
+        return nil
+    end
+    local n = tonumber(match(v, "^%d+$"))
+    return n
+end
+
+
+-- Inputs (all optional but status/now):
+--   status, now (epoch s), authorization (bool: the request carried one),
+--   cache_control, cdn_cache_control, surrogate_control, expires, date, age,
+--   vary, parse_http_time (function), grace (s, stale-if-error default)
+-- Returns a table:
+--   store (bool), ttl (s of freshness left, may be <= 0), revalidate (bool:
+--   store but revalidate before every reuse), swr, sie (seconds of stale use),
+--   age (initial age at receipt), reason (why not stored)
+function _M.decide(r)
+    local out = { store = false, ttl = 0, swr = 0, sie = 0, age = 0 }
+    if not STORABLE_STATUS[r.status] then
+        out.reason = "status"
+        return out
+    end
+    if r.vary and find(r.vary, "*", 1, true) then
+        out.reason = "vary-star"
+        return out
+    end
+
+    -- Which field speaks for this cache: CDN-Cache-Control, then
+    -- Surrogate-Control, then Cache-Control (RFC 9213 §2, Fastly's precedence).
+    local cc = _M.parse(r.cache_control) or {}
+    local own = _M.parse(r.cdn_cache_control) or _M.parse(r.surrogate_control)
+    local d = own or cc
+
+    if d["no-store"] or (not own and d["private"]) then
+        out.reason = "no-store"
+        return out
+    end
+    -- RFC 9111 §3.5: a shared cache stores responses to authorized requests only
+    -- when the response explicitly allows it.
+    if r.authorization and not own
+       and not (cc["public"] or cc["s-maxage"] or cc["must-revalidate"]) then
+        out.reason = "authorization"
+        return out
+    end
+
+    local parse_time = r.parse_http_time
+    local date = r.date and parse_time and parse_time(r.date)
+    local lifetime = (not own and seconds(d["s-maxage"])) or seconds(d["max-age"])
+    if not lifetime and not own and r.expires and parse_time then
+        local expires = parse_time(r.expires)
+        if expires then
+            lifetime = max(0, expires - (date or r.now))
+        else
+            lifetime = 0 -- an invalid Expires means "already expired"
+        end
+    end
+    -- `no-cache` without field names: store, but revalidate before every reuse
+    local revalidate_only = d["no-cache"] == true
+    if not lifetime then
+        if not revalidate_only then
+            -- no explicit freshness: the CDN never guesses (no heuristic caching)
+            out.reason = "no-freshness"
+            return out
+        end
+        lifetime = 0
+    end
+
+    -- RFC 9111 §4.2.3: initial age = max(apparent age, Age header)
+    local apparent = date and max(0, r.now - date) or 0
+    local age = max(apparent, tonumber(r.age) or 0)
+    out.age = age
+    out.ttl = lifetime - age
+    out.store = true
+
+    local strict = d["must-revalidate"] or (not own and d["proxy-revalidate"])
+    if revalidate_only then
+        out.revalidate = true
+    end
+    if not strict and not revalidate_only then
+        out.swr = seconds(d["stale-while-revalidate"]) or 0
+        out.sie = seconds(d["stale-if-error"]) or (r.grace or 0)
+    end
+    return out
+end
+
+
+return _M

@@ -1,0 +1,115 @@
+/**
+ * One real edge (nginx + the project's Lua, rendered by edge/render.ts) in front of
+ * a scriptable origin (a Node HTTP server whose answers each test sets), with a real
+ * Redis for the purge stream. For tests of HTTP caching behaviour, where the origin's
+ * headers must be exactly what the case needs.
+ */
+import * as fs from 'node:fs';
+import * as http from 'node:http';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { debianLayout } from '../../infra/layout';
+import { freePort } from '../../infra/native/ports';
+import { startUnit, stopPid, waitHealthy, writeUnitFiles } from '../../infra/native/supervisor';
+import { parseSpec, type CdnSpecInput } from '../../infra/spec';
+import type { Topology } from '../../infra/topology';
+import { edgeUnit } from '../../infra/units';
+import { REPO_ROOT } from './nginx-lua';
+import { startRedis, type RedisHandle } from './redis-server';
+
+export interface OriginReply {
+  status?: number;
+  headers?: Record<string, string | string[]>;
+  body?: string | Buffer;
+  /** Milliseconds to wait before answering. */
+  delayMs?: number;
+}
+
+export type OriginHandler = (req: http.IncomingMessage) => OriginReply | Promise<OriginReply>;
+
+export interface EdgeHarness {
+  url: string;
+  internalUrl: string;
+  redis: RedisHandle;
+  /** Requests the origin received, in order. */
+  originRequests: { method: string; url: string; headers: http.IncomingHttpHeaders }[];
+  setOrigin(handler: OriginHandler): void;
+  /** Stops answering (connection refused) until `startOrigin` is called again. */
+  stopOrigin(): Promise<void>;
+  startOrigin(): Promise<void>;
+  errorLog(): string;
+  stop(): Promise<void>;
+}
+
+export async function startEdge(specInput: CdnSpecInput = {}): Promise<EdgeHarness> {
+  const spec = parseSpec({ regions: [{ name: 'lab', edges: 1 }], ...specInput });
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cdn-edge-'));
+  const redis = await startRedis();
+  const originPort = await freePort();
+  const originRequests: EdgeHarness['originRequests'] = [];
+  let handler: OriginHandler = () => ({ status: 404, body: 'no handler\n' });
+
+  const server = http.createServer(async (req, res) => {
+    originRequests.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers });
+    req.resume();
+    const reply = await handler(req);
+    if (reply.delayMs) await new Promise((r) => setTimeout(r, reply.delayMs));
+    res.writeHead(reply.status ?? 200, reply.headers ?? {});
+    res.end(req.method === 'HEAD' ? undefined : reply.body ?? '');
+  });
+  server.keepAliveTimeout = 60000;
+  const listen = () => new Promise<void>((resolve) => server.listen(originPort, '127.0.0.1', resolve));
+  await listen();
+
+  const at = (port: number) => ({ listen: { host: '127.0.0.1', port }, reach: { host: '127.0.0.1', port } });
+  const edgePlacement = { id: 'lab-1', region: 'lab', index: 1, traffic: at(await freePort()), internal: at(await freePort()) };
+  const topology: Topology = {
+    redis: at(redis.port),
+    origin: at(originPort),
+    balancer: { traffic: at(await freePort()), internal: at(await freePort()) },
+    edges: [edgePlacement],
+    prometheus: null,
+    publicBaseUrl: 'http://127.0.0.1',
+  };
+  const layout = debianLayout({ repoRoot: REPO_ROOT, stateDir: dir });
+  const unit = edgeUnit(spec, topology, edgePlacement, layout);
+  writeUnitFiles(unit);
+  const svc = startUnit(unit);
+  try {
+    await waitHealthy(svc, 10000);
+  } catch (err) {
+    server.close();
+    await redis.stop();
+    throw err;
+  }
+  const errorLog = () => {
+    try {
+      return fs.readFileSync(path.join(unit.dir, 'logs', 'error.log'), 'utf8');
+    } catch {
+      return '';
+    }
+  };
+  return {
+    url: `http://127.0.0.1:${edgePlacement.traffic.listen.port}`,
+    internalUrl: `http://127.0.0.1:${edgePlacement.internal.listen.port}`,
+    redis,
+    originRequests,
+    setOrigin: (h) => {
+      handler = h;
+    },
+    stopOrigin: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+    startOrigin: listen,
+    errorLog,
+    stop: async () => {
+      await stopPid(svc.pid);
+      server.closeAllConnections();
+      server.close();
+      await redis.stop();
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
