@@ -105,26 +105,23 @@ ${DROP_OVERRIDE_HEADERS}
             proxy_buffer_size 16k;
             proxy_pass http://fetch;
 
-            # The stored Date is the origin's; what browsers see of Cache-Control
-            # and Expires is what the origin sent (kept by the internal hop).
+            # The stored Date is the origin's. The stored Cache-Control is the one
+            # written for nginx; the header filter restores the origin's from
+            # X-Cdn-Meta for browsers.
             proxy_pass_header Date;
             proxy_hide_header Cache-Control;
-            proxy_hide_header Expires;
-            proxy_hide_header X-Cdn-Cache-Control;
-            proxy_hide_header X-Cdn-Expires;
             proxy_hide_header X-Cdn-Meta;
             proxy_hide_header Surrogate-Key;
             proxy_hide_header Cache-Status;
-            add_header Cache-Control $upstream_http_x_cdn_cache_control always;
-            add_header Expires $upstream_http_x_cdn_expires always;
 
             header_filter_by_lua_block { require("cdn.edge").header_filter() }
         }
 
-        # The origin's operational endpoints are for monitoring, not the internet.
-        location ~ ^/(metrics|healthz|readyz)$ {
-            return 404;
-        }
+        # The origin's operational endpoints are for monitoring, not the internet
+        # (exact matches: a regex location would be tried on every request).
+        location = /metrics { return 404; }
+        location = /healthz { return 404; }
+        location = /readyz { return 404; }
     }
 
     server {
@@ -133,6 +130,8 @@ ${DROP_OVERRIDE_HEADERS}
         proxy_http_version 1.1;
         proxy_set_header Connection "";
         proxy_set_header X-Cdn-Cache-State "";
+        # Freshness is computed from the origin's Date, not this hop's clock.
+        proxy_pass_header Date;
         proxy_connect_timeout 2s;
         proxy_read_timeout 30s;
         proxy_buffers 16 16k;

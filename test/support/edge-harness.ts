@@ -29,6 +29,9 @@ export type OriginHandler = (req: http.IncomingMessage) => OriginReply | Promise
 
 export interface EdgeHarness {
   url: string;
+  originUrl: string;
+  /** pid of the edge's nginx master. */
+  pid: number;
   internalUrl: string;
   redis: RedisHandle;
   /** Requests the origin received, in order. */
@@ -91,6 +94,8 @@ export async function startEdge(specInput: CdnSpecInput = {}): Promise<EdgeHarne
   };
   return {
     url: `http://127.0.0.1:${edgePlacement.traffic.listen.port}`,
+    originUrl: `http://127.0.0.1:${originPort}`,
+    pid: svc.pid,
     internalUrl: `http://127.0.0.1:${edgePlacement.internal.listen.port}`,
     redis,
     originRequests,

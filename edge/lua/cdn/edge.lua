@@ -22,20 +22,28 @@ local header = ngx.header
 local ngx_exit = ngx.exit
 local say = ngx.say
 local now = ngx.time
+local ngx_now = ngx.now
 local parse_http_time = ngx.parse_http_time
 local get_headers = ngx.resp.get_headers
 local log = ngx.log
 local WARN = ngx.WARN
 local tonumber = tonumber
-local match = string.match
+local sub = string.sub
+local find = string.find
+local byte = string.byte
+local concat = table.concat
+local type = type
 
 local _M = { _VERSION = "0.2.0" }
 
 local settings
 local metrics
+-- "<edge>; hit; ttl=" per cache status, built once
+local hit_member
 
 -- (host .. request_uri) -> { seq, key }: computed keys, per worker
 local keys
+local seq, seq_tick
 local KEY_CACHE_SIZE = 20000
 
 -- A response that went to the upstream (and may have been stored).
@@ -54,6 +62,8 @@ end
 
 function _M.init_worker()
     generations.init_worker()
+    local hit = settings.id .. "; hit; ttl="
+    hit_member = { HIT = hit, STALE = hit, UPDATING = hit }
     keys = lrucache.new(KEY_CACHE_SIZE)
     local err
     metrics, err = metrics_lib.new("cdn_metrics")
@@ -86,7 +96,12 @@ end
 function _M.cache_key()
     local host, uri = var.http_host or "", var.request_uri
     local id = host .. uri
-    local seq = generations.seq()
+    -- The purge sequence is read from shared memory once per event-loop tick
+    -- (ngx.now() only moves between ticks), not once per request.
+    local tick = ngx_now()
+    if tick ~= seq_tick then
+        seq_tick, seq = tick, generations.seq()
+    end
     local cached = keys:get(id)
     if cached and cached[1] == seq then
         return cached[2]
@@ -103,14 +118,39 @@ function _M.cache_key()
 end
 
 
--- Fields of the internal X-Cdn-Meta header: stored-at, initial age, ttl.
-local function meta_fields(meta)
-    local stored, age, ttl = match(meta, "^(%d+) (%d+) (-?%d+)$")
-    return tonumber(stored), tonumber(age), tonumber(ttl)
+-- X-Cdn-Meta carries what the public server needs on every response, so the
+-- hit path reads one upstream header instead of several (each read scans the
+-- stored headers):
+--   "<born> <expires> <stored><cs> <size>|<cache-control>"
+-- born: epoch second the response was generated (receipt minus initial age);
+-- expires: epoch second it stops being fresh (ten digits each until 2286);
+-- stored: "s" or "n"; cs: "c" when the upstream sent its own Cache-Status;
+-- size: Content-Length or "-"; then the origin's Cache-Control for browsers
+-- (after "|", since nginx trims a trailing space off an empty one).
+local function meta_value(born, expires, stored, upstream_cs, size, cc)
+    if type(cc) == "table" then
+        cc = concat(cc, ", ")
+    end
+    return born .. " " .. expires .. " " .. (stored and "s" or "n")
+           .. (upstream_cs and "c" or "-") .. " " .. (size or "-") .. "|"
+           .. (cc or "")
 end
 
 
-local function on_fetched(status)
+-- Splits X-Cdn-Meta: born, expires, stored, upstream_cs, size, cache_control.
+local function meta_fields(meta)
+    local bar = find(meta, "|", 26, true)
+    if not bar then
+        return nil
+    end
+    return tonumber(sub(meta, 1, 10)), tonumber(sub(meta, 12, 21)),
+           byte(meta, 23) == 115, -- "s"
+           byte(meta, 24) == 99,  -- "c"
+           tonumber(sub(meta, 26, bar - 1)), sub(meta, bar + 1)
+end
+
+
+local function on_fetched()
     local path = key.path(var.request_uri)
     if path then
         tags.record(path, var.upstream_http_surrogate_key)
@@ -119,39 +159,63 @@ local function on_fetched(status)
     if t and metrics then
         metrics:observe("cdn_edge_upstream_header_seconds", t)
     end
-    return var.upstream_http_x_cdn_meta and status == "MISS"
 end
 
 
--- Public header filter: Cache-Status (RFC 9211), Age, counters.
+local REUSED = { HIT = true, STALE = true, UPDATING = true }
+
+
+local function restore_cache_control(cc)
+    if cc ~= "" then
+        header["Cache-Control"] = cc
+    end
+end
+
+
+-- Public header filter: Cache-Status (RFC 9211), Age, the origin's
+-- Cache-Control, counters. The hit path reads two variables: each read of an
+-- upstream header scans the stored headers.
 function _M.header_filter()
     local status = var.upstream_cache_status
+    local meta = var.upstream_http_x_cdn_meta
+    local born, expires, stored, upstream_cs, size, cc
+    if meta then
+        born, expires, stored, upstream_cs, size, cc = meta_fields(meta)
+    end
+    -- after a revalidation the stored meta is the old one (nginx does not
+    -- rewrite stored headers), so only plain reuse reports Age and ttl
+    if REUSED[status] then
+        local member
+        if born then
+            local t = now()
+            header["Age"] = t - born
+            member = hit_member[status] .. (expires - t)
+            restore_cache_control(cc)
+        else
+            member = hit_member[status] .. 0
+        end
+        header["Cache-Status"] = upstream_cs
+            and cache_status.header(var.upstream_http_cache_status, member)
+            or member
+        stats.count(status, ngx.status, size)
+        return
+    end
+
     local upstream_status = var.upstream_status
     if not status and not upstream_status then
         return -- generated here (400, 405, an nginx error page): no Cache-Status
     end
-    local t = now()
-    local member
-    local meta = var.upstream_http_x_cdn_meta
-    -- after a revalidation the stored meta is the old one (nginx does not
-    -- rewrite stored headers), so only plain reuse reports Age and ttl
-    if meta and (status == "HIT" or status == "STALE" or status == "UPDATING") then
-        local stored, age, ttl = meta_fields(meta)
-        if stored then
-            local elapsed = t - stored
-            header["Age"] = age + (elapsed > 0 and elapsed or 0)
-            member = cache_status.value(settings.id, status, upstream_status,
-                                        ttl - elapsed)
-        end
+    if cc then
+        restore_cache_control(cc)
     end
-    if not member then
-        local stored = FETCHED[status] and on_fetched(status)
-        member = cache_status.value(settings.id, status, upstream_status, nil, stored)
+    if FETCHED[status] then
+        on_fetched()
     end
-    header["Cache-Status"] = cache_status.header(var.upstream_http_cache_status, member)
+    header["Cache-Status"] = cache_status.header(var.upstream_http_cache_status,
+        cache_status.value(settings.id, status, upstream_status, nil,
+                           stored and status == "MISS"))
 
-    local method = var.request_method
-    if UNSAFE_METHODS[method] then
+    if UNSAFE_METHODS[var.request_method] then
         local code = ngx.status
         if code >= 200 and code < 400 then
             -- RFC 9111 §4.4: a successful unsafe request invalidates the URL
@@ -161,7 +225,7 @@ function _M.header_filter()
             end
         end
     end
-    stats.count(status or "NONE", ngx.status, tonumber(var.upstream_http_content_length))
+    stats.count(status or "NONE", ngx.status, size)
 end
 
 
@@ -185,25 +249,26 @@ function _M.fetch_header_filter()
         parse_http_time = parse_http_time,
         grace = settings.grace,
     })
-    header["X-Cdn-Cache-Control"] = h["cache-control"]
-    header["X-Cdn-Expires"] = h["expires"]
+    local expires_header = h["expires"]
     header["Expires"] = nil
     header["Age"] = nil
     header["CDN-Cache-Control"] = nil
     header["Surrogate-Control"] = nil
+    local ttl = d.revalidate and -1 or d.ttl
+    header["X-Cdn-Meta"] = meta_value(t - d.age, t + ttl, d.store,
+        h["cache-status"] ~= nil, h["content-length"], h["cache-control"])
     if not d.store then
         header["Cache-Control"] = nil
         header["X-Accel-Expires"] = 0
-        return
+    else
+        -- Order matters to nginx: it reads stale-* from a Cache-Control that
+        -- comes before X-Accel-Expires, and ignores an Expires that comes after.
+        header["Cache-Control"] = "stale-while-revalidate=" .. d.swr
+                                  .. ", stale-if-error=" .. d.sie
+        -- "@1" stores the response already expired: revalidated before reuse
+        header["X-Accel-Expires"] = ttl > 0 and ttl or "@1"
     end
-    -- nginx reads stale-* from Cache-Control only when it comes before
-    -- X-Accel-Expires, which is why both are rewritten here in that order.
-    header["Cache-Control"] = "stale-while-revalidate=" .. d.swr
-                              .. ", stale-if-error=" .. d.sie
-    local ttl = d.revalidate and -1 or d.ttl
-    -- "@1" stores the response already expired: revalidated before every reuse
-    header["X-Accel-Expires"] = ttl > 0 and ttl or "@1"
-    header["X-Cdn-Meta"] = t .. " " .. d.age .. " " .. ttl
+    header["Expires"] = expires_header
 end
 
 

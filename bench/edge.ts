@@ -1,0 +1,290 @@
+/**
+ * Edge benchmark: cache-HIT throughput of the edge (every Lua phase on) against a
+ * plain nginx proxy_cache serving the same objects from the same origin with the
+ * same worker count and http settings, measured side by side in one run; and purge
+ * latency from the stream entry to the edge serving fresh bytes.
+ *
+ *   npm run build && node dist/bench/edge.js [--quick] [--out bench/results]
+ *
+ * The machine is shared and noisy, so every round runs the reference and the edge
+ * back to back (alternating which goes first), and the report gives medians of the
+ * per-round ratios, plus nginx worker CPU time per request (less sensitive to other
+ * load than wall-clock throughput). Only 127.0.0.1 is ever targeted.
+ */
+import { execFileSync, spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import Redis from 'ioredis';
+import { freePort } from '../infra/native/ports';
+import { checkHealth, stopPid } from '../infra/native/supervisor';
+import { REPO_ROOT } from '../test/support/nginx-lua';
+import { startEdge, type EdgeHarness, type OriginReply } from '../test/support/edge-harness';
+
+const QUICK = process.argv.includes('--quick');
+const OUT = (() => {
+  const i = process.argv.indexOf('--out');
+  return i > 0 ? process.argv[i + 1] : path.join(REPO_ROOT, 'bench', 'results');
+})();
+const ROUNDS = QUICK ? 3 : 7;
+const SECONDS = QUICK ? 2 : 5;
+const CONNECTIONS = 32;
+const PURGES = QUICK ? 30 : 100;
+
+const SIZES = { '1KiB': 1024, '100KiB': 100 * 1024 };
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+function percentile(xs: number[], p: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)];
+}
+
+/** The reference: plain nginx proxy_cache, no Lua, the same base settings as the edge. */
+async function startReference(originUrl: string): Promise<{ url: string; pid: number; stop(): Promise<void> }> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cdn-bench-ref-'));
+  for (const d of ['conf', 'logs', 'cache', 'tmp']) fs.mkdirSync(path.join(dir, d));
+  const port = await freePort();
+  const origin = new URL(originUrl);
+  const user = process.getuid?.() === 0 ? 'user root;' : '';
+  fs.writeFileSync(
+    path.join(dir, 'conf', 'nginx.conf'),
+    `${user}
+worker_processes 1;
+error_log logs/error.log notice;
+pid logs/nginx.pid;
+events { worker_connections 4096; }
+http {
+    default_type application/octet-stream;
+    server_tokens off;
+    sendfile on;
+    tcp_nopush off;
+    tcp_nodelay on;
+    keepalive_timeout 65s;
+    keepalive_requests 10000;
+    log_format cdn_json escape=json '{"ts":"$time_iso8601","req_id":"$request_id",'
+        '"host":"$host","method":"$request_method","uri":"$request_uri","status":$status,'
+        '"bytes":$body_bytes_sent,"rt":$request_time,"urt":"$upstream_response_time",'
+        '"cache":"$upstream_cache_status","upstream":"$upstream_addr","ua":"$http_user_agent"}';
+    access_log logs/access.log cdn_json buffer=64k flush=1s;
+    proxy_cache_path cache levels=1:2 keys_zone=ref:64m max_size=1g inactive=7d use_temp_path=off;
+    proxy_temp_path tmp;
+    upstream origin { server ${origin.hostname}:${origin.port}; keepalive 32; }
+    server {
+        listen 127.0.0.1:${port} backlog=4096;
+        location / {
+            proxy_cache ref;
+            proxy_cache_lock on;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffers 16 16k;
+            proxy_buffer_size 16k;
+            proxy_pass http://origin;
+            add_header Cache-Status $upstream_cache_status;
+        }
+    }
+}
+`,
+  );
+  const child = spawn('/usr/sbin/nginx', ['-p', dir, '-c', path.join(dir, 'conf', 'nginx.conf'), '-e', path.join(dir, 'logs', 'error.log'), '-g', 'daemon off;'], {
+    stdio: 'ignore',
+    detached: true,
+  });
+  const url = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + 10000;
+  while (!(await checkHealth({ kind: 'http', url: `${url}/b/1KiB` }, 500))) {
+    if (Date.now() > deadline) throw new Error(`reference nginx did not start: ${fs.readFileSync(path.join(dir, 'logs', 'error.log'), 'utf8')}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return {
+    url,
+    pid: child.pid!,
+    stop: async () => {
+      await stopPid(child.pid!);
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+function workerPid(masterPid: number): number {
+  const out = execFileSync('pgrep', ['-P', String(masterPid), '-f', 'worker process'], { encoding: 'utf8' });
+  return Number(out.trim().split('\n')[0]);
+}
+
+function cpuTicks(pid: number): number {
+  const fields = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return Number(fields[11]) + Number(fields[12]); // utime + stime (fields 14, 15)
+}
+
+interface Sample {
+  rps: number;
+  requests: number;
+  cpuUsPerRequest: number;
+  errors: number;
+}
+
+function wrk(url: string, worker: number): Sample {
+  const before = cpuTicks(worker);
+  const out = execFileSync('wrk', ['-t1', `-c${CONNECTIONS}`, `-d${SECONDS}s`, url], { encoding: 'utf8' });
+  const ticks = cpuTicks(worker) - before;
+  const requests = Number(/(\d+) requests in/.exec(out)?.[1] ?? 0);
+  const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? 0);
+  const errors = Number(/Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? 0);
+  const hz = 100; // Linux USER_HZ
+  return { rps, requests, errors, cpuUsPerRequest: requests > 0 ? ((ticks / hz) * 1e6) / requests : NaN };
+}
+
+async function expectHit(url: string): Promise<string> {
+  for (let i = 0; i < 3; i++) await (await fetch(url)).arrayBuffer();
+  const res = await fetch(url);
+  await res.arrayBuffer();
+  return res.headers.get('cache-status') ?? '';
+}
+
+interface HitResult {
+  size: string;
+  refRps: number;
+  edgeRps: number;
+  throughputRatio: number;
+  refCpuUs: number;
+  edgeCpuUs: number;
+  cpuRatio: number;
+  rounds: { ref: Sample; edge: Sample }[];
+}
+
+async function hitThroughput(edge: EdgeHarness, ref: { url: string; pid: number }): Promise<HitResult[]> {
+  const edgeWorker = workerPid(edge.pid);
+  const refWorker = workerPid(ref.pid);
+  const results: HitResult[] = [];
+  for (const size of Object.keys(SIZES)) {
+    const edgeStatus = await expectHit(`${edge.url}/b/${size}`);
+    const refStatus = await expectHit(`${ref.url}/b/${size}`);
+    if (!edgeStatus.includes('hit') || refStatus !== 'HIT') throw new Error(`objects are not cached: edge "${edgeStatus}", reference "${refStatus}"`);
+    const rounds: { ref: Sample; edge: Sample }[] = [];
+    for (let r = 0; r < ROUNDS; r++) {
+      const runRef = () => wrk(`${ref.url}/b/${size}`, refWorker);
+      const runEdge = () => wrk(`${edge.url}/b/${size}`, edgeWorker);
+      if (r % 2 === 0) {
+        const a = runRef();
+        rounds.push({ ref: a, edge: runEdge() });
+      } else {
+        const b = runEdge();
+        rounds.push({ ref: runRef(), edge: b });
+      }
+      process.stderr.write(`  ${size} round ${r + 1}/${ROUNDS}: reference ${rounds[r].ref.rps.toFixed(0)} req/s, edge ${rounds[r].edge.rps.toFixed(0)} req/s\n`);
+    }
+    for (const r of rounds) {
+      if (r.edge.errors > 0 || r.ref.errors > 0) throw new Error(`non-2xx responses during the ${size} run`);
+    }
+    results.push({
+      size,
+      refRps: median(rounds.map((r) => r.ref.rps)),
+      edgeRps: median(rounds.map((r) => r.edge.rps)),
+      throughputRatio: median(rounds.map((r) => r.edge.rps / r.ref.rps)),
+      refCpuUs: median(rounds.map((r) => r.ref.cpuUsPerRequest)),
+      edgeCpuUs: median(rounds.map((r) => r.edge.cpuUsPerRequest)),
+      cpuRatio: median(rounds.map((r) => r.ref.cpuUsPerRequest / r.edge.cpuUsPerRequest)),
+      rounds,
+    });
+  }
+  return results;
+}
+
+/** Publishes purges by tag and times until the edge serves the new bytes. */
+async function purgeLatency(edge: EdgeHarness): Promise<{ count: number; p50: number; p99: number; max: number }> {
+  const redis = new Redis(edge.redis.url);
+  const versions = new Map<string, number>();
+  edge.setOrigin((req): OriginReply => {
+    const url = req.url ?? '';
+    if (url.startsWith('/b/')) return { headers: { 'Cache-Control': 'public, max-age=3600' }, body: Buffer.alloc(SIZES[url.slice(3) as keyof typeof SIZES] ?? 1, 120) };
+    return { headers: { 'Cache-Control': 'public, max-age=3600', 'Surrogate-Key': `product-${url}` }, body: `v${versions.get(url) ?? 0}` };
+  });
+  const latencies: number[] = [];
+  try {
+    for (let i = 0; i < PURGES; i++) {
+      const p = `/product/${i}`;
+      versions.set(p, 0);
+      await expectHit(`${edge.url}${p}`);
+      versions.set(p, 1);
+      const start = process.hrtime.bigint();
+      await redis.xadd('cdn:purges', '*', 'purge', JSON.stringify({ id: `bench-${i}`, urls: [], prefixes: [], tags: [`product-${p}`], at: Date.now() }));
+      for (;;) {
+        const body = await (await fetch(`${edge.url}${p}`)).text();
+        if (body === 'v1') break;
+        if (Number(process.hrtime.bigint() - start) > 5e9) throw new Error(`purge ${i} not applied within 5 s`);
+      }
+      latencies.push(Number(process.hrtime.bigint() - start) / 1e6);
+    }
+  } finally {
+    redis.disconnect();
+  }
+  return { count: latencies.length, p50: percentile(latencies, 50), p99: percentile(latencies, 99), max: Math.max(...latencies) };
+}
+
+function git(args: string[]): string {
+  try {
+    return execFileSync('git', args, { encoding: 'utf8' }).trim();
+  } catch {
+    return 'unknown';
+  }
+}
+
+async function main(): Promise<void> {
+  const edge = await startEdge();
+  edge.setOrigin((req) => ({
+    headers: { 'Cache-Control': 'public, max-age=3600' },
+    body: Buffer.alloc(SIZES[(req.url ?? '').slice(3) as keyof typeof SIZES] ?? 1, 120),
+  }));
+  const ref = await startReference(edge.originUrl);
+  try {
+    process.stderr.write(`edge benchmark: ${ROUNDS} rounds of ${SECONDS}s per size, wrk -t1 -c${CONNECTIONS}, 1 nginx worker each\n`);
+    const hits = await hitThroughput(edge, ref);
+    const purge = await purgeLatency(edge);
+    const report = {
+      commit: git(['rev-parse', 'HEAD']),
+      dirty: git(['status', '--porcelain']) !== '',
+      date: new Date().toISOString(),
+      machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, memGiB: Math.round(os.totalmem() / 2 ** 30), kernel: os.release() },
+      command: `node dist/bench/edge.js${QUICK ? ' --quick' : ''}`,
+      method: { rounds: ROUNDS, secondsPerRun: SECONDS, connections: CONNECTIONS, workers: 1, tool: 'wrk -t1' },
+      hits,
+      purge,
+    };
+    fs.mkdirSync(OUT, { recursive: true });
+    fs.writeFileSync(path.join(OUT, 'edge.json'), JSON.stringify(report, null, 2) + '\n');
+    const lines = [
+      '# Edge benchmark',
+      '',
+      `Commit \`${report.commit}\`${report.dirty ? ' (with uncommitted changes)' : ''}, ${report.date}, ${report.machine.cpus} cores (${report.machine.model}).`,
+      `Command: \`${report.command}\`. ${ROUNDS} rounds per size, each running the reference and the edge back to back for ${SECONDS} s (wrk -t1 -c${CONNECTIONS}, one nginx worker each, 127.0.0.1).`,
+      '',
+      '## Cache-HIT throughput: edge (all Lua phases) vs plain nginx proxy_cache',
+      '',
+      '| object | reference req/s | edge req/s | edge/reference (median of rounds) | reference CPU µs/req | edge CPU µs/req | CPU ratio |',
+      '|---|---|---|---|---|---|---|',
+      ...hits.map(
+        (h) =>
+          `| ${h.size} | ${h.refRps.toFixed(0)} | ${h.edgeRps.toFixed(0)} | **${h.throughputRatio.toFixed(3)}** | ${h.refCpuUs.toFixed(2)} | ${h.edgeCpuUs.toFixed(2)} | ${h.cpuRatio.toFixed(3)} |`,
+      ),
+      '',
+      '## Purge latency (tag purge XADDed to the stream → the edge serves the new bytes)',
+      '',
+      `${purge.count} purges: p50 ${purge.p50.toFixed(1)} ms, p99 ${purge.p99.toFixed(1)} ms, max ${purge.max.toFixed(1)} ms.`,
+      '',
+    ];
+    fs.writeFileSync(path.join(OUT, 'edge.md'), lines.join('\n'));
+    process.stdout.write(lines.join('\n'));
+  } finally {
+    await ref.stop();
+    await edge.stop();
+  }
+}
+
+main().catch((err) => {
+  process.stderr.write(`bench failed: ${(err as Error).stack}\n`);
+  process.exit(1);
+});
