@@ -3,6 +3,8 @@
  * nginx with the real Lua in front of a scripted origin.
  */
 import { randomUUID } from 'node:crypto';
+import * as http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import Redis from 'ioredis';
 import { startEdge, type EdgeHarness } from '../test/support/edge-harness';
 import { rawRequest, waitFor } from '../test/support/http';
@@ -259,5 +261,62 @@ describe('invalidation', () => {
       redis.disconnect();
     }
     expect(await waitFor(async () => (await get(path)).body === 'new', 1000)).toBeGreaterThanOrEqual(0);
+  });
+});
+
+describe('external origins', () => {
+  let routed: EdgeHarness;
+  const servers: http.Server[] = [];
+  const seen: string[] = [];
+
+  async function server(name: string): Promise<string> {
+    const s = http.createServer((req, res) => {
+      let body = '';
+      req.on('data', (d) => (body += d));
+      req.on('end', () => {
+        seen.push(`${name} ${req.method} ${req.url} ${req.headers.host}`);
+        res.writeHead(200, { 'Cache-Control': 'public, max-age=60', 'Content-Type': 'text/plain' });
+        res.end(`${name}:${req.method}:${body}`);
+      });
+    });
+    await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+    servers.push(s);
+    return `http://127.0.0.1:${(s.address() as AddressInfo).port}`;
+  }
+
+  beforeAll(async () => {
+    const shop = await server('shop');
+    const api = await server('api');
+    const other = await server('other');
+    routed = await startEdge({
+      origins: [
+        { match: '*', url: other },
+        { match: '/api/', url: api },
+        { match: 'shop.example', url: shop },
+      ],
+    });
+  });
+
+  afterAll(async () => {
+    await routed.stop();
+    for (const s of servers) s.close();
+  });
+
+  test('hosts, then path prefixes, then the catch-all; every method passes through', async () => {
+    // (fetch cannot set Host; http.request can)
+    const viaHost = await rawRequest(routed.url, '/p/1', { headers: { Host: 'SHOP.example' } });
+    expect(viaHost.body.toString()).toBe('shop:GET:');
+    const viaPrefix = await fetch(`${routed.url}/api/cart`, { method: 'POST', body: 'item=1' });
+    expect(await viaPrefix.text()).toBe('api:POST:item=1');
+    const put = await fetch(`${routed.url}/api/cart`, { method: 'PUT', body: 'x' });
+    expect(await put.text()).toBe('api:PUT:x');
+    const del = await fetch(`${routed.url}/api/cart`, { method: 'DELETE' });
+    expect(await del.text()).toBe('api:DELETE:');
+    const rest = await fetch(`${routed.url}/anything`);
+    expect(await rest.text()).toBe('other:GET:');
+    expect((await fetch(`${routed.url}/anything`)).headers.get('cache-status')).toContain('hit');
+    expect(seen).toContain('shop GET /p/1 shop.example');
+    // the scripted CDN origin was never asked: every route went to an external one
+    expect(routed.originRequests).toHaveLength(0);
   });
 });

@@ -17,6 +17,31 @@ export interface EdgeSettings {
   redis: { host: string; port: number; passwordFile?: string };
   /** Default seconds of stale-if-error when the origin does not say. */
   grace: number;
+  /**
+   * External origins in matching order: hosts, then path prefixes (longest first),
+   * then the catch-all. Requests matching none go to the CDN's own origin.
+   */
+  origins: ExternalRoute[];
+}
+
+export interface ExternalRoute {
+  match: string;
+  /** The value proxy_pass gets: scheme + upstream block name. */
+  upstream: string;
+  /** TLS server name for https origins. */
+  sni: string;
+}
+
+/** Upstream blocks and routes for the spec's external origins, in matching order. */
+export function externalRoutes(spec: CdnSpec): (ExternalRoute & { server: string })[] {
+  const rank = (m: string) => (m === '*' ? 2 : m.startsWith('/') ? 1 : 0);
+  return spec.origins
+    .map((o, i) => {
+      const u = new URL(o.url);
+      const port = u.port || (u.protocol === 'https:' ? '443' : '80');
+      return { match: o.match, upstream: `${u.protocol.slice(0, -1)}://external_${i + 1}`, sni: u.hostname, server: `${u.hostname}:${port}` };
+    })
+    .sort((a, b) => rank(a.match) - rank(b.match) || b.match.length - a.match.length);
 }
 
 /** `layout` locates the Redis password file when the spec names a Redis password and the target provides secret files. */
@@ -28,6 +53,7 @@ export function edgeSettings(spec: CdnSpec, topology: Topology, edge: EdgePlacem
     stream: spec.purge.stream,
     redis: { host: topology.redis.reach.host, port: topology.redis.reach.port, ...(passwordFile ? { passwordFile } : {}) },
     grace: spec.cache.grace,
+    origins: externalRoutes(spec).map(({ match, upstream, sni }) => ({ match, upstream, sni })),
   };
 }
 
@@ -46,7 +72,15 @@ export function renderEdge(spec: CdnSpec, topology: Topology, edge: EdgePlacemen
         server ${hostPort(topology.origin.reach)} max_fails=0;
         keepalive 32;
     }
-
+${externalRoutes(spec)
+  .map((r) => `
+    # External origin for "${r.match}"
+    upstream ${r.upstream.replace(/^https?:\/\//, '')} {
+        server ${r.server} max_fails=0;
+        keepalive 16;
+    }
+`)
+  .join('')}
     # The internal hop that decides freshness before the public server stores a
     # response (nginx reads it from headers while receiving them; see freshness.lua).
     upstream fetch {
@@ -127,11 +161,19 @@ ${DROP_OVERRIDE_HEADERS}
     server {
         listen unix:${fetchSocket};
         access_log off;
+        set $cdn_upstream_sni "";
         proxy_http_version 1.1;
         proxy_set_header Connection "";
         proxy_set_header X-Cdn-Cache-State "";
+        # Origins see the shopper's Host, never an upstream block's name.
+        proxy_set_header Host $host;
         # Freshness is computed from the origin's Date, not this hop's clock.
         proxy_pass_header Date;
+        # Which origin serves this request: the CDN's own or an external one
+        # mapped by host or path prefix (every method is passed through).
+        set_by_lua_block $cdn_upstream { return require("cdn.edge").upstream() }
+        proxy_ssl_server_name on;
+        proxy_ssl_name $cdn_upstream_sni;
         proxy_connect_timeout 2s;
         proxy_read_timeout 30s;
         proxy_buffers 16 16k;
@@ -153,12 +195,12 @@ ${DROP_OVERRIDE_HEADERS}
             }
             error_page 418 = @revalidate;
             error_page 502 504 = @drop;
-            proxy_pass http://origin;
+            proxy_pass $cdn_upstream;
         }
         location @revalidate {
             proxy_intercept_errors on;
             error_page 500 502 503 504 = @drop;
-            proxy_pass http://origin;
+            proxy_pass $cdn_upstream;
         }
         location @drop {
             return 444;

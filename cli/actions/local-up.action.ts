@@ -14,6 +14,8 @@ export interface LocalUpFlags {
   port?: string;
   spec?: string;
   prometheus?: boolean;
+  /** Repeated: "URL" (catch-all), "host=URL" or "/prefix/=URL". */
+  origin?: string[];
 }
 
 export const REPO_ROOT = path.resolve(__dirname, '..', '..', '..');
@@ -39,7 +41,18 @@ export function specFromFlags(flags: LocalUpFlags) {
     const names = flags.regions !== undefined ? flags.regions.split(',').map((s) => s.trim()) : (input.regions ?? [{ name: 'eu' }, { name: 'us' }]).map((r) => r.name);
     input = { ...input, regions: names.map((name) => ({ name, edges: edges ?? 2 })) };
   }
+  if (flags.origin && flags.origin.length > 0) {
+    input = { ...input, origins: [...(input.origins ?? []), ...flags.origin.map(originFlag)] };
+  }
   return parseSpec(input);
+}
+
+/** `--origin URL` is the catch-all; `--origin host=URL` and `--origin /prefix/=URL` map one. */
+export function originFlag(value: string): { match: string; url: string } {
+  if (/^https?:\/\//.test(value)) return { match: '*', url: value };
+  const eq = value.indexOf('=');
+  if (eq <= 0) throw cdnError('CDN_ERR_FLAG_INVALID', `--origin expects URL, host=URL or /prefix/=URL, got "${value}"`);
+  return { match: value.slice(0, eq), url: value.slice(eq + 1) };
 }
 
 export function printUrls(state: StackState, out: (s: string) => void): void {

@@ -20,6 +20,11 @@ export function loadLocalCommand(program: Command): void {
     .option('--port <port>', 'balancer port (default 8080, or a free one if 8080 is taken)')
     .option('--spec <file>', 'a JSON CdnSpec file (flags override it)')
     .option('--no-prometheus', 'do not start Prometheus even when installed')
+    .option(
+      '--origin <origin>',
+      'front an external origin: URL (catch-all), host=URL or /prefix/=URL; repeatable',
+      (value: string, previous: string[] = []) => [...previous, value],
+    )
     .action(async (flags) => new LocalUpAction().handle(flags));
 
   local

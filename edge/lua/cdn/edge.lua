@@ -49,6 +49,7 @@ local KEY_CACHE_SIZE = 20000
 -- A response that went to the upstream (and may have been stored).
 local FETCHED = { MISS = true, EXPIRED = true, REVALIDATED = true }
 local UNSAFE_METHODS = { POST = true, PUT = true, DELETE = true, PATCH = true }
+local DEFAULT_UPSTREAM = "http://origin"
 
 
 function _M.init(settings_path)
@@ -269,6 +270,29 @@ function _M.fetch_header_filter()
         header["X-Accel-Expires"] = ttl > 0 and ttl or "@1"
     end
     header["Expires"] = expires_header
+end
+
+
+-- Internal hop (set_by_lua): the upstream for this request. Hosts match
+-- exactly, path prefixes by the longest, "*" catches the rest; the CDN's own
+-- origin serves whatever no external origin claims.
+function _M.upstream()
+    local routes = settings.origins
+    if #routes == 0 then
+        return DEFAULT_UPSTREAM
+    end
+    local host = key.host(var.http_host)
+    local uri = var.uri
+    for i = 1, #routes do
+        local r = routes[i]
+        local m = r.match
+        if m == "*" or m == host
+           or (byte(m, 1) == 47 and sub(uri, 1, #m) == m) then -- "/"
+            var.cdn_upstream_sni = r.sni
+            return r.upstream
+        end
+    end
+    return DEFAULT_UPSTREAM
 end
 
 
