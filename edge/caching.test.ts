@@ -320,3 +320,38 @@ describe('external origins', () => {
     expect(routed.originRequests).toHaveLength(0);
   });
 });
+
+describe('variants', () => {
+  test('junk Accept-Encoding values cannot multiply variants: br, gzip, identity (and no header) only', async () => {
+    const path = fresh('vary-ae');
+    edge.setOrigin((req) => ({
+      headers: { 'Cache-Control': 'public, max-age=300', Vary: 'Accept-Encoding' },
+      body: `encoding=${req.headers['accept-encoding']}`,
+    }));
+    const values = ['gzip, deflate, br', 'br', 'gzip', 'identity', '', 'x-junk-1', 'x-junk-2', 'GZIP;q=1', 'br, zstd', 'deflate', 'gzip, deflate, br, zstd'];
+    for (let i = 0; i < 200; i++) {
+      const v = i < values.length ? values[i] : `junk-${i}`;
+      await rawRequest(edge.url, path, { headers: v ? { 'Accept-Encoding': v } : {} });
+    }
+    const seen = edge.originRequests.filter((r) => r.url === path).map((r) => r.headers['accept-encoding'] ?? '(none)');
+    expect([...new Set(seen)].sort()).toEqual(['(none)', 'br', 'gzip', 'identity']);
+    expect(seen).toHaveLength(4);
+    // browsers keep being served from the cache
+    const hit = await rawRequest(edge.url, path, { headers: { 'Accept-Encoding': 'gzip, deflate, br' } });
+    expect(hit.headers['cache-status']).toContain('hit');
+    expect(hit.body.toString()).toBe('encoding=br');
+    expect(hit.headers.vary).toBe('Accept-Encoding');
+  });
+
+  test('image Accept is reduced to avif, webp or anything; page Accept is left alone', async () => {
+    const img = fresh('vary-accept');
+    edge.setOrigin((req) => ({ headers: { 'Cache-Control': 'public, max-age=300', Vary: 'Accept' }, body: String(req.headers.accept) }));
+    const chrome = 'image/avif,image/webp,image/apng,image/svg+xml,image/*,*/*;q=0.8';
+    expect((await rawRequest(edge.url, img, { headers: { Accept: chrome } })).body.toString()).toBe('image/avif,*/*');
+    expect((await rawRequest(edge.url, img, { headers: { Accept: 'image/avif,image/webp,*/*' } })).headers['cache-status']).toContain('hit');
+    expect((await rawRequest(edge.url, img, { headers: { Accept: 'image/webp,*/*' } })).body.toString()).toBe('image/webp,*/*');
+    const page = fresh('page-accept');
+    const nav = 'text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8';
+    expect((await rawRequest(edge.url, page, { headers: { Accept: nav } })).body.toString()).toBe(nav);
+  });
+});

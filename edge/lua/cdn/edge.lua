@@ -25,6 +25,7 @@ local now = ngx.time
 local ngx_now = ngx.now
 local parse_http_time = ngx.parse_http_time
 local get_headers = ngx.resp.get_headers
+local set_request_header = ngx.req.set_header
 local log = ngx.log
 local WARN = ngx.WARN
 local tonumber = tonumber
@@ -40,6 +41,11 @@ local settings
 local metrics
 -- "<edge>; hit; ttl=" per cache status, built once
 local hit_member
+
+-- raw Accept-Encoding -> class, per worker (bounded: junk values are not kept)
+local ae_class = {}
+local memo_size = 0
+local MEMO_MAX = 1000
 
 -- (host .. request_uri) -> { seq, key }: computed keys, per worker
 local keys
@@ -91,10 +97,37 @@ function _M.init_worker()
 end
 
 
+-- Rewrites Accept-Encoding (and an image Accept) to its class, so Vary on them
+-- stores at most three variants whatever clients send.
+local function normalise_negotiation()
+    local ae = var.http_accept_encoding
+    local class = ae_class[ae or ""]
+    if not class then
+        class = key.accept_encoding(ae)
+        if memo_size < MEMO_MAX then
+            ae_class[ae or ""] = class
+            memo_size = memo_size + 1
+        end
+    end
+    -- no header at all already means identity: leave it (most bots, no cost)
+    if ae ~= class and ae then
+        set_request_header("Accept-Encoding", class)
+    end
+    local accept = var.http_accept
+    if accept and byte(accept, 1) == 105 then -- "i"mage/...
+        local image = key.image_accept(accept)
+        if image and image ~= accept then
+            set_request_header("Accept", image)
+        end
+    end
+end
+
+
 -- set_by_lua: the cache key (host, decoded path, filtered query, invalidation
 -- generations), or "" when the request target tries traversal tricks (nginx
 -- then answers 400 with $cdn_reject as the reason).
 function _M.cache_key()
+    normalise_negotiation()
     local host, uri = var.http_host or "", var.request_uri
     local id = host .. uri
     -- The purge sequence is read from shared memory once per event-loop tick

@@ -135,6 +135,40 @@ function _M.query(args)
 end
 
 
+-- Content negotiation inputs are reduced to the few values that change a
+-- response, so junk or merely different header values cannot multiply stored
+-- variants (ATS CVE-2024-35296 is the failure mode).
+function _M.accept_encoding(raw)
+    if not raw or raw == "" then
+        return "identity"
+    end
+    local l = lower(raw)
+    if find(l, "br", 1, true) and not find(l, "br;q=0", 1, true) then
+        return "br"
+    end
+    if find(l, "gzip", 1, true) and not find(l, "gzip;q=0", 1, true) then
+        return "gzip"
+    end
+    return "identity"
+end
+
+
+-- Image requests (browsers send Accept starting with "image/" for <img>):
+-- avif, webp or anything. Other Accept values (pages, APIs) are left alone.
+function _M.image_accept(raw)
+    if not raw or sub(raw, 1, 6) ~= "image/" then
+        return nil
+    end
+    if find(raw, "image/avif", 1, true) then
+        return "image/avif,*/*"
+    end
+    if find(raw, "image/webp", 1, true) then
+        return "image/webp,*/*"
+    end
+    return "*/*"
+end
+
+
 -- Purge targets arrive as paths (the origin normalises full URLs to paths); run
 -- them through the same rules so a purge names exactly what a request keyed.
 function _M.purge_path(p)
