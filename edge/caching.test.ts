@@ -355,3 +355,30 @@ describe('variants', () => {
     expect((await rawRequest(edge.url, page, { headers: { Accept: nav } })).body.toString()).toBe(nav);
   });
 });
+
+describe('purge stream outage', () => {
+  test('while Redis is down the edge keeps serving, caps freshness and reports its lag', async () => {
+    const cut = await startEdge({ purge: { busDownMaxTtl: 5 } });
+    try {
+      const path = fresh('bus-down');
+      cut.setOrigin(() => ({ headers: { 'Cache-Control': 'public, max-age=3600' }, body: 'product' }));
+      await fetch(`${cut.url}${path}`);
+      await cut.redis.stop();
+      const cutOff = await waitFor(async () => /cdn_edge_invalidation_connected 0/.test(await (await fetch(`${cut.internalUrl}/metrics`)).text()), 5000);
+      expect(cutOff).toBeGreaterThanOrEqual(0);
+      // stored before the outage: still a hit
+      expect((await fetch(`${cut.url}${path}`)).headers.get('cache-status')).toContain('hit; ttl=');
+      // stored during the outage: fresh for the cap at most
+      const during = fresh('during-outage');
+      await fetch(`${cut.url}${during}`);
+      expect((await fetch(`${cut.url}${during}`)).headers.get('cache-status')).toMatch(/hit; ttl=[0-5]$/);
+      await sleep(1100);
+      const lag = /cdn_edge_invalidation_lag_seconds (\d+(\.\d+)?)/.exec(await (await fetch(`${cut.internalUrl}/metrics`)).text());
+      expect(Number(lag?.[1])).toBeGreaterThanOrEqual(1);
+    } finally {
+      const log = cut.errorLog();
+      await cut.stop();
+      expect(log).not.toMatch(/\[(crit|alert|emerg)\]/);
+    }
+  });
+});

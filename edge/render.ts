@@ -17,6 +17,8 @@ export interface EdgeSettings {
   redis: { host: string; port: number; passwordFile?: string };
   /** Default seconds of stale-if-error when the origin does not say. */
   grace: number;
+  /** Longest freshness given to responses stored while the purge stream is unreachable. */
+  busDownMaxTtl: number;
   /**
    * External origins in matching order: hosts, then path prefixes (longest first),
    * then the catch-all. Requests matching none go to the CDN's own origin.
@@ -53,6 +55,7 @@ export function edgeSettings(spec: CdnSpec, topology: Topology, edge: EdgePlacem
     stream: spec.purge.stream,
     redis: { host: topology.redis.reach.host, port: topology.redis.reach.port, ...(passwordFile ? { passwordFile } : {}) },
     grace: spec.cache.grace,
+    busDownMaxTtl: spec.purge.busDownMaxTtl,
     origins: externalRoutes(spec).map(({ match, upstream, sni }) => ({ match, upstream, sni })),
   };
 }

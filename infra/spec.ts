@@ -160,9 +160,11 @@ export const cdnSpecSchema = z
       .object({
         stream: z.string().min(1).default('cdn:purges'),
         maxLen: z.number().int().min(100).default(100000),
+        /** While an edge cannot reach the stream, what it stores is fresh for at most this many seconds. */
+        busDownMaxTtl: z.number().int().min(1).default(60),
       })
       .strict()
-      .default({ stream: 'cdn:purges', maxLen: 100000 }),
+      .default({ stream: 'cdn:purges', maxLen: 100000, busDownMaxTtl: 60 }),
     balancer: balancer.prefault({}),
   })
   .strict()

@@ -88,7 +88,8 @@ function _M.init_worker()
         metrics:gauge("cdn_edge_invalidation_connected",
             "1 while the edge follows the purge stream")
         metrics:gauge("cdn_edge_invalidation_lag_seconds",
-            "Age of the last purge applied when it was applied")
+            "While connected: age of the last purge when applied; while cut off"
+            .. " from the stream: seconds since it last heard from it")
         metrics:counter("cdn_edge_purges_applied_total",
             "Purge messages applied from the stream")
         stats.start(metrics)
@@ -289,6 +290,12 @@ function _M.fetch_header_filter()
     header["CDN-Cache-Control"] = nil
     header["Surrogate-Control"] = nil
     local ttl = d.revalidate and -1 or d.ttl
+    -- Cut off from the purge stream, the edge cannot promise a purge will reach
+    -- it, so nothing it stores now stays fresh longer than the cap.
+    local cap = settings.busDownMaxTtl
+    if ttl > cap and invalidation.disconnected_for() > 0 then
+        ttl = cap
+    end
     header["X-Cdn-Meta"] = meta_value(t - d.age, t + ttl, d.store,
         h["cache-status"] ~= nil, h["content-length"], h["cache-control"])
     if not d.store then
@@ -336,7 +343,9 @@ function _M.serve_metrics()
     stats.flush()
     local state = ngx.shared.cdn_state
     metrics:set("cdn_edge_invalidation_connected", state:get("connected") or 0)
-    metrics:set("cdn_edge_invalidation_lag_seconds", state:get("lag_seconds") or 0)
+    local cut_off = invalidation.disconnected_for()
+    metrics:set("cdn_edge_invalidation_lag_seconds",
+                cut_off > 0 and cut_off or (state:get("lag_seconds") or 0))
     metrics:set("cdn_edge_purges_applied_total", state:get("applied_total") or 0)
     metrics:serve()
 end

@@ -223,6 +223,18 @@ end
 
 
 -- Starts the reader in worker 0 only: one stream position per edge.
+-- Seconds since the edge last heard from the bus while it is cut off, else 0.
+-- Also how stale an invalidation could be: purges published meanwhile are
+-- not applied yet.
+function _M.disconnected_for()
+    if (state:get("connected") or 0) == 1 then
+        return 0
+    end
+    local last = state:get("last_contact") or state:get("started")
+    return last and (now() - last) or 0
+end
+
+
 function _M.start(settings)
     if ngx.worker.id() ~= 0 then
         return
@@ -234,6 +246,7 @@ function _M.start(settings)
         edge_id = settings.id,
         started_ms = now() * 1000,
     }
+    state:safe_add("started", now())
     local ok, err = timer_at(0, loop, ctx)
     if not ok then
         log(ERR, "invalidation: failed to start reader: ", err)
