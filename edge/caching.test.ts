@@ -382,3 +382,49 @@ describe('purge stream outage', () => {
     }
   });
 });
+
+describe('ranges', () => {
+  test('ranges are served from the stored object: 206, suffix ranges, 416, If-Range', async () => {
+    const path = fresh('range');
+    const body = Buffer.alloc(1024 * 1024);
+    for (let i = 0; i < body.length; i++) body[i] = i % 251;
+    edge.setOrigin(() => ({ headers: { 'Cache-Control': 'public, max-age=300', ETag: '"r1"', 'Content-Type': 'application/octet-stream' }, body }));
+    // a range request on a miss still stores the whole object
+    const first = await rawRequest(edge.url, path, { headers: { Range: 'bytes=0-99' } });
+    expect(first.status).toBe(206);
+    expect(first.body.equals(body.subarray(0, 100))).toBe(true);
+    expect(first.headers['content-range']).toBe('bytes 0-99/1048576');
+    const last = await rawRequest(edge.url, path, { headers: { Range: 'bytes=-1' } });
+    expect(last.status).toBe(206);
+    expect(last.body.equals(body.subarray(body.length - 1))).toBe(true);
+    expect(last.headers['cache-status']).toContain('hit');
+    const junk = await rawRequest(edge.url, path, { headers: { Range: 'bytes=abc' } });
+    expect(junk.status).toBe(200);
+    expect(junk.body.length).toBe(body.length);
+    const beyond = await rawRequest(edge.url, path, { headers: { Range: 'bytes=2000000-' } });
+    expect(beyond.status).toBe(416);
+    expect(beyond.headers['content-range']).toBe('bytes */1048576');
+    const staleIfRange = await rawRequest(edge.url, path, { headers: { Range: 'bytes=0-9', 'If-Range': '"old"' } });
+    expect(staleIfRange.status).toBe(200);
+    expect(staleIfRange.body.length).toBe(body.length);
+    const currentIfRange = await rawRequest(edge.url, path, { headers: { Range: 'bytes=0-9', 'If-Range': '"r1"' } });
+    expect(currentIfRange.status).toBe(206);
+    expect(originHits(path)).toBe(1);
+  });
+
+  test('conditional requests: If-None-Match answers 304 from the cache', async () => {
+    const path = fresh('conditional');
+    edge.setOrigin(() => ({ headers: { 'Cache-Control': 'public, max-age=300', ETag: '"c1"', 'Last-Modified': 'Wed, 01 Jan 2025 00:00:00 GMT' }, body: 'x' }));
+    await get(path);
+    const r = await rawRequest(edge.url, path, { headers: { 'If-None-Match': '"c1"' } });
+    expect(r.status).toBe(304);
+    expect(r.body.length).toBe(0);
+    expect(r.headers.etag).toBe('"c1"');
+    const ims = await rawRequest(edge.url, path, { headers: { 'If-Modified-Since': 'Wed, 01 Jan 2025 00:00:00 GMT' } });
+    expect(ims.status).toBe(304);
+    // If-None-Match wins over If-Modified-Since
+    const both = await rawRequest(edge.url, path, { headers: { 'If-None-Match': '"other"', 'If-Modified-Since': 'Wed, 01 Jan 2025 00:00:00 GMT' } });
+    expect(both.status).toBe(200);
+    expect(originHits(path)).toBe(1);
+  });
+});

@@ -128,6 +128,9 @@ ${externalRoutes(spec)
             # here would serve stale regardless of those limits.
             proxy_cache_use_stale off;
             proxy_cache_background_update on;
+            # Byte ranges are cut from the stored object (also on the miss that
+            # stores it), whether or not the origin advertises Accept-Ranges.
+            proxy_force_ranges on;
 
             proxy_http_version 1.1;
             proxy_set_header Connection "";

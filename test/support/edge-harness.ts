@@ -57,8 +57,15 @@ export async function startEdge(specInput: CdnSpecInput = {}): Promise<EdgeHarne
     req.resume();
     const reply = await handler(req);
     if (reply.delayMs) await new Promise((r) => setTimeout(r, reply.delayMs));
-    res.writeHead(reply.status ?? 200, reply.headers ?? {});
-    res.end(req.method === 'HEAD' ? undefined : reply.body ?? '');
+    const body = reply.body ?? '';
+    const headers = { ...(reply.headers ?? {}) };
+    const status = reply.status ?? 200;
+    // like a real origin, say how long the body is (nginx then cuts ranges on a miss too)
+    if (status !== 304 && status !== 204 && !Object.keys(headers).some((h) => h.toLowerCase() === 'content-length')) {
+      headers['Content-Length'] = String(Buffer.byteLength(body));
+    }
+    res.writeHead(status, headers);
+    res.end(req.method === 'HEAD' || status === 304 || status === 204 ? undefined : body);
   });
   server.keepAliveTimeout = 60000;
   const listen = () => new Promise<void>((resolve) => server.listen(originPort, '127.0.0.1', resolve));

@@ -26,6 +26,7 @@ local ngx_now = ngx.now
 local parse_http_time = ngx.parse_http_time
 local get_headers = ngx.resp.get_headers
 local set_request_header = ngx.req.set_header
+local clear_request_header = ngx.req.clear_header
 local log = ngx.log
 local WARN = ngx.WARN
 local tonumber = tonumber
@@ -99,7 +100,7 @@ end
 
 
 -- Rewrites Accept-Encoding (and an image Accept) to its class, so Vary on them
--- stores at most three variants whatever clients send.
+-- stores at most three variants whatever clients send; drops a junk Range.
 local function normalise_negotiation()
     local ae = var.http_accept_encoding
     local class = ae_class[ae or ""]
@@ -113,6 +114,12 @@ local function normalise_negotiation()
     -- no header at all already means identity: leave it (most bots, no cost)
     if ae ~= class and ae then
         set_request_header("Accept-Encoding", class)
+    end
+    -- RFC 9110 §14.2: an unparsable Range is ignored (200 with the whole
+    -- body); nginx would answer 416 for it.
+    local range = var.http_range
+    if range and not find(range, "^bytes=[%d%s]*%-[%d%s]*[%d%s,%-]*$") then
+        clear_request_header("Range")
     end
     local accept = var.http_accept
     if accept and byte(accept, 1) == 105 then -- "i"mage/...
