@@ -1,7 +1,9 @@
 /**
- * Renders the balancer's files: nginx.conf and the JSON settings (regions, edges,
- * fallback order) its Lua reads. Pure, like every renderer.
+ * Renders the balancer's files: nginx.conf and the JSON settings (regions, edges and
+ * their health-check addresses, fallback order, health and bounded-load parameters)
+ * its Lua reads. Pure, like every renderer.
  */
+import { createHash } from 'node:crypto';
 import * as path from 'node:path';
 import { DROP_OVERRIDE_HEADERS, internalServer, luaString, renderNginxConf } from '../infra/nginx';
 import type { Layout } from '../infra/layout';
@@ -9,77 +11,190 @@ import { regionOrder, type CdnSpec } from '../infra/spec';
 import { hostPort, type Topology } from '../infra/topology';
 import type { RenderedFile } from '../infra/units';
 
+export interface BalancerEdge {
+  id: string;
+  /** Shopper traffic goes here. */
+  host: string;
+  port: number;
+  /** The edge's internal listener, where the balancer's active checks GET /healthz. */
+  health: { host: string; port: number };
+}
+
 export interface BalancerSettings {
-  regions: { name: string; edges: { id: string; host: string; port: number }[] }[];
+  /** Changes whenever anything below changes; /healthz reports it, so a reload can be awaited. */
+  revision: string;
+  regions: { name: string; edges: BalancerEdge[] }[];
+  /** Regions in fallback order: the default region first. */
   order: string[];
-  /** Extra attempts on other edges after a failed one. */
+  /** Extra attempts on other edges after a failed one (idempotent requests only). */
   retries: number;
-  /** Seconds a failed edge stays out of rotation before it is tried again. */
-  failTimeout: number;
+  /** Header a trusted proxy names the shopper's region in. */
+  regionHeader: string;
+  /** For the status page and the Lua's fast paths; nginx's geo blocks do the matching. */
+  trustedProxies: string[];
+  cidrRegions: { cidr: string; region: string }[];
+  health: { interval: number; timeout: number; fall: number; rise: number };
+  /** Bounded-load factor c (Mirrokni et al.). */
+  boundedLoad: number;
+  /** Served hosts (lowercase, no port), or null for any host. */
+  hosts: string[] | null;
 }
 
 export function balancerSettings(spec: CdnSpec, topology: Topology): BalancerSettings {
-  return {
+  const b = spec.balancer;
+  const body: Omit<BalancerSettings, 'revision'> = {
     regions: spec.regions.map((r) => ({
       name: r.name,
       edges: topology.edges
         .filter((e) => e.region === r.name)
-        .map((e) => ({ id: e.id, host: e.traffic.reach.host, port: e.traffic.reach.port })),
+        .map((e) => ({
+          id: e.id,
+          host: e.traffic.reach.host,
+          port: e.traffic.reach.port,
+          health: { host: e.internal.reach.host, port: e.internal.reach.port },
+        })),
     })),
     order: regionOrder(spec),
-    retries: 1,
-    failTimeout: 5,
+    retries: b.retries,
+    regionHeader: b.regionHeader,
+    trustedProxies: [...b.trustedProxies],
+    cidrRegions: b.cidrRegions.map((c) => ({ ...c })),
+    health: { ...b.health },
+    boundedLoad: b.boundedLoad,
+    hosts: b.hosts ? [...b.hosts] : null,
   };
+  const revision = createHash('sha256').update(JSON.stringify(body)).digest('hex').slice(0, 12);
+  return { revision, ...body };
 }
 
+/** Longest prefix first, so the reader sees what wins (nginx's geo does the same itself). */
+function geoBlocks(spec: CdnSpec): string {
+  const b = spec.balancer;
+  const prefix = (c: string) => Number(c.split('/')[1]);
+  const proxies = b.trustedProxies.map((c) => `        proxy ${c};`).join('\n');
+  const regions = [...b.cidrRegions].sort((x, y) => prefix(y.cidr) - prefix(x.cidr)).map((c) => `        ${c.cidr} ${c.region};`);
+  const trusted = b.trustedProxies.map((c) => `        ${c} 1;`);
+  return `    # The client network's region (spec balancer.cidrRegions). For a trusted proxy
+    # the client address is taken from its X-Forwarded-For instead of the peer's.
+    # https://nginx.org/en/docs/http/ngx_http_geo_module.html
+    geo $cdn_cidr_region {
+${proxies ? proxies + '\n        proxy_recursive;\n' : ''}        default "";
+${regions.join('\n')}
+    }
+
+    # Peers whose region header and X-Forwarded-For are believed (balancer.trustedProxies).
+    geo $cdn_trusted_peer {
+        default 0;
+${trusted.join('\n')}
+    }
+
+    # Forwarding headers are set here: a trusted proxy's chain is extended, anyone
+    # else's X-Forwarded-For is replaced by the address we saw.
+    map $cdn_trusted_peer $cdn_forwarded_for {
+        "1" $proxy_add_x_forwarded_for;
+        default $remote_addr;
+    }
+
+    # Requests in progress per client address; trusted proxies (an empty key) are
+    # not counted. https://nginx.org/en/docs/http/ngx_http_limit_conn_module.html
+    map $cdn_trusted_peer $cdn_conn_key {
+        "1" "";
+        default $binary_remote_addr;
+    }
+    limit_conn_zone $cdn_conn_key zone=cdn_conn:10m;`;
+}
+
+function tlsDirectives(spec: CdnSpec): string {
+  const tls = spec.balancer.tls;
+  if (!tls) return '';
+  return `        # TLS termination (spec balancer.tls); edges are reached over plain HTTP inside.
+        ssl_certificate ${tls.cert};
+        ssl_certificate_key ${tls.key};
+        ssl_protocols TLSv1.2 TLSv1.3;
+        ssl_session_cache shared:cdn_tls:10m;
+        ssl_session_timeout 1h;
+`;
+}
+
+const STATUS_LOCATIONS = `        # Traffic status (the VTS replacement): a page, its JSON, and /metrics above.
+        location = /status { content_by_lua_block { require("cdn.balancer").serve_status() } }
+        location = /status.json { content_by_lua_block { require("cdn.balancer").serve_status_json() } }
+        location = / { return 302 /status; }`;
+
 export function renderBalancer(spec: CdnSpec, topology: Topology, layout: Layout): RenderedFile[] {
+  const b = spec.balancer;
   const settingsPath = path.join(layout.unitDir('balancer'), 'balancer.json');
-  const http = `    upstream edges {
+  const http = `${geoBlocks(spec)}
+
+    # The health checker logs its own failures (at warn, with the edge's id); the
+    # cosocket's generic "connect() failed" lines would only repeat them as errors.
+    lua_socket_log_errors off;
+
+    upstream edges {
         # Placeholder: the Lua balancer sets the real peer for every attempt.
         server 0.0.0.1:1;
         balancer_by_lua_block { require("cdn.balancer").balance() }
         keepalive 64;
+        keepalive_requests 10000;
     }
 
     server {
-        listen ${hostPort(topology.balancer.traffic.listen)} backlog=4096;
+        listen ${hostPort(topology.balancer.traffic.listen)}${b.tls ? ' ssl' : ''} backlog=4096;
         server_name _;
-        client_body_temp_path tmp;
+${tlsDirectives(spec)}        client_body_temp_path tmp;
         proxy_temp_path tmp;
+        limit_conn cdn_conn ${b.maxConnsPerClient};
+        limit_conn_status 429;
+        limit_conn_log_level warn;
+
+        # Front-door checks, region, and the object key the ring hashes. set_by_lua
+        # runs without a coroutine (cheaper than access_by_lua); nginx's own
+        # \`return 400\` also closes the connection, so nothing pipelined behind a
+        # refused request is read as a request.
+        set_by_lua_block $cdn_refuse { return require("cdn.balancer").route() }
+        if ($cdn_refuse = "400") {
+            return 400;
+        }
+        if ($cdn_refuse = "421") {
+            return 421;
+        }
+        # Statistics for every request of this server, refused ones included.
+        log_by_lua_block { require("cdn.balancer").log() }
 
         location / {
-            set $cdn_edge "";
-            access_by_lua_block { require("cdn.balancer").access() }
             proxy_http_version 1.1;
             proxy_set_header Connection "";
             proxy_set_header Host $host;
             # Forwarding headers are set here, never passed on from clients.
-            proxy_set_header X-Forwarded-For $remote_addr;
+            proxy_set_header X-Forwarded-For $cdn_forwarded_for;
             proxy_set_header X-Forwarded-Proto $scheme;
             proxy_set_header X-Forwarded-Host "";
+            proxy_set_header X-Forwarded-Port "";
+            proxy_set_header X-Real-IP "";
+            proxy_set_header Forwarded "";
+            proxy_set_header ${b.regionHeader} "";
             proxy_set_header X-Request-Id $cdn_request_id;
 ${DROP_OVERRIDE_HEADERS}
-            # A dead edge costs a 1 s connect timeout at most, then the next edge
-            # on the ring is tried. Non-idempotent requests are never retried.
-            proxy_connect_timeout 1s;
+            # A dead edge costs one short connect timeout at most, then the next edge
+            # on the ring is tried. Only idempotent requests get more than one try
+            # (the Lua balancer adds them); nginx never retries POST/PATCH/LOCK itself.
+            proxy_connect_timeout ${b.connectTimeout}s;
             proxy_read_timeout 60s;
             proxy_next_upstream error timeout http_502 http_503 http_504;
-            proxy_next_upstream_tries 2;
+            proxy_next_upstream_tries ${b.retries + 1};
             proxy_buffers 16 16k;
             proxy_buffer_size 16k;
             proxy_pass http://edges;
             add_header X-Request-Id $cdn_request_id always;
-            log_by_lua_block { require("cdn.balancer").log() }
         }
-
     }
 
-${internalServer(hostPort(topology.balancer.internal.listen), 'cdn.balancer')}`;
+${internalServer(hostPort(topology.balancer.internal.listen), 'cdn.balancer', STATUS_LOCATIONS)}`;
   const conf = renderNginxConf({
     layout,
     workers: spec.workers,
     luaRoots: [layout.balancerLuaRoot, layout.edgeLuaRoot],
-    sharedDicts: { cdn_health: '1m', cdn_metrics: '2m' },
+    sharedDicts: { cdn_health: '1m', cdn_metrics: '4m' },
     init: `require("cdn.balancer").init(${luaString(settingsPath)})`,
     initWorker: 'require("cdn.balancer").init_worker()',
     continueRequestId: false,

@@ -59,6 +59,14 @@ export const Errors = {
   CDN_ERR_ROUTE_NOT_FOUND: define('CDN_ERR_ROUTE_NOT_FOUND', 'No such route', 404),
   CDN_ERR_REQUEST_INVALID: define('CDN_ERR_REQUEST_INVALID', 'Invalid request', 400),
   CDN_ERR_INTERNAL: define('CDN_ERR_INTERNAL', 'Internal server error', 500),
+
+  /** Origin: asset integrity, delivery and purge control (issue #3) */
+  CDN_ERR_CHECKSUM_MISMATCH: define('CDN_ERR_CHECKSUM_MISMATCH', 'The body does not match its declared checksum; nothing was stored', 400),
+  CDN_ERR_CONTENT_TYPE_MISMATCH: define('CDN_ERR_CONTENT_TYPE_MISMATCH', 'The bytes do not match the declared Content-Type; nothing was stored', 400),
+  CDN_ERR_QUERY_INVALID: define('CDN_ERR_QUERY_INVALID', 'Invalid query parameter', 400),
+  CDN_ERR_RANGE_NOT_SATISFIABLE: define('CDN_ERR_RANGE_NOT_SATISFIABLE', 'Range not satisfiable', 416),
+  CDN_ERR_PURGE_NOT_FOUND: define('CDN_ERR_PURGE_NOT_FOUND', 'Unknown or expired purge id', 404),
+  CDN_ERR_RATE_LIMITED: define('CDN_ERR_RATE_LIMITED', 'Too many requests', 429),
 } as const;
 
 export type ErrorCode = keyof typeof Errors;

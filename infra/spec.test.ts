@@ -22,6 +22,22 @@ describe('parseSpec', () => {
     expect(regionOrder(spec)).toEqual(['eu', 'us']);
   });
 
+  test('the balancer section is optional and fully defaulted', () => {
+    expect(parseSpec({}).balancer).toEqual({
+      trustedProxies: [],
+      regionHeader: 'X-CDN-Region',
+      cidrRegions: [],
+      health: { interval: 1, timeout: 0.5, fall: 2, rise: 2 },
+      boundedLoad: 1.25,
+      retries: 1,
+      connectTimeout: 1,
+      maxConnsPerClient: 256,
+    });
+    const b = parseSpec({ balancer: { health: { fall: 3 }, hosts: ['shop.example'], cidrRegions: [{ cidr: '2001:db8::/32', region: 'us' }] } }).balancer;
+    expect(b.health).toEqual({ interval: 1, timeout: 0.5, fall: 3, rise: 2 });
+    expect(b.hosts).toEqual(['shop.example']);
+  });
+
   test('the default region goes first in the fallback order', () => {
     expect(regionOrder(parseSpec({ regions: [{ name: 'eu' }, { name: 'us' }, { name: 'ap' }], defaultRegion: 'us' }))).toEqual(['us', 'eu', 'ap']);
   });
@@ -38,6 +54,16 @@ describe('parseSpec', () => {
     [{ origins: [{ match: '*', url: 'ftp://x' }] }, 'origins[0].url'],
     [{ storage: { kind: 'tape' } }, 'storage'],
     [{ regionz: [] }, 'regionz'],
+    [{ balancer: { trustedProxies: ['10.0.0.0/33'] } }, 'balancer.trustedProxies[0]: expected a CIDR'],
+    [{ balancer: { cidrRegions: [{ cidr: '10.0.0.0/8', region: 'mars' }] } }, 'balancer.cidrRegions[0].region: unknown region "mars"'],
+    [{ balancer: { cidrRegions: [{ cidr: 'ten', region: 'eu' }] } }, 'balancer.cidrRegions[0].cidr'],
+    [{ balancer: { health: { interval: 0 } } }, 'balancer.health.interval'],
+    [{ balancer: { health: { fall: 1.5 } } }, 'balancer.health.fall'],
+    [{ balancer: { boundedLoad: 0.9 } }, 'balancer.boundedLoad'],
+    [{ balancer: { tls: { cert: '/c.pem' } } }, 'balancer.tls.key'],
+    [{ balancer: { hosts: ['Shop.Example'] } }, 'balancer.hosts[0]: expected a lowercase host'],
+    [{ balancer: { regionHeader: 'X Region' } }, 'balancer.regionHeader'],
+    [{ balancer: { sticky: true } }, 'balancer'],
   ])('%j is refused naming the field', (input, message) => {
     const err = errorOf(input);
     expect(err).toBeInstanceOf(CdnError);

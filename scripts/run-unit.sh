@@ -20,6 +20,9 @@ cd "$CDN_UNIT_DIR"
 for d in ${CDN_UNIT_DIRS:-}; do
   mkdir -p "$d"
 done
+# A unix socket left by a killed nginx (the edge's internal hop) would make the
+# next start fail with "address in use"; nothing else can be listening on it now.
+rm -f ./*.sock
 
 if [ "$user" = root ]; then
   exec "$@"

@@ -17,6 +17,7 @@ PACKAGES=(
   lua-resty-core lua-resty-lrucache lua-nginx-redis lua-cjson
   redis-server prometheus
   wrk lua-check curl ca-certificates
+  chromium
 )
 
 # Per role, for images and instances that run one service. curl and ca-certificates

@@ -17,6 +17,8 @@ export const STATE_FILE = 'state.json';
 
 export interface StackState {
   balancer: string;
+  /** The balancer's traffic status page, on its internal listener (also /status.json, /metrics). */
+  balancerStatus?: string;
   origin: string;
   edges: { id: string; region: string; url: string; pid: number }[];
   redis: string;
@@ -109,8 +111,11 @@ export function isRunning(state: StackState | null): boolean {
 function stateOf(units: ServiceUnit[], running: RunningService[], o: { stateDir: string; tokenFile: string; detached: boolean }): StackState {
   const pidOf = (name: string) => running.find((r) => r.unit.name === name)?.pid ?? 0;
   const urlOf = (name: string) => units.find((u) => u.name === name)?.url ?? null;
+  // the balancer's health check is on its internal listener, as is its status page
+  const statusHealth = units.find((u) => u.name === 'balancer')?.health;
   return {
     balancer: urlOf('balancer')!,
+    balancerStatus: statusHealth?.kind === 'http' ? statusHealth.url.replace(/\/healthz$/, '/status') : undefined,
     origin: urlOf('origin')!,
     edges: units.filter((u) => u.role === 'edge').map((u) => ({ id: u.name.replace(/^edge-/, ''), region: u.region!, url: u.url!, pid: pidOf(u.name) })),
     redis: urlOf('redis')!,

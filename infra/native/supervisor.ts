@@ -4,7 +4,7 @@
  * child gets its own process group, so stopping one also stops what it forked
  * (nginx workers), and a detached stack outlives the CLI that started it.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
@@ -24,6 +24,9 @@ export function logPath(unit: ServiceUnit): string {
 
 export function writeUnitFiles(unit: ServiceUnit): void {
   fs.mkdirSync(unit.dir, { recursive: true });
+  // A unix socket left by a killed nginx (the edge's internal hop) would make the
+  // next start fail with "address in use"; the unit is not running now.
+  for (const f of fs.readdirSync(unit.dir)) if (f.endsWith('.sock')) fs.rmSync(path.join(unit.dir, f), { force: true });
   for (const d of unit.dirs) fs.mkdirSync(path.join(unit.dir, d), { recursive: true });
   fs.mkdirSync(path.join(unit.dir, 'logs'), { recursive: true });
   for (const f of unit.files) {
@@ -184,5 +187,61 @@ export async function startAll(units: ServiceUnit[], options: { timeoutMs: numbe
 export async function stopAll(services: { pid: number }[]): Promise<void> {
   for (const svc of [...services].reverse()) {
     await stopPid(svc.pid);
+  }
+}
+
+/**
+ * Re-renders a running nginx unit (an edge or the balancer) in place and reloads it
+ * without dropping a connection: the new files are checked with `nginx -t` (the old
+ * ones are put back when that fails), then the master gets SIGHUP, starts workers on
+ * the new config and lets the old workers finish the requests they hold. `ready`,
+ * when given, is polled until it holds (e.g. the balancer's /healthz reports the new
+ * revision). This is how edges are added to or removed from a running balancer.
+ */
+export async function reloadUnit(svc: { pid: number }, unit: ServiceUnit, options: { timeoutMs?: number; ready?: () => Promise<boolean> } = {}): Promise<void> {
+  if (unit.role !== 'edge' && unit.role !== 'balancer') {
+    throw cdnError('CDN_ERR_SERVICE_FAILED', `${unit.name}: only nginx units (edge, balancer) can be reloaded`);
+  }
+  if (!isAlive(svc.pid)) throw cdnError('CDN_ERR_SERVICE_FAILED', `${unit.name} (pid ${svc.pid}) is not running`);
+  const previous = unit.files.map((f) => {
+    const file = path.join(unit.dir, f.path);
+    return { file, content: fs.existsSync(file) ? fs.readFileSync(file) : null };
+  });
+  writeUnitFiles(unit);
+  // the unit's own command line, as a config test whose complaints go to us, not
+  // to the running service's error log
+  const args = unit.command
+    .slice(1)
+    .filter((a, i, all) => a !== '-g' && all[i - 1] !== '-g')
+    .map((a, i, all) => (all[i - 1] === '-e' ? '/dev/stderr' : a));
+  const tested = await new Promise<{ ok: boolean; out: string }>((resolve) => {
+    execFile(unit.command[0], ['-t', ...args], { encoding: 'utf8' }, (err, stdout, stderr) => resolve({ ok: !err, out: `${stdout}${stderr}` }));
+  });
+  if (!tested.ok) {
+    for (const p of previous) {
+      if (p.content) fs.writeFileSync(p.file, p.content);
+      else fs.rmSync(p.file, { force: true });
+    }
+    throw cdnError('CDN_ERR_SERVICE_FAILED', `${unit.name}: the new configuration was refused, the running one is kept:\n${tested.out.trim()}`);
+  }
+  process.kill(svc.pid, 'SIGHUP');
+  if (!options.ready) return;
+  const timeoutMs = options.timeoutMs ?? 10000;
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await options.ready()) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw cdnError('CDN_ERR_SERVICE_FAILED', `${unit.name} did not take the new configuration within ${timeoutMs / 1000}s; see ${path.join(unit.dir, 'logs', 'error.log')}`);
+}
+
+/** True once the balancer's /healthz reports `revision` (its settings' revision). */
+export async function reportsRevision(healthUrl: string, revision: string): Promise<boolean> {
+  try {
+    const res = await fetch(healthUrl, { signal: AbortSignal.timeout(1000) });
+    const body = (await res.json()) as { revision?: string };
+    return res.ok && body.revision === revision;
+  } catch {
+    return false;
   }
 }

@@ -5,16 +5,18 @@ import { ConfigModule } from './config/config.module';
 import type { OriginConfig } from './config/origin-config';
 import { HealthModule } from './health/health.module';
 import { MetricsModule } from './metrics/metrics.module';
+import { LoggingModule, type OriginLog } from './logging/origin-logger';
 import { PurgeModule } from './purge/purge.module';
 import { RedisModule } from './redis/redis.module';
 
 @Module({})
 export class OriginModule {
-  static forRoot(config: OriginConfig): DynamicModule {
+  static forRoot(config: OriginConfig, log: OriginLog): DynamicModule {
     return {
       module: OriginModule,
       imports: [
         ConfigModule.forRoot(config),
+        LoggingModule.forRoot(log),
         MetricsModule,
         RedisModule,
         StorageModule,

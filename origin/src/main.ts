@@ -1,14 +1,13 @@
 import 'reflect-metadata';
-import { ConsoleLogger, Logger } from '@nestjs/common';
 import { CdnError } from '../../infra/errors';
 import { createOriginApp } from './app';
 import { loadOriginConfig } from './config/origin-config';
+import { HealthService } from './health/health.service';
 
-/** Longest wait for in-flight requests on SIGTERM/SIGINT before giving up. */
+/** Longest wait for in-flight requests (uploads) on SIGTERM/SIGINT before giving up. */
 const SHUTDOWN_TIMEOUT_MS = 15_000;
 
 async function main(): Promise<void> {
-  const logger = new Logger('Origin');
   let config;
   try {
     config = loadOriginConfig();
@@ -20,37 +19,44 @@ async function main(): Promise<void> {
     throw err;
   }
 
-  // Colours only on a terminal: under a supervisor the log is a file (or Loki).
-  const app = await createOriginApp(config, {
-    logger: new ConsoleLogger({ prefix: 'cdn-origin', colors: Boolean(process.stdout.isTTY) }),
-  });
+  const { app, log } = await createOriginApp(config);
+  const exit = (code: number): never => {
+    // The log destination is buffered: write out what is pending before leaving.
+    log.flush();
+    process.exit(code);
+  };
   await app.listen(config.port, config.host);
-  logger.log(
+  const where = config.storage.kind === 'filesystem' ? config.storage.path : `${config.storage.endpoint}/${config.storage.bucket}`;
+  log.info(
+    { context: 'Origin', storage: config.storage.kind, edges: config.purge.edgeIds },
     `listening on http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${config.port} ` +
-      `(storage ${config.storage.kind} at ${config.storage.path}, public base ${config.publicBaseUrl})`,
+      `(storage ${config.storage.kind} at ${where}, public base ${config.publicBaseUrl})`,
   );
 
   let closing = false;
   const shutdown = (signal: NodeJS.Signals): void => {
     if (closing) {
-      logger.warn(`${signal} again: exiting now`);
-      process.exit(1);
+      log.warn({ context: 'Origin' }, `${signal} again: exiting now`);
+      exit(1);
     }
     closing = true;
-    logger.log(`${signal}: closing (waiting for in-flight requests)`);
+    // readyz answers 503 from now on; Fastify answers new requests on kept-alive
+    // connections with 503 while in-flight ones (uploads) finish.
+    app.get(HealthService).startDraining();
+    log.info({ context: 'Origin' }, `${signal}: closing (waiting for in-flight requests)`);
     const timer = setTimeout(() => {
-      logger.error(`shutdown took longer than ${SHUTDOWN_TIMEOUT_MS} ms: exiting`);
-      process.exit(1);
+      log.error({ context: 'Origin' }, `shutdown took longer than ${SHUTDOWN_TIMEOUT_MS} ms: exiting`);
+      exit(1);
     }, SHUTDOWN_TIMEOUT_MS);
     timer.unref();
     app.close().then(
       () => {
-        logger.log('closed');
-        process.exit(0);
+        log.info({ context: 'Origin' }, 'closed');
+        exit(0);
       },
       (err: unknown) => {
-        logger.error(`close failed: ${(err as Error).message}`);
-        process.exit(1);
+        log.error({ context: 'Origin' }, `close failed: ${(err as Error).message}`);
+        exit(1);
       },
     );
   };

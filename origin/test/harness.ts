@@ -10,7 +10,7 @@ import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
-import { Readable } from 'node:stream';
+import { Readable, Writable } from 'node:stream';
 import { createOriginApp } from '../src/app';
 import { loadOriginConfig, type OriginConfig } from '../src/config/origin-config';
 
@@ -21,7 +21,12 @@ export interface OriginUnderTest {
   readonly app: NestFastifyApplication;
   readonly config: OriginConfig;
   readonly port: number;
+  /** The filesystem storage root ('' with S3 storage). */
   readonly storageDir: string;
+  /** Every JSON log line the origin wrote so far (access, audit, Nest). */
+  logLines(): Record<string, unknown>[];
+  /** The raw log text, to check that no secret ever reaches it. */
+  logText(): string;
   request(method: string, path: string, options?: RequestOptions): Promise<TestResponse>;
   close(): Promise<void>;
 }
@@ -53,13 +58,20 @@ export async function startOrigin(
     CDN_ORIGIN_HOST: '127.0.0.1',
     CDN_ORIGIN_PORT: '3000',
     CDN_STORAGE_KIND: 'filesystem',
-    CDN_STORAGE_PATH: join(storageDir, 'store'),
+    ...(env.CDN_STORAGE_KIND === 's3' ? {} : { CDN_STORAGE_PATH: join(storageDir, 'store') }),
     CDN_REDIS_URL: redisUrl,
     CDN_ADMIN_TOKEN: TEST_TOKEN,
     CDN_PUBLIC_BASE_URL: PUBLIC_BASE_URL,
     ...env,
   });
-  const app = await createOriginApp(config, { logger: ['error'] });
+  let logged = '';
+  const logDestination = new Writable({
+    write(chunk: Buffer, _encoding, callback) {
+      logged += chunk.toString('utf8');
+      callback();
+    },
+  });
+  const { app } = await createOriginApp(config, { logger: ['error'], logDestination });
   await app.listen(0, '127.0.0.1');
   const port = (app.getHttpServer().address() as AddressInfo).port;
 
@@ -67,7 +79,13 @@ export async function startOrigin(
     app,
     config,
     port,
-    storageDir: config.storage.path,
+    storageDir: config.storage.kind === 'filesystem' ? config.storage.path : '',
+    logText: () => logged,
+    logLines: () =>
+      logged
+        .split('\n')
+        .filter((line) => line.trim() !== '')
+        .map((line) => JSON.parse(line) as Record<string, unknown>),
     request: (method, path, options = {}) => send(port, method, path, options),
     async close(): Promise<void> {
       await app.close();

@@ -85,10 +85,10 @@ describe('native stack', () => {
     const first = await get(`${stack.state.balancer}/products/shoe-1.jpg`);
     expect(first.status).toBe(200);
     expect(first.text).toBe('shoe v1');
-    expect(first.headers.get('cache-status')).toMatch(/^[a-z]+-\d; fwd=uri-miss; fwd-status=200$/);
+    expect(first.headers.get('cache-status')).toMatch(/^[a-z]+-\d; fwd=uri-miss; fwd-status=200; stored$/);
     const second = await get(`${stack.state.balancer}/products/shoe-1.jpg`);
     expect(second.text).toBe('shoe v1');
-    expect(second.headers.get('cache-status')).toMatch(/^[a-z]+-\d; hit$/);
+    expect(second.headers.get('cache-status')).toMatch(/^[a-z]+-\d; hit; ttl=\d+$/);
     expect(Number(second.headers.get('age'))).toBeGreaterThanOrEqual(0);
     // the edge never leaks its purge tags to shoppers
     expect(second.headers.get('surrogate-key')).toBeNull();

@@ -12,7 +12,15 @@ const KEY_CHAR = /[A-Za-z0-9/_.-]/;
 
 /** First segments and whole keys that belong to the origin's own routes. */
 const RESERVED_FIRST_SEGMENTS: ReadonlySet<string> = new Set(['v1']);
-const RESERVED_KEYS: ReadonlySet<string> = new Set(['healthz', 'readyz', 'metrics']);
+const RESERVED_KEYS: ReadonlySet<string> = new Set([
+  'healthz',
+  'readyz',
+  'metrics',
+  'docs',
+  'docs/openapi.json',
+  'docs/swagger-ui.css',
+  'docs/swagger-ui-bundle.js',
+]);
 
 export type KeyCheck =
   | { readonly ok: true; readonly key: string }

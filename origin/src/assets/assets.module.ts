@@ -1,13 +1,15 @@
 import { Module } from '@nestjs/common';
 import { PurgeModule } from '../purge/purge.module';
+import { TagsModule } from '../tags/tags.module';
 import { AssetsController } from './assets.controller';
 import { AssetsService } from './assets.service';
-import { DeliveryController } from './delivery.controller';
 import { DeliveryService } from './delivery.service';
 
 @Module({
-  imports: [PurgeModule],
-  controllers: [AssetsController, DeliveryController],
+  imports: [PurgeModule, TagsModule],
+  controllers: [AssetsController],
+  // GET|HEAD /* is registered on Fastify directly: see delivery.route.ts.
   providers: [AssetsService, DeliveryService],
+  exports: [DeliveryService],
 })
 export class AssetsModule {}

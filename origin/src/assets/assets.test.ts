@@ -20,6 +20,10 @@ let origin: OriginUnderTest;
 
 const sha256 = (data: Buffer | string): string => createHash('sha256').update(data).digest('hex');
 
+/** Bytes that sniff as what they are declared to be (content sniffing refuses anything else). */
+export const PNG_BYTES = Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), Buffer.from('hello, shoppers\n')]);
+const jpeg = (text: string): Buffer => Buffer.concat([Buffer.from([0xff, 0xd8, 0xff, 0xe0]), Buffer.from(text)]);
+
 interface StreamEntry {
   id: string;
   fields: string[];
@@ -58,7 +62,7 @@ afterAll(async () => {
 
 describe('PUT /v1/assets/{key}', () => {
   test('stores an upload: 201 with key, size, sha256, contentType and the public url', async () => {
-    const bytes = Buffer.from('hello, shoppers\n');
+    const bytes = PNG_BYTES;
     const res = await put('img/products/shoe.png', bytes, { 'content-type': 'image/png' });
     expect(res.status).toBe(201);
     expect(res.json()).toEqual({
@@ -66,7 +70,9 @@ describe('PUT /v1/assets/{key}', () => {
       size: bytes.length,
       sha256: sha256(bytes),
       contentType: 'image/png',
+      etag: `"${sha256(bytes)}"`,
       url: `${PUBLIC_BASE_URL}/img/products/shoe.png`,
+      versionedUrl: `${PUBLIC_BASE_URL}/_v/${sha256(bytes)}/img/products/shoe.png`,
     });
   });
 
@@ -145,9 +151,13 @@ describe('GET and HEAD /{key}', () => {
     expect(res.headers['content-length']).toBe(String(bytes.length));
     expect(res.headers.etag).toBe(`"${sha256(bytes)}"`);
     expect(new Date(res.headers['last-modified']!).getTime()).toBeGreaterThan(Date.now() - 60_000);
-    expect(res.headers['cache-control']).toBe('public, max-age=3600');
+    // image/* default (CDN_CACHE_CONTROL_BY_TYPE's built-in table)
+    expect(res.headers['cache-control']).toBe('public, max-age=86400');
     expect(res.headers['surrogate-key']).toBe('brand logo');
-    expect(res.headers['accept-ranges']).toBe('none');
+    expect(res.headers['accept-ranges']).toBe('bytes');
+    expect(res.headers['x-content-type-options']).toBe('nosniff');
+    expect(res.headers['content-security-policy']).toContain('sandbox');
+    expect(res.headers['x-request-id']).toMatch(/^[0-9a-f-]{36}$/);
   });
 
   test('HEAD gives the same headers and no body', async () => {
@@ -171,7 +181,7 @@ describe('GET and HEAD /{key}', () => {
       expect(res.status).toBe(304);
       expect(res.body.length).toBe(0);
       expect(res.headers.etag).toBe(etag);
-      expect(res.headers['cache-control']).toBe('public, max-age=3600');
+      expect(res.headers['cache-control']).toBe('public, max-age=86400');
     }
     const other = await origin.request('GET', '/brand/logo.svg', { headers: { 'if-none-match': '"other"' } });
     expect(other.status).toBe(200);
@@ -208,7 +218,7 @@ describe('GET and HEAD /{key}', () => {
       expect(res.status).toBe(400);
       expect(res.json().error).toBe('CDN_ERR_KEY_INVALID');
     }
-    for (const path of ['/v1/assets/brand/logo.svg', '/v1/anything', '/']) {
+    for (const path of ['/v1/anything', '/', '/v1/assetsx']) {
       const res = await origin.request('GET', path);
       expect(res.status).toBe(404);
       expect(res.json().error).toBe('CDN_ERR_ROUTE_NOT_FOUND');
@@ -218,18 +228,21 @@ describe('GET and HEAD /{key}', () => {
 
 describe('overwrite and delete', () => {
   test('an overwrite returns 200, publishes a purge of the URL and the old tags, and serves the new bytes', async () => {
-    const v1 = await put('products/hat.jpg', 'hat v1', { 'content-type': 'image/jpeg', 'surrogate-key': 'product-7 hats' });
+    const v1 = await put('products/hat.jpg', jpeg('hat v1'), { 'content-type': 'image/jpeg', 'surrogate-key': 'product-7 hats' });
     expect(v1.status).toBe(201);
     const before = (await streamEntries()).length;
 
-    const v2 = await put('products/hat.jpg', 'hat v2!', { 'content-type': 'image/jpeg', 'surrogate-key': 'product-7 sale' });
+    const v2Bytes = jpeg('hat v2!');
+    const v2 = await put('products/hat.jpg', v2Bytes, { 'content-type': 'image/jpeg', 'surrogate-key': 'product-7 sale' });
     expect(v2.status).toBe(200);
     expect(v2.json()).toEqual({
       key: 'products/hat.jpg',
-      size: 7,
-      sha256: sha256('hat v2!'),
+      size: v2Bytes.length,
+      sha256: sha256(v2Bytes),
       contentType: 'image/jpeg',
+      etag: `"${sha256(v2Bytes)}"`,
       url: `${PUBLIC_BASE_URL}/products/hat.jpg`,
+      versionedUrl: `${PUBLIC_BASE_URL}/_v/${sha256(v2Bytes)}/products/hat.jpg`,
     });
 
     const entries = await streamEntries();
@@ -246,8 +259,8 @@ describe('overwrite and delete', () => {
     expect(Math.abs((message.at as number) - Date.now())).toBeLessThan(10_000);
 
     const get = await origin.request('GET', '/products/hat.jpg');
-    expect(get.body.toString()).toBe('hat v2!');
-    expect(get.headers.etag).toBe(`"${sha256('hat v2!')}"`);
+    expect(get.body.equals(v2Bytes)).toBe(true);
+    expect(get.headers.etag).toBe(`"${sha256(v2Bytes)}"`);
     expect(get.headers['surrogate-key']).toBe('product-7 sale');
   });
 
@@ -274,12 +287,14 @@ describe('overwrite and delete', () => {
 
   test('delete: 204 and a purge with the tags, then 404 with max-age=5; deleting again is 404', async () => {
     await put('tmp/old-banner.jpg', 'banner', { 'surrogate-key': 'banner spring' });
+    const versioned = `/_v/${sha256('banner')}/tmp/old-banner.jpg`;
     const del = await origin.request('DELETE', '/v1/assets/tmp/old-banner.jpg', { auth: true });
     expect(del.status).toBe(204);
     expect(del.body.length).toBe(0);
     expect(await lastPurge()).toEqual({
       id: expect.any(String),
-      urls: ['/tmp/old-banner.jpg'],
+      // the versioned URL too: a deleted asset must leave the edges entirely
+      urls: ['/tmp/old-banner.jpg', versioned],
       prefixes: [],
       tags: ['banner', 'spring'],
       at: expect.any(Number),

@@ -4,8 +4,12 @@ import { cdnError, Errors } from '../../../infra/errors';
 import { errorBody, type ErrorBody } from '../common/error-response';
 import { ORIGIN_CONFIG, type OriginConfig } from '../config/origin-config';
 import { checkAssetKey } from './asset-key';
-import { STORAGE_DRIVER, type AssetMetadata, type StorageDriver } from './storage/storage-driver';
 import type { ReadRequest } from './asset-requests';
+import { cacheControlOf, IMMUTABLE_CACHE_CONTROL, NOT_FOUND_CACHE_CONTROL, parseVersionedKey, VERSIONED_PREFIX } from './cache-policy';
+import { decideRange, ifRangeAllows, isNotModified, type Validators } from './http-validators';
+import { STORAGE_DRIVER, type AssetMetadata, type StorageDriver } from './storage/storage-driver';
+
+export { NOT_FOUND_CACHE_CONTROL } from './cache-policy';
 
 /** A response to send: the controller copies it onto the reply as is. */
 export interface Delivery {
@@ -14,13 +18,16 @@ export interface Delivery {
   readonly body?: Readable | ErrorBody;
 }
 
-/**
- * Short negative caching for unknown keys: safe because creating a key publishes a
- * purge of its path, so an edge drops its cached 404 as soon as the asset exists.
- */
-export const NOT_FOUND_CACHE_CONTROL = 'public, max-age=5';
+/** A read that races overwrites gives up after this many fresh stats (then 503). */
+const MAX_READ_ATTEMPTS = 3;
 
-/** The public side of assets: GET and HEAD /{key}, with validators and 304s. */
+/** SVGs opened directly must not run scripts (they are served inline, as images). */
+const SVG_CSP = "default-src 'none'; style-src 'unsafe-inline'; sandbox";
+
+/**
+ * The public side of assets: GET and HEAD /{key} and the versioned
+ * /_v/{sha256}/{key}, with validators, 304s and single byte ranges.
+ */
 @Injectable()
 export class DeliveryService {
   constructor(
@@ -32,79 +39,98 @@ export class DeliveryService {
     if (rawKey === null || rawKey === '') {
       throw cdnError('CDN_ERR_ROUTE_NOT_FOUND');
     }
-    const check = checkAssetKey(rawKey);
+    let key = rawKey;
+    let version: string | null = null;
+    if (rawKey.startsWith(VERSIONED_PREFIX)) {
+      const versioned = parseVersionedKey(rawKey);
+      if (versioned === null) {
+        throw cdnError('CDN_ERR_KEY_INVALID', 'a versioned URL is /_v/<sha256: 64 lower-case hex digits>/<key>');
+      }
+      key = versioned.key;
+      version = versioned.sha256;
+    }
+    const check = checkAssetKey(key);
     if (!check.ok) {
       // /v1/..., /healthz/... are the origin's, not asset paths.
-      throw check.reserved ? cdnError('CDN_ERR_ROUTE_NOT_FOUND') : cdnError('CDN_ERR_KEY_INVALID', check.reason);
+      throw check.reserved && version === null ? cdnError('CDN_ERR_ROUTE_NOT_FOUND') : cdnError('CDN_ERR_KEY_INVALID', check.reason);
     }
-    const key = check.key;
 
-    if (request.method === 'HEAD') {
+    for (let attempt = 1; attempt <= MAX_READ_ATTEMPTS; attempt++) {
       const metadata = await this.storage.stat(key);
-      if (metadata === null) {
-        return this.notFound(key);
+      // A versioned URL names bytes: once the key holds other bytes, it is gone here
+      // (edges keep serving what they cached, which is still those bytes).
+      if (metadata === null || (version !== null && metadata.sha256 !== version)) {
+        return notFound(rawKey);
       }
-      return isNotModified(metadata, request) ? notModified(this.assetHeaders(metadata)) : { status: 200, headers: this.assetHeaders(metadata) };
+      const headers = this.assetHeaders(metadata, version !== null);
+      const validators: Validators = { etag: headers.etag, lastModifiedMs: Date.parse(metadata.updatedAt) };
+      if (isNotModified(validators, request.ifNoneMatch, request.ifModifiedSince)) {
+        return notModified(headers);
+      }
+      if (request.method === 'HEAD') {
+        return { status: 200, headers };
+      }
+      const range = ifRangeAllows(validators, request.ifRange) ? decideRange(request.range, metadata.size) : { kind: 'full' as const };
+      if (range.kind === 'unsatisfiable') {
+        throw cdnError('CDN_ERR_RANGE_NOT_SATISFIABLE', `the asset has ${metadata.size} bytes`, {
+          details: { contentRange: `bytes */${metadata.size}` },
+        });
+      }
+      const partial = range.kind === 'partial';
+      // read() is pinned to this version; null means it was overwritten since stat.
+      const body = await this.storage.read(metadata, partial ? { start: range.start, end: range.end } : undefined);
+      if (body === null) {
+        continue;
+      }
+      if (!partial) {
+        return { status: 200, headers, body };
+      }
+      return {
+        status: 206,
+        headers: {
+          ...headers,
+          'content-length': String(range.end - range.start + 1),
+          'content-range': `bytes ${range.start}-${range.end}/${metadata.size}`,
+        },
+        body,
+      };
     }
-
-    // open() reads the metadata and opens the blob it names, so headers and bytes
-    // always belong to the same version of the asset.
-    const opened = await this.storage.open(key);
-    if (opened === null) {
-      return this.notFound(key);
-    }
-    const headers = this.assetHeaders(opened.metadata);
-    if (isNotModified(opened.metadata, request)) {
-      opened.body.destroy();
-      return notModified(headers);
-    }
-    return { status: 200, headers, body: opened.body };
+    throw cdnError('CDN_ERR_STORAGE_UNAVAILABLE', 'the asset kept changing while it was read; retry');
   }
 
-  private assetHeaders(metadata: AssetMetadata): Record<string, string> {
+  private assetHeaders(metadata: AssetMetadata, versioned: boolean): Record<string, string> {
     const headers: Record<string, string> = {
       'content-type': metadata.contentType,
       'content-length': String(metadata.size),
       etag: `"${metadata.sha256}"`,
       'last-modified': new Date(metadata.updatedAt).toUTCString(),
-      'cache-control': metadata.cacheControl ?? this.config.defaultCacheControl,
-      'accept-ranges': 'none',
+      'cache-control': versioned ? IMMUTABLE_CACHE_CONTROL : cacheControlOf(metadata, this.config),
+      'accept-ranges': 'bytes',
       'x-content-type-options': 'nosniff',
     };
     if (metadata.tags.length > 0) {
       headers['surrogate-key'] = metadata.tags.join(' ');
     }
+    if (metadata.contentType.toLowerCase().startsWith('image/svg+xml')) {
+      headers['content-security-policy'] = SVG_CSP;
+    }
     return headers;
   }
+}
 
-  private notFound(key: string): Delivery {
-    return {
-      status: 404,
-      headers: {
-        'content-type': 'application/json; charset=utf-8',
-        'cache-control': NOT_FOUND_CACHE_CONTROL,
-      },
-      body: errorBody(Errors.CDN_ERR_ASSET_NOT_FOUND, key),
-    };
-  }
+function notFound(key: string): Delivery {
+  return {
+    status: 404,
+    headers: {
+      'content-type': 'application/json; charset=utf-8',
+      'cache-control': NOT_FOUND_CACHE_CONTROL,
+    },
+    body: errorBody(Errors.CDN_ERR_ASSET_NOT_FOUND, key),
+  };
 }
 
 /** A 304 carries the validators and caching headers, not the representation's. */
 function notModified(headers: Record<string, string>): Delivery {
-  const { 'content-type': _type, 'content-length': _length, ...rest } = headers;
+  const { 'content-type': _type, 'content-length': _length, 'content-security-policy': _csp, ...rest } = headers;
   return { status: 304, headers: rest };
-}
-
-/** RFC 9110 13.1.2 / 13.1.3: If-None-Match (weak comparison) wins over If-Modified-Since. */
-function isNotModified(metadata: AssetMetadata, request: ReadRequest): boolean {
-  if (request.ifNoneMatch !== undefined) {
-    const candidates = request.ifNoneMatch.split(',').map((tag) => tag.trim());
-    return candidates.some((tag) => tag === '*' || tag.replace(/^W\//, '') === `"${metadata.sha256}"`);
-  }
-  if (request.ifModifiedSince !== undefined) {
-    const since = Date.parse(request.ifModifiedSince);
-    const modified = Math.floor(Date.parse(metadata.updatedAt) / 1000) * 1000;
-    return Number.isFinite(since) && modified <= since;
-  }
-  return false;
 }

@@ -1,5 +1,6 @@
 import { ArgumentsHost, Catch, ExceptionFilter, Logger } from '@nestjs/common';
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import { CdnError } from '../../../infra/errors';
 import { toErrorResponse } from './error-response';
 
 /**
@@ -9,24 +10,29 @@ import { toErrorResponse } from './error-response';
  */
 @Catch()
 export class CdnExceptionFilter implements ExceptionFilter {
-  private readonly logger = new Logger('CdnExceptionFilter');
-
   catch(exception: unknown, host: ArgumentsHost): void {
     const http = host.switchToHttp();
-    const reply = http.getResponse<FastifyReply>();
-    const request = http.getRequest<FastifyRequest>();
+    replyWithError(exception, http.getRequest<FastifyRequest>(), http.getResponse<FastifyReply>());
+  }
+}
+
+const logger = new Logger('CdnExceptionFilter');
+
+/** The filter's work, also used by routes registered on Fastify directly (delivery). */
+export function replyWithError(exception: unknown, request: FastifyRequest | undefined, reply: FastifyReply): void {
+  {
     const response = toErrorResponse(exception);
 
     const route = request?.routeOptions?.url ?? 'unmatched';
     if (response.unexpected) {
-      this.logger.error(
-        `unexpected error on ${request?.method ?? '?'} ${route}: ${describe(exception)}`,
+      logger.error(
+        `unexpected error on ${request?.method ?? '?'} ${route} (request ${request?.id ?? '?'}): ${describe(exception)}`,
         exception instanceof Error ? exception.stack : undefined,
       );
     } else if (response.status >= 500) {
       // A dependency failed (storage, Redis): the client got the code, the log gets the cause.
       const cause = exception instanceof Error && exception.cause !== undefined ? ` (cause: ${describe(exception.cause)})` : '';
-      this.logger.warn(`${request?.method ?? '?'} ${route}: ${describe(exception)}${cause}`);
+      logger.warn(`${request?.method ?? '?'} ${route}: ${describe(exception)}${cause}`);
     }
 
     if (reply.sent || reply.raw.headersSent) {
@@ -38,6 +44,13 @@ export class CdnExceptionFilter implements ExceptionFilter {
 
     if (response.status === 401) {
       void reply.header('WWW-Authenticate', 'Bearer realm="cdn-origin"');
+    }
+    if (exception instanceof CdnError && typeof exception.details?.retryAfterSeconds === 'number') {
+      void reply.header('Retry-After', String(exception.details.retryAfterSeconds));
+    }
+    if (exception instanceof CdnError && typeof exception.details?.contentRange === 'string') {
+      // 416 names the current length (RFC 9110 15.5.17).
+      void reply.header('Content-Range', exception.details.contentRange);
     }
     void reply
       .code(response.status)

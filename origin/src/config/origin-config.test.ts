@@ -73,7 +73,7 @@ describe('loadOriginConfig', () => {
     ['CDN_ORIGIN_PORT', { CDN_ORIGIN_PORT: 'abc' }, /CDN_ORIGIN_PORT must be a positive integer \(got "abc"\)/],
     ['CDN_ORIGIN_PORT', { CDN_ORIGIN_PORT: '70000' }, /CDN_ORIGIN_PORT must be at most 65535/],
     ['CDN_ORIGIN_PORT', { CDN_ORIGIN_PORT: '0' }, /CDN_ORIGIN_PORT must be at least 1/],
-    ['CDN_STORAGE_KIND', { CDN_STORAGE_KIND: 's3' }, /CDN_STORAGE_KIND must be "filesystem"/],
+    ['CDN_STORAGE_KIND', { CDN_STORAGE_KIND: 'ftp' }, /CDN_STORAGE_KIND must be "filesystem" or "s3"/],
     ['CDN_STORAGE_PATH', { CDN_STORAGE_PATH: undefined }, /CDN_STORAGE_PATH is required/],
     ['CDN_REDIS_URL', { CDN_REDIS_URL: undefined }, /CDN_REDIS_URL is required/],
     ['CDN_REDIS_URL', { CDN_REDIS_URL: 'http://127.0.0.1:6379' }, /CDN_REDIS_URL must be a redis:\/\//],
@@ -126,5 +126,98 @@ describe('loadOriginConfig', () => {
     expect(printed).not.toContain('a-very-secret-token');
     expect(printed).not.toContain('redis://127.0.0.1:6379');
     expect(printed).toContain('[redacted]');
+  });
+});
+
+describe('issue #3 variables', () => {
+  let dir: string;
+  const file = (name: string, content: string): string => {
+    const path = join(dir, name);
+    writeFileSync(path, content);
+    return path;
+  };
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), 'cdn-config-3-'));
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  test('S3 storage reads endpoint, bucket, region and the key files (trimmed, redacted)', () => {
+    const config = loadOriginConfig(
+      {
+        ...BASE,
+        CDN_STORAGE_PATH: undefined,
+        CDN_STORAGE_KIND: 's3',
+        CDN_S3_ENDPOINT: 'http://minio:9000',
+        CDN_S3_BUCKET: 'shop-assets',
+        CDN_S3_REGION: 'eu-central-1',
+        CDN_S3_ACCESS_KEY_FILE: file('ak', 'AKIAEXAMPLE\n'),
+        CDN_S3_SECRET_KEY_FILE: file('sk', 'sekret-value\n'),
+      },
+      '/srv',
+    );
+    expect(config.storage).toMatchObject({ kind: 's3', endpoint: 'http://minio:9000', bucket: 'shop-assets', region: 'eu-central-1', partSize: 8 * 1024 * 1024 });
+    if (config.storage.kind !== 's3') throw new Error('expected s3');
+    expect(config.storage.secretKey.reveal()).toBe('sekret-value');
+    expect(inspect(config, { depth: 5 })).not.toContain('sekret-value');
+  });
+
+  test.each([
+    ['CDN_S3_ENDPOINT', {}],
+    ['CDN_S3_BUCKET', { CDN_S3_ENDPOINT: 'http://minio:9000' }],
+    ['CDN_S3_ACCESS_KEY_FILE', { CDN_S3_ENDPOINT: 'http://minio:9000', CDN_S3_BUCKET: 'b-1' }],
+  ])('S3 storage without %s is refused, naming it', (variable, extra) => {
+    const err = configError({ ...BASE, CDN_STORAGE_KIND: 's3', ...extra });
+    expect(err.details).toEqual({ variable });
+  });
+
+  test('CDN_S3_PART_SIZE under 5 MiB and CDN_MAX_UPLOAD_BYTES over 5 GiB with S3 are refused', () => {
+    const s3 = {
+      ...BASE,
+      CDN_STORAGE_KIND: 's3',
+      CDN_S3_ENDPOINT: 'http://minio:9000',
+      CDN_S3_BUCKET: 'b-1',
+      CDN_S3_ACCESS_KEY_FILE: file('ak2', 'a'),
+      CDN_S3_SECRET_KEY_FILE: file('sk2', 'b'),
+    };
+    expect(configError({ ...s3, CDN_S3_PART_SIZE: '1024' }).details).toEqual({ variable: 'CDN_S3_PART_SIZE' });
+    expect(configError({ ...s3, CDN_MAX_UPLOAD_BYTES: String(6 * 1024 ** 3) }).details).toEqual({ variable: 'CDN_MAX_UPLOAD_BYTES' });
+  });
+
+  test('CDN_REDIS_PASSWORD_FILE and CDN_EDGE_IDS', () => {
+    const config = loadOriginConfig({ ...BASE, CDN_REDIS_PASSWORD_FILE: file('rp', 'redis-pass\n'), CDN_EDGE_IDS: 'eu-1,eu-2,us-1' }, '/srv');
+    expect(config.redis.password?.reveal()).toBe('redis-pass');
+    expect(config.purge.edgeIds).toEqual(['eu-1', 'eu-2', 'us-1']);
+    expect(configError({ ...BASE, CDN_EDGE_IDS: 'eu-1,,us 1' }).details).toEqual({ variable: 'CDN_EDGE_IDS' });
+    expect(configError({ ...BASE, CDN_REDIS_PASSWORD_FILE: join(dir, 'missing') }).message).toMatch(/CDN_REDIS_PASSWORD_FILE names a file that cannot be read/);
+  });
+
+  test('CDN_TOKENS_FILE: tokens with scopes after the admin token', () => {
+    const tokens = file('tokens.json', JSON.stringify([{ name: 'catalogue', token: 'catalogue-token-0123', scopes: ['upload'] }]));
+    const config = loadOriginConfig({ ...BASE, CDN_TOKENS_FILE: tokens }, '/srv');
+    expect(config.tokens.map((t) => [t.name, t.scopes])).toEqual([
+      ['admin', ['admin']],
+      ['catalogue', ['upload']],
+    ]);
+  });
+
+  test.each([
+    ['not JSON', '{', /is not valid JSON/],
+    ['an unknown scope', JSON.stringify([{ name: 'a', token: 'x'.repeat(20), scopes: ['delete'] }]), /\[0\]\.scopes\.0 must be "upload", "purge" or "admin"|scopes/],
+    ['a short token', JSON.stringify([{ name: 'a', token: 'short', scopes: ['upload'] }]), /token must be 16-512/],
+    ['a duplicate name', JSON.stringify([{ name: 'admin', token: 'x'.repeat(20), scopes: ['upload'] }]), /uses the name "admin" twice/],
+    ['an unknown field', JSON.stringify([{ name: 'a', token: 'x'.repeat(20), scopes: ['upload'], extra: 1 }]), /extra|Unrecognized/i],
+  ])('CDN_TOKENS_FILE with %s is refused without echoing a token', (_name, content, message) => {
+    const err = configError({ ...BASE, CDN_TOKENS_FILE: file('bad-tokens.json', content) });
+    expect(err.message).toMatch(message);
+    expect(err.message).not.toContain('x'.repeat(20));
+  });
+
+  test('CDN_CACHE_CONTROL_BY_TYPE replaces the per-type defaults; bad entries are refused', () => {
+    const config = loadOriginConfig({ ...BASE, CDN_CACHE_CONTROL_BY_TYPE: '{"image/*": "public, max-age=600", "text/css": "public, max-age=60"}' }, '/srv');
+    expect(config.cacheControlByType).toEqual([
+      ['image/*', 'public, max-age=600'],
+      ['text/css', 'public, max-age=60'],
+    ]);
+    expect(configError({ ...BASE, CDN_CACHE_CONTROL_BY_TYPE: '{"Image": "x"}' }).details).toEqual({ variable: 'CDN_CACHE_CONTROL_BY_TYPE' });
   });
 });

@@ -19,8 +19,41 @@ export interface FilesystemStorageConfig {
   readonly path: string;
 }
 
-/** One member per storage kind; an S3/MinIO member joins this union later. */
-export type StorageConfig = FilesystemStorageConfig;
+export interface S3StorageConfig {
+  readonly kind: 's3';
+  /** e.g. http://minio:9000 (path-style addressing, as MinIO expects). */
+  readonly endpoint: string;
+  readonly bucket: string;
+  readonly region: string;
+  readonly accessKey: Secret;
+  readonly secretKey: Secret;
+  /** Uploads are sent in parts of this size; one part is the most an upload buffers. */
+  readonly partSize: number;
+}
+
+export type StorageConfig = FilesystemStorageConfig | S3StorageConfig;
+
+export const SCOPES = ['upload', 'purge', 'admin'] as const;
+export type Scope = (typeof SCOPES)[number];
+
+export interface ApiToken {
+  /** Shown in audit lines and logs instead of the token. */
+  readonly name: string;
+  readonly token: Secret;
+  readonly scopes: readonly Scope[];
+}
+
+export interface PurgeConfig {
+  readonly stream: string;
+  readonly maxLen: number;
+  /** Edges that must apply a purge before GET /v1/purge/{id} reports it complete. */
+  readonly edgeIds: readonly string[];
+  readonly statusTtlSeconds: number;
+  /** An identical purge within this window, not yet applied by any edge, is merged. */
+  readonly dedupWindowMs: number;
+  /** API purges per token and second; more get 429. */
+  readonly ratePerSecond: number;
+}
 
 export interface OriginConfig {
   readonly host: string;
@@ -28,14 +61,36 @@ export interface OriginConfig {
   /** Base of the public URLs returned to clients (the balancer), without trailing slash. */
   readonly publicBaseUrl: string;
   readonly storage: StorageConfig;
-  readonly redis: { readonly url: Secret };
+  readonly redis: { readonly url: Secret; readonly password: Secret | null };
   readonly adminToken: Secret;
-  readonly purge: { readonly stream: string; readonly maxLen: number };
+  /** Every accepted token: the admin token (name "admin") first, then CDN_TOKENS_FILE's. */
+  readonly tokens: readonly ApiToken[];
+  readonly purge: PurgeConfig;
   readonly maxUploadBytes: number;
   readonly defaultCacheControl: string;
+  /** Cache-Control by content type ("image/*", "text/html"), first match wins; else the default. */
+  readonly cacheControlByType: readonly (readonly [pattern: string, cacheControl: string])[];
+  readonly logLevel: 'debug' | 'info' | 'warn' | 'error' | 'silent';
 }
 
+/**
+ * Defaults per content type: images, fonts and media change rarely (and every change
+ * is purged), HTML is short-lived. CDN_CACHE_CONTROL_BY_TYPE replaces this table.
+ */
+export const DEFAULT_CACHE_CONTROL_BY_TYPE: readonly (readonly [string, string])[] = [
+  ['image/*', 'public, max-age=86400'],
+  ['font/*', 'public, max-age=86400'],
+  ['video/*', 'public, max-age=86400'],
+  ['audio/*', 'public, max-age=86400'],
+  ['text/html', 'public, max-age=60, stale-while-revalidate=60'],
+];
+
+/** S3 refuses parts under 5 MiB (except the last); a single copy is limited to 5 GiB. */
+const MIN_PART_SIZE = 5 * 1024 * 1024;
+const MAX_S3_OBJECT = 5 * 1024 * 1024 * 1024;
+
 const PRINTABLE_ASCII = /^[\x20-\x7e]+$/;
+const MEDIA_RANGE = /^(?:[a-z0-9!#$&^_.+-]+\/(?:\*|[a-z0-9!#$&^_.+-]+))$/;
 
 const positiveInt = (max: number) =>
   z
@@ -43,6 +98,13 @@ const positiveInt = (max: number) =>
     .regex(/^[0-9]+$/, 'must be a positive integer')
     .transform(Number)
     .pipe(z.number().int().min(1, 'must be at least 1').max(max, `must be at most ${max}`));
+
+const nonNegativeInt = (max: number) =>
+  z
+    .string()
+    .regex(/^[0-9]+$/, 'must be a non-negative integer')
+    .transform(Number)
+    .pipe(z.number().int().max(max, `must be at most ${max}`));
 
 const httpUrl = z
   .string()
@@ -68,25 +130,45 @@ const redisUrl = z.string({ error: 'is required (e.g. redis://127.0.0.1:6379)' }
 const envSchema = z.object({
   CDN_ORIGIN_HOST: z.string().regex(/^[A-Za-z0-9.:_-]+$/, 'must be a host name or IP address').default('127.0.0.1'),
   CDN_ORIGIN_PORT: positiveInt(65535).default(3000),
-  CDN_STORAGE_KIND: z
-    .enum(['filesystem'], { error: 'must be "filesystem" (the only storage kind implemented so far)' })
-    .default('filesystem'),
-  CDN_STORAGE_PATH: z.string({ error: 'is required (the directory that holds the assets)' }),
+  CDN_STORAGE_KIND: z.enum(['filesystem', 's3'], { error: 'must be "filesystem" or "s3"' }).default('filesystem'),
+  CDN_STORAGE_PATH: z.string().optional(),
+  CDN_S3_ENDPOINT: httpUrl.optional(),
+  CDN_S3_BUCKET: z
+    .string()
+    .regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'must be an S3 bucket name (3-63 of a-z 0-9 . -)')
+    .optional(),
+  CDN_S3_REGION: z.string().regex(/^[a-z0-9-]{1,64}$/, 'must be a region name such as us-east-1').default('us-east-1'),
+  CDN_S3_ACCESS_KEY_FILE: z.string().optional(),
+  CDN_S3_SECRET_KEY_FILE: z.string().optional(),
+  CDN_S3_PART_SIZE: positiveInt(MAX_S3_OBJECT)
+    .pipe(z.number().min(MIN_PART_SIZE, `must be at least ${MIN_PART_SIZE} (S3's smallest part)`))
+    .default(8 * 1024 * 1024),
   CDN_REDIS_URL: redisUrl,
+  CDN_REDIS_PASSWORD_FILE: z.string().optional(),
   CDN_ADMIN_TOKEN: z.string().optional(),
   CDN_ADMIN_TOKEN_FILE: z.string().optional(),
+  CDN_TOKENS_FILE: z.string().optional(),
   CDN_PUBLIC_BASE_URL: httpUrl.optional(),
   CDN_PURGE_STREAM: z
     .string()
     .regex(/^[\x21-\x7e]{1,256}$/, 'must be 1-256 printable ASCII characters without spaces')
     .default('cdn:purges'),
   CDN_PURGE_STREAM_MAXLEN: positiveInt(1_000_000_000).default(100_000),
+  CDN_EDGE_IDS: z
+    .string()
+    .regex(/^[A-Za-z0-9_.-]+(?:,[A-Za-z0-9_.-]+)*$/, 'must be comma-separated edge ids such as eu-1,us-1')
+    .optional(),
+  CDN_PURGE_STATUS_TTL_SECONDS: positiveInt(30 * 86400).default(86400),
+  CDN_PURGE_DEDUP_WINDOW_MS: nonNegativeInt(60_000).default(2000),
+  CDN_PURGE_RATE_LIMIT: positiveInt(100_000).default(20),
   CDN_MAX_UPLOAD_BYTES: positiveInt(Number.MAX_SAFE_INTEGER).default(104_857_600),
   CDN_DEFAULT_CACHE_CONTROL: z
     .string()
     .max(1024)
     .regex(PRINTABLE_ASCII, 'must be printable ASCII')
     .default('public, max-age=3600'),
+  CDN_CACHE_CONTROL_BY_TYPE: z.string().optional(),
+  CDN_LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error', 'silent'], { error: 'must be debug, info, warn, error or silent' }).default('info'),
 });
 
 type EnvVar = keyof typeof envSchema.shape;
@@ -122,21 +204,86 @@ export function loadOriginConfig(env: NodeJS.ProcessEnv = process.env, cwd = pro
   }
   const env_ = parsed.data;
 
-  const storagePath = isAbsolute(env_.CDN_STORAGE_PATH) ? env_.CDN_STORAGE_PATH : resolve(cwd, env_.CDN_STORAGE_PATH);
   const host = env_.CDN_ORIGIN_HOST;
   const hostInUrl = host.includes(':') ? `[${host}]` : host;
+  const storage = readStorage(env_, cwd);
+  if (storage.kind === 's3' && env_.CDN_MAX_UPLOAD_BYTES > MAX_S3_OBJECT) {
+    invalid('CDN_MAX_UPLOAD_BYTES', `must be at most ${MAX_S3_OBJECT} with S3 storage (a single server-side copy commits an upload)`);
+  }
+  const adminToken = readAdminToken(env_.CDN_ADMIN_TOKEN, env_.CDN_ADMIN_TOKEN_FILE);
+  const fileTokens = env_.CDN_TOKENS_FILE === undefined ? [] : readTokensFile(env_.CDN_TOKENS_FILE);
 
   return {
     host,
     port: env_.CDN_ORIGIN_PORT,
     publicBaseUrl: env_.CDN_PUBLIC_BASE_URL ?? `http://${hostInUrl}:${env_.CDN_ORIGIN_PORT}`,
-    storage: { kind: env_.CDN_STORAGE_KIND, path: storagePath },
-    redis: { url: new Secret(env_.CDN_REDIS_URL) },
-    adminToken: readAdminToken(env_.CDN_ADMIN_TOKEN, env_.CDN_ADMIN_TOKEN_FILE),
-    purge: { stream: env_.CDN_PURGE_STREAM, maxLen: env_.CDN_PURGE_STREAM_MAXLEN },
+    storage,
+    redis: {
+      url: new Secret(env_.CDN_REDIS_URL),
+      password: env_.CDN_REDIS_PASSWORD_FILE === undefined ? null : readSecretFile('CDN_REDIS_PASSWORD_FILE', env_.CDN_REDIS_PASSWORD_FILE),
+    },
+    adminToken,
+    tokens: [{ name: 'admin', token: adminToken, scopes: ['admin'] }, ...fileTokens],
+    purge: {
+      stream: env_.CDN_PURGE_STREAM,
+      maxLen: env_.CDN_PURGE_STREAM_MAXLEN,
+      edgeIds: env_.CDN_EDGE_IDS === undefined ? [] : [...new Set(env_.CDN_EDGE_IDS.split(','))],
+      statusTtlSeconds: env_.CDN_PURGE_STATUS_TTL_SECONDS,
+      dedupWindowMs: env_.CDN_PURGE_DEDUP_WINDOW_MS,
+      ratePerSecond: env_.CDN_PURGE_RATE_LIMIT,
+    },
     maxUploadBytes: env_.CDN_MAX_UPLOAD_BYTES,
     defaultCacheControl: env_.CDN_DEFAULT_CACHE_CONTROL,
+    cacheControlByType:
+      env_.CDN_CACHE_CONTROL_BY_TYPE === undefined ? DEFAULT_CACHE_CONTROL_BY_TYPE : parseCacheControlByType(env_.CDN_CACHE_CONTROL_BY_TYPE),
+    logLevel: env_.CDN_LOG_LEVEL,
   };
+}
+
+function readStorage(env_: z.infer<typeof envSchema>, cwd: string): StorageConfig {
+  if (env_.CDN_STORAGE_KIND === 'filesystem') {
+    if (env_.CDN_STORAGE_PATH === undefined) {
+      invalid('CDN_STORAGE_PATH', 'is required (the directory that holds the assets)');
+    }
+    const path = isAbsolute(env_.CDN_STORAGE_PATH) ? env_.CDN_STORAGE_PATH : resolve(cwd, env_.CDN_STORAGE_PATH);
+    return { kind: 'filesystem', path };
+  }
+  if (env_.CDN_S3_ENDPOINT === undefined) {
+    invalid('CDN_S3_ENDPOINT', 'is required with CDN_STORAGE_KIND=s3 (e.g. http://minio:9000)');
+  }
+  if (env_.CDN_S3_BUCKET === undefined) {
+    invalid('CDN_S3_BUCKET', 'is required with CDN_STORAGE_KIND=s3');
+  }
+  if (env_.CDN_S3_ACCESS_KEY_FILE === undefined) {
+    invalid('CDN_S3_ACCESS_KEY_FILE', 'is required with CDN_STORAGE_KIND=s3 (a file holding the access key)');
+  }
+  if (env_.CDN_S3_SECRET_KEY_FILE === undefined) {
+    invalid('CDN_S3_SECRET_KEY_FILE', 'is required with CDN_STORAGE_KIND=s3 (a file holding the secret key)');
+  }
+  return {
+    kind: 's3',
+    endpoint: env_.CDN_S3_ENDPOINT,
+    bucket: env_.CDN_S3_BUCKET,
+    region: env_.CDN_S3_REGION,
+    accessKey: readSecretFile('CDN_S3_ACCESS_KEY_FILE', env_.CDN_S3_ACCESS_KEY_FILE),
+    secretKey: readSecretFile('CDN_S3_SECRET_KEY_FILE', env_.CDN_S3_SECRET_KEY_FILE),
+    partSize: env_.CDN_S3_PART_SIZE,
+  };
+}
+
+/** A file holding one secret (trimmed). Its content never appears in an error. */
+function readSecretFile(variable: string, file: string): Secret {
+  let value: string;
+  try {
+    value = readFileSync(file, 'utf8').trim();
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? 'error';
+    invalid(variable, `names a file that cannot be read (${file}: ${code})`);
+  }
+  if (value.length === 0) {
+    invalid(variable, `names an empty file (${file})`);
+  }
+  return new Secret(value);
 }
 
 /** The token itself never appears in an error message. */
@@ -167,4 +314,73 @@ function readAdminToken(inline: string | undefined, file: string | undefined): S
     invalid(variable, 'gives a token with spaces or non-printable characters');
   }
   return new Secret(token);
+}
+
+const tokensFileSchema = z.array(
+  z.strictObject({
+    name: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'must be 1-64 of A-Z a-z 0-9 _ . -'),
+    token: z.string().regex(/^[\x21-\x7e]{16,512}$/, 'must be 16-512 printable ASCII characters without spaces'),
+    scopes: z.array(z.enum(SCOPES, { error: 'must be "upload", "purge" or "admin"' })).min(1, 'must name at least one scope'),
+  }),
+  { error: 'must be a JSON array of {name, token, scopes}' },
+);
+
+/**
+ * CDN_TOKENS_FILE: `[{"name": "catalogue", "token": "...", "scopes": ["upload"]}, ...]`.
+ * Errors name the entry and field, never a token value.
+ */
+function readTokensFile(file: string): ApiToken[] {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    invalid('CDN_TOKENS_FILE', `names a file that cannot be read (${file}: ${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    invalid('CDN_TOKENS_FILE', `is not valid JSON (${file})`);
+  }
+  const parsed = tokensFileSchema.safeParse(json);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const where = issue.path.map((part) => (typeof part === 'number' ? `[${part}]` : `.${String(part)}`)).join('');
+    invalid('CDN_TOKENS_FILE', `${where === '' ? '' : `${where} `}${issue.message}`);
+  }
+  const names = new Set<string>(['admin']);
+  const tokens = new Set<string>();
+  for (const entry of parsed.data) {
+    if (names.has(entry.name)) {
+      invalid('CDN_TOKENS_FILE', `uses the name ${JSON.stringify(entry.name)} twice ("admin" is the admin token's)`);
+    }
+    if (tokens.has(entry.token)) {
+      invalid('CDN_TOKENS_FILE', `gives entry ${JSON.stringify(entry.name)} a token another entry already has`);
+    }
+    names.add(entry.name);
+    tokens.add(entry.token);
+  }
+  return parsed.data.map((entry) => ({ name: entry.name, token: new Secret(entry.token), scopes: [...new Set(entry.scopes)] }));
+}
+
+/** `{"image/*": "public, max-age=86400", "text/html": "public, max-age=60"}`, in that order. */
+function parseCacheControlByType(text: string): (readonly [string, string])[] {
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    invalid('CDN_CACHE_CONTROL_BY_TYPE', 'is not valid JSON (expected {"image/*": "public, max-age=86400", ...})');
+  }
+  if (json === null || typeof json !== 'object' || Array.isArray(json)) {
+    invalid('CDN_CACHE_CONTROL_BY_TYPE', 'must be a JSON object of media range -> Cache-Control');
+  }
+  return Object.entries(json).map(([pattern, value]) => {
+    if (!MEDIA_RANGE.test(pattern)) {
+      invalid('CDN_CACHE_CONTROL_BY_TYPE', `has a key ${JSON.stringify(pattern)} that is not a lower-case media type or range like image/*`);
+    }
+    if (typeof value !== 'string' || value.length > 1024 || !PRINTABLE_ASCII.test(value)) {
+      invalid('CDN_CACHE_CONTROL_BY_TYPE', `gives ${JSON.stringify(pattern)} a value that is not printable ASCII (at most 1024 characters)`);
+    }
+    return [pattern, value] as const;
+  });
 }

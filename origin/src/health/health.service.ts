@@ -6,6 +6,8 @@ export type CheckResult = { readonly status: 'ok' } | { readonly status: 'fail';
 
 export interface Readiness {
   readonly status: 'ok' | 'unavailable';
+  /** True once shutdown began: balancers stop sending while in-flight requests finish. */
+  readonly draining: boolean;
   readonly checks: { readonly redis: CheckResult; readonly storage: CheckResult };
 }
 
@@ -15,6 +17,7 @@ export interface Readiness {
  */
 @Injectable()
 export class HealthService {
+  private draining = false;
   constructor(
     private readonly redis: RedisConnection,
     @Inject(STORAGE_DRIVER) private readonly storage: StorageDriver,
@@ -25,8 +28,13 @@ export class HealthService {
       run(() => this.redis.ping()),
       run(() => this.storage.check()),
     ]);
-    const ok = redis.status === 'ok' && storage.status === 'ok';
-    return { status: ok ? 'ok' : 'unavailable', checks: { redis, storage } };
+    const ok = !this.draining && redis.status === 'ok' && storage.status === 'ok';
+    return { status: ok ? 'ok' : 'unavailable', draining: this.draining, checks: { redis, storage } };
+  }
+
+  /** main.ts calls this on SIGTERM, before closing the server. */
+  startDraining(): void {
+    this.draining = true;
   }
 }
 

@@ -30,7 +30,7 @@ test('GET /healthz is 200 {"status":"ok"}', async () => {
 test('GET /readyz is 200 when Redis and the storage are fine', async () => {
   const res = await origin.request('GET', '/readyz');
   expect(res.status).toBe(200);
-  expect(res.json()).toEqual({ status: 'ok', checks: { redis: { status: 'ok' }, storage: { status: 'ok' } } });
+  expect(res.json()).toEqual({ status: 'ok', draining: false, checks: { redis: { status: 'ok' }, storage: { status: 'ok' } } });
 });
 
 describe('GET /metrics', () => {
@@ -74,6 +74,37 @@ describe('GET /metrics', () => {
   });
 });
 
+describe('issue #3 operations', () => {
+  test('OpenAPI: /docs/openapi.json documents the API with {key} parameters; /docs is a page whose assets load', async () => {
+    const doc = await origin.request('GET', '/docs/openapi.json');
+    expect(doc.status).toBe(200);
+    const paths = Object.keys(doc.json<{ paths: Record<string, unknown> }>().paths);
+    expect(paths).toEqual(
+      expect.arrayContaining(['/v1/assets/{key}', '/v1/assets', '/v1/purge', '/v1/purge/{id}', '/{key}', '/_v/{sha256}/{key}']),
+    );
+    const page = await origin.request('GET', '/docs');
+    expect(page.status).toBe(200);
+    expect(page.headers['content-type']).toContain('text/html');
+    for (const asset of ['/docs/swagger-ui.css', '/docs/swagger-ui-bundle.js']) {
+      const res = await origin.request('GET', asset);
+      expect(res.status).toBe(200);
+      expect(res.body.length).toBeGreaterThan(1000);
+    }
+  });
+
+  test('metrics: bytes, storage operations and purges, by route template and never by key', async () => {
+    await origin.request('PUT', '/v1/assets/metrics/k1.txt', { auth: true, body: 'hello', headers: { 'content-type': 'text/plain' } });
+    await origin.request('GET', '/metrics/k1.txt');
+    const text = (await origin.request('GET', '/metrics')).body.toString();
+    expect(text).toMatch(/cdn_origin_http_response_bytes_total\{route="\/\*"\} \d+/);
+    expect(text).toMatch(/cdn_origin_http_request_bytes_total\{route="\/v1\/assets\/\*"\} [1-9]\d*/);
+    expect(text).toMatch(/cdn_origin_storage_operation_duration_seconds_count\{driver="filesystem",operation="put"\} \d+/);
+    expect(text).toMatch(/cdn_origin_purges_total\{source="asset",outcome="published"\} \d+/);
+    expect(text).toMatch(/cdn_origin_upload_size_bytes_bucket\{le="256"\} \d+/);
+    expect(text).not.toContain('k1.txt');
+  });
+});
+
 test('readyz is 503 naming the storage when the storage directory is broken', async () => {
   const tmp = join(origin.storageDir, 'tmp');
   await rename(tmp, `${tmp}.moved`);
@@ -82,6 +113,7 @@ test('readyz is 503 naming the storage when the storage directory is broken', as
     expect(res.status).toBe(503);
     expect(res.json()).toEqual({
       status: 'unavailable',
+      draining: false,
       checks: { redis: { status: 'ok' }, storage: { status: 'fail', error: expect.stringContaining('ENOENT') } },
     });
   } finally {
@@ -95,6 +127,7 @@ test('readyz is 503 naming Redis when Redis is down; healthz stays 200', async (
   expect(res.status).toBe(503);
   expect(res.json()).toEqual({
     status: 'unavailable',
+      draining: false,
     checks: { redis: { status: 'fail', error: expect.any(String) }, storage: { status: 'ok' } },
   });
   expect((await origin.request('GET', '/healthz')).status).toBe(200);

@@ -1,14 +1,20 @@
 import { Injectable } from '@nestjs/common';
-import { collectDefaultMetrics, Counter, Histogram, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, exponentialBuckets, Histogram, Registry } from 'prom-client';
 
 export const HTTP_DURATION_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+/** 256 B .. 64 MiB (http-and-security.md §2). */
+export const SIZE_BUCKETS = exponentialBuckets(256, 4, 10);
 
 /** Route label for requests that matched no route (never the raw path: unbounded). */
 export const UNMATCHED_ROUTE = 'unmatched';
 
+export type PurgeSource = 'api' | 'asset';
+export type PurgeOutcome = 'published' | 'deduplicated' | 'rate_limited' | 'failed';
+
 /**
  * The origin's Prometheus metrics. Each app owns its Registry (not prom-client's global
- * one), so several apps can live in one process (tests) without name clashes.
+ * one), so several apps can live in one process (tests) without name clashes. No label
+ * ever holds a key, tag, URL or request id.
  */
 @Injectable()
 export class MetricsService {
@@ -29,6 +35,49 @@ export class MetricsService {
     registers: [this.registry],
   });
 
+  private readonly httpBytesIn = new Counter({
+    name: 'cdn_origin_http_request_bytes_total',
+    help: 'Request body bytes received (declared Content-Length, or counted for chunked uploads), by route template.',
+    labelNames: ['route'] as const,
+    registers: [this.registry],
+  });
+
+  private readonly httpBytesOut = new Counter({
+    name: 'cdn_origin_http_response_bytes_total',
+    help: 'Response body bytes sent (Content-Length), by route template.',
+    labelNames: ['route'] as const,
+    registers: [this.registry],
+  });
+
+  private readonly uploadSize = new Histogram({
+    name: 'cdn_origin_upload_size_bytes',
+    help: 'Size of committed uploads.',
+    buckets: SIZE_BUCKETS,
+    registers: [this.registry],
+  });
+
+  private readonly storageDuration = new Histogram({
+    name: 'cdn_origin_storage_operation_duration_seconds',
+    help: 'Storage driver operations, by driver and operation (a put includes receiving the body).',
+    labelNames: ['driver', 'operation'] as const,
+    buckets: HTTP_DURATION_BUCKETS,
+    registers: [this.registry],
+  });
+
+  private readonly storageErrors = new Counter({
+    name: 'cdn_origin_storage_errors_total',
+    help: 'Storage driver operations that failed because the storage did (not client errors), by driver and operation.',
+    labelNames: ['driver', 'operation'] as const,
+    registers: [this.registry],
+  });
+
+  private readonly purges = new Counter({
+    name: 'cdn_origin_purges_total',
+    help: 'Purge requests by source (api, asset write) and outcome (published, deduplicated, rate_limited, failed).',
+    labelNames: ['source', 'outcome'] as const,
+    registers: [this.registry],
+  });
+
   private readonly purgesPublished = new Counter({
     name: 'cdn_origin_purges_published_total',
     help: 'Purge messages appended to the invalidation stream.',
@@ -45,18 +94,36 @@ export class MetricsService {
     collectDefaultMetrics({ register: this.registry });
   }
 
-  observeHttp(route: string, method: string, status: number, seconds: number): void {
+  observeHttp(route: string, method: string, status: number, seconds: number, bytesIn: number, bytesOut: number): void {
     const statusClass = `${Math.floor(status / 100)}xx`;
     this.httpRequests.inc({ route, method, status_class: statusClass });
     this.httpDuration.observe({ route, method }, seconds);
+    if (bytesIn > 0) {
+      this.httpBytesIn.inc({ route }, bytesIn);
+    }
+    if (bytesOut > 0) {
+      this.httpBytesOut.inc({ route }, bytesOut);
+    }
   }
 
-  purgePublished(): void {
-    this.purgesPublished.inc();
+  observeUpload(bytes: number): void {
+    this.uploadSize.observe(bytes);
   }
 
-  purgePublishFailed(): void {
-    this.purgePublishFailures.inc();
+  observeStorage(driver: string, operation: string, seconds: number, failed: boolean): void {
+    this.storageDuration.observe({ driver, operation }, seconds);
+    if (failed) {
+      this.storageErrors.inc({ driver, operation });
+    }
+  }
+
+  countPurge(source: PurgeSource, outcome: PurgeOutcome): void {
+    this.purges.inc({ source, outcome });
+    if (outcome === 'published') {
+      this.purgesPublished.inc();
+    } else if (outcome === 'failed') {
+      this.purgePublishFailures.inc();
+    }
   }
 
   get contentType(): string {

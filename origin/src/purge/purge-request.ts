@@ -4,7 +4,7 @@ import { checkTag } from '../common/surrogate-keys';
 
 /**
  * The body of POST /v1/purge, checked and normalised:
- * `{"urls": [...], "prefixes": [...], "tags": [...]}`, every list optional, at least one
+ * `{"urls": [...], "prefixes": [...], "tags": [...], "soft": false}`, every list optional, at least one
  * entry in all, at most MAX_PURGE_ENTRIES. URLs become paths ("https://shop/a.png" and
  * "/a.png" both give "/a.png").
  */
@@ -16,6 +16,8 @@ export interface PurgeRequest {
   readonly urls: readonly string[];
   readonly prefixes: readonly string[];
   readonly tags: readonly string[];
+  /** Mark stale instead of evicting: edges may serve the old copy while they revalidate. */
+  readonly soft?: boolean;
 }
 
 const stringList = z.array(z.string({ error: 'must be a string' }), { error: 'must be an array of strings' }).optional();
@@ -25,6 +27,7 @@ const bodySchema = z.strictObject(
     urls: stringList,
     prefixes: stringList,
     tags: stringList,
+    soft: z.boolean({ error: 'must be true or false' }).optional(),
   },
   { error: 'the body must be a JSON object' },
 );
@@ -39,7 +42,7 @@ export function parsePurgeRequest(body: unknown): PurgeRequest {
     const issue = parsed.error.issues[0];
     if (issue.code === 'unrecognized_keys') {
       const names = issue.keys.map((key) => JSON.stringify(key)).join(', ');
-      invalid(`unknown field ${names} (expected urls, prefixes, tags)`, issue.keys[0]);
+      invalid(`unknown field ${names} (expected urls, prefixes, tags, soft)`, issue.keys[0]);
     }
     const field = formatPath(issue.path);
     invalid(field ? `${field}: ${issue.message}` : issue.message, field || undefined);
@@ -67,7 +70,7 @@ export function parsePurgeRequest(body: unknown): PurgeRequest {
     return reason === undefined ? value : invalid(`tags[${i}]: ${reason}`, `tags[${i}]`);
   });
 
-  return { urls: unique(urls), prefixes: unique(prefixes), tags: unique(tags) };
+  return { urls: unique(urls), prefixes: unique(prefixes), tags: unique(tags), soft: parsed.data.soft === true };
 }
 
 /**

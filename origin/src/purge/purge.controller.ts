@@ -1,16 +1,40 @@
-import { Controller, HttpCode, HttpStatus, Post, UseGuards } from '@nestjs/common';
-import { BearerAuthGuard } from '../auth/bearer-auth.guard';
+import { Controller, Get, HttpCode, HttpStatus, Param, Post, Req } from '@nestjs/common';
+import { ApiAcceptedResponse, ApiBody, ApiOkResponse, ApiOperation, ApiResponse, ApiTags } from '@nestjs/swagger';
+import type { FastifyRequest } from 'fastify';
+import { RequireToken } from '../auth/scopes.guard';
 import { JsonBody } from '../common/json-body.decorator';
+import { PurgeAcceptedDto, PurgeRequestDto, PurgeStatusDto } from './purge.dto';
+import { PurgeStatusService, type PurgeStatus } from './purge-status.service';
 import { PurgeService } from './purge.service';
 
+@ApiTags('purge')
 @Controller('v1/purge')
-@UseGuards(BearerAuthGuard)
 export class PurgeController {
-  constructor(private readonly purges: PurgeService) {}
+  constructor(
+    private readonly purges: PurgeService,
+    private readonly statuses: PurgeStatusService,
+  ) {}
 
   @Post()
+  @RequireToken('purge')
   @HttpCode(HttpStatus.ACCEPTED)
-  purge(@JsonBody() body: unknown): Promise<{ id: string }> {
-    return this.purges.purgeFromApi(body);
+  @ApiOperation({ summary: 'Purge URLs, path prefixes and tags on every edge' })
+  @ApiBody({ type: PurgeRequestDto })
+  @ApiAcceptedResponse({ type: PurgeAcceptedDto, description: 'On the invalidation stream (or merged with an identical pending purge)' })
+  @ApiResponse({ status: 400, description: 'CDN_ERR_PURGE_INVALID naming the field' })
+  @ApiResponse({ status: 429, description: 'CDN_ERR_RATE_LIMITED, with Retry-After' })
+  @ApiResponse({ status: 503, description: 'CDN_ERR_BUS_UNAVAILABLE: Redis is down, nothing was published' })
+  async purge(@JsonBody() body: unknown, @Req() request: FastifyRequest): Promise<{ id: string }> {
+    const accepted = await this.purges.purgeFromApi(body, { token: request.apiToken?.name ?? 'unknown', requestId: request.id });
+    return { id: accepted.id };
+  }
+
+  @Get(':id')
+  @RequireToken('purge')
+  @ApiOperation({ summary: 'Which edges applied a purge, and when' })
+  @ApiOkResponse({ type: PurgeStatusDto })
+  @ApiResponse({ status: 404, description: 'CDN_ERR_PURGE_NOT_FOUND: unknown or expired id' })
+  status(@Param('id') id: string): Promise<PurgeStatus> {
+    return this.statuses.status(id);
   }
 }

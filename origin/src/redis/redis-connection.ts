@@ -34,6 +34,8 @@ export class RedisConnection implements OnModuleInit, OnApplicationShutdown {
       // ioredis arms this timer on disconnect() even for a socket that is already gone
       // (Redis down): keep it short so a shutdown does not linger for the 2 s default.
       disconnectTimeout: 500,
+      // CDN_REDIS_PASSWORD_FILE wins over a password in the URL.
+      ...(config.redis.password === null ? {} : { password: config.redis.password.reveal() }),
     });
     this.client.on('ready', () => {
       this.logger.log(`connected to ${this.target}`);

@@ -5,6 +5,7 @@
 local crc32 = ngx.crc32_long
 local sort = table.sort
 local floor = math.floor
+local ceil = math.ceil
 local error = error
 local type = type
 local ipairs = ipairs
@@ -39,7 +40,10 @@ function _M.new(nodes, vnodes)
         hashes[i] = p[1]
         owners[i] = p[2]
     end
-    return setmetatable({ nodes = nodes, hashes = hashes, owners = owners }, mt)
+    -- seen[] marks nodes met during one walk with the walk's number, so a walk
+    -- allocates nothing (balancer_by_lua never yields, so walks never overlap).
+    return setmetatable({ nodes = nodes, hashes = hashes, owners = owners,
+                          seen = {}, walk = 0 }, mt)
 end
 
 
@@ -79,6 +83,44 @@ function _M:pick(key, usable)
             end
             if seen_count == #nodes then
                 return nil
+            end
+        end
+    end
+    return nil
+end
+
+
+-- Consistent hashing with bounded loads (Mirrokni, Thorup, Zadimoghaddam,
+-- SODA 2018): walking clockwise from the key, the first usable node whose load
+-- is below ceil(factor * (total + 1) / usable nodes) takes the request. A hot
+-- key therefore spills to the next node clockwise instead of piling onto its
+-- owner, while a cold key stays on its owner. With factor >= 1 some usable node
+-- is always below the bound, so only "no usable node" returns nil.
+-- usable[i] and loads[i] describe self.nodes[i]; returns the node and its index.
+function _M:pick_bounded(key, usable, loads, factor)
+    local nodes = self.nodes
+    local count, total = 0, 0
+    for i = 1, #nodes do
+        if usable[i] then
+            count = count + 1
+            total = total + loads[i]
+        end
+    end
+    if count == 0 then
+        return nil
+    end
+    local cap = ceil(factor * (total + 1) / count)
+    local hashes, owners, seen = self.hashes, self.owners, self.seen
+    local walk = self.walk + 1
+    self.walk = walk
+    local n = #hashes
+    local start = first_point(hashes, crc32(key))
+    for step = 0, n - 1 do
+        local idx = owners[(start + step - 1) % n + 1]
+        if seen[idx] ~= walk then
+            seen[idx] = walk
+            if usable[idx] and loads[idx] < cap then
+                return nodes[idx], idx
             end
         end
     end

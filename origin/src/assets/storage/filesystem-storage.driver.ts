@@ -1,15 +1,22 @@
 import { Logger } from '@nestjs/common';
 import { createHash, randomUUID } from 'node:crypto';
-import { constants } from 'node:fs';
+import { constants, createReadStream } from 'node:fs';
 import { access, mkdir, open, readdir, readFile, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { CdnError, cdnError } from '../../../../infra/errors';
 import { receiveToFile } from './receive-to-file';
-import type { AssetMetadata, OpenedAsset, PutOptions, PutResult, StorageDriver } from './storage-driver';
+import type { AssetMetadata, ByteRange, ListOptions, ListPage, PutOptions, PutResult, StorageDriver } from './storage-driver';
 
 /** Temp files older than this are leftovers of a crash and removed at boot. */
 const STALE_TEMP_MS = 60 * 60 * 1000;
+/**
+ * Hot-path caches (delivery reads the metadata of every request): metadata is reused
+ * for up to METADATA_TTL_MS and dropped at once by this process's own writes, so only
+ * a second origin writing the same directory could be seen up to that late.
+ */
+const METADATA_TTL_MS = 1000;
+const MAX_CACHED = 10_000;
 
 /**
  * Assets on a local filesystem, content-addressed:
@@ -29,11 +36,20 @@ const STALE_TEMP_MS = 60 * 60 * 1000;
  * old metadata would lose their blob mid-response.
  */
 export class FilesystemStorageDriver implements StorageDriver {
-  readonly kind = 'filesystem';
+  readonly kind = 'filesystem' as const;
   private readonly logger = new Logger('FilesystemStorage');
   private readonly tmpDir: string;
   private readonly blobsDir: string;
   private readonly metaDir: string;
+  private readonly recentMetadata = new Map<string, { readonly metadata: AssetMetadata; readonly until: number }>();
+  /**
+   * Bumped when a write starts and when it ends: a read that overlapped a write does not
+   * fill the cache, so metadata older than a commit is never cached after the commit
+   * (the purge that follows a write must not meet the old version here).
+   */
+  private writeEpoch = 0;
+  /** Blobs whose size was checked against their metadata once (blobs are immutable). */
+  private readonly checkedBlobs = new Set<string>();
 
   constructor(private readonly root: string) {
     this.tmpDir = join(root, 'tmp');
@@ -61,7 +77,9 @@ export class FilesystemStorageDriver implements StorageDriver {
   async put(key: string, body: Readable, options: PutOptions): Promise<PutResult> {
     const tmpBlob = this.tempPath('blob');
     try {
-      const received = await receiveToFile(body, tmpBlob, options.maxBytes);
+      const received = await receiveToFile(body, tmpBlob, options.maxBytes, options.computeMd5 ?? false);
+      // Verification failures leave only the temp file, removed below.
+      options.verify?.(received);
       const blobPath = this.blobPath(received.sha256);
       await mkdir(dirname(blobPath), { recursive: true });
       // Same bytes, same name: replacing an existing blob is harmless.
@@ -80,7 +98,13 @@ export class FilesystemStorageDriver implements StorageDriver {
         createdAt: previous?.createdAt ?? now,
         updatedAt: now,
       };
-      await this.writeMetadata(key, asset);
+      this.writeEpoch++;
+      try {
+        await this.writeMetadata(key, asset);
+      } finally {
+        this.recentMetadata.delete(key);
+        this.writeEpoch++;
+      }
       return { asset, previous };
     } catch (err) {
       throw asStorageError(err, 'failed to store the asset');
@@ -92,6 +116,11 @@ export class FilesystemStorageDriver implements StorageDriver {
   }
 
   async stat(key: string): Promise<AssetMetadata | null> {
+    const cached = this.recentMetadata.get(key);
+    if (cached !== undefined && cached.until > Date.now()) {
+      return cached.metadata;
+    }
+    const epoch = this.writeEpoch;
     let text: string;
     try {
       text = await readFile(this.metaPath(key), 'utf8');
@@ -105,17 +134,25 @@ export class FilesystemStorageDriver implements StorageDriver {
     if (metadata === null || metadata.key !== key) {
       throw cdnError('CDN_ERR_STORAGE_UNAVAILABLE', 'asset metadata is corrupt');
     }
+    if (epoch === this.writeEpoch) {
+      if (this.recentMetadata.size >= MAX_CACHED) {
+        this.recentMetadata.clear();
+      }
+      this.recentMetadata.set(key, { metadata, until: Date.now() + METADATA_TTL_MS });
+    }
     return metadata;
   }
 
-  async open(key: string): Promise<OpenedAsset | null> {
-    const metadata = await this.stat(key);
-    if (metadata === null) {
-      return null;
+  async read(metadata: AssetMetadata, range?: ByteRange): Promise<Readable | null> {
+    // Blobs are immutable and named by their hash, so this is always the version
+    // `metadata` describes, even if the key was overwritten since.
+    const path = this.blobPath(metadata.sha256);
+    if (this.checkedBlobs.has(metadata.sha256)) {
+      return createReadStream(path, range === undefined ? {} : { start: range.start, end: range.end });
     }
     let handle;
     try {
-      handle = await open(this.blobPath(metadata.sha256), 'r');
+      handle = await open(path, 'r');
     } catch (err) {
       throw asStorageError(err, 'failed to open the asset blob');
     }
@@ -128,7 +165,11 @@ export class FilesystemStorageDriver implements StorageDriver {
       await handle.close();
       throw asStorageError(err, 'failed to stat the asset blob');
     }
-    return { metadata, body: handle.createReadStream() };
+    if (this.checkedBlobs.size >= MAX_CACHED) {
+      this.checkedBlobs.clear();
+    }
+    this.checkedBlobs.add(metadata.sha256);
+    return handle.createReadStream(range === undefined ? {} : { start: range.start, end: range.end });
   }
 
   async delete(key: string): Promise<AssetMetadata | null> {
@@ -137,6 +178,7 @@ export class FilesystemStorageDriver implements StorageDriver {
       return null;
     }
     const path = this.metaPath(key);
+    this.writeEpoch++;
     try {
       await unlink(path);
       await fsyncDirectory(dirname(path));
@@ -145,8 +187,50 @@ export class FilesystemStorageDriver implements StorageDriver {
         return null; // deleted concurrently
       }
       throw asStorageError(err, 'failed to delete the asset');
+    } finally {
+      this.recentMetadata.delete(key);
+      this.writeEpoch++;
     }
     return previous;
+  }
+
+  /**
+   * Metadata files are named by the hash of their key, so listing reads them all: O(assets)
+   * per page. Fine for the embedded default; large catalogues belong on S3, where the
+   * bucket lists in key order.
+   */
+  async list(options: ListOptions): Promise<ListPage> {
+    let entries;
+    try {
+      entries = await readdir(this.metaDir, { recursive: true, withFileTypes: true });
+    } catch (err) {
+      throw asStorageError(err, 'failed to list assets');
+    }
+    const matching: AssetMetadata[] = [];
+    for (const entry of entries) {
+      if (!entry.isFile() || !entry.name.endsWith('.json')) {
+        continue;
+      }
+      let text: string;
+      try {
+        text = await readFile(join(entry.parentPath, entry.name), 'utf8');
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+          continue; // deleted while listing
+        }
+        throw asStorageError(err, 'failed to list assets');
+      }
+      const metadata = parseMetadata(text);
+      if (metadata === null) {
+        this.logger.warn(`skipping corrupt metadata file ${entry.name} while listing`);
+        continue;
+      }
+      if (metadata.key.startsWith(options.prefix) && (options.after === null || metadata.key > options.after)) {
+        matching.push(metadata);
+      }
+    }
+    matching.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+    return { assets: matching.slice(0, options.limit), more: matching.length > options.limit };
   }
 
   private async writeMetadata(key: string, metadata: AssetMetadata): Promise<void> {

@@ -1,12 +1,9 @@
-import { createHash } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import type { Readable } from 'node:stream';
 import { cdnError } from '../../../../infra/errors';
 
-export interface ReceivedFile {
-  readonly size: number;
-  readonly sha256: string;
-}
+import type { ReceivedContent } from './storage-driver';
+import { UploadDigest } from './upload-digest';
 
 /**
  * Streams `source` into a new file (created exclusively, fsynced before close) while
@@ -17,9 +14,9 @@ export interface ReceivedFile {
  * destroying an HTTP request also destroys its socket and the client would never see
  * the error response.
  */
-export function receiveToFile(source: Readable, path: string, maxBytes: number): Promise<ReceivedFile> {
-  return new Promise<ReceivedFile>((resolve, reject) => {
-    const hash = createHash('sha256');
+export function receiveToFile(source: Readable, path: string, maxBytes: number, computeMd5 = false): Promise<ReceivedContent> {
+  return new Promise<ReceivedContent>((resolve, reject) => {
+    const digest = new UploadDigest(computeMd5);
     const out = createWriteStream(path, { flags: 'wx', flush: true });
     let size = 0;
     let sourceEnded = false;
@@ -55,7 +52,7 @@ export function receiveToFile(source: Readable, path: string, maxBytes: number):
         fail(cdnError('CDN_ERR_BODY_TOO_LARGE', `the limit is ${maxBytes} bytes`));
         return;
       }
-      hash.update(chunk);
+      digest.update(chunk);
       if (!out.write(chunk)) {
         source.pause();
       }
@@ -83,7 +80,7 @@ export function receiveToFile(source: Readable, path: string, maxBytes: number):
       if (failure !== undefined) {
         reject(failure);
       } else if (sourceEnded) {
-        resolve({ size, sha256: hash.digest('hex') });
+        resolve(digest.result());
       } else {
         reject(new Error('the temporary file closed before the upload ended'));
       }

@@ -1,13 +1,18 @@
 import { Global, Inject, Module, OnModuleInit } from '@nestjs/common';
 import { ORIGIN_CONFIG, type OriginConfig, type StorageConfig } from '../../config/origin-config';
+import { MetricsService } from '../../metrics/metrics.service';
 import { FilesystemStorageDriver } from './filesystem-storage.driver';
+import { InstrumentedStorageDriver } from './instrumented-storage.driver';
+import { createS3Client, S3StorageDriver } from './s3-storage.driver';
 import { STORAGE_DRIVER, type StorageDriver } from './storage-driver';
 
-/** Picks the driver for CDN_STORAGE_KIND. An S3/MinIO driver is one more case here. */
+/** Picks the driver for CDN_STORAGE_KIND. */
 export function createStorageDriver(config: StorageConfig): StorageDriver {
   switch (config.kind) {
     case 'filesystem':
       return new FilesystemStorageDriver(config.path);
+    case 's3':
+      return new S3StorageDriver(createS3Client(config), config.bucket, config.partSize);
   }
 }
 
@@ -16,8 +21,8 @@ export function createStorageDriver(config: StorageConfig): StorageDriver {
   providers: [
     {
       provide: STORAGE_DRIVER,
-      inject: [ORIGIN_CONFIG],
-      useFactory: (config: OriginConfig) => createStorageDriver(config.storage),
+      inject: [ORIGIN_CONFIG, MetricsService],
+      useFactory: (config: OriginConfig, metrics: MetricsService) => new InstrumentedStorageDriver(createStorageDriver(config.storage), metrics),
     },
   ],
   exports: [STORAGE_DRIVER],

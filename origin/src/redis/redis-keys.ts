@@ -1,0 +1,57 @@
+/**
+ * Every Redis key the origin owns lives under the purge stream's name, so one
+ * CDN_PURGE_STREAM keeps two CDNs sharing a Redis apart:
+ *
+ *   <stream>                       the invalidation stream (edges XREAD it)
+ *   <stream>:applied               hash edge -> last applied stream id (written by edges)
+ *   <stream>:purge:<id>            hash: streamId, at, source, message (TTL)
+ *   <stream>:purge:<id>:edges      hash edge -> epoch ms the origin first saw it applied (TTL)
+ *   <stream>:dedup:<sha256>        purge id of an identical recent purge (PX window)
+ *   <stream>:rate:<token>:<sec>    API purges of a token in one second (expires)
+ *   <stream>:tag:<tag>             sorted set of asset keys carrying the tag (score 0: by key)
+ */
+export class RedisKeys {
+  constructor(readonly stream: string) {}
+
+  get applied(): string {
+    return `${this.stream}:applied`;
+  }
+
+  purge(id: string): string {
+    return `${this.stream}:purge:${id}`;
+  }
+
+  purgeEdges(id: string): string {
+    return `${this.stream}:purge:${id}:edges`;
+  }
+
+  dedup(hash: string): string {
+    return `${this.stream}:dedup:${hash}`;
+  }
+
+  rate(tokenName: string, second: number): string {
+    return `${this.stream}:rate:${tokenName}:${second}`;
+  }
+
+  tag(tag: string): string {
+    return `${this.stream}:tag:${tag}`;
+  }
+}
+
+/** Stream ids are "<ms>-<seq>"; compares them numerically (ms, then seq). */
+export function compareStreamIds(a: string, b: string): number {
+  const [aMs, aSeq] = splitId(a);
+  const [bMs, bSeq] = splitId(b);
+  if (aMs !== bMs) {
+    return aMs < bMs ? -1 : 1;
+  }
+  return aSeq === bSeq ? 0 : aSeq < bSeq ? -1 : 1;
+}
+
+function splitId(id: string): [bigint, bigint] {
+  const match = /^(\d+)(?:-(\d+))?$/.exec(id);
+  if (match === null) {
+    return [-1n, -1n];
+  }
+  return [BigInt(match[1]), BigInt(match[2] ?? '0')];
+}
