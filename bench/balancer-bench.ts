@@ -16,18 +16,15 @@
  *   npm run build && node dist/bench/balancer-bench.js all
  * Options: BENCH_RUNS (pairs, default 10), BENCH_SECONDS per wrk run (default 2).
  */
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { debianLayout } from '../infra/layout';
-import { renderNginxConf } from '../infra/nginx';
-import { freePort } from '../infra/native/ports';
 import { up, type UpResult } from '../infra/native/stack';
 import { isAlive, startUnit, stopPid } from '../infra/native/supervisor';
 import { parseSpec } from '../infra/spec';
-import { startNginx } from '../test/support/nginx-lua';
+import { startNginx, type NginxHandle } from '../test/support/nginx-lua';
 
 const REPO = path.resolve(__dirname, '..', '..');
 const RUNS = Number(process.env.BENCH_RUNS ?? 10);
@@ -101,29 +98,9 @@ function wrk(url: string, masterPid?: number): { rps: number; cpuUs: number; err
 }
 
 /** Plain nginx, no Lua in any phase: upstream round-robin over the given edge(s). */
-async function startPlainProxy(edges: string[]): Promise<{ url: string; pid: number; stop(): Promise<void> }> {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cdn-plain-'));
-  for (const d of ['conf', 'logs', 'tmp']) fs.mkdirSync(path.join(dir, d));
-  const layout = debianLayout({ repoRoot: REPO, stateDir: dir });
-  const port = await freePort();
-  const conf = renderNginxConf({
-    layout,
-    workers: 1,
-    luaRoots: [layout.edgeLuaRoot],
-    sharedDicts: {},
-    init: '',
-    initWorker: '',
-    continueRequestId: false,
-    http: `    upstream edges {
-${edges.map((e) => `        server ${e};`).join('\n')}
-        keepalive 64;
-        keepalive_requests 10000;
-    }
-    server {
-        listen 127.0.0.1:${port} backlog=4096;
-        client_body_temp_path tmp;
-        proxy_temp_path tmp;
-        location / {
+function startPlainProxy(edges: string[]): Promise<NginxHandle> {
+  return startNginx(
+    `        location / {
             proxy_http_version 1.1;
             proxy_set_header Connection "";
             proxy_set_header Host $host;
@@ -132,27 +109,17 @@ ${edges.map((e) => `        server ${e};`).join('\n')}
             proxy_buffers 16 16k;
             proxy_buffer_size 16k;
             proxy_pass http://edges;
-        }
-    }`,
-  });
-  fs.writeFileSync(path.join(dir, 'conf', 'nginx.conf'), conf);
-  const child = spawn(layout.nginx, ['-p', dir, '-c', path.join(dir, 'conf', 'nginx.conf'), '-e', path.join(dir, 'logs', 'error.log'), '-g', 'daemon off;'], { stdio: 'ignore', detached: true });
-  child.unref();
-  const url = `http://127.0.0.1:${port}`;
-  const deadline = Date.now() + 10000;
-  // any answer (even a 404) means it listens
-  while (!(await fetch(`${url}/`).then(() => true, () => false))) {
-    if (Date.now() > deadline) throw new Error('plain nginx did not start');
-    await sleep(50);
-  }
-  return {
-    url,
-    pid: child.pid!,
-    stop: async () => {
-      await stopPid(child.pid!);
-      fs.rmSync(dir, { recursive: true, force: true });
+        }`,
+    {
+      http: `    upstream edges {
+${edges.map((e) => `        server ${e};`).join('\n')}
+        keepalive 64;
+        keepalive_requests 10000;
+    }
+    client_body_temp_path tmp;
+    proxy_temp_path tmp;`,
     },
-  };
+  );
 }
 
 interface HopResult {

@@ -11,14 +11,12 @@
  * per-round ratios, plus nginx worker CPU time per request (less sensitive to other
  * load than wall-clock throughput). Only 127.0.0.1 is ever targeted.
  */
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import Redis from 'ioredis';
-import { freePort } from '../infra/native/ports';
-import { checkHealth, stopPid } from '../infra/native/supervisor';
-import { REPO_ROOT } from '../test/support/nginx-lua';
+import { REPO_ROOT, startNginx, type NginxHandle } from '../test/support/nginx-lua';
 import { startEdge, type EdgeHarness, type OriginReply } from '../test/support/edge-harness';
 import { up } from '../infra/native/stack';
 import { parseSpec } from '../infra/spec';
@@ -46,39 +44,11 @@ function percentile(xs: number[], p: number): number {
   return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)];
 }
 
-/** The reference: plain nginx proxy_cache, no Lua, the same base settings as the edge. */
-async function startReference(originUrl: string): Promise<{ url: string; pid: number; stop(): Promise<void> }> {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cdn-bench-ref-'));
-  for (const d of ['conf', 'logs', 'cache', 'tmp']) fs.mkdirSync(path.join(dir, d));
-  const port = await freePort();
+/** The reference: plain nginx proxy_cache, no Lua phase, the edge's base settings. */
+async function startReference(originUrl: string): Promise<NginxHandle> {
   const origin = new URL(originUrl);
-  const user = process.getuid?.() === 0 ? 'user root;' : '';
-  fs.writeFileSync(
-    path.join(dir, 'conf', 'nginx.conf'),
-    `${user}
-worker_processes 1;
-error_log logs/error.log notice;
-pid logs/nginx.pid;
-events { worker_connections 4096; }
-http {
-    default_type application/octet-stream;
-    server_tokens off;
-    sendfile on;
-    tcp_nopush off;
-    tcp_nodelay on;
-    keepalive_timeout 65s;
-    keepalive_requests 10000;
-    log_format cdn_json escape=json '{"ts":"$time_iso8601","req_id":"$request_id",'
-        '"host":"$host","method":"$request_method","uri":"$request_uri","status":$status,'
-        '"bytes":$body_bytes_sent,"rt":$request_time,"urt":"$upstream_response_time",'
-        '"cache":"$upstream_cache_status","upstream":"$upstream_addr","ua":"$http_user_agent"}';
-    access_log logs/access.log cdn_json buffer=64k flush=1s;
-    proxy_cache_path cache levels=1:2 keys_zone=ref:64m max_size=1g inactive=7d use_temp_path=off;
-    proxy_temp_path tmp;
-    upstream origin { server ${origin.hostname}:${origin.port}; keepalive 32; }
-    server {
-        listen 127.0.0.1:${port} backlog=4096;
-        location / {
+  return startNginx(
+    `        location / {
             proxy_cache ref;
             proxy_cache_lock on;
             proxy_http_version 1.1;
@@ -87,29 +57,16 @@ http {
             proxy_buffer_size 16k;
             proxy_pass http://origin;
             add_header Cache-Status $upstream_cache_status;
-        }
-    }
-}
-`,
-  );
-  const child = spawn('/usr/sbin/nginx', ['-p', dir, '-c', path.join(dir, 'conf', 'nginx.conf'), '-e', path.join(dir, 'logs', 'error.log'), '-g', 'daemon off;'], {
-    stdio: 'ignore',
-    detached: true,
-  });
-  const url = `http://127.0.0.1:${port}`;
-  const deadline = Date.now() + 10000;
-  while (!(await checkHealth({ kind: 'http', url: `${url}/b/1KiB` }, 500))) {
-    if (Date.now() > deadline) throw new Error(`reference nginx did not start: ${fs.readFileSync(path.join(dir, 'logs', 'error.log'), 'utf8')}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  return {
-    url,
-    pid: child.pid!,
-    stop: async () => {
-      await stopPid(child.pid!);
-      fs.rmSync(dir, { recursive: true, force: true });
+        }`,
+    {
+      http: `    proxy_cache_path cache levels=1:2 keys_zone=ref:64m max_size=1g inactive=7d use_temp_path=off;
+    proxy_temp_path tmp;
+    upstream origin {
+        server ${origin.hostname}:${origin.port};
+        keepalive 32;
+    }`,
     },
-  };
+  );
 }
 
 function workerPid(masterPid: number): number {

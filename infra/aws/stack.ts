@@ -18,7 +18,7 @@ import type { StackSecrets } from '../deploy/secrets';
 import { deployedUnits, SECRETS_DIR, unitSecretFiles } from '../deploy/units';
 import { regionOrder } from '../spec';
 import { url, type Placement, type Topology } from '../topology';
-import type { Role, ServiceUnit } from '../units';
+import type { ServiceUnit } from '../units';
 import { renderUserData, type HostContainer, type HostFile, type HostPlan } from './cloud-init';
 import { peer, regionNetwork, type RegionNetwork } from './network';
 

@@ -22,12 +22,18 @@ export const REPO_ROOT = (() => {
 export interface NginxHandle {
   url: string;
   port: number;
+  /** pid of the nginx master. */
+  pid: number;
   dir: string;
   errorLog(): string;
   stop(): Promise<void>;
 }
 
-/** Starts nginx with the project's Lua on the package path and `server` as the only server body. */
+/**
+ * Starts nginx with the project's base settings (renderNginxConf) and `server` as
+ * the body of its one server. With no Lua in `server`, this is the "plain nginx"
+ * the benchmarks compare against: same http settings, no Lua phase.
+ */
 export async function startNginx(server: string, options: { http?: string; dicts?: Record<string, string>; init?: string; initWorker?: string } = {}): Promise<NginxHandle> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cdn-nginx-'));
   for (const d of ['conf', 'logs', 'tmp']) fs.mkdirSync(path.join(dir, d));
@@ -72,6 +78,7 @@ ${server}
   return {
     url: `http://127.0.0.1:${port}`,
     port,
+    pid,
     dir,
     errorLog,
     stop: async () => {

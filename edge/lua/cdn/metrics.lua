@@ -104,16 +104,20 @@ end
 
 -- Buckets are stored non-cumulative (one increment per observation) and summed
 -- when rendered.
-function _M:observe(name, v, values)
-    local m = self.meta[name]
-    local buckets = m.buckets
-    local le = "+Inf"
+-- The upper bound of the bucket `v` falls in.
+local function bucket_for(buckets, v)
     for i = 1, #buckets do
         if v <= buckets[i] then
-            le = buckets[i]
-            break
+            return buckets[i]
         end
     end
+    return "+Inf"
+end
+
+
+function _M:observe(name, v, values)
+    local m = self.meta[name]
+    local le = bucket_for(m.buckets, v)
     local dict = self.dict
     local base = series(name, m.labels, values)
     incr(dict, base .. "\0le\0" .. le, 1)
@@ -142,14 +146,7 @@ end
 
 function _M:observe_buffered(name, v, values)
     local m = self.meta[name]
-    local buckets = m.buckets
-    local le = "+Inf"
-    for i = 1, #buckets do
-        if v <= buckets[i] then
-            le = buckets[i]
-            break
-        end
-    end
+    local le = bucket_for(m.buckets, v)
     local base = series(name, m.labels, values)
     buffer_add(self, base .. "\0le\0" .. le, 1)
     buffer_add(self, base .. "\0sum", v)
