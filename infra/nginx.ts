@@ -58,10 +58,13 @@ function requestIdMap(continueIncoming: boolean): string {
         default $request_id;
     }`;
   }
-  return `    # Continue the balancer's request id (well-formed ones only) so logs join up.
+  // No regex here: this map is evaluated for every request's log line, and only
+  // the balancer reaches an edge's traffic port in a deployed stack. escape=json
+  // keeps whatever arrives a JSON string; header limits keep it short.
+  return `    # Continue the balancer's request id so logs join up.
     map $http_x_request_id $cdn_request_id {
-        default $request_id;
-        "~^[A-Za-z0-9._-]{8,64}$" $http_x_request_id;
+        "" $request_id;
+        default $http_x_request_id;
     }`;
 }
 
