@@ -428,3 +428,34 @@ describe('ranges', () => {
     expect(originHits(path)).toBe(1);
   });
 });
+
+describe('soft purge', () => {
+  test('a soft purge keeps the stored copy in use until one request has refreshed it', async () => {
+    const path = fresh('soft');
+    let version = 'old';
+    edge.setOrigin(() => ({ headers: { 'Cache-Control': 'public, max-age=300', 'Surrogate-Key': 'soft-tag' }, body: version, delayMs: version === 'new' ? 300 : 0 }));
+    await get(path);
+    expect((await get(path)).cacheStatus).toContain('hit');
+    version = 'new';
+    const redis = new Redis(edge.redis.url);
+    try {
+      await redis.xadd('cdn:purges', '*', 'purge', JSON.stringify({ id: 's', urls: [], prefixes: [], tags: ['soft-tag'], soft: true, at: Date.now() }));
+    } finally {
+      redis.disconnect();
+    }
+    await sleep(200);
+    // one request refreshes (and waits for the slow origin); the others meanwhile get the stored copy at once
+    const refreshing = get(path);
+    await sleep(50);
+    const meanwhile = await get(path);
+    expect(meanwhile.body).toBe('old');
+    expect(meanwhile.cacheStatus).toContain('hit');
+    const refreshed = await refreshing;
+    expect(refreshed.body).toBe('new');
+    expect(refreshed.cacheStatus).toContain('fwd=bypass');
+    const after = await get(path);
+    expect(after.body).toBe('new');
+    expect(after.cacheStatus).toContain('hit');
+    expect(originHits(path)).toBe(2);
+  });
+});

@@ -101,6 +101,7 @@ ${externalRoutes(spec)
         listen ${hostPort(edge.traffic.listen)} backlog=4096;
         server_name _;
         set $cdn_reject "";
+        set $cdn_refresh "";
 
         # Purging is an API of the origin with a token, never a method here.
         if ($cdn_method_refused) {
@@ -115,6 +116,8 @@ ${externalRoutes(spec)
 
             proxy_cache edge;
             proxy_cache_key $cdn_cache_key;
+            # Set for the one request that refreshes a soft-purged object.
+            proxy_cache_bypass $cdn_refresh;
             proxy_cache_methods GET HEAD;
             # Conditional revalidation of expired entries (If-None-Match / If-Modified-Since).
             proxy_cache_revalidate on;

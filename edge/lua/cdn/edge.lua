@@ -156,6 +156,9 @@ function _M.cache_key()
     local k = key.host(host) .. path .. "?" .. key.query(var.args) .. "#"
               .. generations.suffix(path)
     keys:set(id, { seq, k })
+    if generations.claim_refresh(path) then
+        var.cdn_refresh = "1"
+    end
     return k
 end
 

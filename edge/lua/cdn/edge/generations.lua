@@ -94,6 +94,25 @@ function _M.purge_path(path)
 end
 
 
+-- Soft purge: the stored copy stays in use, but the next request for the path
+-- (one, across workers: see claim_refresh) fetches it again and replaces it.
+function _M.soft_purge_path(path)
+    return bump("s:" .. path)
+end
+
+
+-- True for exactly one caller per soft purge of `path`: that request bypasses
+-- the cache and stores the fresh response.
+function _M.claim_refresh(path)
+    local soft = dict:get("s:" .. path)
+    if not soft then
+        return false
+    end
+    -- the claim expires, so a lost refresh (client gone) is retried later
+    return (dict:safe_add("c:" .. path .. ":" .. soft, true, 60)) == true
+end
+
+
 -- Prefixes end with "/" and are matched on segment boundaries.
 function _M.purge_prefix(prefix)
     dict:incr(PREFIX_COUNT, 1) -- before SEQ moves, like the generation itself

@@ -71,11 +71,18 @@ function _M.apply(msg)
         generations.purge_all()
         return 1
     end
+    -- Soft purges keep serving the stored copy until one request refreshed it;
+    -- a soft prefix purge cannot name its paths, so it is applied hard.
+    local soft = msg.soft == true
     if type(msg.urls) == "table" then
         for _, u in ipairs(msg.urls) do
             local path = key.purge_path(u)
             if path then
-                generations.purge_path(path)
+                if soft then
+                    generations.soft_purge_path(path)
+                else
+                    generations.purge_path(path)
+                end
                 n = n + 1
             end
         end
@@ -92,7 +99,7 @@ function _M.apply(msg)
     if type(msg.tags) == "table" then
         for _, t in ipairs(msg.tags) do
             if type(t) == "string" then
-                n = n + tags.purge(t)
+                n = n + tags.purge(t, soft)
             end
         end
     end

@@ -41,9 +41,9 @@ function _M.record(path, header)
 end
 
 
--- Bumps every path that carried `tag` and forgets the index entries: the paths
--- index themselves again when they are next fetched.
-function _M.purge(tag)
+-- Bumps every path that carried `tag` (or soft-purges it) and forgets the index
+-- entries: the paths index themselves again when they are next fetched.
+function _M.purge(tag, soft)
     local key = "t:" .. tag
     local n = 0
     while true do
@@ -51,7 +51,11 @@ function _M.purge(tag)
         if not path then
             break
         end
-        generations.purge_path(path)
+        if soft then
+            generations.soft_purge_path(path)
+        else
+            generations.purge_path(path)
+        end
         dict:delete("p:" .. path)
         n = n + 1
     end
