@@ -6,7 +6,7 @@ import { randomUUID } from 'node:crypto';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import Redis from 'ioredis';
-import { startEdge, type EdgeHarness } from '../test/support/edge-harness';
+import { ADMIN_TOKEN, startEdge, type EdgeHarness } from '../test/support/edge-harness';
 import { rawRequest, waitFor } from '../test/support/http';
 
 let edge: EdgeHarness;
@@ -457,5 +457,24 @@ describe('soft purge', () => {
     expect(after.body).toBe('new');
     expect(after.cacheStatus).toContain('hit');
     expect(originHits(path)).toBe(2);
+  });
+});
+
+describe('debug headers', () => {
+  test('X-Cdn-Debug with the admin token shows the key, variant and tags; without it, nothing', async () => {
+    const path = fresh('debug');
+    edge.setOrigin(() => ({ headers: { 'Cache-Control': 'public, max-age=300', 'Surrogate-Key': 'sku-1 shoes' }, body: 'x' }));
+    await get(`${path}?b=2&a=1&utm_source=x`);
+    const shown = await rawRequest(edge.url, `${path}?b=2&a=1&utm_source=x`, { headers: { 'X-Cdn-Debug': ADMIN_TOKEN, 'Accept-Encoding': 'gzip, br' } });
+    expect(shown.status).toBe(200);
+    expect(shown.headers['cache-status']).toContain('hit');
+    expect(String(shown.headers['x-cdn-debug-key'])).toMatch(new RegExp(`^127\\.0\\.0\\.1:\\d+${path}\\?a=1&b=2#`));
+    expect(shown.headers['x-cdn-debug-variant']).toBe('accept-encoding=br; accept=*/*');
+    expect(shown.headers['x-cdn-debug-tags']).toBe('sku-1 shoes');
+    const denied = await rawRequest(edge.url, path, { headers: { 'X-Cdn-Debug': 'guess' } });
+    expect(denied.headers['x-cdn-debug-key']).toBeUndefined();
+    expect(denied.headers['x-cdn-debug']).toContain('denied');
+    // the debug location is internal: it cannot be requested by its name
+    expect((await rawRequest(edge.url, '/__cdn_debug')).headers['x-cdn-debug-key']).toBeUndefined();
   });
 });

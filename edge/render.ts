@@ -19,6 +19,8 @@ export interface EdgeSettings {
   grace: number;
   /** Longest freshness given to responses stored while the purge stream is unreachable. */
   busDownMaxTtl: number;
+  /** File holding the admin token, which unlocks the X-Cdn-Debug response headers. */
+  adminTokenFile?: string;
   /**
    * External origins in matching order: hosts, then path prefixes (longest first),
    * then the catch-all. Requests matching none go to the CDN's own origin.
@@ -47,7 +49,7 @@ export function externalRoutes(spec: CdnSpec): (ExternalRoute & { server: string
 }
 
 /** `layout` locates the Redis password file when the spec names a Redis password and the target provides secret files. */
-export function edgeSettings(spec: CdnSpec, topology: Topology, edge: EdgePlacement, layout?: Layout): EdgeSettings {
+export function edgeSettings(spec: CdnSpec, topology: Topology, edge: EdgePlacement, layout?: Layout, adminTokenFile?: string): EdgeSettings {
   const passwordFile = spec.secrets.redisPassword && layout ? secretFile(layout, 'redisPassword') : undefined;
   return {
     id: edge.id,
@@ -57,10 +59,68 @@ export function edgeSettings(spec: CdnSpec, topology: Topology, edge: EdgePlacem
     grace: spec.cache.grace,
     busDownMaxTtl: spec.purge.busDownMaxTtl,
     origins: externalRoutes(spec).map(({ match, upstream, sni }) => ({ match, upstream, sni })),
+    ...(adminTokenFile ? { adminTokenFile } : {}),
   };
 }
 
-export function renderEdge(spec: CdnSpec, topology: Topology, edge: EdgePlacement, layout: Layout): RenderedFile[] {
+/**
+ * The cache lookup and fetch, shared by the public location and the debug one
+ * (which differs only in its header filter and in passing the original URI).
+ */
+function cacheLocation(headerFilter: string, upstream: string): string {
+  return `            set_by_lua_block $cdn_cache_key { return require("cdn.edge").cache_key() }
+            if ($cdn_cache_key = "") {
+                return 400 "bad request: $cdn_reject\n";
+            }
+
+            proxy_cache edge;
+            proxy_cache_key $cdn_cache_key;
+            # Set for the one request that refreshes a soft-purged object.
+            proxy_cache_bypass $cdn_refresh;
+            proxy_cache_methods GET HEAD;
+            # Conditional revalidation of expired entries (If-None-Match / If-Modified-Since).
+            proxy_cache_revalidate on;
+            # Concurrent misses for one key wait for the first fetch (collapsing).
+            proxy_cache_lock on;
+            proxy_cache_lock_timeout 10s;
+            proxy_cache_lock_age 10s;
+            # How long stale entries may be used is decided per response by the
+            # internal hop (stale-while-revalidate / stale-if-error, cut to 0 by
+            # must-revalidate or no-cache), so nothing is listed here: a parameter
+            # here would serve stale regardless of those limits.
+            proxy_cache_use_stale off;
+            proxy_cache_background_update on;
+            # Byte ranges are cut from the stored object (also on the miss that
+            # stores it), whether or not the origin advertises Accept-Ranges.
+            proxy_force_ranges on;
+
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $host;
+            proxy_set_header X-Request-Id $cdn_request_id;
+            # Tells the internal hop this fetch revalidates an expired entry.
+            proxy_set_header X-Cdn-Cache-State $upstream_cache_status;
+${DROP_OVERRIDE_HEADERS}
+            proxy_connect_timeout 2s;
+            proxy_read_timeout 30s;
+            proxy_buffers 16 16k;
+            proxy_buffer_size 16k;
+            proxy_pass ${upstream};
+
+            # The stored Date is the origin's. The stored Cache-Control is the one
+            # written for nginx; the header filter restores the origin's from
+            # X-Cdn-Meta for browsers.
+            proxy_pass_header Date;
+            proxy_hide_header Cache-Control;
+            proxy_hide_header X-Cdn-Meta;
+            proxy_hide_header Surrogate-Key;
+            proxy_hide_header Cache-Status;
+
+            header_filter_by_lua_block { require("cdn.edge").${headerFilter}() }
+`;
+}
+
+export function renderEdge(spec: CdnSpec, topology: Topology, edge: EdgePlacement, layout: Layout, adminTokenFile?: string): RenderedFile[] {
   const dir = layout.unitDir(`edge-${edge.id}`);
   const settingsPath = path.join(dir, 'edge.json');
   const fetchSocket = path.join(dir, 'fetch.sock');
@@ -108,57 +168,19 @@ ${externalRoutes(spec)
             return 405;
         }
 
-        location / {
-            set_by_lua_block $cdn_cache_key { return require("cdn.edge").cache_key() }
-            if ($cdn_cache_key = "") {
-                return 400 "bad request: $cdn_reject\n";
-            }
-
-            proxy_cache edge;
-            proxy_cache_key $cdn_cache_key;
-            # Set for the one request that refreshes a soft-purged object.
-            proxy_cache_bypass $cdn_refresh;
-            proxy_cache_methods GET HEAD;
-            # Conditional revalidation of expired entries (If-None-Match / If-Modified-Since).
-            proxy_cache_revalidate on;
-            # Concurrent misses for one key wait for the first fetch (collapsing).
-            proxy_cache_lock on;
-            proxy_cache_lock_timeout 10s;
-            proxy_cache_lock_age 10s;
-            # How long stale entries may be used is decided per response by the
-            # internal hop (stale-while-revalidate / stale-if-error, cut to 0 by
-            # must-revalidate or no-cache), so nothing is listed here: a parameter
-            # here would serve stale regardless of those limits.
-            proxy_cache_use_stale off;
-            proxy_cache_background_update on;
-            # Byte ranges are cut from the stored object (also on the miss that
-            # stores it), whether or not the origin advertises Accept-Ranges.
-            proxy_force_ranges on;
-
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header Host $host;
-            proxy_set_header X-Request-Id $cdn_request_id;
-            # Tells the internal hop this fetch revalidates an expired entry.
-            proxy_set_header X-Cdn-Cache-State $upstream_cache_status;
-${DROP_OVERRIDE_HEADERS}
-            proxy_connect_timeout 2s;
-            proxy_read_timeout 30s;
-            proxy_buffers 16 16k;
-            proxy_buffer_size 16k;
-            proxy_pass http://fetch;
-
-            # The stored Date is the origin's. The stored Cache-Control is the one
-            # written for nginx; the header filter restores the origin's from
-            # X-Cdn-Meta for browsers.
-            proxy_pass_header Date;
-            proxy_hide_header Cache-Control;
-            proxy_hide_header X-Cdn-Meta;
-            proxy_hide_header Surrogate-Key;
-            proxy_hide_header Cache-Status;
-
-            header_filter_by_lua_block { require("cdn.edge").header_filter() }
+        # With an X-Cdn-Debug header the same lookup runs in a location whose
+        # header filter adds the key, variant and tags (for the admin token only).
+        # One native test here keeps that Lua off every other request.
+        if ($http_x_cdn_debug) {
+            rewrite ^ /__cdn_debug last;
         }
+
+        location / {
+${cacheLocation('header_filter', 'http://fetch')}        }
+
+        location = /__cdn_debug {
+            internal;
+${cacheLocation('debug_header_filter', 'http://fetch$request_uri')}        }
 
         # The origin's operational endpoints are for monitoring, not the internet
         # (exact matches: a regex location would be tried on every request).
@@ -229,6 +251,6 @@ ${internalServer(hostPort(edge.internal.listen), 'cdn.edge')}`;
   });
   return [
     { path: 'conf/nginx.conf', content: conf },
-    { path: 'edge.json', content: JSON.stringify(edgeSettings(spec, topology, edge, layout), null, 2) + '\n' },
+    { path: 'edge.json', content: JSON.stringify(edgeSettings(spec, topology, edge, layout, adminTokenFile), null, 2) + '\n' },
   ];
 }

@@ -72,14 +72,14 @@ function nginxUnit(name: string, layout: Layout, files: RenderedFile[]): Pick<Se
   };
 }
 
-export function edgeUnit(spec: CdnSpec, topology: Topology, edge: EdgePlacement, layout: Layout): ServiceUnit {
+export function edgeUnit(spec: CdnSpec, topology: Topology, edge: EdgePlacement, layout: Layout, adminTokenFile?: string): ServiceUnit {
   const name = `edge-${edge.id}`;
   return {
     name,
     role: 'edge',
     region: edge.region,
     packages: PACKAGES.edge,
-    ...nginxUnit(name, layout, renderEdge(spec, topology, edge, layout)),
+    ...nginxUnit(name, layout, renderEdge(spec, topology, edge, layout, adminTokenFile)),
     env: {},
     health: { kind: 'http', url: url(edge.internal.reach, '/healthz') },
     url: url(edge.traffic.reach),
@@ -127,7 +127,7 @@ export function buildUnits(o: UnitOptions): ServiceUnit[] {
     dependsOn: ['redis'],
   });
 
-  for (const edge of topology.edges) units.push(edgeUnit(spec, topology, edge, layout));
+  for (const edge of topology.edges) units.push(edgeUnit(spec, topology, edge, layout, o.adminTokenFile));
 
   units.push({
     name: 'balancer',

@@ -7,7 +7,7 @@ import { gunzipSync } from 'node:zlib';
 import { renderBalancer } from '../../balancer/render';
 import { renderEdge } from '../../edge/render';
 import { program } from '../../stacks/program';
-import { containerLayout } from '../layout';
+import { containerLayout, secretFile } from '../layout';
 import { parseSpec } from '../spec';
 import type { Topology } from '../topology';
 import { generatedSecret, isSecret, plain, runProgram, type ProgramRun, type RecordedResource } from '../testing/pulumi-mocks';
@@ -174,7 +174,7 @@ describe('aws target', () => {
       const spec = { ...parseSpec(SPEC), secrets: { adminToken: 'CDN_ADMIN_TOKEN', redisPassword: 'redisPassword' } };
       for (const edge of topology.edges) {
         const files = userData(run, `edge-${edge.id}`).files;
-        for (const f of renderEdge(spec, topology, edge, containerLayout())) expect(files[`/etc/cdn/edge-${edge.id}/${f.path}`].content).toBe(f.content);
+        for (const f of renderEdge(spec, topology, edge, containerLayout(), secretFile(containerLayout(), 'adminToken'))) expect(files[`/etc/cdn/edge-${edge.id}/${f.path}`].content).toBe(f.content);
       }
       expect(topology.publicBaseUrl).toMatch(/^http:\/\/203\.0\.113\.\d+$/);
     });

@@ -29,7 +29,8 @@ export interface SecretFile {
 const ROLE_SECRETS: Record<Role, SecretName[]> = {
   redis: ['redisAuthConf', 'redisPassword'],
   origin: ['adminToken', 'redisPassword', 's3AccessKey', 's3SecretKey'],
-  edge: ['redisPassword'],
+  // the admin token unlocks the edge's X-Cdn-Debug headers
+  edge: ['adminToken', 'redisPassword'],
   balancer: [],
   prometheus: [],
 };

@@ -12,7 +12,7 @@ import { renderPrometheusConfig, scrapeTargets } from '../../observability/prome
 import { program } from '../../stacks/program';
 import { deployPlan } from '../deploy/config';
 import { RUNTIME_IMAGES, DEFAULT_IMAGES } from '../deploy/images';
-import { containerLayout } from '../layout';
+import { containerLayout, secretFile } from '../layout';
 import { renderRedis } from '../redis';
 import { parseSpec } from '../spec';
 import { generatedSecret, isSecret, plain, runProgram, secretsIn, type ProgramRun, type RecordedResource } from '../testing/pulumi-mocks';
@@ -78,7 +78,7 @@ describe('docker target', () => {
     const layout = containerLayout();
     for (const edge of topology.edges) {
       const c = run.named(`edge-${edge.id}`, CONTAINER);
-      for (const f of renderEdge(plan.spec, topology, edge, layout)) {
+      for (const f of renderEdge(plan.spec, topology, edge, layout, secretFile(layout, 'adminToken'))) {
         expect(fileIn(c, `/etc/cdn/edge-${edge.id}/${f.path}`)).toBe(f.content);
       }
     }

@@ -17,6 +17,9 @@ import { edgeUnit } from '../../infra/units';
 import { REPO_ROOT } from './nginx-lua';
 import { startRedis, type RedisHandle } from './redis-server';
 
+/** The admin token the harness gives its edge. */
+export const ADMIN_TOKEN = 'edge-harness-admin-token';
+
 export interface OriginReply {
   status?: number;
   headers?: Record<string, string | string[]>;
@@ -82,7 +85,9 @@ export async function startEdge(specInput: CdnSpecInput = {}): Promise<EdgeHarne
     publicBaseUrl: 'http://127.0.0.1',
   };
   const layout = debianLayout({ repoRoot: REPO_ROOT, stateDir: dir });
-  const unit = edgeUnit(spec, topology, edgePlacement, layout);
+  const adminTokenFile = path.join(dir, 'admin-token');
+  fs.writeFileSync(adminTokenFile, `${ADMIN_TOKEN}\n`, { mode: 0o600 });
+  const unit = edgeUnit(spec, topology, edgePlacement, layout, adminTokenFile);
   writeUnitFiles(unit);
   const svc = startUnit(unit);
   try {

@@ -40,6 +40,7 @@ local _M = { _VERSION = "0.2.0" }
 
 local settings
 local metrics
+local admin_token_digest
 -- "<edge>; hit; ttl=" per cache status, built once
 local hit_member
 
@@ -61,6 +62,10 @@ local DEFAULT_UPSTREAM = "http://origin"
 
 function _M.init(settings_path)
     settings = settings_loader.load(settings_path)
+    if settings.adminTokenFile then
+        -- kept as a digest: compared with a digest of what a request presents
+        admin_token_digest = ngx.sha1_bin(settings_loader.read_secret(settings.adminTokenFile))
+    end
     if settings.redis.passwordFile then
         settings.redis_password = settings_loader.read_secret(settings.redis.passwordFile)
     end
@@ -271,6 +276,24 @@ function _M.header_filter()
         end
     end
     stats.count(status or "NONE", ngx.status, size)
+end
+
+
+-- Header filter of the debug location (requests with X-Cdn-Debug): the usual
+-- headers, plus the cache key, the negotiated variant and the purge tags when
+-- X-Cdn-Debug carries the admin token.
+function _M.debug_header_filter()
+    _M.header_filter()
+    local given = var.http_x_cdn_debug
+    if not admin_token_digest or ngx.sha1_bin(given) ~= admin_token_digest then
+        header["X-Cdn-Debug"] = "denied: X-Cdn-Debug must carry the admin token"
+        return
+    end
+    header["X-Cdn-Debug-Key"] = var.cdn_cache_key
+    header["X-Cdn-Debug-Variant"] = "accept-encoding="
+        .. (var.http_accept_encoding or "identity") .. "; accept="
+        .. (var.http_accept or "*/*")
+    header["X-Cdn-Debug-Tags"] = var.upstream_http_surrogate_key or ""
 end
 
 
