@@ -51,9 +51,10 @@ export function secretFile(layout: Layout, name: SecretName): string | undefined
 }
 
 /** Paths on a Debian machine running services from a checkout of this repository. */
-export function debianLayout(options: { repoRoot: string; stateDir: string; node?: string }): Layout {
+export function debianLayout(options: { repoRoot: string; stateDir: string; node?: string; secretsDir?: string }): Layout {
   const { repoRoot, stateDir } = options;
   return {
+    ...(options.secretsDir ? { secretsDir: options.secretsDir } : {}),
     unitDir: (unit) => path.join(stateDir, unit),
     edgeLuaRoot: path.join(repoRoot, 'edge', 'lua'),
     balancerLuaRoot: path.join(repoRoot, 'balancer', 'lua'),

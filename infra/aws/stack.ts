@@ -9,13 +9,14 @@
  */
 import * as aws from '@pulumi/aws';
 import * as pulumi from '@pulumi/pulumi';
-import { renderGrafanaDatasources } from '../../observability/grafana';
+import { GRAFANA_DASHBOARDS_DIR, renderGrafanaDashboardsProvider, renderGrafanaDatasources } from '../../observability/grafana';
 import { CdnService, type ServiceKind } from '../components/component';
 import type { AwsSettings, DeployPlan } from '../deploy/config';
 import type { ImageCatalogue } from '../deploy/images';
 import type { StackOutputs } from '../deploy/outputs';
 import type { StackSecrets } from '../deploy/secrets';
 import { deployedUnits, SECRETS_DIR, unitSecretFiles } from '../deploy/units';
+import { CONTAINER_ROOT } from '../layout';
 import { regionOrder } from '../spec';
 import { url, type Placement, type Topology } from '../topology';
 import type { ServiceUnit } from '../units';
@@ -217,6 +218,7 @@ export function awsStack(input: AwsStackInput): StackOutputs {
             content: renderGrafanaDatasources({ prometheusUrl: url({ host: '127.0.0.1', port: spec.ports.prometheus }), lokiUrl: url({ host: '127.0.0.1', port: LOKI_PORT }) }),
             permissions: '0644',
           },
+          { path: '/etc/cdn/grafana/provisioning/dashboards/cdn.yaml', content: renderGrafanaDashboardsProvider(), permissions: '0644' },
         ],
         // Grafana's and Loki's images run as uids 472 and 10001.
         prepare: [`chown 472:472 ${SECRETS_DIR}/grafana-admin-password`, 'mkdir -p /var/lib/cdn-grafana /var/lib/cdn-loki', 'chown 472:472 /var/lib/cdn-grafana', 'chown 10001:10001 /var/lib/cdn-loki'],
@@ -230,6 +232,9 @@ export function awsStack(input: AwsStackInput): StackOutputs {
             mounts: {
               '/var/lib/cdn-grafana': '/var/lib/grafana',
               '/etc/cdn/grafana/provisioning/datasources': '/etc/grafana/provisioning/datasources:ro',
+              // the dashboards as the instance's checkout of the repository has them (observability/dashboards/)
+              '/etc/cdn/grafana/provisioning/dashboards': '/etc/grafana/provisioning/dashboards:ro',
+              [`${CONTAINER_ROOT}/observability/dashboards`]: `${GRAFANA_DASHBOARDS_DIR}:ro`,
               [`${SECRETS_DIR}/grafana-admin-password`]: '/run/cdn/grafana-admin-password:ro',
             },
           },

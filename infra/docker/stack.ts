@@ -8,7 +8,8 @@
 import * as path from 'node:path';
 import * as docker from '@pulumi/docker';
 import * as pulumi from '@pulumi/pulumi';
-import { renderGrafanaDatasources } from '../../observability/grafana';
+import * as fs from 'node:fs';
+import { GRAFANA_DASHBOARDS_DIR, GRAFANA_PROVISIONING, renderGrafanaDashboardsProvider, renderGrafanaDatasources } from '../../observability/grafana';
 import { CdnService } from '../components/component';
 import type { DeployPlan, DockerSettings } from '../deploy/config';
 import type { ImageCatalogue } from '../deploy/images';
@@ -54,6 +55,16 @@ function componentOf(unit: ServiceUnit): string {
     case 'prometheus':
       return 'monitoring';
   }
+}
+
+/** The dashboard JSON files of the repository (observability/dashboards/). */
+export function dashboardFiles(repoRoot: string): { file: string; content: string }[] {
+  const dir = path.join(repoRoot, 'observability', 'dashboards');
+  return fs
+    .readdirSync(dir)
+    .filter((f) => f.endsWith('.json'))
+    .sort()
+    .map((file) => ({ file, content: fs.readFileSync(path.join(dir, file), 'utf8') }));
 }
 
 function envList(env: Record<string, string>): string[] {
@@ -173,6 +184,11 @@ export function dockerStack(input: DockerStackInput): StackOutputs {
         volumes,
         ports: published,
         networksAdvanced: attach(ip, unit.name),
+        // What the log shipper (observability/alloy.ts) turns into the Loki labels role and unit.
+        labels: [
+          { label: 'cdn.role', value: unit.role },
+          { label: 'cdn.unit', value: unit.name },
+        ],
         healthcheck: { tests: localHealthCommand(unit), interval: '5s', timeout: '3s', retries: 12, startPeriod: '5s' },
         restart: 'unless-stopped',
         // `pulumi up` returns once every service answers its health check.
@@ -208,10 +224,13 @@ export function dockerStack(input: DockerStackInput): StackOutputs {
       envs: ['GF_SECURITY_ADMIN_USER=admin', `GF_SECURITY_ADMIN_PASSWORD__FILE=${SECRETS_DIR}/grafana-admin-password`, 'GF_AUTH_ANONYMOUS_ENABLED=false', 'GF_ANALYTICS_REPORTING_ENABLED=false'],
       uploads: [
         {
-          file: '/etc/grafana/provisioning/datasources/cdn.yaml',
+          file: GRAFANA_PROVISIONING.datasources,
           content: renderGrafanaDatasources({ prometheusUrl: url(topology.prometheus!.reach), lokiUrl: url({ host: addresses.loki, port: LOKI_PORT }) }),
           permissions: '0644',
         },
+        // The dashboards provider and the dashboards (observability/dashboards/*.json) as the repository has them.
+        { file: GRAFANA_PROVISIONING.dashboards, content: renderGrafanaDashboardsProvider(), permissions: '0644' },
+        ...dashboardFiles(input.repoRoot).map((d) => ({ file: path.posix.join(GRAFANA_DASHBOARDS_DIR, d.file), content: d.content, permissions: '0644' })),
         // Grafana's image runs as uid 472.
         { file: `${SECRETS_DIR}/grafana-admin-password`, content: pulumi.secret(secrets.grafanaAdminPassword), owner: '472', permissions: '0400' },
       ],

@@ -7,7 +7,8 @@ import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { cdnError } from '../errors';
-import { debianLayout, type Layout } from '../layout';
+import { debianLayout, SECRET_FILES, type Layout, type SecretName } from '../layout';
+import { renderRedisAuth } from '../redis';
 import type { CdnSpec } from '../spec';
 import { buildUnits, type ServiceUnit } from '../units';
 import { isAlive, startAll, stopAll, type RunningService } from './supervisor';
@@ -136,9 +137,37 @@ export interface UpResult {
   stop(): Promise<void>;
 }
 
+/**
+ * Natively, secrets the spec names (S3 keys, the Redis password) come from
+ * environment variables of those names and are written to files under
+ * `<state-dir>/secrets` (mode 0600), the form every service reads them in.
+ * Returns that directory, or undefined when the spec names none.
+ */
+export function writeNativeSecrets(spec: CdnSpec, stateDir: string, env: NodeJS.ProcessEnv = process.env): string | undefined {
+  const wanted: [SecretName, string][] = [];
+  if (spec.storage.kind === 's3') wanted.push(['s3AccessKey', spec.storage.accessKeySecret], ['s3SecretKey', spec.storage.secretKeySecret]);
+  if (spec.secrets.redisPassword) wanted.push(['redisPassword', spec.secrets.redisPassword]);
+  if (wanted.length === 0) return undefined;
+  const missing = wanted.filter(([, variable]) => !env[variable]).map(([, variable]) => variable);
+  if (missing.length > 0) {
+    throw cdnError('CDN_ERR_CONFIG_INVALID', `the spec names secrets that are not set in the environment: ${missing.join(', ')}`);
+  }
+  const dir = path.join(stateDir, 'secrets');
+  fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  for (const [name, variable] of wanted) {
+    fs.writeFileSync(path.join(dir, SECRET_FILES[name]), `${env[variable]}\n`, { mode: 0o600 });
+  }
+  if (spec.secrets.redisPassword) {
+    fs.writeFileSync(path.join(dir, SECRET_FILES.redisAuthConf), renderRedisAuth(env[spec.secrets.redisPassword]!), { mode: 0o600 });
+  }
+  return dir;
+}
+
 export async function up(o: UpOptions): Promise<UpResult> {
   const stateDir = path.resolve(o.stateDir);
-  const layout = debianLayout({ repoRoot: o.repoRoot, stateDir });
+  fs.mkdirSync(stateDir, { recursive: true });
+  const secretsDir = writeNativeSecrets(o.spec, stateDir);
+  const layout = debianLayout({ repoRoot: o.repoRoot, stateDir, secretsDir });
   assertPackages(layout);
   fs.mkdirSync(stateDir, { recursive: true });
   if (isRunning(readState(stateDir))) {

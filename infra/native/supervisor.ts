@@ -38,6 +38,22 @@ export function writeUnitFiles(unit: ServiceUnit): void {
   }
 }
 
+/**
+ * The little of the caller's environment a service needs. Everything else stays
+ * out: the caller's environment may hold secrets (CDN_ADMIN_TOKEN, S3 keys) that
+ * services must only ever read from their files.
+ */
+const INHERITED = ['PATH', 'HOME', 'LANG', 'LC_ALL', 'TZ', 'TMPDIR', 'NODE_EXTRA_CA_CERTS', 'SSL_CERT_FILE', 'SSL_CERT_DIR'];
+
+function inheritedEnv(): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const name of INHERITED) {
+    const value = process.env[name];
+    if (value !== undefined) env[name] = value;
+  }
+  return env;
+}
+
 export function startUnit(unit: ServiceUnit): RunningService {
   const log = logPath(unit);
   const fd = fs.openSync(log, 'a');
@@ -45,7 +61,7 @@ export function startUnit(unit: ServiceUnit): RunningService {
     const [cmd, ...args] = unit.command;
     const child = spawn(cmd, args, {
       cwd: unit.dir,
-      env: { ...process.env, ...unit.env },
+      env: { ...inheritedEnv(), ...unit.env },
       stdio: ['ignore', fd, fd],
       detached: true,
     });
@@ -78,7 +94,8 @@ function redisPing(host: string, port: number, timeoutMs: number): Promise<boole
     socket.setTimeout(timeoutMs, () => done(false));
     socket.once('error', () => done(false));
     socket.once('connect', () => socket.write('PING\r\n'));
-    socket.once('data', (buf) => done(buf.toString().startsWith('+PONG')));
+    // a Redis that requires a password answers NOAUTH: it is up all the same
+    socket.once('data', (buf) => done(/^(\+PONG|-NOAUTH)/.test(buf.toString())));
   });
 }
 
