@@ -478,3 +478,85 @@ describe('debug headers', () => {
     expect((await rawRequest(edge.url, '/__cdn_debug')).headers['x-cdn-debug-key']).toBeUndefined();
   });
 });
+
+describe('review findings (regressions)', () => {
+  async function publish(msg: Record<string, unknown>) {
+    const redis = new Redis(edge.redis.url);
+    try {
+      await redis.xadd('cdn:purges', '*', 'purge', JSON.stringify({ id: 'r', urls: [], prefixes: [], tags: [], at: Date.now(), ...msg }));
+    } finally {
+      redis.disconnect();
+    }
+  }
+
+  test('X-Cdn-Debug neither reaches the origin nor opens its operational endpoints', async () => {
+    edge.setOrigin((req) => ({ headers: { 'Cache-Control': 'no-store' }, body: `origin saw ${req.url} debug=${req.headers['x-cdn-debug'] ?? '-'}` }));
+    expect((await rawRequest(edge.url, '/metrics', { headers: { 'X-Cdn-Debug': 'x' } })).status).toBe(404);
+    const r = await rawRequest(edge.url, fresh('dbg'), { headers: { 'X-Cdn-Debug': ADMIN_TOKEN } });
+    expect(r.body.toString()).toContain('debug=-');
+  });
+
+  test('the origin receives exactly the query the key holds', async () => {
+    const path = fresh('query-forwarded');
+    edge.setOrigin((req) => ({ headers: { 'Cache-Control': 'public, max-age=300' }, body: String(req.url) }));
+    const r = await get(`${path}?utm_source=%3Cscript%3E&b=2&a=1`);
+    expect(r.body).toBe(`${path}?a=1&b=2`);
+    expect((await get(`${path}?a=1&b=2`)).cacheStatus).toContain('hit');
+  });
+
+  test('"+" in a path is not a space', async () => {
+    const plus = fresh('a+b');
+    edge.setOrigin((req) => ({ headers: { 'Cache-Control': 'public, max-age=300' }, body: String(req.url) }));
+    await get(`${plus}%2Ejpg`);
+    const space = await get(`${plus.replace('+', '%20')}.jpg`);
+    expect(space.cacheStatus).toContain('fwd=uri-miss');
+  });
+
+  test('duplicate header lines from the origin are joined, not a 502', async () => {
+    const path = fresh('dup-vary');
+    edge.setOrigin(() => ({ headers: { 'Cache-Control': 'public, max-age=300', Vary: ['Accept-Encoding', 'Origin'] }, body: 'ok' }));
+    const r = await get(path);
+    expect(r.status).toBe(200);
+    expect(r.body).toBe('ok');
+  });
+
+  test('the first prefix purge leaves unrelated objects cached', async () => {
+    const path = fresh('unrelated');
+    edge.setOrigin(() => ({ headers: { 'Cache-Control': 'public, max-age=300' }, body: 'stay' }));
+    await get(path);
+    await publish({ prefixes: [`/nothing-here-${randomUUID()}/`] });
+    await sleep(200);
+    expect((await get(path)).cacheStatus).toContain('hit');
+  });
+
+  test('s-maxage implies proxy-revalidate: no stale copy once it ran out', async () => {
+    const path = fresh('s-maxage-strict');
+    edge.setOrigin(() => ({ headers: { 'Cache-Control': 'public, s-maxage=1' }, body: 'shared' }));
+    await get(path);
+    await sleep(2100);
+    edge.setOrigin(() => ({ status: 503, body: 'down' }));
+    expect((await get(path)).status).toBe(502);
+  });
+
+  test('a hot object expiring is refreshed by one request, not by all of them', async () => {
+    const path = fresh('expiry-collapse');
+    edge.setOrigin(() => ({ headers: { 'Cache-Control': 'public, max-age=1' }, body: 'p', delayMs: 300 }));
+    await get(path);
+    await sleep(1500);
+    await Promise.all(Array.from({ length: 50 }, () => get(path)));
+    await sleep(400);
+    expect(originHits(path)).toBeLessThanOrEqual(3);
+  });
+
+  test('a tag purge that lands while the object is being fetched is not lost', async () => {
+    const path = fresh('purge-in-flight');
+    let version = 1;
+    edge.setOrigin(() => ({ headers: { 'Cache-Control': 'public, max-age=300', 'Surrogate-Key': 'in-flight' }, body: `v${version}`, delayMs: 400 }));
+    const inFlight = get(path);
+    await sleep(150);
+    version = 2;
+    await publish({ tags: ['in-flight'] });
+    expect((await inFlight).body).toBe('v1');
+    expect(await waitFor(async () => (await get(path)).body === 'v2', 2000)).toBeGreaterThanOrEqual(0);
+  });
+});

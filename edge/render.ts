@@ -100,6 +100,8 @@ function cacheLocation(headerFilter: string, upstream: string): string {
             proxy_set_header X-Request-Id $cdn_request_id;
             # Tells the internal hop this fetch revalidates an expired entry.
             proxy_set_header X-Cdn-Cache-State $upstream_cache_status;
+            # The admin token of a debug request never leaves the edge.
+            proxy_set_header X-Cdn-Debug "";
 ${DROP_OVERRIDE_HEADERS}
             proxy_connect_timeout 2s;
             proxy_read_timeout 30s;
@@ -168,14 +170,14 @@ ${externalRoutes(spec)
             return 405;
         }
 
-        # With an X-Cdn-Debug header the same lookup runs in a location whose
-        # header filter adds the key, variant and tags (for the admin token only).
-        # One native test here keeps that Lua off every other request.
-        if ($http_x_cdn_debug) {
-            rewrite ^ /__cdn_debug last;
-        }
-
         location / {
+            # With an X-Cdn-Debug header the same lookup runs in a location whose
+            # header filter adds the key, variant and tags (for the admin token
+            # only). One native test here keeps that Lua off every other request;
+            # being inside "location /", it never reaches the exact matches below.
+            if ($http_x_cdn_debug) {
+                rewrite ^ /__cdn_debug last;
+            }
 ${cacheLocation('header_filter', 'http://fetch')}        }
 
         location = /__cdn_debug {
@@ -202,9 +204,15 @@ ${cacheLocation('debug_header_filter', 'http://fetch$request_uri')}        }
         proxy_pass_header Date;
         # Which origin serves this request: the CDN's own or an external one
         # mapped by host or path prefix (every method is passed through).
+        # It also sets $cdn_fetch_uri: the raw path with the query exactly as keyed
+        # (sorted, marketing parameters dropped), so an origin can never answer
+        # for parameters the cache key does not contain.
+        set $cdn_fetch_uri "";
         set_by_lua_block $cdn_upstream { return require("cdn.edge").upstream() }
         proxy_ssl_server_name on;
         proxy_ssl_name $cdn_upstream_sni;
+        proxy_ssl_verify on;
+        proxy_ssl_trusted_certificate /etc/ssl/certs/ca-certificates.crt;
         proxy_connect_timeout 2s;
         proxy_read_timeout 30s;
         proxy_buffers 16 16k;
@@ -226,12 +234,12 @@ ${cacheLocation('debug_header_filter', 'http://fetch$request_uri')}        }
             }
             error_page 418 = @revalidate;
             error_page 502 504 = @drop;
-            proxy_pass $cdn_upstream;
+            proxy_pass $cdn_upstream$cdn_fetch_uri;
         }
         location @revalidate {
             proxy_intercept_errors on;
             error_page 500 502 503 504 = @drop;
-            proxy_pass $cdn_upstream;
+            proxy_pass $cdn_upstream$cdn_fetch_uri;
         }
         location @drop {
             return 444;

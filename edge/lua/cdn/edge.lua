@@ -53,9 +53,12 @@ local MEMO_MAX = 1000
 local keys
 local seq, seq_tick
 local KEY_CACHE_SIZE = 20000
+-- Longer targets are keyed every time: 20,000 URIs of 16 KiB would cost a
+-- worker hundreds of MB (the cache counts entries, not bytes).
+local KEY_CACHE_MAX_ID = 512
 
 -- A response that went to the upstream (and may have been stored).
-local FETCHED = { MISS = true, EXPIRED = true, REVALIDATED = true }
+local FETCHED = { MISS = true, EXPIRED = true, REVALIDATED = true, BYPASS = true }
 local UNSAFE_METHODS = { POST = true, PUT = true, DELETE = true, PATCH = true }
 local DEFAULT_UPSTREAM = "http://origin"
 
@@ -153,6 +156,7 @@ function _M.cache_key()
     if cached and cached[1] == seq then
         return cached[2]
     end
+    local cacheable_id = #id <= KEY_CACHE_MAX_ID
     local path, err = key.path(uri)
     if not path then
         var.cdn_reject = err
@@ -160,7 +164,9 @@ function _M.cache_key()
     end
     local k = key.host(host) .. path .. "?" .. key.query(var.args) .. "#"
               .. generations.suffix(path)
-    keys:set(id, { seq, k })
+    if cacheable_id then
+        keys:set(id, { seq, k })
+    end
     if generations.claim_refresh(path) then
         var.cdn_refresh = "1"
     end
@@ -203,7 +209,7 @@ end
 local function on_fetched()
     local path = key.path(var.request_uri)
     if path then
-        tags.record(path, var.upstream_http_surrogate_key)
+        tags.record(path, var.upstream_http_surrogate_key, ngx.req.start_time())
     end
     local t = tonumber(var.upstream_header_time)
     if t and metrics then
@@ -238,8 +244,15 @@ function _M.header_filter()
         local member
         if born then
             local t = now()
-            header["Age"] = t - born
-            member = hit_member[status] .. (expires - t)
+            if expires >= t or status ~= "HIT" then
+                header["Age"] = t - born
+                member = hit_member[status] .. (expires - t)
+            else
+                -- A fresh HIT past the stored expiry was revalidated since it was
+                -- stored, and nginx does not rewrite stored headers: the stored
+                -- times are stale, so neither Age nor ttl is claimed.
+                member = settings.id .. "; hit"
+            end
             restore_cache_control(cc)
         else
             member = hit_member[status] .. 0
@@ -257,6 +270,10 @@ function _M.header_filter()
     end
     if cc then
         restore_cache_control(cc)
+        local age = now() - born
+        if age > 0 then
+            header["Age"] = age -- the age the origin reported, passed on
+        end
     end
     if FETCHED[status] then
         on_fetched()
@@ -300,23 +317,49 @@ end
 -- Internal hop header filter: freshness decided once, before nginx stores the
 -- response. What browsers must see is kept in X-Cdn-* fields that nginx does not
 -- interpret; the public server restores them.
+-- A field as one string: list fields joined, single-value fields by their
+-- first line (origins behind middleware send duplicates).
+local function field(h, name, list)
+    local v = h[name]
+    if type(v) ~= "table" then
+        return v
+    end
+    return list and concat(v, ", ") or v[1]
+end
+
+
+-- Epoch seconds for X-Cdn-Meta: ten digits whatever the origin claims.
+local MAX_META_TIME = 9999999999
+
+
+local function clamp(n)
+    return n < 0 and 0 or (n > MAX_META_TIME and MAX_META_TIME or n)
+end
+
+
 function _M.fetch_header_filter()
     local h = get_headers(100)
     local t = now()
-    local d = freshness.decide({
+    local ok, d = pcall(freshness.decide, {
         status = ngx.status,
         now = t,
         authorization = var.http_authorization ~= nil,
-        cache_control = h["cache-control"],
-        cdn_cache_control = h["cdn-cache-control"],
-        surrogate_control = h["surrogate-control"],
-        expires = h["expires"],
-        date = h["date"],
-        age = h["age"],
-        vary = h["vary"],
+        set_cookie = h["set-cookie"] ~= nil,
+        cache_control = field(h, "cache-control", true),
+        cdn_cache_control = field(h, "cdn-cache-control", true),
+        surrogate_control = field(h, "surrogate-control", true),
+        expires = field(h, "expires"),
+        date = field(h, "date"),
+        age = field(h, "age"),
+        vary = field(h, "vary", true),
         parse_http_time = parse_http_time,
         grace = settings.grace,
     })
+    if not ok then
+        -- a response the rules cannot read is passed on, never stored
+        log(WARN, "edge: freshness failed, not storing: ", d)
+        d = { store = false, ttl = 0, age = 0 }
+    end
     local expires_header = h["expires"]
     header["Expires"] = nil
     header["Age"] = nil
@@ -329,8 +372,9 @@ function _M.fetch_header_filter()
     if ttl > cap and invalidation.disconnected_for() > 0 then
         ttl = cap
     end
-    header["X-Cdn-Meta"] = meta_value(t - d.age, t + ttl, d.store,
-        h["cache-status"] ~= nil, h["content-length"], h["cache-control"])
+    header["X-Cdn-Meta"] = meta_value(clamp(t - d.age), clamp(t + ttl), d.store,
+        h["cache-status"] ~= nil, field(h, "content-length"),
+        field(h, "cache-control", true))
     if not d.store then
         header["Cache-Control"] = nil
         header["X-Accel-Expires"] = 0
@@ -348,8 +392,14 @@ end
 
 -- Internal hop (set_by_lua): the upstream for this request. Hosts match
 -- exactly, path prefixes by the longest, "*" catches the rest; the CDN's own
--- origin serves whatever no external origin claims.
+-- origin serves whatever no external origin claims. Also sets $cdn_fetch_uri,
+-- the raw path with the query as keyed.
 function _M.upstream()
+    local request_uri = var.request_uri
+    local q = find(request_uri, "?", 1, true)
+    local query = key.query(var.args)
+    var.cdn_fetch_uri = (q and sub(request_uri, 1, q - 1) or request_uri)
+                        .. (query ~= "" and "?" .. query or "")
     local routes = settings.origins
     if #routes == 0 then
         return DEFAULT_UPSTREAM

@@ -63,7 +63,9 @@ function _M.path(request_uri)
         if find(l, "%2f", 1, true) or find(l, "%5c", 1, true) or find(l, "%00", 1, true) then
             return nil, "encoded separator or NUL in path"
         end
-        raw = unescape_uri(raw)
+        -- unescape_uri also turns "+" into a space (form encoding); in a path
+        -- "+" is a plain character, so it is protected first
+        raw = unescape_uri((gsub(raw, "%+", "%%2B")))
     end
     if find(raw, "\\", 1, true) or find(raw, "\0", 1, true) then
         return nil, "backslash or NUL in path"

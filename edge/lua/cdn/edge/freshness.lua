@@ -15,6 +15,8 @@ local concat = table.concat
 
 local _M = { _VERSION = "0.1.0" }
 
+local MIN_SWR = 1
+
 -- Statuses a cache may store when freshness is explicit (RFC 9110 §15.1 lists the
 -- heuristically cacheable ones; 206 is stored by nginx's slice logic only).
 local STORABLE_STATUS = {
@@ -65,6 +67,7 @@ end
 
 -- Inputs (all optional but status/now):
 --   status, now (epoch s), authorization (bool: the request carried one),
+--   set_cookie (bool: the response sets a cookie),
 --   cache_control, cdn_cache_control, surrogate_control, expires, date, age,
 --   vary, parse_http_time (function), grace (s, stale-if-error default)
 -- Returns a table:
@@ -75,6 +78,11 @@ function _M.decide(r)
     local out = { store = false, ttl = 0, swr = 0, sie = 0, age = 0 }
     if not STORABLE_STATUS[r.status] then
         out.reason = "status"
+        return out
+    end
+    -- nginx never stores a response that sets a cookie; say so consistently
+    if r.set_cookie then
+        out.reason = "set-cookie"
         return out
     end
     if r.vary and find(r.vary, "*", 1, true) then
@@ -129,12 +137,17 @@ function _M.decide(r)
     out.ttl = lifetime - age
     out.store = true
 
-    local strict = d["must-revalidate"] or (not own and d["proxy-revalidate"])
+    -- s-maxage implies proxy-revalidate for shared caches (RFC 9111 §5.2.2.10)
+    local strict = d["must-revalidate"]
+                   or (not own and (d["proxy-revalidate"] or d["s-maxage"]))
     if revalidate_only then
         out.revalidate = true
     end
     if not strict and not revalidate_only then
-        out.swr = seconds(d["stale-while-revalidate"]) or 0
+        -- At least a second: when a hot object expires, one request refreshes it
+        -- and the others get the stored copy for that moment instead of all
+        -- going to the origin at once (proxy_cache_lock only covers new entries).
+        out.swr = max(seconds(d["stale-while-revalidate"]) or 0, MIN_SWR)
         out.sie = seconds(d["stale-if-error"]) or (r.grace or 0)
     end
     return out

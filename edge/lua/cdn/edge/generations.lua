@@ -123,10 +123,11 @@ end
 -- The generation part of a cache key for `path`. Generations only grow, so the
 -- sum of the prefix generations changes whenever any of them is bumped.
 function _M.suffix(path)
-    local s = epoch .. "." .. (dict:get(ALL) or 0) .. "."
-              .. (dict:get("u:" .. path) or 0)
+    local sum = 0
+    -- The prefix part is always present (".0" when no prefix was ever purged),
+    -- so the first prefix purge changes only the keys under that prefix.
     if (dict:get(PREFIX_COUNT) or 0) > 0 then
-        local sum, pos = 0, 1
+        local pos = 1
         while true do
             local slash = find(path, "/", pos, true)
             if not slash then
@@ -135,9 +136,9 @@ function _M.suffix(path)
             sum = sum + (dict:get("p:" .. sub(path, 1, slash)) or 0)
             pos = slash + 1
         end
-        s = s .. "." .. sum
     end
-    return s
+    return epoch .. "." .. (dict:get(ALL) or 0) .. "."
+           .. (dict:get("u:" .. path) or 0) .. "." .. sum
 end
 
 

@@ -198,6 +198,9 @@ local function follow(ctx)
             state:set("lag_seconds", 0)
         end
         state:set("last_contact", now())
+        -- Re-asserted after every read: after a reload, the old worker 0 may
+        -- still write 0 on its way out while the new reader is already running.
+        state:set("connected", 1)
     end
     red:set_keepalive(10000, 1)
     return true
@@ -211,7 +214,9 @@ loop = function(premature, ctx)
         return
     end
     local ok, res, err = pcall(follow, ctx)
-    state:set("connected", 0)
+    if not exiting() then
+        state:set("connected", 0)
+    end
     if not ok then
         log(ERR, "invalidation: reader crashed: ", res)
     elseif not res then

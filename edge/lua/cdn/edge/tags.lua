@@ -15,37 +15,55 @@ local dict = ngx.shared.cdn_tags
 local MAX_TAGS = 64
 
 
--- Called when a response was fetched from upstream (not on hits).
-function _M.record(path, header)
+-- Called when a response was fetched from upstream (not on hits), with the
+-- time its request started. A tag purge that arrived while the fetch was in
+-- flight found nothing to pop for this path; the response may predate it, so
+-- the path is purged again now that it is stored.
+function _M.record(path, header, started)
     if not header or header == "" then
         return
     end
-    if dict:get("p:" .. path) == header then
-        return -- already indexed with the same tags
-    end
+    local purged_meanwhile = false
     local n = 0
+    local indexed = dict:get("p:" .. path) == header
     for tag in gmatch(header, "[^%s,]+") do
         n = n + 1
         if n > MAX_TAGS then
+            log(WARN, "tags: more than ", MAX_TAGS, " tags on ", path,
+                "; the rest are not indexed")
             break
         end
-        local len, err = dict:rpush("t:" .. tag, path)
-        if not len then
-            log(WARN, "tags: failed to index tag ", tag, " (", err,
-                "); invalidating everything instead")
-            generations.purge_all()
-            return
+        local purged_at = dict:get("at:" .. tag)
+        if purged_at and started and purged_at >= started then
+            purged_meanwhile = true
+        end
+        if not indexed then
+            local len, err = dict:rpush("t:" .. tag, path)
+            if not len then
+                log(WARN, "tags: failed to index tag ", tag, " (", err,
+                    "); invalidating everything instead")
+                generations.purge_all()
+                return
+            end
         end
     end
-    dict:safe_set("p:" .. path, header)
+    if not indexed then
+        dict:safe_set("p:" .. path, header)
+    end
+    if purged_meanwhile then
+        generations.purge_path(path)
+    end
 end
 
 
--- Bumps every path that carried `tag` (or soft-purges it) and forgets the index
--- entries: the paths index themselves again when they are next fetched.
+-- Bumps every path that carried `tag` and forgets the index entries: the paths
+-- index themselves again when they are next fetched. A soft purge keeps them
+-- indexed (the stored copies stay in use and must stay purgeable).
 function _M.purge(tag, soft)
     local key = "t:" .. tag
+    dict:safe_set("at:" .. tag, ngx.now()) -- never evicts the index
     local n = 0
+    local keep = {}
     while true do
         local path = dict:lpop(key)
         if not path then
@@ -53,11 +71,15 @@ function _M.purge(tag, soft)
         end
         if soft then
             generations.soft_purge_path(path)
+            keep[#keep + 1] = path
         else
             generations.purge_path(path)
+            dict:delete("p:" .. path)
         end
-        dict:delete("p:" .. path)
         n = n + 1
+    end
+    for i = 1, #keep do
+        dict:rpush(key, keep[i])
     end
     return n
 end
