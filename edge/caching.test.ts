@@ -315,7 +315,7 @@ describe('external origins', () => {
     const rest = await fetch(`${routed.url}/anything`);
     expect(await rest.text()).toBe('other:GET:');
     expect((await fetch(`${routed.url}/anything`)).headers.get('cache-status')).toContain('hit');
-    expect(seen).toContain('shop GET /p/1 shop.example');
+    expect(seen).toContain('shop GET /p/1 SHOP.example'); // the Host the key was built from
     // the scripted CDN origin was never asked: every route went to an external one
     expect(routed.originRequests).toHaveLength(0);
   });

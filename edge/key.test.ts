@@ -44,3 +44,15 @@ describe('cdn.key', () => {
     ).toEqual(['a=0&a=1&b=2', '', '', 'flag&w=100']);
   });
 });
+
+describe('cdn.key negotiation', () => {
+  test('Accept-Encoding classes follow q-values', async () => {
+    const out = await runLua(`local key = require "cdn.key"
+local cjson = require "cjson"
+ngx.print(cjson.encode({
+  key.accept_encoding("gzip, deflate, br"), key.accept_encoding("gzip;q=0.8, br;q=0.9"),
+  key.accept_encoding("br;q=0, gzip"), key.accept_encoding("gzip; q=0"),
+  key.accept_encoding("x-brotli-ish"), key.accept_encoding("*"), key.accept_encoding(nil) }))`);
+    expect(JSON.parse(out)).toEqual(['br', 'br', 'gzip', 'identity', 'identity', 'br', 'identity']);
+  });
+});

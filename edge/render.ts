@@ -96,7 +96,9 @@ function cacheLocation(headerFilter: string, upstream: string): string {
 
             proxy_http_version 1.1;
             proxy_set_header Connection "";
-            proxy_set_header Host $host;
+            # The Host the key was built from (an absolute-form target cannot
+            # make the origin answer for another host than the one keyed).
+            proxy_set_header Host $http_host;
             proxy_set_header X-Request-Id $cdn_request_id;
             # Tells the internal hop this fetch revalidates an expired entry.
             proxy_set_header X-Cdn-Cache-State $upstream_cache_status;
@@ -199,7 +201,7 @@ ${cacheLocation('debug_header_filter', 'http://fetch$request_uri')}        }
         proxy_set_header Connection "";
         proxy_set_header X-Cdn-Cache-State "";
         # Origins see the shopper's Host, never an upstream block's name.
-        proxy_set_header Host $host;
+        proxy_set_header Host $http_host;
         # Freshness is computed from the origin's Date, not this hop's clock.
         proxy_pass_header Date;
         # Which origin serves this request: the CDN's own or an external one

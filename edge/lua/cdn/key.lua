@@ -5,6 +5,9 @@ local find = string.find
 local lower = string.lower
 local sub = string.sub
 local gsub = string.gsub
+local gmatch = string.gmatch
+local match = string.match
+local tonumber = tonumber
 local concat = table.concat
 local sort = table.sort
 local type = type
@@ -144,14 +147,20 @@ function _M.accept_encoding(raw)
     if not raw or raw == "" then
         return "identity"
     end
-    local l = lower(raw)
-    if find(l, "br", 1, true) and not find(l, "br;q=0", 1, true) then
-        return "br"
+    local br, gzip
+    for coding in gmatch(lower(raw), "[^,]+") do
+        local name = match(coding, "^%s*([%w%-%*]+)")
+        local q = tonumber(match(coding, ";%s*q%s*=%s*([%d.]+)"))
+        if name and (not q or q > 0) then
+            if name == "br" or name == "*" then
+                br = true
+            end
+            if name == "gzip" or name == "*" then
+                gzip = true
+            end
+        end
     end
-    if find(l, "gzip", 1, true) and not find(l, "gzip;q=0", 1, true) then
-        return "gzip"
-    end
-    return "identity"
+    return br and "br" or (gzip and "gzip" or "identity")
 end
 
 
