@@ -15,6 +15,7 @@
  * Build and run (writes bench/results/balancer.md):
  *   npm run build && node dist/bench/balancer-bench.js all
  * Options: BENCH_RUNS (pairs, default 10), BENCH_SECONDS per wrk run (default 2).
+ * The scenarios are exported for `npm run bench` (bench/run.ts).
  */
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -31,7 +32,7 @@ const RUNS = Number(process.env.BENCH_RUNS ?? 10);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 2);
 const CONNECTIONS = 16;
 
-const median = (xs: number[]) => {
+export const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
   const m = Math.floor(s.length / 2);
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
@@ -86,10 +87,10 @@ function workersOf(masterPid: number): number[] {
 }
 
 /** One wrk run; also the proxy workers' CPU time per request (µs), when their master is given. */
-function wrk(url: string, masterPid?: number): { rps: number; cpuUs: number; errors: string } {
+export function wrk(url: string, masterPid?: number, seconds = SECONDS): { rps: number; cpuUs: number; errors: string } {
   const workers = masterPid ? workersOf(masterPid) : [];
   const before = workers.reduce((a, p) => a + cpuSeconds(p), 0);
-  const out = execFileSync('wrk', ['-t1', `-c${CONNECTIONS}`, `-d${SECONDS}s`, url], { encoding: 'utf8' });
+  const out = execFileSync('wrk', ['-t1', `-c${CONNECTIONS}`, `-d${seconds}s`, url], { encoding: 'utf8' });
   const after = workers.reduce((a, p) => a + cpuSeconds(p), 0);
   const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? 0);
   const requests = Number(/(\d+) requests in/.exec(out)?.[1] ?? 0);
@@ -122,7 +123,7 @@ ${edges.map((e) => `        server ${e};`).join('\n')}
   );
 }
 
-interface HopResult {
+export interface HopResult {
   size: string;
   balancer: number[];
   plain: number[];
@@ -134,7 +135,10 @@ interface HopResult {
   errors: string[];
 }
 
-async function hop(): Promise<HopResult[]> {
+/** Balancer -> edge vs plain nginx -> the same edge, on a 1-edge native stack of its own. */
+export async function hop(o: { runs?: number; seconds?: number } = {}): Promise<HopResult[]> {
+  const runs = o.runs ?? RUNS;
+  const seconds = o.seconds ?? SECONDS;
   const { stack, token, dir } = await startStack(1);
   const edge = stack.state.edges[0];
   const balancerPid = stack.services.find((s) => s.unit.name === 'balancer')!.pid;
@@ -152,7 +156,7 @@ async function hop(): Promise<HopResult[]> {
       await warm(`${plain.url}/${key}`);
       results.push({ size: label, balancer: [], plain: [], ratios: [], balancerCpuUs: [], plainCpuUs: [], direct: [], errors: [] });
     }
-    for (let run = 0; run < RUNS; run++) {
+    for (let run = 0; run < runs; run++) {
       for (const [i, [, bytes]] of sizes.entries()) {
         const key = `bench/hop-${bytes}.bin`;
         const r = results[i];
@@ -161,15 +165,15 @@ async function hop(): Promise<HopResult[]> {
         const order = run % 2 === 0 ? (['balancer', 'plain'] as const) : (['plain', 'balancer'] as const);
         const pair: Record<string, number> = {};
         for (const which of order) {
-          const w = which === 'balancer' ? wrk(`${stack.state.balancer}/${key}`, balancerPid) : wrk(`${plain.url}/${key}`, plain.pid);
+          const w = which === 'balancer' ? wrk(`${stack.state.balancer}/${key}`, balancerPid, seconds) : wrk(`${plain.url}/${key}`, plain.pid, seconds);
           r[which].push(w.rps);
           (which === 'balancer' ? r.balancerCpuUs : r.plainCpuUs).push(w.cpuUs);
           pair[which] = w.rps;
           if (w.errors) r.errors.push(`${which}: ${w.errors}`);
         }
         r.ratios.push(pair.balancer / pair.plain);
-        if (run === 0) r.direct.push(wrk(`${edge.url}/${key}`).rps);
-        process.stdout.write(`hop pair ${run + 1}/${RUNS} ${r.size}: balancer ${fmt(pair.balancer)} plain ${fmt(pair.plain)} ratio ${(pair.balancer / pair.plain).toFixed(3)}\n`);
+        if (run === 0) r.direct.push(wrk(`${edge.url}/${key}`, undefined, seconds).rps);
+        process.stdout.write(`hop pair ${run + 1}/${runs} ${r.size}: balancer ${fmt(pair.balancer)} plain ${fmt(pair.plain)} ratio ${(pair.balancer / pair.plain).toFixed(3)}\n`);
       }
     }
   } finally {
@@ -408,13 +412,13 @@ async function failover(): Promise<FailoverResult> {
   }
 }
 
-function machine(): string {
+export function machine(): string {
   const cpus = os.cpus();
   const nginxVersion = execFileSync('sh', ['-c', '/usr/sbin/nginx -v 2>&1'], { encoding: 'utf8' }).trim();
   return `${cpus.length} × ${cpus[0]?.model ?? 'unknown CPU'}, ${fmt(os.totalmem() / 2 ** 30, 1)} GiB RAM, Linux ${os.release()}, ${nginxVersion}, Node ${process.version}, ${execFileSync('sh', ['-c', 'wrk --version 2>&1 | head -1'], { encoding: 'utf8' }).trim().split(' Copyright')[0]}`;
 }
 
-function gitHead(): string {
+export function gitHead(): string {
   try {
     return execFileSync('git', ['rev-parse', 'HEAD'], { cwd: REPO, encoding: 'utf8' }).trim();
   } catch {
@@ -513,7 +517,9 @@ async function main() {
   process.stdout.write(out + '\n');
 }
 
-main().catch((err) => {
-  process.stderr.write(`${err instanceof Error ? err.stack : String(err)}\n`);
-  process.exit(1);
-});
+if (require.main === module) {
+  main().catch((err) => {
+    process.stderr.write(`${err instanceof Error ? err.stack : String(err)}\n`);
+    process.exit(1);
+  });
+}

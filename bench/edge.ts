@@ -6,6 +6,9 @@
  *
  *   npm run build && node dist/bench/edge.js [--quick] [--out bench/results]
  *
+ * Its scenarios are exported for `npm run bench` (bench/run.ts), which runs them on
+ * the native stack beside the balancer's.
+ *
  * The machine is shared and noisy, so every round runs the reference and the edge
  * back to back (alternating which goes first), and the report gives medians of the
  * per-round ratios, plus nginx worker CPU time per request (less sensitive to other
@@ -18,7 +21,7 @@ import * as path from 'node:path';
 import Redis from 'ioredis';
 import { REPO_ROOT, startNginx, type NginxHandle } from '../test/support/nginx-lua';
 import { startEdge, type EdgeHarness, type OriginReply } from '../test/support/edge-harness';
-import { up } from '../infra/native/stack';
+import { up, type UpResult } from '../infra/native/stack';
 import { parseSpec } from '../infra/spec';
 
 const QUICK = process.argv.includes('--quick');
@@ -31,21 +34,21 @@ const SECONDS = QUICK ? 2 : 5;
 const CONNECTIONS = 32;
 const PURGES = QUICK ? 30 : 100;
 
-const SIZES = { '1KiB': 1024, '100KiB': 100 * 1024 };
+export const SIZES = { '1KiB': 1024, '100KiB': 100 * 1024 };
 
-function median(xs: number[]): number {
+export function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   const m = Math.floor(s.length / 2);
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 }
 
-function percentile(xs: number[], p: number): number {
+export function percentile(xs: number[], p: number): number {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)];
 }
 
 /** The reference: plain nginx proxy_cache, no Lua phase, the edge's base settings. */
-async function startReference(originUrl: string): Promise<NginxHandle> {
+export async function startReference(originUrl: string): Promise<NginxHandle> {
   const origin = new URL(originUrl);
   return startNginx(
     `        location / {
@@ -97,14 +100,14 @@ function wrk(url: string, worker: number): Sample {
   return { rps, requests, errors, cpuUsPerRequest: requests > 0 ? ((ticks / hz) * 1e6) / requests : NaN };
 }
 
-async function expectHit(url: string): Promise<string> {
+export async function expectHit(url: string): Promise<string> {
   for (let i = 0; i < 3; i++) await (await fetch(url)).arrayBuffer();
   const res = await fetch(url);
   await res.arrayBuffer();
   return res.headers.get('cache-status') ?? '';
 }
 
-interface HitResult {
+export interface HitResult {
   size: string;
   refRps: number;
   edgeRps: number;
@@ -115,7 +118,8 @@ interface HitResult {
   rounds: { ref: Sample; edge: Sample }[];
 }
 
-async function hitThroughput(edge: EdgeHarness, ref: { url: string; pid: number }): Promise<HitResult[]> {
+/** Serves /b/1KiB and /b/100KiB from cache on both (edge: any nginx master with one worker, e.g. a native stack's edge). */
+export async function hitThroughput(edge: Pick<EdgeHarness, 'url' | 'pid'>, ref: { url: string; pid: number }): Promise<HitResult[]> {
   const edgeWorker = workerPid(edge.pid);
   const refWorker = workerPid(ref.pid);
   const results: HitResult[] = [];
@@ -187,11 +191,11 @@ async function purgeLatency(edge: EdgeHarness): Promise<{ count: number; p50: nu
 /**
  * The same through the whole native stack (2 regions x 2 edges, the real origin):
  * from the purge API's 202 until every edge, queried directly, has fetched the
- * purged object again.
+ * purged object again. On `existing` (left running) when given, else on a stack of its own.
  */
-async function purgeLatencyThroughStack(): Promise<{ count: number; edges: number; p50: number; p99: number; max: number }> {
+export async function purgeLatencyThroughStack(existing?: UpResult): Promise<{ count: number; edges: number; p50: number; p99: number; max: number }> {
   const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'cdn-bench-stack-'));
-  const stack = await up({ spec: parseSpec({}), stateDir, repoRoot: REPO_ROOT, prometheus: false, detached: true });
+  const stack = existing ?? (await up({ spec: parseSpec({}), stateDir, repoRoot: REPO_ROOT, prometheus: false, detached: true }));
   const token = fs.readFileSync(stack.state.adminTokenFile, 'utf8').trim();
   const auth = { Authorization: `Bearer ${token}` };
   const latencies: number[] = [];
@@ -228,13 +232,13 @@ async function purgeLatencyThroughStack(): Promise<{ count: number; edges: numbe
       latencies.push(Number(process.hrtime.bigint() - start) / 1e6);
     }
   } finally {
-    await stack.stop();
+    if (!existing) await stack.stop();
     fs.rmSync(stateDir, { recursive: true, force: true });
   }
-  return { count: latencies.length, edges: 4, p50: percentile(latencies, 50), p99: percentile(latencies, 99), max: Math.max(...latencies) };
+  return { count: latencies.length, edges: stack.state.edges.length, p50: percentile(latencies, 50), p99: percentile(latencies, 99), max: Math.max(...latencies) };
 }
 
-function git(args: string[]): string {
+export function git(args: string[]): string {
   try {
     return execFileSync('git', args, { encoding: 'utf8' }).trim();
   } catch {
@@ -297,7 +301,9 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((err) => {
-  process.stderr.write(`bench failed: ${(err as Error).stack}\n`);
-  process.exit(1);
-});
+if (require.main === module) {
+  main().catch((err) => {
+    process.stderr.write(`bench failed: ${(err as Error).stack}\n`);
+    process.exit(1);
+  });
+}

@@ -23,3 +23,32 @@ datasources:
     editable: false
 `;
 }
+
+/** Where Grafana reads the dashboard JSON files (observability/dashboards/*.json) in its container. */
+export const GRAFANA_DASHBOARDS_DIR = '/etc/grafana/dashboards/cdn';
+/** Where the provisioning files go in Grafana's container. */
+export const GRAFANA_PROVISIONING = {
+  datasources: '/etc/grafana/provisioning/datasources/cdn.yaml',
+  dashboards: '/etc/grafana/provisioning/dashboards/cdn.yaml',
+} as const;
+
+/**
+ * The dashboards provider: Grafana loads every JSON file of `path` into the "CDN"
+ * folder and keeps them as the repository has them (no edits from the UI survive).
+ * Not under /var/lib/grafana: that is the data volume, which would shadow the files.
+ */
+export function renderGrafanaDashboardsProvider(o: { path?: string } = {}): string {
+  return `# Rendered by the CDN's renderer: do not edit, change the stack instead.
+apiVersion: 1
+providers:
+  - name: cdn
+    folder: CDN
+    type: file
+    disableDeletion: true
+    updateIntervalSeconds: 30
+    allowUiUpdates: false
+    options:
+      path: ${JSON.stringify(o.path ?? GRAFANA_DASHBOARDS_DIR)}
+      foldersFromFilesStructure: false
+`;
+}

@@ -5,6 +5,10 @@
  */
 import { hostPort, type Topology } from '../infra/topology';
 import type { RenderedFile } from '../infra/units';
+import { renderRules } from './rules';
+
+/** Where prometheus.yml looks for rule files, relative to its own directory. */
+export const RULE_FILES_GLOB = 'rules/*.yml';
 
 export interface ScrapeTarget {
   job: 'origin' | 'edge' | 'balancer' | 'redis';
@@ -28,13 +32,23 @@ function yamlString(s: string): string {
   return JSON.stringify(s);
 }
 
-export function renderPrometheusConfig(targets: ScrapeTarget[], options: { scrapeInterval?: string } = {}): string {
+export interface PrometheusConfigOptions {
+  scrapeInterval?: string;
+  /** Rule evaluation interval (default: the scrape interval). */
+  evaluationInterval?: string;
+  /** Rule files or globs, relative to prometheus.yml (default: `rules/*.yml`, which may match nothing; `[]` for none). */
+  ruleFiles?: string[];
+}
+
+export function renderPrometheusConfig(targets: ScrapeTarget[], options: PrometheusConfigOptions = {}): string {
   const jobs = [...new Set(targets.map((t) => t.job))];
+  const ruleFiles = options.ruleFiles ?? [RULE_FILES_GLOB];
   const lines = [
     '# Rendered from the CDN topology: do not edit, change the spec instead.',
     'global:',
     `  scrape_interval: ${options.scrapeInterval ?? '5s'}`,
-    `  evaluation_interval: ${options.scrapeInterval ?? '5s'}`,
+    `  evaluation_interval: ${options.evaluationInterval ?? options.scrapeInterval ?? '5s'}`,
+    ...(ruleFiles.length > 0 ? ['rule_files:', ...ruleFiles.map((f) => `  - ${yamlString(f)}`)] : []),
     'scrape_configs:',
   ];
   for (const job of jobs) {
@@ -51,6 +65,7 @@ export function renderPrometheusConfig(targets: ScrapeTarget[], options: { scrap
   return lines.join('\n') + '\n';
 }
 
-export function renderPrometheus(topology: Topology): RenderedFile[] {
-  return [{ path: 'prometheus.yml', content: renderPrometheusConfig(scrapeTargets(topology)) }];
+/** prometheus.yml and the rule files it loads (observability/rules.ts), side by side in the unit's directory. */
+export function renderPrometheus(topology: Topology, options: PrometheusConfigOptions = {}): RenderedFile[] {
+  return [{ path: 'prometheus.yml', content: renderPrometheusConfig(scrapeTargets(topology), options) }, ...renderRules()];
 }

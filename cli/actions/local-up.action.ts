@@ -20,9 +20,11 @@ export interface LocalUpFlags {
 
 export const REPO_ROOT = path.resolve(__dirname, '..', '..', '..');
 
-function intFlag(name: string, value: string | undefined): number | undefined {
+function intFlag(name: string, value: string | undefined, min = 0, max = Number.MAX_SAFE_INTEGER): number | undefined {
   if (value === undefined) return undefined;
-  if (!/^[0-9]+$/.test(value)) throw cdnError('CDN_ERR_FLAG_INVALID', `--${name} expects a whole number, got "${value}"`);
+  if (!/^[0-9]+$/.test(value) || Number(value) < min || Number(value) > max) {
+    throw cdnError('CDN_ERR_FLAG_INVALID', `--${name} expects a whole number from ${min} to ${max}, got "${value}"`);
+  }
   return Number(value);
 }
 
@@ -36,7 +38,7 @@ export function specFromFlags(flags: LocalUpFlags) {
       throw cdnError('CDN_ERR_FLAG_INVALID', `--spec ${flags.spec}: ${(err as Error).message}`);
     }
   }
-  const edges = intFlag('edges-per-region', flags.edgesPerRegion);
+  const edges = intFlag('edges-per-region', flags.edgesPerRegion, 1, 64);
   if (flags.regions !== undefined || edges !== undefined) {
     const names = flags.regions !== undefined ? flags.regions.split(',').map((s) => s.trim()) : (input.regions ?? [{ name: 'eu' }, { name: 'us' }]).map((r) => r.name);
     input = { ...input, regions: names.map((name) => ({ name, edges: edges ?? 2 })) };
@@ -77,7 +79,7 @@ export class LocalUpAction {
       spec,
       stateDir: flags.stateDir,
       repoRoot: REPO_ROOT,
-      balancerPort: intFlag('port', flags.port),
+      balancerPort: intFlag('port', flags.port, 1, 65535),
       prometheus: flags.prometheus,
       detached: !!flags.detach,
       log: out,

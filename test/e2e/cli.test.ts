@@ -102,7 +102,7 @@ describe('cdn local', () => {
   test('bad flags and a busy port give one clear message and a non-zero exit', async () => {
     const bad = cdn(['local', 'up', '--state-dir', dir, '--edges-per-region', 'lots']);
     expect(bad.code).not.toBe(0);
-    expect(bad.stderr).toContain('--edges-per-region expects a whole number');
+    expect(bad.stderr).toContain('--edges-per-region expects a whole number from 1 to 64');
     const badRegion = cdn(['local', 'up', '--state-dir', dir, '--regions', 'EU']);
     expect(badRegion.code).not.toBe(0);
     expect(badRegion.stderr).toContain('regions[0].name');

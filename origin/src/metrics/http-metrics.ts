@@ -16,7 +16,7 @@ export function registerHttpMetrics(fastify: FastifyInstance, metrics: MetricsSe
     metrics.observeHttp(route, request.method, reply.statusCode, seconds, bytesIn, bytesOut);
     log.info(
       {
-        reqId: request.id,
+        req_id: request.id,
         method: request.method,
         path: request.url,
         route,

@@ -108,7 +108,7 @@ describe('POST /v1/purge', () => {
     await eventually(async () => origin.logLines().some((line) => line.purgeId === id));
     const line = origin.logLines().find((l) => l.audit === 'purge' && l.purgeId === id)!;
     expect(line).toMatchObject({ level: 'info', audit: 'purge', source: 'api', tokenName: 'marketing', tags: ['audit-me'], deduplicated: false });
-    expect(line.reqId).toEqual(expect.any(String));
+    expect(line.req_id).toEqual(expect.any(String));
     for (const secret of [TEST_TOKEN, UPLOAD_TOKEN, PURGE_TOKEN]) {
       expect(origin.logText()).not.toContain(secret);
     }
@@ -120,8 +120,8 @@ describe('POST /v1/purge', () => {
       body: JSON.stringify({ urls: ['/req-id'] }),
     });
     expect(res.headers['x-request-id']).toBe('balancer-req-42');
-    await eventually(async () => origin.logLines().some((l) => l.reqId === 'balancer-req-42' && l.msg === 'request'));
-    expect(origin.logLines().find((l) => l.audit === 'purge' && l.reqId === 'balancer-req-42')).toBeDefined();
+    await eventually(async () => origin.logLines().some((l) => l.req_id === 'balancer-req-42' && l.msg === 'request'));
+    expect(origin.logLines().find((l) => l.audit === 'purge' && l.req_id === 'balancer-req-42')).toBeDefined();
   });
 });
 

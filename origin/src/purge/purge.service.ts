@@ -187,7 +187,7 @@ export class PurgeService {
         purgeId: id,
         source,
         tokenName: actor.token,
-        reqId: actor.requestId,
+        req_id: actor.requestId,
         urls: request.urls,
         prefixes: request.prefixes,
         tags: request.tags,

@@ -1,0 +1,92 @@
+/**
+ * Static checks of the Alloy configurations (no Alloy binary here, no Docker engine):
+ * the syntax is balanced, every component reference points at a defined component
+ * of a known type, the pipeline ends in loki.write, and only low-cardinality fields
+ * become labels.
+ */
+import { ACCESS_LOGS, LOG_LABELS, renderAlloyConfig, renderAlloyFiles } from './alloy';
+
+/** Alloy components this configuration may use (grafana.com/docs/alloy/latest/reference/components). */
+const KNOWN = ['discovery.docker', 'discovery.relabel', 'loki.source.docker', 'loki.source.journal', 'loki.source.file', 'loki.relabel', 'loki.process', 'loki.write', 'local.file_match'];
+
+function stripStringsAndComments(text: string): string {
+  return text.replace(/"(?:[^"\\\n]|\\.)*"|\/\/[^\n]*/g, (m) => (m.startsWith('"') ? '""' : ''));
+}
+
+function components(text: string): { type: string; name: string }[] {
+  return [...text.matchAll(/^([a-z_]+(?:\.[a-z_]+)+)\s+"([a-z_]+)"\s*\{/gm)].map((m) => ({ type: m[1], name: m[2] }));
+}
+
+function check(text: string): string[] {
+  const problems: string[] = [];
+  const bare = stripStringsAndComments(text);
+  let depth = 0;
+  for (const ch of bare) {
+    if (ch === '{') depth++;
+    if (ch === '}') depth--;
+    if (depth < 0) problems.push('unbalanced }');
+  }
+  if (depth !== 0) problems.push(`unbalanced braces (${depth})`);
+  if ((text.replace(/\\"/g, '').match(/"/g) ?? []).length % 2 !== 0) problems.push('unbalanced quotes');
+  const defined = components(text);
+  for (const c of defined) if (!KNOWN.includes(c.type)) problems.push(`unknown component ${c.type}`);
+  const ids = defined.map((c) => `${c.type}.${c.name}`);
+  if (new Set(ids).size !== ids.length) problems.push('a component is defined twice');
+  // references: <type>.<name>.<export>
+  for (const m of bare.matchAll(/=\s*\[?\s*((?:discovery|loki|local)\.[a-z_.]+)/g)) {
+    const ref = m[1];
+    const owner = ids.find((id) => ref.startsWith(`${id}.`));
+    if (!owner) problems.push(`reference to an undefined component: ${ref}`);
+    else if (!/\.(receiver|targets|output|rules)$/.test(ref)) problems.push(`unknown export in ${ref}`);
+  }
+  // every component but loki.write forwards somewhere, or is used by reference
+  for (const id of ids) {
+    const referenced = bare.includes(`${id}.`);
+    if (!id.startsWith('loki.write') && !referenced && !/forward_to\s*=\s*\[[^\]]+\]/.test(blockOf(text, id))) problems.push(`${id} leads nowhere`);
+  }
+  // the labels set by stage.labels / relabel target_label are the allowed ones
+  for (const m of text.matchAll(/stage\.labels\s*\{\s*values\s*=\s*\{([^}]*)\}/g)) {
+    for (const l of [...m[1].matchAll(/([a-z_]+)\s*=/g)].map((x) => x[1])) if (!(LOG_LABELS as readonly string[]).includes(l)) problems.push(`label ${l} is not a low-cardinality label`);
+  }
+  for (const m of text.matchAll(/target_label\s*=\s*"([^"]+)"/g)) if (!(LOG_LABELS as readonly string[]).includes(m[1])) problems.push(`label ${m[1]} is not a low-cardinality label`);
+  return problems;
+}
+
+function blockOf(text: string, id: string): string {
+  const [type, name] = [id.slice(0, id.lastIndexOf('.')), id.slice(id.lastIndexOf('.') + 1)];
+  const start = text.indexOf(`${type} "${name}" {`);
+  let depth = 0;
+  for (let i = text.indexOf('{', start); i < text.length; i++) {
+    if (text[i] === '{') depth++;
+    if (text[i] === '}' && --depth === 0) return text.slice(start, i + 1);
+  }
+  return '';
+}
+
+describe('Alloy configuration (static checks only: no Alloy binary here)', () => {
+  test.each(renderAlloyFiles().map((f) => [f.file, f.content]))('%s is well-formed and wired end to end', (_file, content) => {
+    expect(check(content)).toEqual([]);
+    expect(content).toMatch(/loki\.write "loki" \{\s*endpoint \{\s*url = /);
+    expect(content).toContain('stage.json');
+    expect(content).toContain('forward_to = [loki.write.loki.receiver]');
+  });
+
+  test('docker: the socket, container labels, and the access logs; systemd: the cdn-* units\' journal', () => {
+    const [docker, systemd] = renderAlloyFiles().map((f) => f.content);
+    expect(docker).toContain('host = "unix:///var/run/docker.sock"');
+    expect(docker).toContain('__meta_docker_container_label_cdn_role');
+    expect(docker).toContain(`"__path__" = "${ACCESS_LOGS.docker}"`);
+    expect(docker).toContain('url = "http://loki:3100/loki/api/v1/push"');
+    expect(systemd).toContain('matches       = "_SYSTEMD_UNIT=cdn-*.service"');
+    expect(systemd).toContain('url = sys.env("CDN_LOKI_PUSH_URL")');
+    expect(systemd).toContain(`"__path__" = "${ACCESS_LOGS.systemd}"`);
+  });
+
+  test('the checker catches a dangling reference, an unknown component and a high-cardinality label', () => {
+    const good = renderAlloyConfig({ source: 'docker', lokiPushUrl: 'http://loki:3100/loki/api/v1/push' });
+    expect(check(good.replace('forward_to = [loki.write.loki.receiver]', 'forward_to = [loki.write.nowhere.receiver]'))).toContain('reference to an undefined component: loki.write.nowhere.receiver');
+    expect(check(good.replace('loki.write "loki"', 'loki.wrote "loki"')).join()).toContain('unknown component loki.wrote');
+    expect(check(good.replace('values = { level = "", cache = "" }', 'values = { level = "", req_id = "" }'))).toContain('label req_id is not a low-cardinality label');
+    expect(check(good + '}\n')).toContain('unbalanced }');
+  });
+});

@@ -1,0 +1,174 @@
+/**
+ * Grafana Alloy configuration shipping the CDN's logs to Loki (http-and-security.md §2;
+ * Promtail is end-of-life). Two variants:
+ *
+ *   docker   containers' stdout/stderr through the Docker socket (the origin's pino
+ *            JSON, nginx error logs), labelled from the containers' `cdn.role` and
+ *            `cdn.unit` labels; plus nginx JSON access logs from files under
+ *            /var/log/cdn/<unit>/access.log (each nginx unit's logs directory mounted
+ *            read-only into Alloy's container).
+ *   systemd  the cdn-*.service units' journal (aws instances), plus the nginx access
+ *            logs of the units on the host (/etc/cdn/<unit>/logs/access.log).
+ *
+ * Only low-cardinality fields become labels: `role`, `unit`, `level` (origin) and
+ * `cache` (nginx's upstream cache status); request ids, URIs and statuses stay in the
+ * line, for `| json` in LogQL (see LOGQL in observability/dashboards.ts).
+ *
+ * No Alloy binary runs here: the rendered files get static checks only
+ * (observability/alloy.test.ts).
+ */
+export type AlloySource = 'docker' | 'systemd';
+
+export interface AlloyOptions {
+  source: AlloySource;
+  /** Loki's push endpoint, or an Alloy expression (e.g. `sys.env("CDN_LOKI_PUSH_URL")`) when `urlIsExpression`. */
+  lokiPushUrl: string;
+  urlIsExpression?: boolean;
+  /** Glob of the nginx access logs (defaults per source). */
+  accessLogs?: string;
+}
+
+export const ACCESS_LOGS: Record<AlloySource, string> = {
+  docker: '/var/log/cdn/*/access.log',
+  systemd: '/etc/cdn/*/logs/access.log',
+};
+
+/** The labels a log line can carry in Loki (what LogQL selectors may use). */
+export const LOG_LABELS = ['role', 'unit', 'level', 'cache'] as const;
+
+const q = (s: string) => JSON.stringify(s);
+
+function dockerSource(): string {
+  return `// Containers on this host, labelled by the CDN's container labels.
+discovery.docker "containers" {
+  host = "unix:///var/run/docker.sock"
+}
+
+discovery.relabel "containers" {
+  targets = discovery.docker.containers.targets
+
+  rule {
+    source_labels = ["__meta_docker_container_label_cdn_role"]
+    target_label  = "role"
+  }
+  rule {
+    source_labels = ["__meta_docker_container_label_cdn_unit"]
+    target_label  = "unit"
+  }
+  // Grafana, Loki, MinIO: not the CDN's, but worth keeping under their own names.
+  rule {
+    source_labels = ["__meta_docker_container_name", "role"]
+    regex         = "/(.+);"
+    target_label  = "unit"
+  }
+}
+
+loki.source.docker "containers" {
+  host          = "unix:///var/run/docker.sock"
+  targets       = discovery.relabel.containers.output
+  relabel_rules = discovery.relabel.containers.rules
+  forward_to    = [loki.process.cdn.receiver]
+}
+`;
+}
+
+function systemdSource(): string {
+  return `// The CDN's systemd units (cdn-<unit>.service) on this host.
+loki.relabel "journal" {
+  forward_to = []
+
+  rule {
+    source_labels = ["__journal__systemd_unit"]
+    regex         = "cdn-(.+)\\\\.service"
+    target_label  = "unit"
+  }
+  rule {
+    source_labels = ["unit"]
+    regex         = "(edge|balancer|origin|redis|prometheus).*"
+    target_label  = "role"
+  }
+}
+
+loki.source.journal "units" {
+  matches       = "_SYSTEMD_UNIT=cdn-*.service"
+  relabel_rules = loki.relabel.journal.rules
+  forward_to    = [loki.process.cdn.receiver]
+}
+`;
+}
+
+function accessLogSource(glob: string): string {
+  return `// nginx JSON access logs (edges and balancer): log_format cdn_json in infra/nginx.ts.
+local.file_match "access_logs" {
+  path_targets = [{"__path__" = ${q(glob)}}]
+}
+
+loki.source.file "access_logs" {
+  targets    = local.file_match.access_logs.targets
+  forward_to = [loki.process.access_logs.receiver]
+}
+
+loki.process "access_logs" {
+  stage.regex {
+    source     = "filename"
+    expression = "/(?P<unit>[a-z0-9-]+)/(logs/)?access\\\\.log$"
+  }
+  stage.regex {
+    source     = "unit"
+    expression = "^(?P<role>edge|balancer)"
+  }
+  stage.labels {
+    values = { unit = "", role = "" }
+  }
+  stage.label_drop {
+    values = ["filename"]
+  }
+  forward_to = [loki.process.cdn.receiver]
+}
+`;
+}
+
+export function renderAlloyConfig(o: AlloyOptions): string {
+  const url = o.urlIsExpression ? o.lokiPushUrl : q(o.lokiPushUrl);
+  return `// Rendered from observability/alloy.ts: do not edit, change the renderer instead.
+// Grafana Alloy: the CDN's logs (${o.source}) to Loki.
+
+${o.source === 'docker' ? dockerSource() : systemdSource()}
+${accessLogSource(o.accessLogs ?? ACCESS_LOGS[o.source])}
+// JSON lines: the origin's pino logs ("level", "time") and nginx's ("cache", "ts").
+// Only low-cardinality fields become labels; the rest stays for "| json".
+loki.process "cdn" {
+  stage.json {
+    expressions = { level = "level", cache = "cache", ts = "ts", time = "time" }
+  }
+  stage.labels {
+    values = { level = "", cache = "" }
+  }
+  stage.timestamp {
+    source            = "ts"
+    format            = "RFC3339"
+    action_on_failure = "skip"
+  }
+  stage.timestamp {
+    source            = "time"
+    format            = "RFC3339Nano"
+    action_on_failure = "skip"
+  }
+  forward_to = [loki.write.loki.receiver]
+}
+
+loki.write "loki" {
+  endpoint {
+    url = ${url}
+  }
+}
+`;
+}
+
+/** The files under observability/alloy/ (kept in sync by observability/alloy.test.ts). */
+export function renderAlloyFiles(): { file: string; content: string }[] {
+  return [
+    { file: 'docker.alloy', content: renderAlloyConfig({ source: 'docker', lokiPushUrl: 'http://loki:3100/loki/api/v1/push' }) },
+    { file: 'systemd.alloy', content: renderAlloyConfig({ source: 'systemd', lokiPushUrl: 'sys.env("CDN_LOKI_PUSH_URL")', urlIsExpression: true }) },
+  ];
+}
