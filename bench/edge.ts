@@ -100,9 +100,22 @@ function wrk(url: string, worker: number): Sample {
   return { rps, requests, errors, cpuUsPerRequest: requests > 0 ? ((ticks / hz) * 1e6) / requests : NaN };
 }
 
+/**
+ * fetch with one retry: wrk runs block this process (execFileSync) for longer than
+ * nginx's keepalive_timeout, so a pooled connection may have been closed meanwhile
+ * without this process noticing.
+ */
+async function fetchOnce(url: string): Promise<Response> {
+  try {
+    return await fetch(url);
+  } catch {
+    return fetch(url);
+  }
+}
+
 export async function expectHit(url: string): Promise<string> {
-  for (let i = 0; i < 3; i++) await (await fetch(url)).arrayBuffer();
-  const res = await fetch(url);
+  for (let i = 0; i < 3; i++) await (await fetchOnce(url)).arrayBuffer();
+  const res = await fetchOnce(url);
   await res.arrayBuffer();
   return res.headers.get('cache-status') ?? '';
 }
