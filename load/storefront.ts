@@ -8,6 +8,10 @@
  */
 
 /** A seeded PRNG (mulberry32): the same run draws the same keys. */
+import { zipf } from './zipf';
+
+export { zipf };
+
 export function rng(seed = 42): () => number {
   let a = seed >>> 0;
   return () => {
@@ -19,27 +23,6 @@ export function rng(seed = 42): () => number {
   };
 }
 
-/** Zipf(s) over ranks 0..n-1 by inverse CDF (binary search). */
-export function zipf(n: number, s: number, random: () => number): () => number {
-  const cdf = new Float64Array(n);
-  let total = 0;
-  for (let i = 0; i < n; i++) {
-    total += 1 / Math.pow(i + 1, s);
-    cdf[i] = total;
-  }
-  for (let i = 0; i < n; i++) cdf[i] /= total;
-  return () => {
-    const u = random();
-    let lo = 0;
-    let hi = n - 1;
-    while (lo < hi) {
-      const mid = (lo + hi) >> 1;
-      if (cdf[mid] < u) lo = mid + 1;
-      else hi = mid;
-    }
-    return lo;
-  };
-}
 
 export interface CatalogueItem {
   key: string;

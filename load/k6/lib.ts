@@ -6,6 +6,7 @@
  */
 /// <reference types="k6" />
 import exec from 'k6/execution';
+import { zipf as zipfWith } from '../zipf.ts';
 
 export function env(name: string, fallback?: string): string {
   const v = __ENV[name] ?? fallback;
@@ -37,26 +38,9 @@ export function catalogue(prefix = PREFIX, images = IMAGES, bundles = BUNDLES): 
   return items;
 }
 
-/** Zipf(s) ranks 0..n-1 by inverse CDF. */
+/** Zipf(s) ranks 0..n-1 (the same sampler as the Node load generator). */
 export function zipf(n: number, s = 0.9): () => number {
-  const cdf: number[] = [];
-  let total = 0;
-  for (let i = 0; i < n; i++) {
-    total += 1 / Math.pow(i + 1, s);
-    cdf.push(total);
-  }
-  for (let i = 0; i < n; i++) cdf[i] /= total;
-  return () => {
-    const u = Math.random();
-    let lo = 0;
-    let hi = n - 1;
-    while (lo < hi) {
-      const mid = (lo + hi) >> 1;
-      if (cdf[mid] < u) lo = mid + 1;
-      else hi = mid;
-    }
-    return lo;
-  };
+  return zipfWith(n, s, Math.random);
 }
 
 export const VARIANTS = ['', '', '', '?w=200', '?w=800', '?utm_source=newsletter'];
