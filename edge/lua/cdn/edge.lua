@@ -77,7 +77,6 @@ end
 
 
 function _M.init_worker()
-    generations.init_worker()
     local hit = settings.id .. "; hit; ttl="
     hit_member = { HIT = hit, STALE = hit, UPDATING = hit }
     keys = lrucache.new(KEY_CACHE_SIZE)
@@ -156,7 +155,8 @@ function _M.cache_key()
     if cached and cached[1] == seq then
         return cached[2]
     end
-    local cacheable_id = #id <= KEY_CACHE_MAX_ID
+    -- (no SEQ for an instant while a full zone is being reset: key, don't cache)
+    local cacheable_id = seq and #id <= KEY_CACHE_MAX_ID
     local path, err = key.path(uri)
     if not path then
         var.cdn_reject = err

@@ -4,8 +4,9 @@
 --
 -- Counters live in lua_shared_dict `cdn_gens`. They are only ever created with
 -- safe_add (which fails instead of evicting), because an evicted counter would
--- silently resurrect purged objects; when the zone is full the edge falls back to
--- bumping the global generation, which is always correct.
+-- silently resurrect purged objects. When the zone is full the edge starts over
+-- (reset): a new epoch makes every stored key unreachable, which is always
+-- correct, and dropping every counter frees the zone for precise purges again.
 local find = string.find
 local sub = string.sub
 local tostring = tostring
@@ -23,7 +24,11 @@ local PREFIX_COUNT = "prefixes"
 -- when this changed (one shared-dict read per request instead of several).
 local SEQ = "seq"
 
-local epoch -- per-worker copy of the constant epoch
+
+
+local function new_epoch()
+    return tostring(ngx.now() * 1000) .. "-" .. tostring(ngx.worker.pid())
+end
 
 
 -- Runs once per nginx start (init_by_lua). The shared zone survives a reload but
@@ -34,7 +39,7 @@ function _M.init()
     if not dict then
         error("lua_shared_dict cdn_gens is missing", 2)
     end
-    dict:safe_add(EPOCH, tostring(ngx.now() * 1000) .. "-" .. tostring(ngx.worker.pid()))
+    dict:safe_add(EPOCH, new_epoch())
     dict:safe_add(ALL, 0)
     dict:safe_add(PREFIX_COUNT, 0)
     dict:safe_add(SEQ, 0)
@@ -46,8 +51,25 @@ function _M.seq()
 end
 
 
-function _M.init_worker()
-    epoch = dict:get(EPOCH)
+-- The zone is full: start over. The new epoch makes every stored key
+-- unreachable (as a restart does), the counters and the tag index are dropped to
+-- free the zones, and SEQ keeps growing (set last) so workers recompute keys.
+function _M.reset(reason)
+    local seq = dict:get(SEQ) or 0
+    dict:flush_all()
+    dict:flush_expired()
+    local tags = ngx.shared.cdn_tags
+    if tags then
+        tags:flush_all()
+        tags:flush_expired()
+    end
+    -- (SEQ in the epoch: two resets within one millisecond still differ)
+    dict:set(EPOCH, new_epoch() .. "-" .. (seq + 1))
+    dict:set(ALL, 0)
+    dict:set(PREFIX_COUNT, 0)
+    dict:set(SEQ, seq + 1)
+    log(WARN, "generations: shared zone full (", reason,
+        "); every stored object was invalidated and the zones emptied")
 end
 
 
@@ -69,9 +91,8 @@ local function bump_generation(key)
         end
         err = aerr
     end
-    log(WARN, "generations: failed to bump ", key, " (", err,
-        "); invalidating everything instead")
-    return dict:incr(ALL, 1)
+    _M.reset("failed to bump " .. key .. ": " .. tostring(err))
+    return 0
 end
 
 
@@ -137,7 +158,8 @@ function _M.suffix(path)
             pos = slash + 1
         end
     end
-    return epoch .. "." .. (dict:get(ALL) or 0) .. "."
+    -- read every time (this is the slow path): a reset replaces the epoch
+    return (dict:get(EPOCH) or "0") .. "." .. (dict:get(ALL) or 0) .. "."
            .. (dict:get("u:" .. path) or 0) .. "." .. sum
 end
 

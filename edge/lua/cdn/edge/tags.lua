@@ -3,6 +3,7 @@
 -- with a secondary index). Lists are appended with rpush, which is atomic across
 -- workers and fails instead of evicting; a full zone falls back to a global purge.
 local gmatch = string.gmatch
+local tostring = tostring
 local log = ngx.log
 local WARN = ngx.WARN
 
@@ -40,9 +41,8 @@ function _M.record(path, header, started)
         if not indexed then
             local len, err = dict:rpush("t:" .. tag, path)
             if not len then
-                log(WARN, "tags: failed to index tag ", tag, " (", err,
-                    "); invalidating everything instead")
-                generations.purge_all()
+                generations.reset("failed to index tag " .. tag .. ": "
+                                  .. tostring(err))
                 return
             end
         end
