@@ -560,3 +560,15 @@ describe('review findings (regressions)', () => {
     expect(await waitFor(async () => (await get(path)).body === 'v2', 2000)).toBeGreaterThanOrEqual(0);
   });
 });
+
+describe('metrics', () => {
+  test('the edge reports the filesystem under its cache', async () => {
+    const text = await (await fetch(`${edge.internalUrl}/metrics`)).text();
+    const size = Number(/^cdn_edge_cache_filesystem_size_bytes (\d+)/m.exec(text)?.[1]);
+    const avail = Number(/^cdn_edge_cache_filesystem_avail_bytes (\d+)/m.exec(text)?.[1]);
+    expect(size).toBeGreaterThan(0);
+    expect(avail).toBeGreaterThan(0);
+    expect(avail).toBeLessThanOrEqual(size);
+    expect(text).toMatch(/^cdn_edge_requests_total\{cache_status="HIT",status_class="2xx"\} \d+/m);
+  });
+});

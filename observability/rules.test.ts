@@ -131,6 +131,24 @@ describe('Prometheus rules', () => {
           ],
         },
         {
+          // the disk under eu-1's cache fills up; eu-2's has room
+          interval: '1m',
+          input_series: [
+            series('cdn_edge_cache_filesystem_size_bytes', eu1, '1000x20'),
+            series('cdn_edge_cache_filesystem_avail_bytes', eu1, '500 300 90x18'),
+            series('cdn_edge_cache_filesystem_size_bytes', eu2, '1000x20'),
+            series('cdn_edge_cache_filesystem_avail_bytes', eu2, '500x20'),
+          ],
+          alert_rule_test: [
+            { eval_time: '5m', alertname: 'CdnEdgeCacheDiskNearlyFull', exp_alerts: [] },
+            {
+              eval_time: '15m',
+              alertname: 'CdnEdgeCacheDiskNearlyFull',
+              exp_alerts: [fires('CdnEdgeCacheDiskNearlyFull', { ...eu1, severity: 'warning' }, "The disk under edge eu-1's cache has 9% left")],
+            },
+          ],
+        },
+        {
           // Redis gone: the edge is cut off, its lag grows; the origin cannot publish
           interval: '15s',
           input_series: [

@@ -228,6 +228,16 @@ export const ALERT_RULES: RuleGroup<AlertRule>[] = [
         annotations: { summary: 'Edge {{ $labels.edge }} is {{ $value | humanizeDuration }} behind the purge stream', description: 'Shoppers may see purged prices or photos on this edge.' },
       },
       {
+        alert: 'CdnEdgeCacheDiskNearlyFull',
+        expr: 'cdn_edge_cache_filesystem_avail_bytes / cdn_edge_cache_filesystem_size_bytes < 0.1',
+        for: '10m',
+        labels: { severity: 'warning' },
+        annotations: {
+          summary: 'The disk under edge {{ $labels.edge }}\'s cache has {{ $value | humanizePercentage }} left',
+          description: 'nginx keeps the cache under cache.maxSize, but the filesystem below it is running out (logs, a maxSize too large for the disk).',
+        },
+      },
+      {
         alert: 'CdnPurgePublishFailing',
         expr: 'sum(increase(cdn_origin_purge_publish_failures_total[5m])) > 0',
         for: '0m',

@@ -16,6 +16,7 @@ local invalidation = require "cdn.edge.invalidation"
 local cache_status = require "cdn.edge.cache_status"
 local freshness = require "cdn.edge.freshness"
 local stats = require "cdn.edge.stats"
+local disk = require "cdn.edge.disk"
 
 local var = ngx.var
 local header = ngx.header
@@ -100,6 +101,10 @@ function _M.init_worker()
             .. " from the stream: seconds since it last heard from it")
         metrics:counter("cdn_edge_purges_applied_total",
             "Purge messages applied from the stream")
+        metrics:gauge("cdn_edge_cache_filesystem_size_bytes",
+            "Size of the filesystem that holds the disk cache")
+        metrics:gauge("cdn_edge_cache_filesystem_avail_bytes",
+            "Bytes still available on the filesystem that holds the disk cache")
         stats.start(metrics)
     end
     invalidation.start(settings)
@@ -430,6 +435,11 @@ function _M.serve_metrics()
     metrics:set("cdn_edge_invalidation_lag_seconds",
                 cut_off > 0 and cut_off or (state:get("lag_seconds") or 0))
     metrics:set("cdn_edge_purges_applied_total", state:get("applied_total") or 0)
+    local size, avail = disk.usage(ngx.config.prefix() .. "cache")
+    if size then
+        metrics:set("cdn_edge_cache_filesystem_size_bytes", size)
+        metrics:set("cdn_edge_cache_filesystem_avail_bytes", avail)
+    end
     metrics:serve()
 end
 
