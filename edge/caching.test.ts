@@ -572,3 +572,32 @@ describe('metrics', () => {
     expect(text).toMatch(/^cdn_edge_requests_total\{cache_status="HIT",status_class="2xx"\} \d+/m);
   });
 });
+
+describe('soft purge per variant', () => {
+  test('every stored variant is refreshed once, by its own first request', async () => {
+    const path = fresh('soft-variants');
+    let version = 'old';
+    edge.setOrigin((req) => ({
+      headers: { 'Cache-Control': 'public, max-age=300', Vary: 'Accept-Encoding', 'Surrogate-Key': 'soft-variant-tag' },
+      body: `${version}:${req.headers['accept-encoding'] ?? '-'}`,
+    }));
+    for (const ae of ['br', 'gzip']) await rawRequest(edge.url, path, { headers: { 'Accept-Encoding': ae } });
+    version = 'new';
+    const redis = new Redis(edge.redis.url);
+    try {
+      await redis.xadd('cdn:purges', '*', 'purge', JSON.stringify({ id: 'sv', urls: [path], prefixes: [], tags: [], soft: true, at: Date.now() }));
+    } finally {
+      redis.disconnect();
+    }
+    await sleep(200);
+    for (const ae of ['br', 'gzip']) {
+      const first = await rawRequest(edge.url, path, { headers: { 'Accept-Encoding': ae } });
+      expect(first.body.toString()).toBe(`new:${ae}`);
+      expect(first.headers['cache-status']).toContain('fwd=bypass');
+      const second = await rawRequest(edge.url, path, { headers: { 'Accept-Encoding': ae } });
+      expect(second.body.toString()).toBe(`new:${ae}`);
+      expect(second.headers['cache-status']).toContain('hit');
+    }
+    expect(originHits(path)).toBe(4);
+  });
+});

@@ -113,6 +113,7 @@ end
 
 -- Rewrites Accept-Encoding (and an image Accept) to its class, so Vary on them
 -- stores at most three variants whatever clients send; drops a junk Range.
+-- Returns the variant (the classes Vary can see), used by soft purges.
 local function normalise_negotiation()
     local ae = var.http_accept_encoding
     local class = ae_class[ae or ""]
@@ -136,10 +137,14 @@ local function normalise_negotiation()
     local accept = var.http_accept
     if accept and byte(accept, 1) == 105 then -- "i"mage/...
         local image = key.image_accept(accept)
-        if image and image ~= accept then
-            set_request_header("Accept", image)
+        if image then
+            if image ~= accept then
+                set_request_header("Accept", image)
+            end
+            return class .. "|" .. image
         end
     end
+    return class
 end
 
 
@@ -147,7 +152,7 @@ end
 -- generations), or "" when the request target tries traversal tricks (nginx
 -- then answers 400 with $cdn_reject as the reason).
 function _M.cache_key()
-    normalise_negotiation()
+    local variant = normalise_negotiation()
     local host, uri = var.http_host or "", var.request_uri
     local id = host .. uri
     -- The purge sequence is read from shared memory once per event-loop tick
@@ -158,6 +163,10 @@ function _M.cache_key()
     end
     local cached = keys:get(id)
     if cached and cached[1] == seq then
+        -- soft-purged path: each variant is refreshed by one request
+        if cached[3] and generations.claim_refresh(cached[3], variant) then
+            var.cdn_refresh = "1"
+        end
         return cached[2]
     end
     -- (no SEQ for an instant while a full zone is being reset: key, don't cache)
@@ -169,10 +178,11 @@ function _M.cache_key()
     end
     local k = key.host(host) .. path .. "?" .. key.query(var.args) .. "#"
               .. generations.suffix(path)
+    local soft = generations.soft(path) and path or nil
     if cacheable_id then
-        keys:set(id, { seq, k })
+        keys:set(id, { seq, k, soft })
     end
-    if generations.claim_refresh(path) then
+    if soft and generations.claim_refresh(path, variant) then
         var.cdn_refresh = "1"
     end
     return k
@@ -224,6 +234,18 @@ end
 
 
 local REUSED = { HIT = true, STALE = true, UPDATING = true }
+
+
+-- A soft-purge refresh (BYPASS) was stored: that variant is done.
+local function refreshed()
+    local path = key.path(var.request_uri)
+    if path then
+        local ae = var.http_accept_encoding or "identity"
+        local accept = var.http_accept
+        local image = accept and key.image_accept(accept)
+        generations.refreshed(path, image and (ae .. "|" .. image) or ae)
+    end
+end
 
 
 local function restore_cache_control(cc)
@@ -282,6 +304,9 @@ function _M.header_filter()
     end
     if FETCHED[status] then
         on_fetched()
+        if status == "BYPASS" and stored then
+            refreshed()
+        end
     end
     header["Cache-Status"] = cache_status.header(var.upstream_http_cache_status,
         cache_status.value(settings.id, status, upstream_status, nil,

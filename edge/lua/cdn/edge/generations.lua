@@ -122,15 +122,35 @@ function _M.soft_purge_path(path)
 end
 
 
--- True for exactly one caller per soft purge of `path`: that request bypasses
--- the cache and stores the fresh response.
-function _M.claim_refresh(path)
+-- The soft-purge generation of `path`, or nil when it was never soft-purged.
+function _M.soft(path)
+    return dict:get("s:" .. path)
+end
+
+
+-- True for exactly one caller per soft purge of `path` and `variant` (the
+-- negotiated Accept-Encoding / Accept): that request bypasses the cache and
+-- stores the fresh response. A claim lapses after a minute, so a refresh that
+-- did not store (client gone, origin error) is tried again; refreshed() ends it.
+function _M.claim_refresh(path, variant)
     local soft = dict:get("s:" .. path)
     if not soft then
         return false
     end
-    -- the claim expires, so a lost refresh (client gone) is retried later
-    return (dict:safe_add("c:" .. path .. ":" .. soft, true, 60)) == true
+    local id = path .. ":" .. soft .. ":" .. variant
+    if dict:get("d:" .. id) then
+        return false
+    end
+    return (dict:safe_add("c:" .. id, true, 60)) == true
+end
+
+
+-- The refresh of this soft purge of `path` for `variant` was stored.
+function _M.refreshed(path, variant)
+    local soft = dict:get("s:" .. path)
+    if soft then
+        dict:safe_set("d:" .. path .. ":" .. soft .. ":" .. variant, true)
+    end
 end
 
 
