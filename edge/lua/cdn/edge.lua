@@ -113,6 +113,13 @@ end
 
 -- Rewrites Accept-Encoding (and an image Accept) to its class, so Vary on them
 -- stores at most three variants whatever clients send; drops a junk Range.
+-- A variant's name for soft purges: the Accept-Encoding class, and the image
+-- Accept class when there is one.
+local function variant_of(ae_class, image_class)
+    return image_class and (ae_class .. "|" .. image_class) or ae_class
+end
+
+
 -- Returns the variant (the classes Vary can see), used by soft purges.
 local function normalise_negotiation()
     local ae = var.http_accept_encoding
@@ -141,7 +148,7 @@ local function normalise_negotiation()
             if image ~= accept then
                 set_request_header("Accept", image)
             end
-            return class .. "|" .. image
+            return variant_of(class, image)
         end
     end
     return class
@@ -221,8 +228,7 @@ local function meta_fields(meta)
 end
 
 
-local function on_fetched()
-    local path = key.path(var.request_uri)
+local function on_fetched(path)
     if path then
         tags.record(path, var.upstream_http_surrogate_key, ngx.req.start_time())
     end
@@ -237,13 +243,12 @@ local REUSED = { HIT = true, STALE = true, UPDATING = true }
 
 
 -- A soft-purge refresh (BYPASS) was stored: that variant is done.
-local function refreshed()
-    local path = key.path(var.request_uri)
+-- (the request's negotiation headers were already normalised to their classes)
+local function refreshed(path)
     if path then
-        local ae = var.http_accept_encoding or "identity"
         local accept = var.http_accept
-        local image = accept and key.image_accept(accept)
-        generations.refreshed(path, image and (ae .. "|" .. image) or ae)
+        generations.refreshed(path, variant_of(var.http_accept_encoding or "identity",
+                                               accept and key.image_accept(accept)))
     end
 end
 
@@ -302,24 +307,24 @@ function _M.header_filter()
             header["Age"] = age -- the age the origin reported, passed on
         end
     end
+    local method = var.request_method
+    local path = (FETCHED[status] or UNSAFE_METHODS[method])
+                 and key.path(var.request_uri)
     if FETCHED[status] then
-        on_fetched()
+        on_fetched(path)
         if status == "BYPASS" and stored then
-            refreshed()
+            refreshed(path)
         end
     end
     header["Cache-Status"] = cache_status.header(var.upstream_http_cache_status,
         cache_status.value(settings.id, status, upstream_status, nil,
                            stored and status == "MISS"))
 
-    if UNSAFE_METHODS[var.request_method] then
+    if UNSAFE_METHODS[method] and path then
         local code = ngx.status
         if code >= 200 and code < 400 then
             -- RFC 9111 §4.4: a successful unsafe request invalidates the URL
-            local path = key.path(var.request_uri)
-            if path then
-                generations.purge_path(path)
-            end
+            generations.purge_path(path)
         end
     end
     stats.count(status or "NONE", ngx.status, size)
