@@ -68,7 +68,9 @@ export function edgeSettings(spec: CdnSpec, topology: Topology, edge: EdgePlacem
  * (which differs only in its header filter and in passing the original URI).
  */
 function cacheLocation(headerFilter: string, upstream: string): string {
-  return `            set_by_lua_block $cdn_cache_key { return require("cdn.edge").cache_key() }
+  return `            # The request's signature, one variable for the Lua key lookup.
+            set $cdn_request "$cdn_range_ignored$http_accept_encoding\\n$http_accept\\n$http_host$request_uri";
+            set_by_lua_block $cdn_cache_key { return require("cdn.edge").cache_key() }
             if ($cdn_cache_key = "") {
                 return 400 "bad request: $cdn_reject\n";
             }
@@ -153,6 +155,20 @@ ${externalRoutes(spec)
     upstream fetch {
         server unix:${fetchSocket} max_fails=0;
         keepalive 64;
+    }
+
+    # RFC 9110 §14.2: an unparsable Range is ignored (the whole body, 200);
+    # nginx would answer 416, so the key lookup drops it.
+    map $http_range $cdn_range_ignored {
+        "" 0;
+        "~^bytes=[\\d\\s]*-[\\d\\s]*[\\d\\s,-]*$" 0;
+        default 1;
+    }
+
+    # What the public header filter reads, as one variable: each ngx.var read
+    # costs the hit path about as much as nginx's cache lookup (see edge.lua).
+    map "" $cdn_response {
+        default "$upstream_cache_status $status $upstream_http_x_cdn_meta";
     }
 
     map $request_method $cdn_method_refused {

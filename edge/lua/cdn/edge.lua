@@ -9,7 +9,8 @@
 local settings_loader = require "cdn.settings"
 local key = require "cdn.key"
 local metrics_lib = require "cdn.metrics"
-local lrucache = require "resty.lrucache"
+local memo = require "cdn.edge.memo"
+local memo_get, memo_set = memo.get, memo.set
 local generations = require "cdn.edge.generations"
 local tags = require "cdn.edge.tags"
 local invalidation = require "cdn.edge.invalidation"
@@ -28,6 +29,7 @@ local parse_http_time = ngx.parse_http_time
 local get_headers = ngx.resp.get_headers
 local set_request_header = ngx.req.set_header
 local clear_request_header = ngx.req.clear_header
+local match = string.match
 local log = ngx.log
 local WARN = ngx.WARN
 local tonumber = tonumber
@@ -42,21 +44,30 @@ local _M = { _VERSION = "0.2.0" }
 local settings
 local metrics
 local admin_token_digest
--- "<edge>; hit; ttl=" per cache status, built once
-local hit_member
+-- "<edge>; hit; ttl=" and "<edge>; hit", built once
+local hit_ttl, hit_no_ttl
 
 -- raw Accept-Encoding -> class, per worker (bounded: junk values are not kept)
 local ae_class = {}
 local memo_size = 0
 local MEMO_MAX = 1000
 
--- (host .. request_uri) -> { seq, key }: computed keys, per worker
-local keys
+-- The hit path reads one nginx variable per phase and looks the rest up in
+-- per-worker memos: in LuaJIT's interpreter (a handler called from C is never
+-- traced) each ngx.var read costs about as much as nginx's whole cache lookup.
+--
+-- $cdn_request -> a computed key entry (see request_entry):
+--   "<1 if Range is ignored, else 0><Accept-Encoding>\n<Accept>\n<Host><URI>"
+local requests_seen
 local seq, seq_tick
 local KEY_CACHE_SIZE = 20000
--- Longer targets are keyed every time: 20,000 URIs of 16 KiB would cost a
--- worker hundreds of MB (the cache counts entries, not bytes).
+-- Longer signatures are keyed every time: 20,000 URIs of 16 KiB would cost a
+-- worker hundreds of MB (the memo counts entries, not bytes).
 local KEY_CACHE_MAX_ID = 512
+-- $cdn_response of reused responses -> its parsed fields (see response_fields):
+--   "<cache status> <status> <X-Cdn-Meta>"
+local responses_seen
+local RESPONSE_CACHE_SIZE = 20000
 
 -- A response that went to the upstream (and may have been stored).
 local FETCHED = { MISS = true, EXPIRED = true, REVALIDATED = true, BYPASS = true }
@@ -78,9 +89,9 @@ end
 
 
 function _M.init_worker()
-    local hit = settings.id .. "; hit; ttl="
-    hit_member = { HIT = hit, STALE = hit, UPDATING = hit }
-    keys = lrucache.new(KEY_CACHE_SIZE)
+    hit_ttl, hit_no_ttl = settings.id .. "; hit; ttl=", settings.id .. "; hit"
+    requests_seen = memo.new(KEY_CACHE_SIZE)
+    responses_seen = memo.new(RESPONSE_CACHE_SIZE)
     local err
     metrics, err = metrics_lib.new("cdn_metrics")
     if not metrics then
@@ -111,8 +122,6 @@ function _M.init_worker()
 end
 
 
--- Rewrites Accept-Encoding (and an image Accept) to its class, so Vary on them
--- stores at most three variants whatever clients send; drops a junk Range.
 -- A variant's name for soft purges: the Accept-Encoding class, and the image
 -- Accept class when there is one.
 local function variant_of(ae_class, image_class)
@@ -120,8 +129,12 @@ local function variant_of(ae_class, image_class)
 end
 
 
--- Returns the variant (the classes Vary can see), used by soft purges.
-local function normalise_negotiation()
+-- What the negotiation headers become, so Vary on them stores at most a few
+-- variants whatever clients send: Accept-Encoding -> br|gzip|identity, an
+-- image Accept -> avif|webp|anything.
+-- Returns the variant, and the new Accept-Encoding and Accept values (nil when
+-- the header stays as it is).
+local function negotiation()
     local ae = var.http_accept_encoding
     local class = ae_class[ae or ""]
     if not class then
@@ -132,67 +145,82 @@ local function normalise_negotiation()
         end
     end
     -- no header at all already means identity: leave it (most bots, no cost)
-    if ae ~= class and ae then
-        set_request_header("Accept-Encoding", class)
-    end
-    -- RFC 9110 §14.2: an unparsable Range is ignored (200 with the whole
-    -- body); nginx would answer 416 for it.
-    local range = var.http_range
-    if range and not find(range, "^bytes=[%d%s]*%-[%d%s]*[%d%s,%-]*$") then
-        clear_request_header("Range")
-    end
+    local ae_rewrite = (ae and ae ~= class) and class or nil
     local accept = var.http_accept
     if accept and byte(accept, 1) == 105 then -- "i"mage/...
         local image = key.image_accept(accept)
         if image then
-            if image ~= accept then
-                set_request_header("Accept", image)
-            end
-            return variant_of(class, image)
+            return variant_of(class, image), ae_rewrite,
+                   image ~= accept and image or nil
         end
     end
-    return class
+    return class, ae_rewrite, nil
+end
+
+
+-- Everything the key of a request signature needs, computed once per purge
+-- sequence: { seq, key, soft-purged path or nil, variant, new Accept-Encoding,
+-- new Accept, drop Range }; or nil and the reason the target is refused.
+local function request_entry(request)
+    local path, err = key.path(var.request_uri)
+    if not path then
+        return nil, err
+    end
+    local variant, ae_rewrite, accept_rewrite = negotiation()
+    return {
+        seq,
+        key.host(var.http_host or "") .. path .. "?" .. key.query(var.args)
+            .. "#" .. generations.suffix(path),
+        generations.soft(path) and path or nil,
+        variant,
+        ae_rewrite,
+        accept_rewrite,
+        -- RFC 9110 §14.2: an unparsable Range is ignored (200 with the whole
+        -- body); nginx would answer 416 for it ($cdn_range_ignored).
+        byte(request, 1) == 49, -- "1"
+    }
 end
 
 
 -- set_by_lua: the cache key (host, decoded path, filtered query, invalidation
 -- generations), or "" when the request target tries traversal tricks (nginx
--- then answers 400 with $cdn_reject as the reason).
+-- then answers 400 with $cdn_reject as the reason). Normalises the request's
+-- negotiation headers, which nginx's Vary handling reads.
 function _M.cache_key()
-    local variant = normalise_negotiation()
-    local host, uri = var.http_host or "", var.request_uri
-    local id = host .. uri
+    local request = var.cdn_request
     -- The purge sequence is read from shared memory once per event-loop tick
     -- (ngx.now() only moves between ticks), not once per request.
     local tick = ngx_now()
     if tick ~= seq_tick then
         seq_tick, seq = tick, generations.seq()
     end
-    local cached = keys:get(id)
-    if cached and cached[1] == seq then
-        -- soft-purged path: each variant is refreshed by one request
-        if cached[3] and generations.claim_refresh(cached[3], variant) then
-            var.cdn_refresh = "1"
+    local entry = memo_get(requests_seen, request)
+    if not entry or entry[1] ~= seq then
+        local err
+        entry, err = request_entry(request)
+        if not entry then
+            var.cdn_reject = err
+            return ""
         end
-        return cached[2]
+        -- (no SEQ for an instant while a full zone is being reset: key, don't keep)
+        if seq and #request <= KEY_CACHE_MAX_ID then
+            memo_set(requests_seen, request, entry)
+        end
     end
-    -- (no SEQ for an instant while a full zone is being reset: key, don't cache)
-    local cacheable_id = seq and #id <= KEY_CACHE_MAX_ID
-    local path, err = key.path(uri)
-    if not path then
-        var.cdn_reject = err
-        return ""
+    if entry[5] then
+        set_request_header("Accept-Encoding", entry[5])
     end
-    local k = key.host(host) .. path .. "?" .. key.query(var.args) .. "#"
-              .. generations.suffix(path)
-    local soft = generations.soft(path) and path or nil
-    if cacheable_id then
-        keys:set(id, { seq, k, soft })
+    if entry[6] then
+        set_request_header("Accept", entry[6])
     end
-    if soft and generations.claim_refresh(path, variant) then
+    if entry[7] then
+        clear_request_header("Range")
+    end
+    -- soft-purged path: each variant is refreshed by one request
+    if entry[3] and generations.claim_refresh(entry[3], entry[4]) then
         var.cdn_refresh = "1"
     end
-    return k
+    return entry[2]
 end
 
 
@@ -260,42 +288,62 @@ local function restore_cache_control(cc)
 end
 
 
--- Public header filter: Cache-Status (RFC 9211), Age, the origin's
--- Cache-Control, counters. The hit path reads two variables: each read of an
--- upstream header scans the stored headers.
-function _M.header_filter()
-    local status = var.upstream_cache_status
-    local meta = var.upstream_http_x_cdn_meta
-    local born, expires, stored, upstream_cs, size, cc
-    if meta then
-        born, expires, stored, upstream_cs, size, cc = meta_fields(meta)
+-- $cdn_response split: cache status ("" when nginx did not look up the cache),
+-- status, and the X-Cdn-Meta fields (nil without one).
+local function response_fields(response)
+    local cache_status, code, meta = match(response, "^(%S*) (%d+) (.*)$")
+    local r = { cache_status = cache_status ~= "" and cache_status or nil,
+                code = tonumber(code) }
+    if meta and meta ~= "" then
+        r.born, r.expires, r.stored, r.upstream_cs, r.size, r.cc = meta_fields(meta)
     end
+    return r
+end
+
+
+-- Public header filter: Cache-Status (RFC 9211), Age, the origin's
+-- Cache-Control, counters. A reused response costs one variable read and a
+-- memo lookup; its Age and Cache-Status strings are rebuilt once a second.
+function _M.header_filter()
+    local response = var.cdn_response
+    local r = memo_get(responses_seen, response)
+    if not r then
+        r = response_fields(response)
+        if REUSED[r.cache_status] then
+            memo_set(responses_seen, response, r)
+        end
+    end
+    local status = r.cache_status
     -- after a revalidation the stored meta is the old one (nginx does not
     -- rewrite stored headers), so only plain reuse reports Age and ttl
     if REUSED[status] then
         local member
-        if born then
+        if r.born then
             local t = now()
-            if expires >= t or status ~= "HIT" then
-                header["Age"] = t - born
-                member = hit_member[status] .. (expires - t)
+            if r.t ~= t then
+                r.t, r.age, r.ttl_member = t, t - r.born, hit_ttl .. (r.expires - t)
+            end
+            if r.expires >= t or status ~= "HIT" then
+                header["Age"] = r.age
+                member = r.ttl_member
             else
                 -- A fresh HIT past the stored expiry was revalidated since it was
                 -- stored, and nginx does not rewrite stored headers: the stored
                 -- times are stale, so neither Age nor ttl is claimed.
-                member = settings.id .. "; hit"
+                member = hit_no_ttl
             end
-            restore_cache_control(cc)
+            restore_cache_control(r.cc)
         else
-            member = hit_member[status] .. 0
+            member = hit_ttl .. 0
         end
-        header["Cache-Status"] = upstream_cs
+        header["Cache-Status"] = r.upstream_cs
             and cache_status.header(var.upstream_http_cache_status, member)
             or member
-        stats.count(status, ngx.status, size)
+        stats.count(status, r.code, r.size)
         return
     end
 
+    local born, stored, size, cc = r.born, r.stored, r.size, r.cc
     local upstream_status = var.upstream_status
     if not status and not upstream_status then
         return -- generated here (400, 405, an nginx error page): no Cache-Status
@@ -398,6 +446,8 @@ function _M.fetch_header_filter()
     local expires_header = h["expires"]
     header["Expires"] = nil
     header["Age"] = nil
+    -- this hop's own Server line would be stored and parsed on every hit
+    header["Server"] = nil
     header["CDN-Cache-Control"] = nil
     header["Surrogate-Control"] = nil
     local ttl = d.revalidate and -1 or d.ttl
