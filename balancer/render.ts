@@ -116,6 +116,15 @@ function tlsDirectives(spec: CdnSpec): string {
 `;
 }
 
+/** nginx's variable for a request header: X-Cdn-Region -> http_x_cdn_region. */
+function headerVariable(name: string): string {
+  return `http_${name.toLowerCase().replace(/-/g, '_')}`;
+}
+
+function placeholders(count: number): string {
+  return Array.from({ length: count }, (_, i) => `        server 0.0.0.${i + 1}:1;`).join('\n');
+}
+
 const STATUS_LOCATIONS = `        # Traffic status (the VTS replacement): a page, its JSON, and /metrics above.
         location = /status { content_by_lua_block { require("cdn.balancer").serve_status() } }
         location = /status.json { content_by_lua_block { require("cdn.balancer").serve_status_json() } }
@@ -130,9 +139,16 @@ export function renderBalancer(spec: CdnSpec, topology: Topology, layout: Layout
     # cosocket's generic "connect() failed" lines would only repeat them as errors.
     lua_socket_log_errors off;
 
+    # What the log phase records, as one variable (see balancer.lua).
+    map "" $cdn_log {
+        default "$upstream_addr\\n$status $bytes_sent\\n$upstream_http_cache_status";
+    }
+
     upstream edges {
-        # Placeholder: the Lua balancer sets the real peer for every attempt.
-        server 0.0.0.1:1;
+        # Placeholders: the Lua balancer sets the real peer for every attempt.
+        # nginx allows one try per server listed, so there is one per try
+        # (balancer.retries + 1) instead of a set_more_tries call per request.
+${placeholders(b.retries + 1)}
         balancer_by_lua_block { require("cdn.balancer").balance() }
         keepalive 64;
         keepalive_requests 10000;
@@ -151,6 +167,8 @@ ${tlsDirectives(spec)}        client_body_temp_path tmp;
         # runs without a coroutine (cheaper than access_by_lua); nginx's own
         # \`return 400\` also closes the connection, so nothing pipelined behind a
         # refused request is read as a request.
+        # The request's signature, the one variable the Lua routing reads.
+        set $cdn_route "$cdn_trusted_peer$cdn_cidr_region\\n$${headerVariable(b.regionHeader)}\\n$host\\n$http_host\\n$request_uri";
         set_by_lua_block $cdn_refuse { return require("cdn.balancer").route() }
         if ($cdn_refuse = "400") {
             return 400;

@@ -121,6 +121,9 @@ ${DROP_OVERRIDE_HEADERS}
             proxy_hide_header X-Cdn-Meta;
             proxy_hide_header Surrogate-Key;
             proxy_hide_header Cache-Status;
+            # The origin's request id belongs to the request that fetched the
+            # object, not to the ones served from the cache.
+            proxy_hide_header X-Request-Id;
 
             header_filter_by_lua_block { require("cdn.edge").${headerFilter}() }
 `;

@@ -16,6 +16,8 @@ local health_lib = require "cdn.balancer.health"
 local stats = require "cdn.balancer.stats"
 local front = require "cdn.balancer.front"
 local status_page = require "cdn.balancer.status_page"
+local inflight = require "cdn.balancer.inflight"
+local memo = require "cdn.memo"
 local ngx_balancer = require "ngx.balancer"
 
 local var = ngx.var
@@ -31,18 +33,16 @@ local tostring = tostring
 local tonumber = tonumber
 local error = error
 local set_current_peer = ngx_balancer.set_current_peer
-local set_more_tries = ngx_balancer.set_more_tries
 local get_last_failure = ngx_balancer.get_last_failure
 local now = ngx.now
-local start_time = ngx.req.start_time
+local crc32 = ngx.crc32_long
+local memo_get, memo_set = memo.get, memo.set
+local gmatch = string.gmatch
+local match = string.match
 
 local _M = { _VERSION = "0.2.0" }
 
 local HEALTH_DICT = "cdn_health"
-
--- RFC 9110 §9.2.2; nginx itself never retries POST, PATCH or LOCK either.
-local IDEMPOTENT = { GET = true, HEAD = true, OPTIONS = true, TRACE = true,
-                     PUT = true, DELETE = true }
 
 local settings
 local revision
@@ -52,7 +52,27 @@ local all_rings = {}  -- rings in the configured order
 local checker
 local shared          -- the health dict; also holds in-flight counts
 local factor
-local retries
+local edges           -- every edge
+local edge_at = {}    -- "host:port" (as $upstream_addr shows it) -> edge
+
+-- The request path reads one nginx variable per phase and looks the rest up in
+-- per-worker memos (each ngx.var read, shared-dict access or ngx.ctx use costs
+-- several hundred instructions in LuaJIT's interpreter, which is where request
+-- handlers run).
+-- $cdn_route -> { refuse = status } or { object, hash, rings }:
+--   "<trusted peer><CIDR region>\n<region header>\n<host>\n<Host>\n<URI>"
+local routes
+local ROUTE_CACHE_SIZE = 20000
+-- Longer signatures are routed every time (the memo counts entries, not bytes).
+local ROUTE_CACHE_MAX = 512
+-- $cdn_log -> what the log phase records (see log_entry)
+local logs
+local LOG_CACHE_SIZE = 5000
+
+-- Health as this worker last read it from the shared dict: once per event-loop
+-- tick, not once per request and edge.
+local down = {}
+local down_tick
 
 
 function _M.init(settings_path)
@@ -63,8 +83,8 @@ function _M.init(settings_path)
         error("no such lua_shared_dict: " .. HEALTH_DICT)
     end
     factor = settings.boundedLoad
-    retries = settings.retries
-    local edges, region_list = {}, {}
+    local region_list = {}
+    edges = {}
     for _, region in ipairs(settings.regions) do
         local nodes = {}
         for _, e in ipairs(region.edges) do
@@ -73,6 +93,7 @@ function _M.init(settings_path)
                            k_load = "load:" .. e.id }
             nodes[#nodes + 1] = node
             edges[#edges + 1] = node
+            edge_at[e.host .. ":" .. e.port] = node
         end
         region_list[#region_list + 1] = { name = region.name, nodes = nodes }
         if #nodes > 0 then
@@ -99,11 +120,14 @@ function _M.init(settings_path)
         error("failed to create the health checker: " .. err)
     end
     front.init(settings)
+    inflight.init(edges)
     stats.init(edges, region_list, checker, shared)
 end
 
 
 function _M.init_worker()
+    routes = memo.new(ROUTE_CACHE_SIZE)
+    logs = memo.new(LOG_CACHE_SIZE)
     local ok, err = stats.init_worker()
     if not ok then
         log(WARN, "balancer: statistics disabled: ", err)
@@ -115,46 +139,85 @@ function _M.init_worker()
 end
 
 
+-- Where a request signature goes: refused by the front door, or an object key
+-- (and its ring hash) with the rings to try, its region's first.
+local function route_entry()
+    local status = front.host_refusal()
+    if status then
+        return { refuse = status }
+    end
+    local object = key.object(var.http_host, var.request_uri)
+    if not object then
+        return { refuse = "400" }
+    end
+    return { object = object, hash = crc32(object), rings = fallback[front.region()] }
+end
+
+
+local function route_of(route)
+    local entry = memo_get(routes, route)
+    if not entry then
+        entry = route_entry()
+        if #route <= ROUTE_CACHE_MAX then
+            memo_set(routes, route, entry)
+        end
+    end
+    return entry
+end
+
+
+-- The route of the current request. (Its own function: an ngx.var read stops
+-- LuaJIT from compiling the function it is in, and balance() is worth compiling.)
+local function request_route()
+    return route_of(var.cdn_route)
+end
+
+
 -- set_by_lua in the server's rewrite phase (no coroutine, unlike access_by_lua:
 -- measurably cheaper per request): returns "" to go on, or the status nginx.conf
 -- answers with ("400", "421"), which also closes the connection on a 400.
 function _M.route()
-    local status = front.check()
-    if status then
-        return status
-    end
-    local object = key.object(var.http_host, var.request_uri)
-    if not object then
+    if front.bad_bytes() then
         return "400"
     end
-    local ctx = ngx.ctx
-    ctx.object = object
-    ctx.rings = fallback[front.region()]
-    ctx.idempotent = IDEMPOTENT[var.request_method]
-    return ""
+    return route_of(var.cdn_route).refuse or ""
+end
+
+
+local function refresh_health()
+    local tick = now()
+    if tick ~= down_tick then
+        down_tick = tick
+        for i = 1, #edges do
+            local node = edges[i]
+            down[node] = not checker:is_up(node)
+        end
+    end
 end
 
 
 -- The first usable edge: in the request's region, then the next regions.
-local function choose(ctx)
-    local tried = ctx.tried
-    for _, r in ipairs(ctx.rings) do
+-- tried: edges this request already failed on (a retry), or nil.
+local function choose(entry, tried)
+    refresh_health()
+    local rings = entry.rings
+    for k = 1, #rings do
+        local r = rings[k]
         local nodes, usable, loads = r.nodes, r.usable, r.loads
         for i = 1, #nodes do
             local node = nodes[i]
-            usable[i] = not (tried and tried[node]) and checker:is_up(node)
-            local load = shared:get(node.k_load) or 0
-            loads[i] = load > 0 and load or 0
+            usable[i] = not down[node] and not (tried and tried[node])
+            loads[i] = inflight.of(node)
         end
-        local node = r:pick_bounded(ctx.object, usable, loads, factor)
+        local node = r:pick_bounded_hash(entry.hash, usable, loads, factor)
         if node then
             return node
         end
     end
     -- every edge is down or tried: an untried edge the checks gave up on beats
     -- failing outright (it may be back before the checks notice)
-    for _, r in ipairs(ctx.rings) do
-        local node = r:pick(ctx.object, function(n) return not (tried and tried[n]) end)
+    for k = 1, #rings do
+        local node = rings[k]:pick(entry.object, function(n) return not (tried and tried[n]) end)
         if node then
             return node
         end
@@ -163,58 +226,80 @@ local function choose(ctx)
 end
 
 
+-- The edges of $upstream_addr ("a, b" after a retry; "a : " while connecting to
+-- the next one), in order.
+local function attempted(addrs)
+    local list = {}
+    for addr in gmatch(addrs, "[^%s,:]+:%d+") do
+        local node = edge_at[addr]
+        if node then
+            list[#list + 1] = node
+        end
+    end
+    return list
+end
+
+
+-- Retries: the upstream block lists one placeholder server per allowed try,
+-- which is how nginx counts tries (no set_more_tries call per request), and
+-- nginx itself never resends a non-idempotent request that reached an edge.
 function _M.balance()
-    local ctx = ngx.ctx
-    local last = ctx.node
-    if last then
+    local tried
+    local state, code = get_last_failure()
+    if state then
         -- a retry: the previous edge failed ("failed" is a connection error or
         -- timeout; "next" an HTTP status proxy_next_upstream retries on, which
         -- says nothing about the edge's own health)
-        local state, code = get_last_failure()
-        if state == "failed" then
+        local before = attempted(var.upstream_addr or "")
+        tried = {}
+        for i = 1, #before do
+            tried[before[i]] = true
+        end
+        local last = before[#before]
+        if state == "failed" and last then
             checker:failure(last, "proxy: " .. tostring(code))
             stats.upstream_failure(last)
         end
-        shared:incr(last.k_load, -1, 0)
-        local tried = ctx.tried
-        if not tried then
-            tried = {}
-            ctx.tried = tried
-        end
-        tried[last] = true
-    elseif ctx.idempotent and retries > 0 then
-        local ok, err = set_more_tries(retries)
-        if not ok then
-            log(WARN, "balancer: failed to set retries: ", err)
-        end
     end
-    local node = choose(ctx)
+    local node = choose(request_route(), tried)
     if not node then
-        ctx.node = nil
         log(ERR, "balancer: no edge left to try")
         return ngx_exit(502)
     end
-    shared:incr(node.k_load, 1, 0)
-    ctx.node = node
     local ok, err = set_current_peer(node.host, node.port)
     if not ok then
         log(ERR, "balancer: failed to set peer ", node.id, ": ", err)
         return ngx_exit(502)
     end
+    inflight.started(node)
+end
+
+
+-- $cdn_log split: the edges tried, status, bytes sent, and the result the last
+-- edge reported in Cache-Status. (The duration is read on its own: it differs
+-- from one request to the next.)
+local function log_entry(line)
+    local addrs, status, bytes, cache = match(line, "^(.-)\n(%d+) (%d+)\n(.*)$")
+    local tried = attempted(addrs or "")
+    return { tried = tried, node = tried[#tried], status = tonumber(status) or 0,
+             bytes = tonumber(bytes) or 0,
+             result = stats.cache_result(cache ~= "" and cache or nil) }
 end
 
 
 function _M.log()
-    local node = ngx.ctx.node
-    if node then
-        shared:incr(node.k_load, -1, 0)
+    local line = var.cdn_log
+    local entry = memo_get(logs, line)
+    if not entry then
+        entry = log_entry(line)
+        memo_set(logs, line, entry)
     end
-    local status = ngx.status
-    if status == 0 then
-        status = tonumber(var.status) or 0 -- e.g. 499: nothing was sent
+    local tried = entry.tried
+    for i = 1, #tried do
+        inflight.finished(tried[i])
     end
-    stats.record(node, status, tonumber(var.bytes_sent) or 0,
-                 now() - start_time(), var.upstream_http_cache_status)
+    stats.record(entry.node, entry.status, entry.bytes,
+                 tonumber(var.request_time) or 0, entry.result)
 end
 
 

@@ -9,7 +9,7 @@
 local settings_loader = require "cdn.settings"
 local key = require "cdn.key"
 local metrics_lib = require "cdn.metrics"
-local memo = require "cdn.edge.memo"
+local memo = require "cdn.memo"
 local memo_get, memo_set = memo.get, memo.set
 local generations = require "cdn.edge.generations"
 local tags = require "cdn.edge.tags"

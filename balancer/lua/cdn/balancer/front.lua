@@ -54,13 +54,17 @@ function _M.init(settings)
 end
 
 
--- Returns nil when the request may pass, else the status to answer with (as a
--- string, for nginx.conf).
-function _M.check()
-    local raw = raw_header(true)
-    if re_find(raw, BAD_FIELD_BYTES, "jo") then
-        return "400"
-    end
+-- True when the request's header block holds bytes nginx lets through but
+-- an edge or origin could read differently (checked on every request).
+function _M.bad_bytes()
+    return re_find(raw_header(true), BAD_FIELD_BYTES, "jo") ~= nil
+end
+
+
+-- Returns nil when the request's host may pass, else the status to answer with
+-- (as a string, for nginx.conf). Depends only on the Host header and request
+-- target, so the balancer remembers the answer per request signature.
+function _M.host_refusal()
     local host = var.host
     local http_host = var.http_host
     if http_host and http_host ~= host then

@@ -98,6 +98,13 @@ end
 -- is always below the bound, so only "no usable node" returns nil.
 -- usable[i] and loads[i] describe self.nodes[i]; returns the node and its index.
 function _M:pick_bounded(key, usable, loads, factor)
+    return self:pick_bounded_hash(crc32(key), usable, loads, factor)
+end
+
+
+-- pick_bounded for a key hashed beforehand (the balancer hashes each object key
+-- once and keeps the hash).
+function _M:pick_bounded_hash(hash, usable, loads, factor)
     local nodes = self.nodes
     local count, total = 0, 0
     for i = 1, #nodes do
@@ -114,7 +121,7 @@ function _M:pick_bounded(key, usable, loads, factor)
     local walk = self.walk + 1
     self.walk = walk
     local n = #hashes
-    local start = first_point(hashes, crc32(key))
+    local start = first_point(hashes, hash)
     for step = 0, n - 1 do
         local idx = owners[(start + step - 1) % n + 1]
         if seen[idx] ~= walk then

@@ -4,6 +4,7 @@
 -- timer flushes to the shared dict; worker 0 turns totals into per-second rates
 -- and latency quantiles once a second.
 local metrics_lib = require "cdn.metrics"
+local inflight = require "cdn.balancer.inflight"
 local cjson = require "cjson.safe"
 
 local now = ngx.now
@@ -47,6 +48,7 @@ local RATES_KEY = "stats:rates"
 local UNROUTED = { id = "-", region = "-" }
 
 local nodes          -- every edge, then UNROUTED
+local edges          -- every edge
 local regions        -- array of { name, nodes }
 local checker        -- cdn.balancer.health instance
 local dict           -- holds in-flight counts and the rates document
@@ -60,11 +62,12 @@ local function errlog(...)
 end
 
 
--- edges: array of nodes ({ id, region, k_load }); region_list: array of
+-- edge_list: array of nodes ({ id, region, k_load }); region_list: array of
 -- { name, nodes }. Called from init_by_lua.
-function _M.init(edges, region_list, health_checker, shared)
+function _M.init(edge_list, region_list, health_checker, shared)
+    edges = edge_list
     nodes = {}
-    for i, n in ipairs(edges) do
+    for i, n in ipairs(edge_list) do
         nodes[i] = n
     end
     nodes[#nodes + 1] = UNROUTED
@@ -78,6 +81,7 @@ local function flush()
     if metrics then
         metrics:flush()
     end
+    inflight.publish(dict, edges)
 end
 
 
@@ -261,7 +265,7 @@ end
 
 -- The result the edge reported in Cache-Status (RFC 9211): the edge appends its
 -- member last, e.g. "eu-1; hit" or "eu-1; fwd=uri-miss; fwd-status=200".
-local function cache_result(value)
+function _M.cache_result(value)
     if not value then
         return "none"
     end
@@ -279,8 +283,8 @@ end
 
 
 -- Log phase. node is nil for requests answered without an edge; status is a
--- number (ngx.status).
-function _M.record(node, status, bytes, seconds, cache_status)
+-- number; result is cache_result() of the edge's Cache-Status.
+function _M.record(node, status, bytes, seconds, result)
     if not metrics then
         return
     end
@@ -288,7 +292,7 @@ function _M.record(node, status, bytes, seconds, cache_status)
     local class = node.s_requests[CLASS_OF[floor(status / 100)]] or node.s_other_class
     metrics:inc_series_buffered(class, 1)
     metrics:inc_series_buffered(node.s_bytes, bytes)
-    metrics:inc_series_buffered(node.s_cache[cache_result(cache_status)], 1)
+    metrics:inc_series_buffered(node.s_cache[result], 1)
     metrics:observe_series_buffered(LATENCY, node.s_latency, seconds)
 end
 
@@ -301,8 +305,7 @@ end
 
 
 local function in_flight(node)
-    local n = dict:get(node.k_load) or 0
-    return n > 0 and n or 0
+    return inflight.total(dict, node)
 end
 
 

@@ -3,7 +3,7 @@
 -- is full the old one is dropped (at most 2 x size entries, the least recently
 -- used half goes first).
 --
--- The edge's hit path runs in LuaJIT's interpreter (a handler called from C
+-- Request paths run in LuaJIT's interpreter (a handler called from C
 -- cannot be traced), where a plain table lookup costs a fraction of
 -- resty.lrucache's FFI queue operations.
 local setmetatable = setmetatable
