@@ -26,6 +26,7 @@ local WARN = ngx.WARN
 local pcall = pcall
 local ipairs = ipairs
 local tonumber = tonumber
+local tostring = tostring
 
 local _M = { _VERSION = "0.1.0" }
 
@@ -53,11 +54,15 @@ void ERR_clear_error(void);
 long timegm(struct cdn_tm *tm);
 ]]
 
--- nginx links libcrypto, so its symbols are in the process's global scope;
--- should a build load it privately, ask for it by name.
+-- nginx links libcrypto, so its symbols are in the process's global scope
+-- (checked with Debian 12's nginx 1.22); should a build load it privately, ask
+-- for it by name. Without it the gauge is missing, the balancer still runs.
 local crypto = C
+local no_crypto
 if not pcall(function() return C.X509_get0_notAfter end) then
-    crypto = ffi.load("libcrypto.so.3")
+    local ok, lib = pcall(ffi.load, "libcrypto.so.3")
+    crypto = ok and lib or nil
+    no_crypto = not ok and "libcrypto is not available: " .. tostring(lib) or nil
 end
 
 local tm = ffi_new("struct cdn_tm")
@@ -72,6 +77,9 @@ local last_err = {} -- path -> the last error logged, so a scrape loop logs once
 -- Parses the first certificate of a PEM text: its notAfter in epoch seconds and
 -- its subject ("/CN=shop.example"), or nil and an error.
 function _M.parse(pem)
+    if no_crypto then
+        return nil, no_crypto
+    end
     local bio = crypto.BIO_new_mem_buf(pem, #pem)
     if bio == nil then
         return nil, "failed to allocate a BIO"
@@ -157,7 +165,6 @@ local function current(path)
     on_disk[path] = cached
     return cached
 end
-
 
 
 local LABELS = { "path", "subject", "source" }
