@@ -38,6 +38,8 @@ export interface BalancerSettings {
   boundedLoad: number;
   /** Served hosts (lowercase, no port), or null for any host. */
   hosts: string[] | null;
+  /** Certificate files nginx serves (spec balancer.tls): their expiry is exported on /metrics. */
+  tlsCertificates: string[];
 }
 
 export function balancerSettings(spec: CdnSpec, topology: Topology): BalancerSettings {
@@ -62,6 +64,7 @@ export function balancerSettings(spec: CdnSpec, topology: Topology): BalancerSet
     health: { ...b.health },
     boundedLoad: b.boundedLoad,
     hosts: b.hosts ? [...b.hosts] : null,
+    tlsCertificates: b.tls ? [b.tls.cert] : [],
   };
   const revision = createHash('sha256').update(JSON.stringify(body)).digest('hex').slice(0, 12);
   return { revision, ...body };

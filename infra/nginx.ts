@@ -5,6 +5,14 @@
  */
 import type { Layout } from './layout';
 
+/**
+ * Where an nginx unit writes its logs, relative to its directory (the `-p` prefix):
+ * the log shipper (observability/alloy.ts) and the targets' log volumes follow these.
+ */
+export const NGINX_LOGS_DIR = 'logs';
+export const NGINX_ACCESS_LOG = `${NGINX_LOGS_DIR}/access.log`;
+export const NGINX_ERROR_LOG = `${NGINX_LOGS_DIR}/error.log`;
+
 export interface NginxMainOptions {
   layout: Layout;
   workers: number;
@@ -80,8 +88,8 @@ load_module ${o.layout.nginxModulesDir}/ngx_http_lua_module.so;
 ${o.layout.nginxUser ? `user ${o.layout.nginxUser};\n` : ''}# One worker per core the service is given.
 # https://nginx.org/en/docs/ngx_core_module.html#worker_processes
 worker_processes ${o.workers};
-error_log logs/error.log notice;
-pid logs/nginx.pid;
+error_log ${NGINX_ERROR_LOG} notice;
+pid ${NGINX_LOGS_DIR}/nginx.pid;
 # Lets the purge reader's blocking read end promptly on shutdown.
 worker_shutdown_timeout 5s;
 
@@ -108,7 +116,7 @@ http {
         '"host":"$host","method":"$request_method","uri":"$request_uri","status":$status,'
         '"bytes":$body_bytes_sent,"rt":$request_time,"urt":"$upstream_response_time",'
         '"cache":"$upstream_cache_status","upstream":"$upstream_addr","ua":"$http_user_agent"}';
-    access_log logs/access.log cdn_json buffer=64k flush=1s;
+    access_log ${NGINX_ACCESS_LOG} cdn_json buffer=64k flush=1s;
 ${requestIdMap(o.continueRequestId)}
 
     lua_package_path ${luaString(luaPath)};

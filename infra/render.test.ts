@@ -86,7 +86,7 @@ describe('renderers', () => {
       },
       { name: 'us', edges: [{ id: 'us-1', host: 'edge-us-1', port: 8081, health: { host: 'edge-us-1', port: 9145 } }] },
     ]);
-    expect(balancer).toMatchObject({ retries: 1, boundedLoad: 1.25, health: { interval: 1, timeout: 0.5, fall: 2, rise: 2 }, hosts: null });
+    expect(balancer).toMatchObject({ retries: 1, boundedLoad: 1.25, health: { interval: 1, timeout: 0.5, fall: 2, rise: 2 }, hosts: null, tlsCertificates: [] });
     expect(balancer.revision).toMatch(/^[0-9a-f]{12}$/);
   });
 
@@ -111,6 +111,8 @@ describe('renderers', () => {
     const conf = unit.files.find((f) => f.path === 'conf/nginx.conf')!.content;
     expect(conf).toMatch(/listen 0\.0\.0\.0:8080 ssl backlog=4096;/);
     expect(conf).toContain('limit_conn cdn_conn 50;');
+    // the certificate nginx serves is the one whose expiry the Lua exports
+    expect(JSON.parse(unit.files.find((f) => f.path === 'balancer.json')!.content).tlsCertificates).toEqual([path.join(certDir, 'cert.pem')]);
     // longest prefix first, trusted proxies as geo proxies
     expect(conf.indexOf('192.0.2.128/25 eu;')).toBeLessThan(conf.indexOf('192.0.2.0/24 us;'));
     expect(conf).toContain('proxy 2001:db8::/32;');

@@ -10,6 +10,7 @@ import { renderEdge } from '../edge/render';
 import { renderPrometheus } from '../observability/prometheus';
 import { renderOriginEnv } from '../origin/render';
 import { secretFile, type Layout } from './layout';
+import { NGINX_ERROR_LOG, NGINX_LOGS_DIR } from './nginx';
 import { renderRedis } from './redis';
 import type { CdnSpec } from './spec';
 import { url, type EdgePlacement, type Topology } from './topology';
@@ -66,9 +67,9 @@ function nginxUnit(name: string, layout: Layout, files: RenderedFile[]): Pick<Se
   const dir = layout.unitDir(name);
   return {
     dir,
-    dirs: ['logs', 'cache', 'tmp', 'conf'],
+    dirs: [NGINX_LOGS_DIR, 'cache', 'tmp', 'conf'],
     files,
-    command: [layout.nginx, '-p', dir, '-c', path.join(dir, 'conf', 'nginx.conf'), '-e', path.join(dir, 'logs', 'error.log'), '-g', 'daemon off;'],
+    command: [layout.nginx, '-p', dir, '-c', path.join(dir, 'conf', 'nginx.conf'), '-e', path.join(dir, NGINX_ERROR_LOG), '-g', 'daemon off;'],
   };
 }
 

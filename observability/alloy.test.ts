@@ -4,7 +4,12 @@
  * of a known type, the pipeline ends in loki.write, and only low-cardinality fields
  * become labels.
  */
-import { ACCESS_LOGS, LOG_LABELS, renderAlloyConfig, renderAlloyFiles } from './alloy';
+import * as path from 'node:path';
+import { deployPlan } from '../infra/deploy/config';
+import { deployedUnits } from '../infra/deploy/units';
+import { dockerAddresses, dockerTopology } from '../infra/docker/topology';
+import { parseSpec } from '../infra/spec';
+import { ACCESS_LOGS, dockerLogDir, LOG_LABELS, renderAlloyConfig, renderAlloyFiles, renderSystemdAlloyConfig } from './alloy';
 
 /** Alloy components this configuration may use (grafana.com/docs/alloy/latest/reference/components). */
 const KNOWN = ['discovery.docker', 'discovery.relabel', 'loki.source.docker', 'loki.source.journal', 'loki.source.file', 'loki.relabel', 'loki.process', 'loki.write', 'local.file_match'];
@@ -80,6 +85,33 @@ describe('Alloy configuration (static checks only: no Alloy binary here)', () =>
     expect(systemd).toContain('matches       = "_SYSTEMD_UNIT=cdn-*.service"');
     expect(systemd).toContain('url = sys.env("CDN_LOKI_PUSH_URL")');
     expect(systemd).toContain(`"__path__" = "${ACCESS_LOGS.systemd}"`);
+  });
+
+  test('the access-log globs and the rendered unit/role extraction fit where each nginx unit writes, on both targets', () => {
+    const spec = { name: 'shop', regions: [{ name: 'eu', edges: 2 }, { name: 'us', edges: 1 }] };
+    const plan = deployPlan(spec, parseSpec(spec));
+    const units = deployedUnits(plan, dockerTopology(plan.spec, dockerAddresses(plan.spec, '10.89.0.0/24'), 'http://127.0.0.1:8080'), 'http://10.89.0.12:9000');
+    const nginx = units.filter((u) => u.role === 'edge' || u.role === 'balancer');
+    expect(nginx.map((u) => u.name)).toEqual(['edge-eu-1', 'edge-eu-2', 'edge-us-1', 'balancer']);
+    const globRe = (glob: string) => new RegExp(`^${glob.replace(/\./g, '\\.').replace('*', '[^/]+')}$`);
+    for (const [source, config] of [['systemd', renderSystemdAlloyConfig()], ['docker', renderAlloyConfig({ source: 'docker', lokiPushUrl: 'http://x:3100/loki/api/v1/push' })]] as const) {
+      // the regexes of the access_logs stage, from the rendered text (RE2 named groups as JS ones)
+      const expressions = [...blockOf(config, 'loki.process.access_logs').matchAll(/expression = "((?:[^"\\]|\\.)*)"/g)].map((m) => new RegExp(JSON.parse(`"${m[1]}"`).replace(/\(\?P</g, '(?<')));
+      expect(expressions).toHaveLength(2);
+      for (const u of nginx) {
+        // where nginx writes: its access_log directive, relative to its -p prefix
+        const conf = u.files.find((f) => f.path === 'conf/nginx.conf')!.content;
+        const written = path.posix.join(u.command[u.command.indexOf('-p') + 1], /access_log (\S+) cdn_json/.exec(conf)![1]);
+        // what Alloy sees: the same file on the host (systemd), or its volume's mount (docker)
+        const seen = source === 'systemd' ? written : path.posix.join(dockerLogDir(u.name), path.posix.basename(written));
+        expect(seen).toMatch(globRe(ACCESS_LOGS[source]));
+        expect(config).toContain(`"__path__" = "${ACCESS_LOGS[source]}"`);
+        const unit = expressions[0].exec(seen)?.groups?.unit;
+        expect(unit).toBe(u.name);
+        expect(expressions[1].exec(unit!)?.groups?.role).toBe(u.role);
+      }
+      expect(ACCESS_LOGS.systemd).toBe('/etc/cdn/*/logs/access.log');
+    }
   });
 
   test('the checker catches a dangling reference, an unknown component and a high-cardinality label', () => {

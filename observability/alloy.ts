@@ -3,12 +3,17 @@
  * Promtail is end-of-life). Two variants:
  *
  *   docker   containers' stdout/stderr through the Docker socket (the origin's pino
- *            JSON, nginx error logs), labelled from the containers' `cdn.role` and
- *            `cdn.unit` labels; plus nginx JSON access logs from files under
- *            /var/log/cdn/<unit>/access.log (each nginx unit's logs directory mounted
- *            read-only into Alloy's container).
+ *            JSON; Redis, Prometheus, MinIO, Grafana, Loki), labelled from the
+ *            containers' `cdn.role` and `cdn.unit` labels; plus nginx JSON access logs
+ *            from files under /var/log/cdn/<unit>/access.log (each nginx unit's logs
+ *            directory is a volume, mounted read-only into Alloy's container:
+ *            infra/docker/stack.ts).
  *   systemd  the cdn-*.service units' journal (aws instances), plus the nginx access
- *            logs of the units on the host (/etc/cdn/<unit>/logs/access.log).
+ *            logs of the units on the host (/etc/cdn/<unit>/logs/access.log), where
+ *            Alloy runs from Grafana's Debian package (infra/aws/cloud-init.ts).
+ *
+ * Both access-log globs are derived from where nginx writes (infra/nginx.ts) and
+ * where units live (infra/layout.ts), so they cannot drift apart.
  *
  * Only low-cardinality fields become labels: `role`, `unit`, `level` (origin) and
  * `cache` (nginx's upstream cache status); request ids, URIs and statuses stay in the
@@ -17,6 +22,10 @@
  * No Alloy binary runs here: the rendered files get static checks only
  * (observability/alloy.test.ts).
  */
+import * as path from 'node:path';
+import { containerLayout } from '../infra/layout';
+import { NGINX_ACCESS_LOG } from '../infra/nginx';
+
 export type AlloySource = 'docker' | 'systemd';
 
 export interface AlloyOptions {
@@ -28,20 +37,45 @@ export interface AlloyOptions {
   accessLogs?: string;
 }
 
+/** Inside Alloy's container: where each nginx unit's logs directory is mounted (read-only). */
+export function dockerLogDir(unit: string): string {
+  return path.posix.join('/var/log/cdn', unit);
+}
+
 export const ACCESS_LOGS: Record<AlloySource, string> = {
-  docker: '/var/log/cdn/*/access.log',
-  systemd: '/etc/cdn/*/logs/access.log',
+  docker: path.posix.join(dockerLogDir('*'), path.posix.basename(NGINX_ACCESS_LOG)),
+  systemd: path.posix.join(containerLayout().unitDir('*'), NGINX_ACCESS_LOG),
 };
+
+/** Loki's push API. */
+export function lokiPushUrl(base: string): string {
+  return `${base}/loki/api/v1/push`;
+}
+
+/**
+ * How both targets run Alloy: its HTTP server (UI, /metrics, /-/ready) on the
+ * loopback only, so no port of it is reachable from any other host; it only
+ * pushes to Loki. The storage path keeps the read positions of the log files.
+ */
+export const ALLOY_HTTP_LISTEN = '127.0.0.1:12345';
+export const ALLOY_STORAGE = '/var/lib/alloy/data';
+
+export function alloyRunArgs(configFile: string): string[] {
+  return ['run', `--server.http.listen-addr=${ALLOY_HTTP_LISTEN}`, `--storage.path=${ALLOY_STORAGE}`, configFile];
+}
 
 /** The labels a log line can carry in Loki (what LogQL selectors may use). */
 export const LOG_LABELS = ['role', 'unit', 'level', 'cache'] as const;
 
 const q = (s: string) => JSON.stringify(s);
 
+/** The Docker API socket, at the same path on the host and inside Alloy's container. */
+export const DOCKER_SOCKET = '/var/run/docker.sock';
+
 function dockerSource(): string {
   return `// Containers on this host, labelled by the CDN's container labels.
 discovery.docker "containers" {
-  host = "unix:///var/run/docker.sock"
+  host = "unix://${DOCKER_SOCKET}"
 }
 
 discovery.relabel "containers" {
@@ -64,7 +98,7 @@ discovery.relabel "containers" {
 }
 
 loki.source.docker "containers" {
-  host          = "unix:///var/run/docker.sock"
+  host          = "unix://${DOCKER_SOCKET}"
   targets       = discovery.relabel.containers.output
   relabel_rules = discovery.relabel.containers.rules
   forward_to    = [loki.process.cdn.receiver]
@@ -165,10 +199,25 @@ loki.write "loki" {
 `;
 }
 
-/** The files under observability/alloy/ (kept in sync by observability/alloy.test.ts). */
+/** The environment variable the systemd variant reads Loki's push URL from (set by the aws target per instance). */
+export const LOKI_URL_ENV = 'CDN_LOKI_PUSH_URL';
+
+/**
+ * The systemd variant as every aws instance runs it: one file for all, the Loki
+ * address comes from the environment (observability/alloy/systemd.alloy).
+ */
+export function renderSystemdAlloyConfig(): string {
+  return renderAlloyConfig({ source: 'systemd', lokiPushUrl: `sys.env(${q(LOKI_URL_ENV)})`, urlIsExpression: true });
+}
+
+/**
+ * The files under observability/alloy/ (kept in sync by observability/alloy.test.ts).
+ * docker.alloy is an example with Loki by name; the docker target renders its own
+ * with Loki's address on the stack's network.
+ */
 export function renderAlloyFiles(): { file: string; content: string }[] {
   return [
-    { file: 'docker.alloy', content: renderAlloyConfig({ source: 'docker', lokiPushUrl: 'http://loki:3100/loki/api/v1/push' }) },
-    { file: 'systemd.alloy', content: renderAlloyConfig({ source: 'systemd', lokiPushUrl: 'sys.env("CDN_LOKI_PUSH_URL")', urlIsExpression: true }) },
+    { file: 'docker.alloy', content: renderAlloyConfig({ source: 'docker', lokiPushUrl: lokiPushUrl('http://loki:3100') }) },
+    { file: 'systemd.alloy', content: renderSystemdAlloyConfig() },
   ];
 }

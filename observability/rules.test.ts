@@ -9,7 +9,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { parse } from 'yaml';
 import { renderPrometheus, renderPrometheusConfig, RULE_FILES_GLOB } from './prometheus';
-import { ALERT_RULES, RECORDING_RULES, renderRules, RULE_FILES } from './rules';
+import { ALERT_RULES, RECORDING_RULES, renderRules, RULE_FILES, TLS_NOT_AFTER } from './rules';
 import { nativeTopology } from '../infra/native/topology';
 import { parseSpec } from '../infra/spec';
 
@@ -81,7 +81,7 @@ describe('Prometheus rules', () => {
     expect(renderPrometheusConfig([], { ruleFiles: [] })).not.toContain('rule_files');
   });
 
-  test('promtool test rules: the alerts fire when an edge dies, purges lag, the origin fails or the hit ratio drops; not otherwise', () => {
+  test('promtool test rules: the alerts fire when an edge dies, purges lag, the origin fails, the hit ratio drops or a certificate nears its end; not otherwise', () => {
     const series = (name: string, labels: Record<string, string>, values: string) => ({
       series: `${name}{${Object.entries(labels).map(([k, v]) => `${k}="${v}"`).join(',')}}`,
       values,
@@ -91,8 +91,15 @@ describe('Prometheus rules', () => {
       exp_labels: labels,
       exp_annotations: { summary, description: ALERT_RULES.flatMap((g) => g.rules).find((r) => r.alert === alert)!.annotations.description },
     });
+    // the same, for descriptions that name the certificate's path
+    const firesAt = (alert: string, labels: Record<string, string>, summary: string) => {
+      const expected = fires(alert, labels, summary);
+      return { ...expected, exp_annotations: { ...expected.exp_annotations, description: expected.exp_annotations.description.replace('{{ $labels.path }}', labels.path) } };
+    };
     const eu1 = { job: 'edge', instance: '127.0.0.1:1', edge: 'eu-1', region: 'eu' };
     const eu2 = { job: 'edge', instance: '127.0.0.1:2', edge: 'eu-2', region: 'eu' };
+    const certA = { job: 'balancer', instance: '10.0.0.1:9145', path: '/etc/cdn/tls/a.pem' };
+    const certB = { job: 'balancer', instance: '10.0.0.1:9145', path: '/etc/cdn/tls/b.pem' };
     const tests = {
       rule_files: [RULE_FILES.recording, RULE_FILES.alerts],
       evaluation_interval: '15s',
@@ -145,6 +152,41 @@ describe('Prometheus rules', () => {
               eval_time: '15m',
               alertname: 'CdnEdgeCacheDiskNearlyFull',
               exp_alerts: [fires('CdnEdgeCacheDiskNearlyFull', { ...eu1, severity: 'warning' }, "The disk under edge eu-1's cache has 9% left")],
+            },
+          ],
+        },
+        {
+          // Two balancer certificates (time() starts at 0 here): a expires 14 days and
+          // 30 minutes from now and was renewed on disk without a reload; b expires in
+          // 3 days and 30 minutes, nothing newer on disk.
+          interval: '5m',
+          input_series: [
+            series(TLS_NOT_AFTER, { ...certA, subject: '/CN=shop.example', source: 'loaded' }, `${14 * 86400 + 1800}x30`),
+            series(TLS_NOT_AFTER, { ...certA, subject: '/CN=www.shop.example', source: 'file' }, `${90 * 86400}x30`),
+            series(TLS_NOT_AFTER, { ...certB, subject: '/CN=b.example', source: 'loaded' }, `${3 * 86400 + 1800}x30`),
+            series(TLS_NOT_AFTER, { ...certB, subject: '/CN=b.example', source: 'file' }, `${3 * 86400 + 1800}x30`),
+          ],
+          alert_rule_test: [
+            { eval_time: '5m', alertname: 'CdnTlsCertificateExpiresSoon', exp_alerts: [] },
+            {
+              eval_time: '50m',
+              alertname: 'CdnTlsCertificateExpiresSoon',
+              exp_alerts: [
+                firesAt('CdnTlsCertificateExpiresSoon', { ...certA, subject: '/CN=shop.example', source: 'loaded', severity: 'warning' }, "The balancer's TLS certificate /CN=shop.example expires in 13d 23h 40m 0s"),
+                firesAt('CdnTlsCertificateExpiresSoon', { ...certB, subject: '/CN=b.example', source: 'loaded', severity: 'warning' }, "The balancer's TLS certificate /CN=b.example expires in 2d 23h 40m 0s"),
+              ],
+            },
+            { eval_time: '20m', alertname: 'CdnTlsCertificateExpiresVerySoon', exp_alerts: [] },
+            {
+              eval_time: '50m',
+              alertname: 'CdnTlsCertificateExpiresVerySoon',
+              exp_alerts: [firesAt('CdnTlsCertificateExpiresVerySoon', { ...certB, subject: '/CN=b.example', source: 'loaded', severity: 'critical' }, "The balancer's TLS certificate /CN=b.example expires in 2d 23h 40m 0s")],
+            },
+            { eval_time: '50m', alertname: 'CdnTlsCertificateRenewedNotLoaded', exp_alerts: [] },
+            {
+              eval_time: '1h30m',
+              alertname: 'CdnTlsCertificateRenewedNotLoaded',
+              exp_alerts: [firesAt('CdnTlsCertificateRenewedNotLoaded', { ...certA, severity: 'warning' }, 'The balancer serves an older certificate than /etc/cdn/tls/a.pem holds')],
             },
           ],
         },

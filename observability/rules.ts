@@ -39,6 +39,11 @@ export const ORIGIN_DELIVERY = 'route=~"/\\\\*|/_v/.*", method=~"GET|HEAD"';
 const hitRatio = (by: string, window: string, metric: string) =>
   `sum by (${by}) (rate(${metric}{cache_status=~"${HIT_STATUSES}"}[${window}]))\n/\nsum by (${by}) (rate(${metric}[${window}])) > -1`;
 
+/** The balancer's certificate expiry gauge (balancer/lua/cdn/balancer/certificates.lua). */
+export const TLS_NOT_AFTER = 'cdn_tls_certificate_not_after_seconds';
+/** nginx re-reads its certificate on SIGHUP; the balancer's nginx master is its unit's main process. */
+const RELOAD_BALANCER = 'reload the balancer (SIGHUP to its nginx master: systemctl kill --kill-whom=main -s HUP cdn-balancer.service on aws, docker kill -s HUP <stack>-balancer on docker)';
+
 export const RECORDING_RULES: RuleGroup<RecordingRule>[] = [
   {
     name: 'cdn-traffic',
@@ -139,6 +144,44 @@ export const ALERT_RULES: RuleGroup<AlertRule>[] = [
         for: '1m',
         labels: { severity: 'critical' },
         annotations: { summary: 'The balancer is down', description: 'Prometheus cannot scrape the balancer at {{ $labels.instance }}: shoppers may not reach the CDN.' },
+      },
+    ],
+  },
+  {
+    // The balancer's certificate (spec balancer.tls): source="loaded" is what nginx
+    // serves, source="file" what is on disk (cdn.balancer.certificates).
+    name: 'cdn-tls',
+    rules: [
+      {
+        alert: 'CdnTlsCertificateExpiresSoon',
+        expr: `${TLS_NOT_AFTER}{source="loaded"} - time() < 14 * 86400`,
+        for: '10m',
+        labels: { severity: 'warning' },
+        annotations: {
+          summary: 'The balancer\'s TLS certificate {{ $labels.subject }} expires in {{ $value | humanizeDuration }}',
+          description: `Renew {{ $labels.path }}, then ${RELOAD_BALANCER}: nginx serves a new certificate only after a reload.`,
+        },
+      },
+      {
+        alert: 'CdnTlsCertificateExpiresVerySoon',
+        expr: `${TLS_NOT_AFTER}{source="loaded"} - time() < 3 * 86400`,
+        for: '10m',
+        labels: { severity: 'critical' },
+        annotations: {
+          summary: 'The balancer\'s TLS certificate {{ $labels.subject }} expires in {{ $value | humanizeDuration }}',
+          description: `Browsers refuse the CDN once it has expired. Renew {{ $labels.path }}, then ${RELOAD_BALANCER}.`,
+        },
+      },
+      {
+        alert: 'CdnTlsCertificateRenewedNotLoaded',
+        // a newer certificate on disk than the one nginx loaded
+        expr: `${TLS_NOT_AFTER}{source="file"} > ignoring (source, subject) ${TLS_NOT_AFTER}{source="loaded"}`,
+        for: '1h',
+        labels: { severity: 'warning' },
+        annotations: {
+          summary: 'The balancer serves an older certificate than {{ $labels.path }} holds',
+          description: `The certificate was renewed on disk but nginx has not reloaded it: ${RELOAD_BALANCER}.`,
+        },
       },
     ],
   },

@@ -18,6 +18,7 @@ PACKAGES=(
   redis-server prometheus
   wrk lua-check curl ca-certificates
   chromium
+  gnupg
 )
 
 # Per role, for images and instances that run one service. curl and ca-certificates

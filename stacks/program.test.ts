@@ -2,6 +2,7 @@
  * The Pulumi program's handling of stack config: clear errors that name the key,
  * and secrets that must really be secrets.
  */
+import { alloyPackageVersion, DEFAULT_IMAGES } from '../infra/deploy/images';
 import { runProgram } from '../infra/testing/pulumi-mocks';
 import { program } from './program';
 
@@ -35,6 +36,12 @@ describe('stack program config', () => {
   test('images: unknown names and unpinned third-party images are refused', async () => {
     await expect(runProgram(docker({ 'cdn:images': { varnish: 'varnish:7' } }), program)).rejects.toThrow(/cdn:images.varnish: unknown image/);
     await expect(runProgram(docker({ 'cdn:images': { minio: 'minio/minio:latest' } }), program)).rejects.toThrow(/cdn:images.minio: pin the image by digest/);
+    await expect(runProgram(docker({ 'cdn:images': { alloy: 'grafana/alloy:v1.10.2' } }), program)).rejects.toThrow(/cdn:images.alloy: pin the image by digest/);
+  });
+
+  test('Alloy\'s Debian package version (aws) is the pinned image\'s tag', () => {
+    expect(alloyPackageVersion({ ...DEFAULT_IMAGES })).toBe('1.10.2');
+    expect(() => alloyPackageVersion({ ...DEFAULT_IMAGES, alloy: `mirror.example/alloy@sha256:${'0'.repeat(64)}` })).toThrow(/cdn:images.alloy: expected a version tag/);
   });
 
   test('docker settings are checked before anything is created', async () => {

@@ -1,5 +1,9 @@
+import { execFileSync, spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { renderRedisAuth } from '../redis';
-import { renderBootstrap, renderSystemdUnit, shq, systemdWord, type HostPlan } from './cloud-init';
+import { GRAFANA_APT, renderBootstrap, renderSystemdUnit, shq, systemdWord, type HostPlan } from './cloud-init';
 import type { ServiceUnit } from '../units';
 
 describe('cloud-init rendering', () => {
@@ -44,6 +48,55 @@ describe('cloud-init rendering', () => {
     expect(script.split('\n').slice(0, 3)).toEqual(['#!/bin/bash', expect.stringContaining('Rendered'), 'set -euo pipefail']);
     expect(script).toContain('systemctl mask --now nginx.service redis-server.service prometheus.service');
     expect(script.indexOf('setup.sh --system --role redis')).toBeLessThan(script.indexOf('systemctl enable --now cdn-redis.service'));
+  });
+});
+
+describe('Alloy\'s repository key check (run with gpg on keys made here)', () => {
+  const host: HostPlan = { roles: [], units: [], files: [], source: { repository: 'r', ref: 'main' }, containers: [], prepare: [], logShipper: { version: '1.10.2', lokiPushUrl: 'http://10.0.0.9:3100/loki/api/v1/push' } };
+  let dir: string;
+  beforeAll(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cdn-gpg-'));
+  });
+  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  /** A fresh signing key, exported as apt.grafana.com serves its own; returns its fingerprint. */
+  function makeKey(name: string, file: string): string {
+    const home = fs.mkdtempSync(path.join(dir, 'home-'));
+    const env = { ...process.env, GNUPGHOME: home };
+    execFileSync('gpg', ['--batch', '--passphrase', '', '--quick-gen-key', `${name} <${name}@shop-cdn.invalid>`, 'ed25519', 'sign', 'never'], { env, stdio: 'pipe' });
+    fs.writeFileSync(file, execFileSync('gpg', ['--armor', '--export'], { env, stdio: 'pipe' }));
+    return /^fpr:+([0-9A-F]{40}):/m.exec(execFileSync('gpg', ['--with-colons', '--fingerprint'], { env, encoding: 'utf8', stdio: 'pipe' }))![1];
+  }
+
+  /** The bootstrap's lines from the fingerprint check on, up to the keyring, run on `keyFile`. */
+  function runCheck(keyFile: string, fingerprint: string): { status: number | null; stderr: string } {
+    const lines = renderBootstrap(host).split('\n');
+    const from = lines.findIndex((l) => l.startsWith('gnupghome='));
+    const script = lines
+      .slice(from, from + 4)
+      .join('\n')
+      .replaceAll('/tmp/grafana.key', keyFile)
+      .replaceAll(GRAFANA_APT.fingerprint, fingerprint);
+    const r = spawnSync('bash', ['-euo', 'pipefail', '-c', script], { encoding: 'utf8' });
+    return { status: r.status, stderr: r.stderr };
+  }
+
+  test('the key with the pinned fingerprint passes; any other key stops the boot', () => {
+    const good = path.join(dir, 'good.asc');
+    const fingerprint = makeKey('good', good);
+    expect(runCheck(good, fingerprint)).toEqual({ status: 0, stderr: '' });
+    const other = path.join(dir, 'other.asc');
+    const otherFingerprint = makeKey('other', other);
+    const refused = runCheck(other, fingerprint);
+    expect(refused.status).toBe(1);
+    expect(refused.stderr).toContain(`apt.grafana.com key is ${otherFingerprint}, expected ${fingerprint}`);
+    // a file with both keys is refused too: signed-by would trust every key in it
+    fs.writeFileSync(path.join(dir, 'both.asc'), Buffer.concat([fs.readFileSync(good), fs.readFileSync(other)]));
+    expect(runCheck(path.join(dir, 'both.asc'), fingerprint).status).toBe(1);
+  });
+
+  test('the pinned fingerprint is a full 40-digit one', () => {
+    expect(GRAFANA_APT.fingerprint).toMatch(/^[0-9A-F]{40}$/);
   });
 });
 

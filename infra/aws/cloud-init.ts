@@ -6,6 +6,7 @@
  * it takes resolved strings, so tests read exactly what an instance would get.
  */
 import { gzipSync } from 'node:zlib';
+import { alloyRunArgs, LOKI_URL_ENV, renderSystemdAlloyConfig } from '../../observability/alloy';
 import { CONTAINER_ROOT } from '../layout';
 import type { Role, ServiceUnit } from '../units';
 import { RUN_UNIT, unitEnvironment } from '../deploy/units';
@@ -42,7 +43,36 @@ export interface HostPlan {
   dataVolume?: { volumeId: string; mountPoint: string };
   /** Commands run after files are written and before units start (ownership of container data). */
   prepare: string[];
+  /** Grafana Alloy shipping this instance's logs to Loki. */
+  logShipper?: LogShipperPlan;
 }
+
+export interface LogShipperPlan {
+  /** Alloy's version (Debian package `alloy`), the same as the docker target's image. */
+  version: string;
+  lokiPushUrl: string;
+}
+
+/**
+ * Grafana's Debian repository, which ships Alloy. NOT VERIFIED HERE (the development
+ * machine reaches no Grafana host): the fingerprint is the one Grafana published
+ * for its APT signing key after the 2023 rotation (https://apt.grafana.com). The
+ * bootstrap refuses any other key, so a rotation stops the boot instead of trusting
+ * a new key silently: compare with `curl -fsSL https://apt.grafana.com/gpg.key |
+ * gpg --show-keys` and Grafana's announcement before changing it. With the key
+ * checked, apt verifies the package itself (signed Release -> Packages -> .deb hash).
+ */
+export const GRAFANA_APT = {
+  repository: 'https://apt.grafana.com stable main',
+  key: 'https://apt.grafana.com/gpg.key',
+  fingerprint: 'B53AE77BADB630A683046005963FA27710458545',
+  keyring: '/etc/apt/keyrings/grafana.gpg',
+} as const;
+
+/** Alloy's configuration on an instance: the systemd variant (observability/alloy/systemd.alloy). */
+export const ALLOY_CONFIG_PATH = '/etc/cdn/alloy/config.alloy';
+/** A drop-in for the package's alloy.service, so the package's own files stay untouched. */
+export const ALLOY_DROPIN_PATH = '/etc/systemd/system/alloy.service.d/cdn.conf';
 
 /** Single-quotes a word for bash. */
 export function shq(s: string): string {
@@ -83,6 +113,41 @@ WantedBy=multi-user.target
 `;
 }
 
+/** The package's alloy.service, running the CDN's configuration with Loki's address for this instance. */
+export function renderAlloyDropIn(plan: LogShipperPlan): string {
+  return `# Rendered by the CDN's aws target: do not edit, change the stack instead.
+[Service]
+# The package's /etc/default/alloy (CONFIG_FILE, CUSTOM_ARGS) is not used.
+EnvironmentFile=
+Environment=${systemdWord(`${LOKI_URL_ENV}=${plan.lokiPushUrl}`)}
+# The journal and root-owned logs (the package's postinst adds these groups too).
+SupplementaryGroups=systemd-journal adm
+ExecStart=
+ExecStart=${['/usr/bin/alloy', ...alloyRunArgs(ALLOY_CONFIG_PATH)].map(systemdWord).join(' ')}
+`;
+}
+
+/** Bootstrap lines installing Alloy from Grafana's repository, its key checked first. */
+function installAlloy(plan: LogShipperPlan): string[] {
+  const { repository, key, fingerprint, keyring } = GRAFANA_APT;
+  return [
+    '# Grafana Alloy (logs to Loki) from Grafana\'s repository, at the version pinned in',
+    '# infra/deploy/images.ts; the repository key must have the fingerprint named there.',
+    `install -d -m 0755 ${shq(keyring.slice(0, keyring.lastIndexOf('/')))}`,
+    `curl -fsSL ${key} -o /tmp/grafana.key`,
+    // the primary keys' fingerprints, one a line: exactly the pinned one may be there
+    'gnupghome="$(mktemp -d)"',
+    `primary="$(GNUPGHOME="$gnupghome" gpg --quiet --show-keys --with-colons /tmp/grafana.key | awk -F: '$1=="pub"{p=1;next} $1=="fpr"&&p{print $10;p=0}')"`,
+    'rm -rf "$gnupghome"',
+    `[ "$primary" = ${fingerprint} ] || { echo "apt.grafana.com key is $primary, expected ${fingerprint}" >&2; exit 1; }`,
+    `gpg --dearmor < /tmp/grafana.key > ${keyring}`,
+    `echo "deb [signed-by=${keyring}] ${repository}" > /etc/apt/sources.list.d/grafana.list`,
+    'apt-get update -qq',
+    // Grafana's packages carry the Debian revision -1
+    `apt-get install -y -qq --no-install-recommends alloy=${plan.version}-1`,
+  ];
+}
+
 /** Debian services that would compete with the units for their ports after a reboot. */
 const PACKAGE_SERVICES = ['nginx.service', 'redis-server.service', 'prometheus.service'];
 
@@ -93,8 +158,9 @@ export function renderBootstrap(host: HostPlan): string {
     'set -euo pipefail',
     'export DEBIAN_FRONTEND=noninteractive',
     'apt-get update -qq',
-    `apt-get install -y -qq --no-install-recommends git ca-certificates curl xz-utils${host.containers.length ? ' docker.io' : ''}`,
+    `apt-get install -y -qq --no-install-recommends git ca-certificates curl xz-utils gnupg${host.containers.length ? ' docker.io' : ''}`,
   ];
+  if (host.logShipper) lines.push(...installAlloy(host.logShipper));
   if (host.node) {
     const v = host.node.version;
     const tarball = `node-v${v}-linux-x64.tar.xz`;
@@ -151,6 +217,8 @@ export function renderBootstrap(host: HostPlan): string {
     ];
     lines.push(`docker rm -f ${c.name} >/dev/null 2>&1 || true`, args.join(' '));
   }
+  // last: the units' logs exist by now (Alloy would pick them up later anyway)
+  if (host.logShipper) lines.push('systemctl daemon-reload', 'systemctl enable --now alloy.service');
   return lines.join('\n') + '\n';
 }
 
@@ -169,6 +237,9 @@ export function renderUserData(host: HostPlan): string {
       writeFile(`/etc/systemd/system/${systemdServiceName(u)}`, renderSystemdUnit(u), '0644'),
     ]),
     ...host.files.map((f) => writeFile(f.path, f.content, f.permissions)),
+    ...(host.logShipper
+      ? [writeFile(ALLOY_CONFIG_PATH, renderSystemdAlloyConfig(), '0644'), writeFile(ALLOY_DROPIN_PATH, renderAlloyDropIn(host.logShipper), '0644')]
+      : []),
     writeFile(BOOTSTRAP_PATH, renderBootstrap(host), '0700'),
   ];
   const config = { write_files: files, runcmd: [['bash', BOOTSTRAP_PATH]] };

@@ -3,15 +3,18 @@
  * group rule, and the user data each instance boots with (decoded and compared with
  * the renderers' own output).
  */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { gunzipSync } from 'node:zlib';
+import { ACCESS_LOGS, renderSystemdAlloyConfig } from '../../observability/alloy';
 import { renderBalancer } from '../../balancer/render';
 import { renderEdge } from '../../edge/render';
 import { program } from '../../stacks/program';
 import { containerLayout, secretFile } from '../layout';
 import { parseSpec } from '../spec';
 import type { Topology } from '../topology';
-import { generatedSecret, isSecret, plain, runProgram, type ProgramRun, type RecordedResource } from '../testing/pulumi-mocks';
-import { BOOTSTRAP_PATH, USER_DATA_LIMIT } from './cloud-init';
+import { generatedSecret, isSecret, plain, runProgram, valueOf, type ProgramRun, type RecordedResource } from '../testing/pulumi-mocks';
+import { ALLOY_CONFIG_PATH, ALLOY_DROPIN_PATH, BOOTSTRAP_PATH, GRAFANA_APT, USER_DATA_LIMIT } from './cloud-init';
 
 const INSTANCE = 'aws:ec2/instance:Instance';
 const INGRESS = 'aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule';
@@ -126,7 +129,21 @@ describe('aws target', () => {
       expect(ports('origin-eu-west-1')).toEqual([3000]);
       expect(ports('object-store-eu-west-1')).toEqual([9000]);
       expect(rules().filter((r) => r.group === 'object-store-eu-west-1')).toHaveLength(1);
-      expect(ports('monitoring-eu-west-1')).toEqual([3000]);
+      expect(ports('monitoring-eu-west-1')).toEqual([3000, 3100]);
+    });
+
+    test('Loki admits log pushes from the stack\'s own instances only, one address each; Alloy opens no port', () => {
+      const loki = rules().filter((r) => r.group === 'monitoring-eu-west-1' && r.port === 3100);
+      const others = run.ofType(INSTANCE).map((i) => i.name).filter((n) => n !== 'monitoring');
+      expect(loki).toHaveLength(others.length);
+      expect(new Set(loki.map((r) => r.cidr)).size).toBe(others.length);
+      for (const r of loki) expect(r.cidr).toMatch(/^10\.0\.\d+\.\d+\/32$/);
+      const cidr = (n: string) => run.named(`ingress-${n}`).inputs.cidrIpv4;
+      expect(cidr('loki-from-edge-us-east-1-2')).toBe(cidr('redis-from-edge-us-east-1-2'));
+      expect(cidr('loki-from-origin')).toBe(cidr('redis-from-origin'));
+      expect(cidr('loki-from-balancer')).toBe(cidr('edge-eu-west-1-1-traffic'));
+      // Alloy's HTTP server (12345) is on each instance's loopback: no rule anywhere
+      expect(rules().filter((r) => r.port === 12345)).toEqual([]);
     });
 
     test('an SSH network opens port 22 from it only; the whole internet is refused', async () => {
@@ -223,6 +240,31 @@ describe('aws target', () => {
       expect(redis['/etc/cdn/redis/redis.conf'].content).not.toContain(generatedSecret('secret-redis-password'));
       expect(Object.keys(userData(run, 'balancer').files).filter((f) => f.includes('/secrets/'))).toEqual([]);
       for (const i of run.ofType(INSTANCE)) expect(isSecret(i.inputs.userData)).toBe(true);
+    });
+
+    test('every instance runs Alloy with the rendered systemd configuration, pushing to Loki on the monitoring instance', async () => {
+      const monitoringIp = new URL(await valueOf(run.result.grafanaUrl)).hostname;
+      const committed = fs.readFileSync(path.join(__dirname, '../../observability/alloy/systemd.alloy'), 'utf8');
+      for (const i of run.ofType(INSTANCE)) {
+        const files = userData(run, i.name).files;
+        expect(files[ALLOY_CONFIG_PATH]).toEqual({ content: renderSystemdAlloyConfig(), permissions: '0644' });
+        expect(files[ALLOY_CONFIG_PATH].content).toBe(committed);
+        const lokiHost = i.name === 'monitoring' ? '127.0.0.1' : monitoringIp;
+        const dropIn = files[ALLOY_DROPIN_PATH].content;
+        expect(dropIn).toContain(`Environment=CDN_LOKI_PUSH_URL=http://${lokiHost}:3100/loki/api/v1/push`);
+        expect(dropIn).toContain('ExecStart=/usr/bin/alloy run --server.http.listen-addr=127.0.0.1:12345 --storage.path=/var/lib/alloy/data /etc/cdn/alloy/config.alloy');
+        const bootstrap = files[BOOTSTRAP_PATH].content;
+        // the repository key is checked before apt trusts it; the version is the image's
+        const check = bootstrap.indexOf(`[ "$primary" = ${GRAFANA_APT.fingerprint} ]`);
+        expect(check).toBeGreaterThan(0);
+        expect(bootstrap.indexOf('signed-by=/etc/apt/keyrings/grafana.gpg')).toBeGreaterThan(check);
+        expect(bootstrap).toContain('apt-get install -y -qq --no-install-recommends alloy=1.10.2-1\n');
+        expect(bootstrap.trimEnd().split('\n').slice(-2)).toEqual(['systemctl daemon-reload', 'systemctl enable --now alloy.service']);
+      }
+      // the nginx units on an instance write where the configuration reads
+      const edge = userData(run, 'edge-us-east-1-2').files['/etc/cdn/edge-us-east-1-2/conf/nginx.conf'].content;
+      expect(edge).toContain('access_log logs/access.log cdn_json');
+      expect(ACCESS_LOGS.systemd).toBe('/etc/cdn/*/logs/access.log');
     });
 
     test('every instance\'s user data fits AWS\'s 16 KiB limit', () => {

@@ -9,10 +9,11 @@
  */
 import * as aws from '@pulumi/aws';
 import * as pulumi from '@pulumi/pulumi';
+import { lokiPushUrl } from '../../observability/alloy';
 import { GRAFANA_DASHBOARDS_DIR, renderGrafanaDashboardsProvider, renderGrafanaDatasources } from '../../observability/grafana';
 import { CdnService, type ServiceKind } from '../components/component';
 import type { AwsSettings, DeployPlan } from '../deploy/config';
-import type { ImageCatalogue } from '../deploy/images';
+import { alloyPackageVersion, type ImageCatalogue } from '../deploy/images';
 import type { StackOutputs } from '../deploy/outputs';
 import type { StackSecrets } from '../deploy/secrets';
 import { deployedUnits, SECRETS_DIR, unitSecretFiles } from '../deploy/units';
@@ -32,7 +33,7 @@ export interface AwsStackInput {
 
 export const MINIO_PORT = 9000;
 export const GRAFANA_PORT = 3000;
-const LOKI_PORT = 3100;
+export const LOKI_PORT = 3100;
 
 /** Hosts of the stack: one per service unit, plus the object store. Monitoring = Prometheus + Grafana + Loki. */
 type HostName = 'redis' | 'origin' | 'object-store' | 'balancer' | 'monitoring' | `edge-${string}`;
@@ -160,6 +161,9 @@ export function awsStack(input: AwsStackInput): StackOutputs {
   ingress('redis-from-origin', hosts.get('redis')!, p.redis, from('origin'), 'purges from the origin');
   if (hosts.has('object-store')) ingress('object-store-from-origin', hosts.get('object-store')!, MINIO_PORT, from('origin'), 'S3 API for the origin');
   ingress('grafana', hosts.get('monitoring')!, GRAFANA_PORT, primary.cidr, 'Grafana from inside the primary VPC');
+  // Alloy on every instance pushes its logs to Loki on the monitoring instance; Alloy
+  // itself listens on its loopback only, so it needs no rule of its own.
+  for (const h of hostNames.filter((x) => x !== 'monitoring')) ingress(`loki-from-${h}`, hosts.get('monitoring')!, LOKI_PORT, from(h), `logs from Alloy on ${h}`);
   if (settings.sshCidr) {
     for (const h of new Set([...hosts.values()].map((x) => x.sg))) {
       const owner = [...hosts.values()].find((x) => x.sg === h)!;
@@ -182,7 +186,7 @@ export function awsStack(input: AwsStackInput): StackOutputs {
   const secretFile = (path: string, content: pulumi.Output<string>, permissions = '0400') => content.apply((c): HostFile => ({ path, content: c, permissions }));
   const unitHost = (u: ServiceUnit): HostName => (u.role === 'prometheus' ? 'monitoring' : (u.name as HostName));
 
-  const hostPlan = (name: HostName): pulumi.Output<HostPlan> => {
+  const servicePlan = (name: HostName): pulumi.Output<HostPlan> => {
     const mine = units.apply((all) => all.filter((u) => unitHost(u) === name));
     const secretFiles = mine.apply((us) => pulumi.all(us.flatMap((u) => unitSecretFiles(u, secrets)).map((s) => secretFile(s.path, s.content))));
     const base = { source, containers: [] as HostContainer[], prepare: [] as string[], files: [] as HostFile[] };
@@ -249,6 +253,14 @@ export function awsStack(input: AwsStackInput): StackOutputs {
       ...(us.some((u) => u.role === 'origin') ? { node: { version: settings.nodeVersion } } : {}),
     }));
   };
+
+  // Every instance ships its logs with Alloy, to Loki on the monitoring instance.
+  const alloyVersion = alloyPackageVersion(images);
+  const hostPlan = (name: HostName): pulumi.Output<HostPlan> =>
+    pulumi.all([servicePlan(name), addresses]).apply(([plan, ip]) => ({
+      ...plan,
+      logShipper: { version: alloyVersion, lokiPushUrl: lokiPushUrl(url({ host: name === 'monitoring' ? '127.0.0.1' : ip.monitoring, port: LOKI_PORT })) },
+    }));
 
   // Instances, in the units' dependency order, each waiting for the hosts its units depend on.
   const instances = new Map<HostName, aws.ec2.Instance>();

@@ -7,6 +7,7 @@ import * as path from 'node:path';
 import * as pulumi from '@pulumi/pulumi';
 import { renderBalancer } from '../../balancer/render';
 import { renderEdge } from '../../edge/render';
+import { ACCESS_LOGS, DOCKER_SOCKET, renderAlloyConfig } from '../../observability/alloy';
 import { DATASOURCE_UIDS } from '../../observability/grafana';
 import { renderPrometheusConfig, scrapeTargets } from '../../observability/prometheus';
 import { program } from '../../stacks/program';
@@ -50,7 +51,7 @@ describe('docker target', () => {
   test('one container per service and edge, each edge in its region\'s fleet', () => {
     const names = run.ofType(CONTAINER).map((c) => c.name).sort();
     expect(names).toEqual(
-      ['balancer', 'edge-eu-1', 'edge-eu-2', 'edge-us-1', 'edge-us-2', 'edge-us-3', 'grafana', 'loki', 'object-store', 'origin', 'prometheus', 'redis'].sort(),
+      ['alloy', 'balancer', 'edge-eu-1', 'edge-eu-2', 'edge-us-1', 'edge-us-2', 'edge-us-3', 'grafana', 'loki', 'object-store', 'origin', 'prometheus', 'redis'].sort(),
     );
     const fleets = run.ofType('cdn:service:EdgeFleet');
     expect(fleets.map((f) => f.name).sort()).toEqual(['edges-eu', 'edges-us']);
@@ -153,6 +154,34 @@ describe('docker target', () => {
     expect(more.ofType(CONTAINER).length).toBe(run.ofType(CONTAINER).length + 1);
     const prom = fileIn(more.named('prometheus', CONTAINER), '/etc/cdn/prometheus/prometheus.yml');
     expect(prom).toContain('edge: "eu-3"');
+  });
+
+  test('Alloy reads every nginx unit\'s log volume read-only and the containers\' output, and pushes to Loki', () => {
+    const alloy = run.named('alloy', CONTAINER);
+    const loki = run.named('loki', CONTAINER);
+    // the rendered docker variant, with Loki's address on the stack's network
+    expect(fileIn(alloy, '/etc/alloy/config.alloy')).toBe(renderAlloyConfig({ source: 'docker', lokiPushUrl: 'http://10.89.0.32:3100/loki/api/v1/push' }));
+    expect(alloy.inputs.command).toEqual(['run', '--server.http.listen-addr=127.0.0.1:12345', '--storage.path=/var/lib/alloy/data', '/etc/alloy/config.alloy']);
+    expect(alloy.inputs.image).toBe('sha256:image-alloy');
+    expect(alloy.dependencies).toContain(loki.urn);
+    expect(alloy.inputs.networksAdvanced).toEqual([{ name: 'shop-net', ipv4Address: '10.89.0.33', aliases: ['alloy'] }]);
+    expect(alloy.inputs.ports ?? []).toEqual([]);
+    const volumes = alloy.inputs.volumes as { volumeName?: string; hostPath?: string; containerPath: string; readOnly?: boolean }[];
+    // each nginx unit's logs/ is one volume: written by its container, read by Alloy
+    const glob = new RegExp(`^${ACCESS_LOGS.docker.replace('*', '([a-z0-9-]+)').replace(/\./g, '\\.')}$`);
+    for (const unit of ['balancer', 'edge-eu-1', 'edge-eu-2', 'edge-us-1', 'edge-us-2', 'edge-us-3']) {
+      const written = (run.named(unit, CONTAINER).inputs.volumes as { volumeName: string; containerPath: string }[]).find((v) => v.containerPath === `/etc/cdn/${unit}/logs`);
+      expect(written?.volumeName).toBe(`shop-${unit}-logs`);
+      const read = volumes.find((v) => v.volumeName === `shop-${unit}-logs`);
+      expect(read).toEqual({ volumeName: `shop-${unit}-logs`, containerPath: `/var/log/cdn/${unit}`, readOnly: true });
+      // nginx's access.log in that directory is what the config's glob picks up
+      expect(glob.exec(`${read!.containerPath}/access.log`)?.[1]).toBe(unit);
+    }
+    expect(volumes.filter((v) => v.volumeName?.endsWith('-logs'))).toHaveLength(6);
+    expect(volumes).toContainEqual({ hostPath: DOCKER_SOCKET, containerPath: DOCKER_SOCKET, readOnly: true });
+    expect(volumes).toContainEqual({ volumeName: 'shop-alloy', containerPath: '/var/lib/alloy/data' });
+    // Loki itself is published nowhere
+    expect(loki.inputs.ports ?? []).toEqual([]);
   });
 
   test('Grafana is provisioned with Prometheus and Loki under fixed uids', () => {

@@ -1,14 +1,15 @@
 /**
  * The docker target (`pulumi up -s local`): the CDN's service units as containers on
  * one bridge network, built from the repository's Dockerfiles and given exactly the
- * files the renderers produce (uploaded at create time), plus MinIO, Grafana and Loki
- * from pinned images. Only the balancer and Grafana are published, on the host's
- * loopback address by default.
+ * files the renderers produce (uploaded at create time), plus MinIO, Grafana, Loki
+ * and Alloy (shipping the logs to Loki) from pinned images. Only the balancer and
+ * Grafana are published, on the host's loopback address by default.
  */
 import * as path from 'node:path';
 import * as docker from '@pulumi/docker';
 import * as pulumi from '@pulumi/pulumi';
 import * as fs from 'node:fs';
+import { ALLOY_STORAGE, alloyRunArgs, DOCKER_SOCKET, dockerLogDir, lokiPushUrl, renderAlloyConfig } from '../../observability/alloy';
 import { GRAFANA_DASHBOARDS_DIR, GRAFANA_PROVISIONING, renderGrafanaDashboardsProvider, renderGrafanaDatasources } from '../../observability/grafana';
 import { CdnService } from '../components/component';
 import type { DeployPlan, DockerSettings } from '../deploy/config';
@@ -16,9 +17,13 @@ import type { ImageCatalogue } from '../deploy/images';
 import type { StackOutputs } from '../deploy/outputs';
 import type { StackSecrets } from '../deploy/secrets';
 import { deployedUnits, localHealthCommand, unitEnvironment, unitSecretFiles, SECRETS_DIR } from '../deploy/units';
+import { NGINX_LOGS_DIR } from '../nginx';
 import { url } from '../topology';
 import type { Role, ServiceUnit } from '../units';
 import { dockerAddresses, dockerTopology, GRAFANA_PORT, LOKI_PORT, MINIO_PORT, objectStoreEndpoint } from './topology';
+
+/** Alloy's configuration inside its container (the image's default path). */
+export const ALLOY_CONFIG_FILE = '/etc/alloy/config.alloy';
 
 export interface DockerStackInput {
   plan: DeployPlan;
@@ -105,7 +110,7 @@ export function dockerStack(input: DockerStackInput): StackOutputs {
       ),
     ]),
   ) as Record<Role, docker.Image>;
-  const pulled = (name: 'minio' | 'grafana' | 'loki') =>
+  const pulled = (name: 'minio' | 'grafana' | 'loki' | 'alloy') =>
     new docker.RemoteImage(`image-${name}`, { name: images[name], keepLocally: true }, { parent: imagesComponent });
   imagesComponent.done();
 
@@ -115,6 +120,8 @@ export function dockerStack(input: DockerStackInput): StackOutputs {
     return components.get(name)!;
   };
   const containers = new Map<string, docker.Container>();
+  // nginx units' log volumes, which Alloy reads
+  const logVolumes: { unit: string; volume: docker.Volume }[] = [];
 
   // Object store: the stack's own MinIO, unless the spec names an S3 endpoint.
   const dependsOnObjectStore: pulumi.Resource[] = [];
@@ -161,13 +168,14 @@ export function dockerStack(input: DockerStackInput): StackOutputs {
       ...unit.files.map((f) => ({ file: path.posix.join(unit.dir, f.path), content: f.content, permissions: f.mode ? f.mode.toString(8).padStart(4, '0') : '0644' })),
       ...unitSecretFiles(unit, secrets).map((s) => ({ file: s.path, content: s.content, permissions: '0400' })),
     ];
-    // Volumes for what must outlive a container: the cache, Redis's stream, metrics.
-    const persistent: Partial<Record<Role, string>> = { edge: 'cache', redis: 'data', prometheus: 'data' };
+    // Volumes for what must outlive a container (the cache, Redis's stream, metrics)
+    // or be read by another: nginx writes its access log to a file, which Alloy reads.
+    const persistent: Partial<Record<Role, string[]>> = { edge: ['cache', NGINX_LOGS_DIR], balancer: [NGINX_LOGS_DIR], redis: ['data'], prometheus: ['data'] };
     const volumes: docker.types.input.ContainerVolume[] = [];
-    const sub = persistent[unit.role];
-    if (sub) {
+    for (const sub of persistent[unit.role] ?? []) {
       const volume = new docker.Volume(`${unit.name}-${sub}`, { name: `${prefix}-${unit.name}-${sub}` }, { parent });
       volumes.push({ volumeName: volume.name, containerPath: path.posix.join(unit.dir, sub) });
+      if (sub === NGINX_LOGS_DIR) logVolumes.push({ unit: unit.name, volume });
     }
     const deps = [...unit.dependsOn.map((d) => containers.get(d)!).filter(Boolean), ...(unit.role === 'origin' ? dependsOnObjectStore : [])];
     const published = unit.role === 'balancer' ? [{ internal: spec.ports.balancer, external: settings.balancerPort, ip: settings.bindAddress }] : [];
@@ -214,6 +222,30 @@ export function dockerStack(input: DockerStackInput): StackOutputs {
       restart: 'unless-stopped',
     },
     { parent: monitoring },
+  );
+  // One Alloy for the stack: the containers' output through the Docker socket (the
+  // origin logs JSON to stdout) and the nginx access logs from their volumes,
+  // read-only. A read-only mount of the socket still lets Alloy use the whole Docker
+  // API (root-equivalent on this host): acceptable for a local stack, and why the
+  // aws target reads the journal instead. Nothing of Alloy is published; its HTTP
+  // server listens on its own loopback (alloyRunArgs).
+  new docker.Container(
+    'alloy',
+    {
+      name: `${prefix}-alloy`,
+      image: pulled('alloy').imageId,
+      command: alloyRunArgs(ALLOY_CONFIG_FILE),
+      uploads: [{ file: ALLOY_CONFIG_FILE, content: renderAlloyConfig({ source: 'docker', lokiPushUrl: lokiPushUrl(url({ host: addresses.loki, port: LOKI_PORT })) }), permissions: '0644' }],
+      volumes: [
+        ...logVolumes.map(({ unit, volume }) => ({ volumeName: volume.name, containerPath: dockerLogDir(unit), readOnly: true })),
+        { hostPath: DOCKER_SOCKET, containerPath: DOCKER_SOCKET, readOnly: true },
+        // read positions, so a restart neither loses nor repeats lines
+        { volumeName: new docker.Volume('alloy-data', { name: `${prefix}-alloy` }, { parent: monitoring }).name, containerPath: ALLOY_STORAGE },
+      ],
+      networksAdvanced: attach(addresses.alloy, 'alloy'),
+      restart: 'unless-stopped',
+    },
+    { parent: monitoring, dependsOn: [loki] },
   );
   const grafanaUrl = url({ host: settings.bindAddress, port: settings.grafanaPort });
   const grafana = new docker.Container(

@@ -9,7 +9,7 @@ import { edgeIdentities, type CdnSpec } from '../spec';
 import { url, type Placement, type Topology } from '../topology';
 
 /** Host numbers inside the subnet; edges count up from EDGE_BASE. */
-export const HOST = { redis: 10, origin: 11, objectStore: 12, balancer: 20, prometheus: 30, grafana: 31, loki: 32 } as const;
+export const HOST = { redis: 10, origin: 11, objectStore: 12, balancer: 20, prometheus: 30, grafana: 31, loki: 32, alloy: 33 } as const;
 const EDGE_BASE = 100;
 
 export const MINIO_PORT = 9000;
@@ -32,6 +32,7 @@ export interface DockerAddresses {
   prometheus: string;
   grafana: string;
   loki: string;
+  alloy: string;
   edges: Record<string, string>;
 }
 
@@ -56,6 +57,7 @@ export function dockerAddresses(spec: CdnSpec, subnet: string): DockerAddresses 
     prometheus: at(HOST.prometheus),
     grafana: at(HOST.grafana),
     loki: at(HOST.loki),
+    alloy: at(HOST.alloy),
     edges: Object.fromEntries(edges.map((e, i) => [e.id, at(EDGE_BASE + i)])),
   };
 }

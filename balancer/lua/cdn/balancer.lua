@@ -4,6 +4,7 @@
 --   ring    consistent hashing with bounded loads
 --   health  active and passive health checks, shared by workers
 --   stats   traffic statistics for /status, /status.json and /metrics
+--   certificates  expiry of the TLS certificates served, for /metrics
 -- A request starts in its region (trusted header, client network, default) and
 -- goes to the edge owning its object on that region's ring, unless that edge is
 -- down or holds more than its share of requests in flight; a failed attempt is
@@ -18,6 +19,7 @@ local front = require "cdn.balancer.front"
 local status_page = require "cdn.balancer.status_page"
 local inflight = require "cdn.balancer.inflight"
 local memo = require "cdn.memo"
+local certificates = require "cdn.balancer.certificates"
 local ngx_balancer = require "ngx.balancer"
 
 local var = ngx.var
@@ -122,6 +124,9 @@ function _M.init(settings_path)
     front.init(settings)
     inflight.init(edges)
     stats.init(edges, region_list, checker, shared)
+    -- init_by_lua runs as nginx loads its configuration: what it reads here is
+    -- what nginx loaded with ssl_certificate
+    certificates.init(settings.tlsCertificates)
 end
 
 
@@ -308,6 +313,7 @@ function _M.serve_metrics()
     if not ok then
         return ngx_exit(503)
     end
+    ngx_print(certificates.render_metrics())
 end
 
 

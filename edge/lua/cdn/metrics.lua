@@ -329,6 +329,19 @@ function _M:render()
 end
 
 
+-- A gauge family computed at scrape time instead of kept in the shared dict,
+-- for values whose label sets come and go (a series that is gone must vanish).
+-- samples: array of { values, value }, values in the order of `labels`.
+function _M.render_gauge(name, help, labels, samples)
+    local out = { "# HELP " .. name .. " " .. help, "# TYPE " .. name .. " gauge" }
+    for _, s in ipairs(samples) do
+        out[#out + 1] = series(name, labels, s[1]) .. " " .. format("%.17g", s[2])
+    end
+    out[#out + 1] = ""
+    return concat(out, "\n")
+end
+
+
 -- Exposes the registry at the current location (content phase).
 function _M:serve()
     ngx.header["Content-Type"] = "text/plain; version=0.0.4; charset=utf-8"
