@@ -5,6 +5,7 @@
  * (https://docs.aws.amazon.com/AmazonS3/latest/API/sig-v4-header-based-auth.html).
  */
 import { runLua } from '../test/support/nginx-lua';
+import { sigV4Failure } from '../test/support/s3rver';
 
 async function lua(body: string): Promise<unknown> {
   return JSON.parse(await runLua(`local s3 = require "cdn.edge.s3"
@@ -49,5 +50,29 @@ ngx.print(cjson.encode({ a, again, b, auth }))`)) as string[];
     expect(out[0]).toBe(out[1]);
     expect(out[2]).not.toBe(out[0]);
     expect(out[3]).toMatch(/^AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE\/20130524\/us-east-1\/s3\/aws4_request,SignedHeaders=host;x-amz-content-sha256;x-amz-date,Signature=[0-9a-f]{64}$/);
+  });
+
+  test("the tests' signature-checking front for s3rver accepts AWS's example and refuses it altered", () => {
+    const example = {
+      method: 'GET',
+      url: '/test.txt',
+      headers: {
+        host: 'examplebucket.s3.amazonaws.com',
+        range: 'bytes=0-9',
+        'x-amz-content-sha256': EMPTY_SHA256,
+        'x-amz-date': '20130524T000000Z',
+        authorization:
+          'AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request,' +
+          'SignedHeaders=host;range;x-amz-content-sha256;x-amz-date,' +
+          'Signature=f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41',
+      },
+    };
+    const secrets = { AKIAIOSFODNN7EXAMPLE: 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY' };
+    expect(sigV4Failure(example, secrets)).toBeNull();
+    expect(sigV4Failure({ ...example, url: '/test2.txt' }, secrets)).toBe('SignatureDoesNotMatch');
+    expect(sigV4Failure({ ...example, headers: { ...example.headers, range: 'bytes=0-10' } }, secrets)).toBe('SignatureDoesNotMatch');
+    expect(sigV4Failure(example, { AKIAIOSFODNN7EXAMPLE: 'another secret' })).toBe('SignatureDoesNotMatch');
+    expect(sigV4Failure(example, {})).toBe('InvalidAccessKeyId');
+    expect(sigV4Failure({ ...example, headers: { host: 'examplebucket.s3.amazonaws.com' } }, secrets)).toBe('AccessDenied');
   });
 });

@@ -10,13 +10,13 @@ import { renderEdge } from '../../edge/render';
 import { DATASOURCE_UIDS } from '../../observability/grafana';
 import { renderPrometheusConfig, scrapeTargets } from '../../observability/prometheus';
 import { program } from '../../stacks/program';
-import { deployPlan } from '../deploy/config';
+import { deployPlan, specWithObjectStore } from '../deploy/config';
 import { RUNTIME_IMAGES, DEFAULT_IMAGES } from '../deploy/images';
 import { containerLayout, secretFile } from '../layout';
 import { renderRedis } from '../redis';
 import { parseSpec } from '../spec';
 import { generatedSecret, isSecret, plain, runProgram, secretsIn, type ProgramRun, type RecordedResource } from '../testing/pulumi-mocks';
-import { dockerAddresses, dockerTopology } from './topology';
+import { dockerAddresses, dockerTopology, objectStoreEndpoint } from './topology';
 
 const CONTAINER = 'docker:index/container:Container';
 const SPEC = { name: 'shop', regions: [{ name: 'eu', edges: 2 }, { name: 'us', edges: 3 }] };
@@ -78,7 +78,8 @@ describe('docker target', () => {
     const layout = containerLayout();
     for (const edge of topology.edges) {
       const c = run.named(`edge-${edge.id}`, CONTAINER);
-      for (const f of renderEdge(plan.spec, topology, edge, layout, secretFile(layout, 'adminToken'))) {
+      const spec = specWithObjectStore(plan, objectStoreEndpoint(dockerAddresses(plan.spec, '10.89.0.0/24')));
+      for (const f of renderEdge(spec, topology, edge, layout, secretFile(layout, 'adminToken'))) {
         expect(fileIn(c, `/etc/cdn/edge-${edge.id}/${f.path}`)).toBe(f.content);
       }
     }
@@ -116,6 +117,10 @@ describe('docker target', () => {
     }
     const origin = run.named('origin', CONTAINER);
     expect(uploads(origin).map((u) => u.file).filter((f) => f.includes('/secrets/')).sort()).toEqual(
+      ['/etc/cdn/secrets/admin-token', '/etc/cdn/secrets/redis-password', '/etc/cdn/secrets/s3-access-key', '/etc/cdn/secrets/s3-secret-key'].sort(),
+    );
+    // Edges sign their bucket reads; with the stack's own MinIO they have no keys of their own.
+    expect(uploads(run.named('edge-eu-1', CONTAINER)).map((u) => u.file).filter((f) => f.includes('/secrets/')).sort()).toEqual(
       ['/etc/cdn/secrets/admin-token', '/etc/cdn/secrets/redis-password', '/etc/cdn/secrets/s3-access-key', '/etc/cdn/secrets/s3-secret-key'].sort(),
     );
     // The balancer needs no secret at all.
