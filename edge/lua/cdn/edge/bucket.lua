@@ -128,7 +128,8 @@ function _M.prepare(object)
     if ims and policies:get(object) then
         set_req_header("If-Modified-Since", ims)
     end
-    local auth, amz_date = signer:sign_read("GET", object, config.host, now())
+    -- the method as it will be sent (the public server turns a cached HEAD into a GET)
+    local auth, amz_date = signer:sign_read(var.request_method, object, config.host, now())
     set_req_header("Host", config.host)
     set_req_header("x-amz-date", amz_date)
     set_req_header("x-amz-content-sha256", s3.UNSIGNED_PAYLOAD)
