@@ -73,6 +73,19 @@ describe('docker target', () => {
     expect(run.named('grafana', CONTAINER).inputs.ports).toEqual([{ internal: 3000, external: 3000, ip: '127.0.0.1' }]);
   });
 
+  test("with an external S3 endpoint and edge keys, edges get only their own keys' files", async () => {
+    const storage = { kind: 's3', endpoint: 'https://s3.example', bucket: 'shop-assets', accessKeySecret: 's3Key', secretKeySecret: 's3Secret', edgeAccessKeySecret: 's3EdgeKey', edgeSecretKeySecret: 's3EdgeSecret' };
+    const keys = { 'cdn:s3Key': 'origin-key', 'cdn:s3Secret': 'origin-secret', 'cdn:s3EdgeKey': 'edge-key', 'cdn:s3EdgeSecret': 'edge-secret' };
+    const external = await runProgram(config({ 'cdn:spec': { ...SPEC, storage }, ...keys }), program, Object.keys(keys));
+    const edge = external.named('edge-eu-1', CONTAINER);
+    const files = uploads(edge).map((u) => u.file).filter((f) => f.includes('/secrets/'));
+    expect(files.sort()).toEqual(['/etc/cdn/secrets/admin-token', '/etc/cdn/secrets/redis-password', '/etc/cdn/secrets/s3-edge-access-key', '/etc/cdn/secrets/s3-edge-secret-key'].sort());
+    expect(fileIn(edge, '/etc/cdn/secrets/s3-edge-secret-key')).toBe('edge-secret\n');
+    expect(JSON.parse(fileIn(edge, '/etc/cdn/edge-eu-1/edge.json')).bucket).toMatchObject({ upstream: 'https://bucket', host: 's3.example', secretKeyFile: '/etc/cdn/secrets/s3-edge-secret-key' });
+    for (const c of external.ofType(CONTAINER)) expect(JSON.stringify(plain(c.inputs.envs) ?? [])).not.toMatch(/edge-secret|origin-secret/);
+    expect(uploads(external.named('origin', CONTAINER)).map((u) => u.file)).not.toContain('/etc/cdn/secrets/s3-edge-secret-key');
+  });
+
   test('edge and balancer containers get exactly the renderers\' files', () => {
     const { plan, topology } = expectedTopology();
     const layout = containerLayout();
