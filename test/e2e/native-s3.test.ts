@@ -123,6 +123,18 @@ describe('raw assets straight from the bucket', () => {
     expect(res.headers.get('last-modified')).toBeTruthy();
     const names = [...res.headers.keys()];
     expect(names.filter((n) => n.startsWith('x-amz') || n === 'surrogate-key' || n === 'vary' || n === 'authorization')).toEqual([]);
+    await withoutOrigin(async () => {
+      // a cold HEAD is read from the bucket too (the cache asks for the whole object)
+      const head = await fetch(`${edge()}/direct/shirt.txt?cold=head`, { method: 'HEAD', signal: AbortSignal.timeout(5000) });
+      expect([head.status, head.headers.get('etag'), head.headers.get('content-length')]).toEqual([200, `"${sha}"`, '10']);
+      // neither the query (S3 would act on response-* overrides) nor client x-amz-* headers reach the bucket
+      const override = await quick(`${edge()}/direct/shirt.txt?response-content-type=text/html&response-cache-control=no-store`, {
+        'X-Amz-Security-Token': 'junk',
+        'X-Amz-Server-Side-Encryption-Customer-Algorithm': 'AES256',
+        Cookie: 'session=1',
+      });
+      expect([override.status, override.headers.get('content-type'), override.headers.get('cache-control')]).toEqual([200, fromOrigin.headers.get('content-type'), fromOrigin.headers.get('cache-control')]);
+    });
     // the hit that follows needs no upstream at all
     const hit = await withoutOrigin(() => quick(`${edge()}/direct/shirt.txt`));
     expect(hit.headers.get('cache-status')).toContain('; hit');
