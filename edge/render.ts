@@ -5,6 +5,7 @@
 import * as path from 'node:path';
 import { DROP_OVERRIDE_HEADERS, internalServer, luaString, renderNginxConf } from '../infra/nginx';
 import { Errors } from '../infra/errors';
+import { MAX_KEY_LENGTH, RESERVED_FIRST_SEGMENTS, RESERVED_KEYS } from '../origin/src/assets/asset-key';
 import { NOT_FOUND_CACHE_CONTROL } from '../origin/src/assets/cache-policy';
 import { DEFAULT_CACHE_CONTROL, DEFAULT_CACHE_CONTROL_BY_TYPE } from '../origin/src/config/origin-config';
 import { secretFile, type Layout } from '../infra/layout';
@@ -48,6 +49,10 @@ export interface BucketSettings {
   defaultCacheControl: string;
   cacheControlByType: (readonly [string, string])[];
   notFoundCacheControl: string;
+  /** The origin's key rules (asset-key.ts): what is not a key it could have stored goes to it. */
+  maxKeyLength: number;
+  reservedFirstSegments: string[];
+  reservedKeys: string[];
 }
 
 export interface ExternalRoute {
@@ -94,6 +99,9 @@ export function bucketSettings(spec: CdnSpec, layout?: Layout): BucketSettings |
     defaultCacheControl: DEFAULT_CACHE_CONTROL,
     cacheControlByType: DEFAULT_CACHE_CONTROL_BY_TYPE.map(([t, cc]) => [t, cc] as const),
     notFoundCacheControl: NOT_FOUND_CACHE_CONTROL,
+    maxKeyLength: MAX_KEY_LENGTH,
+    reservedFirstSegments: [...RESERVED_FIRST_SEGMENTS],
+    reservedKeys: [...RESERVED_KEYS],
   };
 }
 

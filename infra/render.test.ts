@@ -92,6 +92,9 @@ describe('renderers', () => {
       defaultCacheControl: 'public, max-age=3600',
       cacheControlByType: expect.arrayContaining([['image/*', 'public, max-age=86400']]),
       notFoundCacheControl: 'public, max-age=5',
+      maxKeyLength: 1024,
+      reservedFirstSegments: ['v1'],
+      reservedKeys: expect.arrayContaining(['healthz', 'docs/openapi.json']),
     });
     expect(shared.conf).toContain('server minio.internal:9000 max_fails=0;');
     expect(shared.conf).toContain('proxy_pass $cdn_upstream$cdn_s3_object;');

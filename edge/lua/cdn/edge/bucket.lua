@@ -39,14 +39,10 @@ local signer
 -- which a 304 from S3 does not repeat (see prepare)
 local policies = ngx.shared.cdn_bucket
 
--- The origin's reserved routes (origin/src/assets/asset-key.ts).
-local RESERVED_FIRST = { v1 = true }
-local RESERVED = {
-    healthz = true, readyz = true, metrics = true, docs = true,
-    ["docs/openapi.json"] = true, ["docs/swagger-ui.css"] = true,
-    ["docs/swagger-ui-bundle.js"] = true,
-}
-local MAX_KEY_LENGTH = 1024
+-- The origin's key rules, rendered from origin/src/assets/asset-key.ts.
+local reserved_first
+local reserved
+local max_key_length
 local READS = { GET = true, HEAD = true }
 
 -- What S3 may say that the origin's delivery says too; the rest is dropped.
@@ -62,8 +58,20 @@ local SVG_CSP = "default-src 'none'; style-src 'unsafe-inline'; sandbox"
 
 -- init_by_lua: `c` is the edge settings' "bucket" entry. The keys are read
 -- from their files here, so they never appear in settings or nginx.conf.
+local function set_of(list)
+    local set = {}
+    for i = 1, #list do
+        set[list[i]] = true
+    end
+    return set
+end
+
+
 function _M.init(c)
     config = c
+    reserved_first = set_of(c.reservedFirstSegments)
+    reserved = set_of(c.reservedKeys)
+    max_key_length = c.maxKeyLength
     signer = s3.new({
         access_key = settings_loader.read_secret(c.accessKeyFile),
         secret_key = settings_loader.read_secret(c.secretKeyFile),
@@ -82,16 +90,16 @@ end
 -- Keys use only [A-Za-z0-9/_.-], so the path needs no SigV4 encoding.
 function _M.key(raw_path)
     local k = sub(raw_path, 2)
-    if k == "" or #k > MAX_KEY_LENGTH
+    if k == "" or #k > max_key_length
        or not find(k, "^[A-Za-z0-9][A-Za-z0-9/_.-]*$")
        or byte(k, -1) == 47 -- "/"
        or find(k, "//", 1, true)
        or find(k, "/%.%.?/") or find(k, "/%.%.?$")
-       or RESERVED[k] then
+       or reserved[k] then
         return nil
     end
     local slash = find(k, "/", 1, true)
-    if RESERVED_FIRST[slash and sub(k, 1, slash - 1) or k] then
+    if reserved_first[slash and sub(k, 1, slash - 1) or k] then
         return nil
     end
     return k
