@@ -225,7 +225,7 @@ function bucketLocations(): string {
             proxy_pass $cdn_upstream$cdn_s3_object;
         }
         location @bucket_missing {
-            return 404 '${JSON.stringify({ error: Errors.CDN_ERR_ASSET_NOT_FOUND.code, message: Errors.CDN_ERR_ASSET_NOT_FOUND.message })}\n';
+            return 404 '${JSON.stringify({ error: Errors.CDN_ERR_ASSET_NOT_FOUND.code, message: Errors.CDN_ERR_ASSET_NOT_FOUND.message })}\\n';
         }
         location @bucket_refused {
             content_by_lua_block { require("cdn.edge").bucket_refused() }
@@ -316,7 +316,8 @@ ${cacheLocation('debug_header_filter', 'http://fetch$request_uri')}        }
         # Freshness is computed from the origin's Date, not this hop's clock.
         proxy_pass_header Date;
         # Which origin serves this request: the CDN's own or an external one
-        # mapped by host or path prefix (every method is passed through).
+        # mapped by host or path prefix (every method is passed through); with S3
+        # storage, raw asset reads go to the bucket ($cdn_s3_object, signed).
         # It also sets $cdn_fetch_uri: the raw path with the query exactly as keyed
         # (sorted, marketing parameters dropped), so an origin can never answer
         # for parameters the cache key does not contain.
