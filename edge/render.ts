@@ -4,6 +4,10 @@
  */
 import * as path from 'node:path';
 import { DROP_OVERRIDE_HEADERS, internalServer, luaString, renderNginxConf } from '../infra/nginx';
+import { Errors } from '../infra/errors';
+import { MAX_KEY_LENGTH, RESERVED_FIRST_SEGMENTS, RESERVED_KEYS } from '../origin/src/assets/asset-key';
+import { NOT_FOUND_CACHE_CONTROL } from '../origin/src/assets/cache-policy';
+import { DEFAULT_CACHE_CONTROL, DEFAULT_CACHE_CONTROL_BY_TYPE } from '../origin/src/config/origin-config';
 import { secretFile, type Layout } from '../infra/layout';
 import type { CdnSpec } from '../infra/spec';
 import { hostPort, type EdgePlacement, type Topology } from '../infra/topology';
@@ -26,6 +30,29 @@ export interface EdgeSettings {
    * then the catch-all. Requests matching none go to the CDN's own origin.
    */
   origins: ExternalRoute[];
+  /** With S3 storage: the bucket raw assets are read from on misses (see cdn/edge/bucket.lua). */
+  bucket?: BucketSettings;
+}
+
+export interface BucketSettings {
+  /** The value proxy_pass gets: scheme + the `bucket` upstream block. */
+  upstream: string;
+  /** Host header (and SigV4 host) of the endpoint: host[:port], no default port. */
+  host: string;
+  sni: string;
+  bucket: string;
+  region: string;
+  /** Files (mode 0600) holding the keys reads are signed with; never the keys. */
+  accessKeyFile: string;
+  secretKeyFile: string;
+  /** The origin's policy for assets without their own Cache-Control (cacheControlOf). */
+  defaultCacheControl: string;
+  cacheControlByType: (readonly [string, string])[];
+  notFoundCacheControl: string;
+  /** The origin's key rules (asset-key.ts): what is not a key it could have stored goes to it. */
+  maxKeyLength: number;
+  reservedFirstSegments: string[];
+  reservedKeys: string[];
 }
 
 export interface ExternalRoute {
@@ -48,9 +75,40 @@ export function externalRoutes(spec: CdnSpec): (ExternalRoute & { server: string
     .sort((a, b) => rank(a.match) - rank(b.match) || b.match.length - a.match.length);
 }
 
+/**
+ * The bucket the edges read raw assets from, when storage is S3 and the target provides
+ * secret files. The edges' own keys when the spec names them (read-only ones, the
+ * intent), else the origin's: a trade-off the README explains.
+ */
+export function bucketSettings(spec: CdnSpec, layout?: Layout): BucketSettings | undefined {
+  const storage = spec.storage;
+  if (storage.kind !== 's3' || !layout) return undefined;
+  const own = storage.edgeAccessKeySecret !== undefined;
+  const accessKeyFile = secretFile(layout, own ? 's3EdgeAccessKey' : 's3AccessKey');
+  const secretKeyFile = secretFile(layout, own ? 's3EdgeSecretKey' : 's3SecretKey');
+  if (!accessKeyFile || !secretKeyFile) return undefined;
+  const u = new URL(storage.endpoint);
+  return {
+    upstream: `${u.protocol.slice(0, -1)}://bucket`,
+    host: u.host,
+    sni: u.hostname,
+    bucket: storage.bucket,
+    region: storage.region,
+    accessKeyFile,
+    secretKeyFile,
+    defaultCacheControl: DEFAULT_CACHE_CONTROL,
+    cacheControlByType: DEFAULT_CACHE_CONTROL_BY_TYPE.map(([t, cc]) => [t, cc] as const),
+    notFoundCacheControl: NOT_FOUND_CACHE_CONTROL,
+    maxKeyLength: MAX_KEY_LENGTH,
+    reservedFirstSegments: [...RESERVED_FIRST_SEGMENTS],
+    reservedKeys: [...RESERVED_KEYS],
+  };
+}
+
 /** `layout` locates the Redis password file when the spec names a Redis password and the target provides secret files. */
 export function edgeSettings(spec: CdnSpec, topology: Topology, edge: EdgePlacement, layout?: Layout, adminTokenFile?: string): EdgeSettings {
   const passwordFile = spec.secrets.redisPassword && layout ? secretFile(layout, 'redisPassword') : undefined;
+  const bucket = bucketSettings(spec, layout);
   return {
     id: edge.id,
     region: edge.region,
@@ -60,6 +118,7 @@ export function edgeSettings(spec: CdnSpec, topology: Topology, edge: EdgePlacem
     busDownMaxTtl: spec.purge.busDownMaxTtl,
     origins: externalRoutes(spec).map(({ match, upstream, sni }) => ({ match, upstream, sni })),
     ...(adminTokenFile ? { adminTokenFile } : {}),
+    ...(bucket ? { bucket } : {}),
   };
 }
 
@@ -129,10 +188,61 @@ ${DROP_OVERRIDE_HEADERS}
 `;
 }
 
+/** The object store, for raw asset reads on misses (S3 storage only). */
+function bucketUpstream(spec: CdnSpec): string {
+  if (spec.storage.kind !== 's3') return '';
+  const u = new URL(spec.storage.endpoint);
+  const port = u.port || (u.protocol === 'https:' ? '443' : '80');
+  return `
+    # Object storage: raw assets are read from the bucket directly on misses.
+    upstream bucket {
+        server ${u.hostname.includes(':') ? `[${u.hostname}]` : u.hostname}:${port} max_fails=0;
+        keepalive 32;
+    }
+`;
+}
+
+// Set by upstream() for a read from the bucket: the object path, and whether the
+// client sent Authorization (the request then carries the edge's signature).
+const BUCKET_VARIABLES = `        set $cdn_s3_object "";
+        set $cdn_client_auth "";
+`;
+
+// Misses and revalidations from the bucket take one location that turns S3's
+// answers into the origin's (the freshness rules run on them as on any other).
+const BUCKET_JUMP = `            if ($cdn_s3_object) {
+                return 419;
+            }
+            error_page 419 = @bucket;
+`;
+
+function bucketLocations(): string {
+  return `
+        # S3's error bodies name the bucket and key and are never passed on: a
+        # missing key is the origin's 404 (cached briefly: creating the asset
+        # purges it), anything else a dropped connection, so a miss fails and an
+        # expired object is served stale within its stale-if-error, and nothing
+        # is stored. Not-modified (304) answers go through.
+        location @bucket {
+            proxy_intercept_errors on;
+            error_page 404 = @bucket_missing;
+            error_page 301 302 307 400 403 405 409 411 412 416 500 501 502 503 504 = @bucket_refused;
+            proxy_pass $cdn_upstream$cdn_s3_object;
+        }
+        location @bucket_missing {
+            return 404 '${JSON.stringify({ error: Errors.CDN_ERR_ASSET_NOT_FOUND.code, message: Errors.CDN_ERR_ASSET_NOT_FOUND.message })}\\n';
+        }
+        location @bucket_refused {
+            content_by_lua_block { require("cdn.edge").bucket_refused() }
+        }
+`;
+}
+
 export function renderEdge(spec: CdnSpec, topology: Topology, edge: EdgePlacement, layout: Layout, adminTokenFile?: string): RenderedFile[] {
   const dir = layout.unitDir(`edge-${edge.id}`);
   const settingsPath = path.join(dir, 'edge.json');
   const fetchSocket = path.join(dir, 'fetch.sock');
+  const bucket = bucketSettings(spec, layout);
   const http = `    # Disk cache. Keys are computed in Lua (host, normalised path, filtered query,
     # invalidation generations); purges change the key instead of deleting files.
     # https://nginx.org/en/docs/http/ngx_http_proxy_module.html#proxy_cache_path
@@ -153,6 +263,7 @@ ${externalRoutes(spec)
     }
 `)
   .join('')}
+${bucket ? bucketUpstream(spec) : ''}
     # The internal hop that decides freshness before the public server stores a
     # response (nginx reads it from headers while receiving them; see freshness.lua).
     upstream fetch {
@@ -224,12 +335,13 @@ ${cacheLocation('debug_header_filter', 'http://fetch$request_uri')}        }
         # Freshness is computed from the origin's Date, not this hop's clock.
         proxy_pass_header Date;
         # Which origin serves this request: the CDN's own or an external one
-        # mapped by host or path prefix (every method is passed through).
+        # mapped by host or path prefix (every method is passed through); with S3
+        # storage, raw asset reads go to the bucket ($cdn_s3_object, signed).
         # It also sets $cdn_fetch_uri: the raw path with the query exactly as keyed
         # (sorted, marketing parameters dropped), so an origin can never answer
         # for parameters the cache key does not contain.
         set $cdn_fetch_uri "";
-        set_by_lua_block $cdn_upstream { return require("cdn.edge").upstream() }
+${bucket ? BUCKET_VARIABLES : ''}        set_by_lua_block $cdn_upstream { return require("cdn.edge").upstream() }
         proxy_ssl_server_name on;
         proxy_ssl_name $cdn_upstream_sni;
         proxy_ssl_verify on;
@@ -241,7 +353,7 @@ ${cacheLocation('debug_header_filter', 'http://fetch$request_uri')}        }
         # Retries only for idempotent requests, on connection errors only.
         proxy_next_upstream error timeout;
         header_filter_by_lua_block { require("cdn.edge").fetch_header_filter() }
-
+${bucket ? '        body_filter_by_lua_block { require("cdn.edge").fetch_body_filter() }\n' : ''}
         # A failed revalidation must look like a connection error to the public
         # server: nginx only honours a response's own stale-if-error (and so
         # must-revalidate and the grace) for those; for 5xx statuses it would
@@ -250,7 +362,7 @@ ${cacheLocation('debug_header_filter', 'http://fetch$request_uri')}        }
         # failures on to @drop.
         recursive_error_pages on;
         location / {
-            if ($http_x_cdn_cache_state = "EXPIRED") {
+${bucket ? BUCKET_JUMP : ''}            if ($http_x_cdn_cache_state = "EXPIRED") {
                 return 418;
             }
             error_page 418 = @revalidate;
@@ -265,14 +377,14 @@ ${cacheLocation('debug_header_filter', 'http://fetch$request_uri')}        }
         location @drop {
             return 444;
         }
-    }
+${bucket ? bucketLocations() : ''}    }
 
 ${internalServer(hostPort(edge.internal.listen), 'cdn.edge')}`;
   const conf = renderNginxConf({
     layout,
     workers: spec.workers,
     luaRoots: [layout.edgeLuaRoot],
-    sharedDicts: { cdn_gens: '16m', cdn_tags: '32m', cdn_state: '1m', cdn_metrics: '4m' },
+    sharedDicts: { cdn_gens: '16m', cdn_tags: '32m', cdn_state: '1m', cdn_metrics: '4m', ...(bucket ? { cdn_bucket: '8m' } : {}) },
     init: `require("cdn.edge").init(${luaString(settingsPath)})`,
     initWorker: 'require("cdn.edge").init_worker()',
     continueRequestId: true,

@@ -41,6 +41,9 @@ export const SECRET_FILES = {
   redisAuthConf: 'redis-auth.conf',
   s3AccessKey: 's3-access-key',
   s3SecretKey: 's3-secret-key',
+  /** The edges' own (read-only) keys for the bucket, when the spec names them. */
+  s3EdgeAccessKey: 's3-edge-access-key',
+  s3EdgeSecretKey: 's3-edge-secret-key',
 } as const;
 
 export type SecretName = keyof typeof SECRET_FILES;

@@ -27,11 +27,11 @@ function fixedTopology(edges: { id: string; region: string; index: number }[]): 
   };
 }
 
-function unitsFor(input: unknown, stateDir: string) {
+function unitsFor(input: unknown, stateDir: string, secretsDir?: string) {
   const spec = parseSpec(input);
   const edges = spec.regions.flatMap((r) => Array.from({ length: r.edges }, (_, i) => ({ id: `${r.name}-${i + 1}`, region: r.name, index: i + 1 })));
   const topology = fixedTopology(edges);
-  const layout = debianLayout({ repoRoot: REPO, stateDir });
+  const layout = debianLayout({ repoRoot: REPO, stateDir, secretsDir });
   return { spec, topology, units: buildUnits({ spec, topology, layout, adminTokenFile: '/run/secrets/admin-token', withPrometheus: true }) };
 }
 
@@ -54,8 +54,11 @@ describe('renderers', () => {
     expect(units.find((u) => u.name === 'balancer')!.dependsOn).toEqual(['edge-eu-1', 'edge-eu-2', 'edge-eu-3', 'edge-us-1']);
   });
 
-  test('nginx accepts every rendered edge and balancer config (nginx -t)', () => {
-    const { units } = unitsFor({ regions: [{ name: 'eu', edges: 2 }, { name: 'us', edges: 1 }] }, dir);
+  test.each([
+    ['filesystem', {}],
+    ['S3 (raw assets from the bucket)', { storage: { kind: 's3', endpoint: 'https://127.0.0.1:9000', bucket: 'shop-assets', accessKeySecret: 'A', secretKeySecret: 'B' } }],
+  ])('nginx accepts every rendered edge and balancer config (nginx -t), %s storage', (_, storage) => {
+    const { units } = unitsFor({ regions: [{ name: 'eu', edges: 2 }, { name: 'us', edges: 1 }], ...storage }, dir, path.join(dir, 'secrets'));
     const nginxUnits = units.filter((u) => u.role === 'edge' || u.role === 'balancer');
     expect(nginxUnits).toHaveLength(4);
     for (const unit of nginxUnits) {
@@ -68,6 +71,39 @@ describe('renderers', () => {
       const out = execFileSync('/usr/sbin/nginx', ['-t', '-p', unit.dir, '-c', conf, '-e', path.join(unit.dir, 'logs', 'error.log')], { encoding: 'utf8', stdio: 'pipe' });
       expect(out).toBe('');
     }
+  });
+
+  test("with S3 storage the edges read raw assets from the bucket with their own keys' files, or the origin's", () => {
+    const s3 = { kind: 's3', endpoint: 'http://minio.internal:9000', bucket: 'shop-assets', region: 'eu-west-1', accessKeySecret: 'A', secretKeySecret: 'B' };
+    const secrets = '/etc/cdn/secrets';
+    const settingsOf = (storage: unknown) => {
+      const edge = unitsFor({ regions: [{ name: 'eu', edges: 1 }], storage }, dir, secrets).units.find((u) => u.name === 'edge-eu-1')!;
+      return { settings: JSON.parse(edge.files.find((f) => f.path === 'edge.json')!.content), conf: edge.files.find((f) => f.path === 'conf/nginx.conf')!.content };
+    };
+    const shared = settingsOf(s3);
+    expect(shared.settings.bucket).toEqual({
+      upstream: 'http://bucket',
+      host: 'minio.internal:9000',
+      sni: 'minio.internal',
+      bucket: 'shop-assets',
+      region: 'eu-west-1',
+      accessKeyFile: `${secrets}/s3-access-key`,
+      secretKeyFile: `${secrets}/s3-secret-key`,
+      defaultCacheControl: 'public, max-age=3600',
+      cacheControlByType: expect.arrayContaining([['image/*', 'public, max-age=86400']]),
+      notFoundCacheControl: 'public, max-age=5',
+      maxKeyLength: 1024,
+      reservedFirstSegments: ['v1'],
+      reservedKeys: expect.arrayContaining(['healthz', 'docs/openapi.json']),
+    });
+    expect(shared.conf).toContain('server minio.internal:9000 max_fails=0;');
+    expect(shared.conf).toContain('proxy_pass $cdn_upstream$cdn_s3_object;');
+    const own = settingsOf({ ...s3, edgeAccessKeySecret: 'C', edgeSecretKeySecret: 'D' }).settings.bucket;
+    expect([own.accessKeyFile, own.secretKeyFile]).toEqual([`${secrets}/s3-edge-access-key`, `${secrets}/s3-edge-secret-key`]);
+    // filesystem storage: every miss goes to the origin, as before
+    const fs_ = settingsOf({ kind: 'filesystem' });
+    expect(fs_.settings.bucket).toBeUndefined();
+    expect(fs_.conf).not.toMatch(/upstream bucket|location @bucket|set \$cdn_s3_object/);
   });
 
   test('edge settings point at Redis and the purge stream; the balancer lists every edge per region', () => {

@@ -53,6 +53,10 @@ describe('parseSpec', () => {
     [{ origins: [{ match: 'Shop Example', url: 'http://127.0.0.1:8000' }] }, 'origins[0].match'],
     [{ origins: [{ match: '*', url: 'ftp://x' }] }, 'origins[0].url'],
     [{ storage: { kind: 'tape' } }, 'storage'],
+    [
+      { storage: { kind: 's3', endpoint: 'http://127.0.0.1:9000', bucket: 'shop-assets', accessKeySecret: 'A', secretKeySecret: 'B', edgeAccessKeySecret: 'C' } },
+      'storage.edgeSecretKeySecret: edgeAccessKeySecret and edgeSecretKeySecret go together',
+    ],
     [{ regionz: [] }, 'regionz'],
     [{ balancer: { trustedProxies: ['10.0.0.0/33'] } }, 'balancer.trustedProxies[0]: expected a CIDR'],
     [{ balancer: { cidrRegions: [{ cidr: '10.0.0.0/8', region: 'mars' }] } }, 'balancer.cidrRegions[0].region: unknown region "mars"'],

@@ -46,8 +46,19 @@ const storage = z.discriminatedUnion('kind', [
       /** Names of secrets (env vars, Pulumi secrets), never the values themselves. */
       accessKeySecret: z.string().min(1),
       secretKeySecret: z.string().min(1),
+      /**
+       * Keys the edges sign their reads of raw assets with (secret names, both or
+       * neither): credentials allowed s3:GetObject (and s3:ListBucket, so a missing key
+       * is a 404) on this bucket only. Left out, the edges use the origin's keys.
+       */
+      edgeAccessKeySecret: z.string().min(1).optional(),
+      edgeSecretKeySecret: z.string().min(1).optional(),
     })
-    .strict(),
+    .strict()
+    .refine((s) => (s.edgeAccessKeySecret === undefined) === (s.edgeSecretKeySecret === undefined), {
+      message: 'edgeAccessKeySecret and edgeSecretKeySecret go together: set both or neither',
+      path: ['edgeSecretKeySecret'],
+    }),
 ]);
 
 /** `10.0.0.0/8`, `203.0.113.7/32`, `2001:db8::/32`: an address and a prefix length that fits it. */

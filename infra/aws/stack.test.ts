@@ -128,7 +128,7 @@ describe('aws target', () => {
       expect(rules().filter((r) => r.group === 'redis-eu-west-1')).toHaveLength(6); // five edges + the origin
       expect(ports('origin-eu-west-1')).toEqual([3000]);
       expect(ports('object-store-eu-west-1')).toEqual([9000]);
-      expect(rules().filter((r) => r.group === 'object-store-eu-west-1')).toHaveLength(1);
+      expect(rules().filter((r) => r.group === 'object-store-eu-west-1')).toHaveLength(6); // the origin + five edges reading raw assets
       expect(ports('monitoring-eu-west-1')).toEqual([3000, 3100]);
     });
 
@@ -188,7 +188,11 @@ describe('aws target', () => {
 
     test('every edge instance writes exactly the edge renderer\'s files', () => {
       const topology = topologyFromBalancer();
-      const spec = { ...parseSpec(SPEC), secrets: { adminToken: 'CDN_ADMIN_TOKEN', redisPassword: 'redisPassword' } };
+      // The stack's own MinIO, as the origin was told about it: the edges read raw assets there too.
+      const originEnv = userData(run, 'origin').files['/etc/systemd/system/cdn-origin.service'].content;
+      const env = (k: string) => new RegExp(`Environment=${k}=(\\S+)`).exec(originEnv)![1];
+      const storage = { kind: 's3' as const, endpoint: env('CDN_S3_ENDPOINT'), bucket: env('CDN_S3_BUCKET'), region: 'us-east-1', accessKeySecret: 'objectStoreAccessKey', secretKeySecret: 'objectStoreSecretKey' };
+      const spec = { ...parseSpec(SPEC), storage, secrets: { adminToken: 'CDN_ADMIN_TOKEN', redisPassword: 'redisPassword' } };
       for (const edge of topology.edges) {
         const files = userData(run, `edge-${edge.id}`).files;
         for (const f of renderEdge(spec, topology, edge, containerLayout(), secretFile(containerLayout(), 'adminToken'))) expect(files[`/etc/cdn/edge-${edge.id}/${f.path}`].content).toBe(f.content);

@@ -155,6 +155,8 @@ export function awsStack(input: AwsStackInput): StackOutputs {
     ingress(`${e}-metrics`, edge, p.edgeInternal, from('monitoring'), 'metrics from Prometheus');
     ingress(`origin-from-${e}`, hosts.get('origin')!, p.origin, from(e), `misses from ${e}`);
     ingress(`redis-from-${e}`, hosts.get('redis')!, p.redis, from(e), `purge stream for ${e}`);
+    // Edges read raw assets from the bucket on misses (signed, read-only keys when the spec names them).
+    if (hosts.has('object-store')) ingress(`object-store-from-${e}`, hosts.get('object-store')!, MINIO_PORT, from(e), `asset reads from ${e}`);
   }
   ingress('origin-api', hosts.get('origin')!, p.origin, primary.cidr, 'asset and purge API from inside the primary VPC');
   ingress('origin-metrics', hosts.get('origin')!, p.origin, from('monitoring'), 'metrics from Prometheus');

@@ -14,6 +14,9 @@ export interface StackSecrets {
   redisPassword: pulumi.Output<string>;
   s3AccessKey: pulumi.Output<string>;
   s3SecretKey: pulumi.Output<string>;
+  /** The edges' own bucket keys, when the spec names them (else the edges use the origin's). */
+  s3EdgeAccessKey?: pulumi.Output<string>;
+  s3EdgeSecretKey?: pulumi.Output<string>;
   grafanaAdminPassword: pulumi.Output<string>;
 }
 
@@ -46,7 +49,15 @@ export function resolveSecrets(config: pulumi.Config, plan: DeployPlan, parent?:
   // Keys of an external S3 endpoint belong to its owner; the stack's own MinIO gets generated ones.
   const s3Refs = storage.kind === 's3' ? storage : plan.objectStore.kind === 'builtin' ? plan.objectStore : undefined;
   const generateS3 = plan.objectStore.kind === 'builtin';
+  const edgeKeys = storage.kind === 's3' && storage.edgeAccessKeySecret && storage.edgeSecretKeySecret ? storage : undefined;
   return {
+    ...(edgeKeys
+      ? {
+          // Keys of an external endpoint's read-only user: never generated.
+          s3EdgeAccessKey: resolveSecret(config, edgeKeys.edgeAccessKeySecret!, false, parent),
+          s3EdgeSecretKey: resolveSecret(config, edgeKeys.edgeSecretKeySecret!, false, parent),
+        }
+      : {}),
     adminToken: resolveSecret(config, spec.secrets.adminToken, true, parent),
     redisPassword: resolveSecret(config, spec.secrets.redisPassword ?? 'redisPassword', true, parent),
     s3AccessKey: resolveSecret(config, s3Refs!.accessKeySecret, generateS3, parent),

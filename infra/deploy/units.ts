@@ -29,11 +29,21 @@ export interface SecretFile {
 const ROLE_SECRETS: Record<Role, SecretName[]> = {
   redis: ['redisAuthConf', 'redisPassword'],
   origin: ['adminToken', 'redisPassword', 's3AccessKey', 's3SecretKey'],
-  // the admin token unlocks the edge's X-Cdn-Debug headers
+  // the admin token unlocks the edge's X-Cdn-Debug headers; the bucket keys sign
+  // its reads of raw assets (see roleSecrets)
   edge: ['adminToken', 'redisPassword'],
   balancer: [],
   prometheus: [],
 };
+
+/**
+ * The edges read raw assets from the bucket with their own keys when the spec names
+ * them, else with the origin's (what edgeSettings points at: the same choice).
+ */
+function roleSecrets(role: Role, secrets: StackSecrets): SecretName[] {
+  if (role !== 'edge') return ROLE_SECRETS[role];
+  return [...ROLE_SECRETS.edge, ...(secrets.s3EdgeAccessKey ? (['s3EdgeAccessKey', 's3EdgeSecretKey'] as const) : (['s3AccessKey', 's3SecretKey'] as const))];
+}
 
 function secretContent(name: SecretName, secrets: StackSecrets): pulumi.Output<string> {
   switch (name) {
@@ -47,11 +57,15 @@ function secretContent(name: SecretName, secrets: StackSecrets): pulumi.Output<s
       return secrets.s3AccessKey.apply((v) => `${v}\n`);
     case 's3SecretKey':
       return secrets.s3SecretKey.apply((v) => `${v}\n`);
+    case 's3EdgeAccessKey':
+      return secrets.s3EdgeAccessKey!.apply((v) => `${v}\n`);
+    case 's3EdgeSecretKey':
+      return secrets.s3EdgeSecretKey!.apply((v) => `${v}\n`);
   }
 }
 
 export function unitSecretFiles(unit: ServiceUnit, secrets: StackSecrets): SecretFile[] {
-  return ROLE_SECRETS[unit.role].map((name) => ({ path: secretFile(LAYOUT, name)!, content: pulumi.secret(secretContent(name, secrets)) }));
+  return roleSecrets(unit.role, secrets).map((name) => ({ path: secretFile(LAYOUT, name)!, content: pulumi.secret(secretContent(name, secrets)) }));
 }
 
 /** The environment of a unit's process: run-unit.sh's settings, then the unit's own. */

@@ -11,13 +11,13 @@ import { ACCESS_LOGS, DOCKER_SOCKET, renderAlloyConfig } from '../../observabili
 import { DATASOURCE_UIDS } from '../../observability/grafana';
 import { renderPrometheusConfig, scrapeTargets } from '../../observability/prometheus';
 import { program } from '../../stacks/program';
-import { deployPlan } from '../deploy/config';
+import { deployPlan, specWithObjectStore } from '../deploy/config';
 import { RUNTIME_IMAGES, DEFAULT_IMAGES } from '../deploy/images';
 import { containerLayout, secretFile } from '../layout';
 import { renderRedis } from '../redis';
 import { parseSpec } from '../spec';
 import { generatedSecret, isSecret, plain, runProgram, secretsIn, type ProgramRun, type RecordedResource } from '../testing/pulumi-mocks';
-import { dockerAddresses, dockerTopology } from './topology';
+import { dockerAddresses, dockerTopology, objectStoreEndpoint } from './topology';
 
 const CONTAINER = 'docker:index/container:Container';
 const SPEC = { name: 'shop', regions: [{ name: 'eu', edges: 2 }, { name: 'us', edges: 3 }] };
@@ -74,12 +74,26 @@ describe('docker target', () => {
     expect(run.named('grafana', CONTAINER).inputs.ports).toEqual([{ internal: 3000, external: 3000, ip: '127.0.0.1' }]);
   });
 
+  test("with an external S3 endpoint and edge keys, edges get only their own keys' files", async () => {
+    const storage = { kind: 's3', endpoint: 'https://s3.example', bucket: 'shop-assets', accessKeySecret: 's3Key', secretKeySecret: 's3Secret', edgeAccessKeySecret: 's3EdgeKey', edgeSecretKeySecret: 's3EdgeSecret' };
+    const keys = { 'cdn:s3Key': 'origin-key', 'cdn:s3Secret': 'origin-secret', 'cdn:s3EdgeKey': 'edge-key', 'cdn:s3EdgeSecret': 'edge-secret' };
+    const external = await runProgram(config({ 'cdn:spec': { ...SPEC, storage }, ...keys }), program, Object.keys(keys));
+    const edge = external.named('edge-eu-1', CONTAINER);
+    const files = uploads(edge).map((u) => u.file).filter((f) => f.includes('/secrets/'));
+    expect(files.sort()).toEqual(['/etc/cdn/secrets/admin-token', '/etc/cdn/secrets/redis-password', '/etc/cdn/secrets/s3-edge-access-key', '/etc/cdn/secrets/s3-edge-secret-key'].sort());
+    expect(fileIn(edge, '/etc/cdn/secrets/s3-edge-secret-key')).toBe('edge-secret\n');
+    expect(JSON.parse(fileIn(edge, '/etc/cdn/edge-eu-1/edge.json')).bucket).toMatchObject({ upstream: 'https://bucket', host: 's3.example', secretKeyFile: '/etc/cdn/secrets/s3-edge-secret-key' });
+    for (const c of external.ofType(CONTAINER)) expect(JSON.stringify(plain(c.inputs.envs) ?? [])).not.toMatch(/edge-secret|origin-secret/);
+    expect(uploads(external.named('origin', CONTAINER)).map((u) => u.file)).not.toContain('/etc/cdn/secrets/s3-edge-secret-key');
+  });
+
   test('edge and balancer containers get exactly the renderers\' files', () => {
     const { plan, topology } = expectedTopology();
     const layout = containerLayout();
     for (const edge of topology.edges) {
       const c = run.named(`edge-${edge.id}`, CONTAINER);
-      for (const f of renderEdge(plan.spec, topology, edge, layout, secretFile(layout, 'adminToken'))) {
+      const spec = specWithObjectStore(plan, objectStoreEndpoint(dockerAddresses(plan.spec, '10.89.0.0/24')));
+      for (const f of renderEdge(spec, topology, edge, layout, secretFile(layout, 'adminToken'))) {
         expect(fileIn(c, `/etc/cdn/edge-${edge.id}/${f.path}`)).toBe(f.content);
       }
     }
@@ -117,6 +131,10 @@ describe('docker target', () => {
     }
     const origin = run.named('origin', CONTAINER);
     expect(uploads(origin).map((u) => u.file).filter((f) => f.includes('/secrets/')).sort()).toEqual(
+      ['/etc/cdn/secrets/admin-token', '/etc/cdn/secrets/redis-password', '/etc/cdn/secrets/s3-access-key', '/etc/cdn/secrets/s3-secret-key'].sort(),
+    );
+    // Edges sign their bucket reads; with the stack's own MinIO they have no keys of their own.
+    expect(uploads(run.named('edge-eu-1', CONTAINER)).map((u) => u.file).filter((f) => f.includes('/secrets/')).sort()).toEqual(
       ['/etc/cdn/secrets/admin-token', '/etc/cdn/secrets/redis-password', '/etc/cdn/secrets/s3-access-key', '/etc/cdn/secrets/s3-secret-key'].sort(),
     );
     // The balancer needs no secret at all.

@@ -145,7 +145,11 @@ export interface UpResult {
  */
 export function writeNativeSecrets(spec: CdnSpec, stateDir: string, env: NodeJS.ProcessEnv = process.env): string | undefined {
   const wanted: [SecretName, string][] = [];
-  if (spec.storage.kind === 's3') wanted.push(['s3AccessKey', spec.storage.accessKeySecret], ['s3SecretKey', spec.storage.secretKeySecret]);
+  if (spec.storage.kind === 's3') {
+    const { accessKeySecret, secretKeySecret, edgeAccessKeySecret, edgeSecretKeySecret } = spec.storage;
+    wanted.push(['s3AccessKey', accessKeySecret], ['s3SecretKey', secretKeySecret]);
+    if (edgeAccessKeySecret && edgeSecretKeySecret) wanted.push(['s3EdgeAccessKey', edgeAccessKeySecret], ['s3EdgeSecretKey', edgeSecretKeySecret]);
+  }
   if (spec.secrets.redisPassword) wanted.push(['redisPassword', spec.secrets.redisPassword]);
   if (wanted.length === 0) return undefined;
   const missing = wanted.filter(([, variable]) => !env[variable]).map(([, variable]) => variable);

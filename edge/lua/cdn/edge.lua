@@ -18,6 +18,7 @@ local cache_status = require "cdn.edge.cache_status"
 local freshness = require "cdn.edge.freshness"
 local stats = require "cdn.edge.stats"
 local disk = require "cdn.edge.disk"
+local bucket = require "cdn.edge.bucket"
 
 local var = ngx.var
 local header = ngx.header
@@ -83,6 +84,9 @@ function _M.init(settings_path)
     end
     if settings.redis.passwordFile then
         settings.redis_password = settings_loader.read_secret(settings.redis.passwordFile)
+    end
+    if settings.bucket then
+        bucket.init(settings.bucket)
     end
     generations.init()
 end
@@ -423,10 +427,28 @@ end
 function _M.fetch_header_filter()
     local h = get_headers(100)
     local t = now()
+    -- a read from the bucket: its headers become the origin's, and the request's
+    -- Authorization is the edge's signature, not the client's
+    local object = var.cdn_s3_object
+    local authorization
+    if object and object ~= "" then
+        authorization = var.cdn_client_auth == "1"
+        local out, why = bucket.response(ngx.status, h, object)
+        if not out then
+            log(WARN, "edge: ", object, " is not an asset (", why, "): 404")
+            ngx.status = 404
+            header["Content-Length"] = 0
+            ngx.ctx.discard_body = true
+            out = bucket.response(404, h, object)
+        end
+        h = out
+    else
+        authorization = var.http_authorization ~= nil
+    end
     local ok, d = pcall(freshness.decide, {
         status = ngx.status,
         now = t,
-        authorization = var.http_authorization ~= nil,
+        authorization = authorization,
         set_cookie = h["set-cookie"] ~= nil,
         cache_control = field(h, "cache-control", true),
         cdn_cache_control = field(h, "cdn-cache-control", true),
@@ -475,30 +497,54 @@ function _M.fetch_header_filter()
 end
 
 
+-- Internal hop header filter's companion: the body of a bucket object that
+-- turned out not to be an asset is not passed on (its 404 has no body).
+function _M.fetch_body_filter()
+    if ngx.ctx.discard_body then
+        ngx.arg[1] = ""
+    end
+end
+
+
+-- Internal hop: the bucket refused a signed read or failed. Logged, then the
+-- connection is dropped so the public server treats it as an upstream error
+-- (stale-if-error may serve the stored copy; nothing is stored).
+function _M.bucket_refused()
+    bucket.log_refusal(var.cdn_s3_object)
+    return ngx_exit(444)
+end
+
+
 -- Internal hop (set_by_lua): the upstream for this request. Hosts match
--- exactly, path prefixes by the longest, "*" catches the rest; the CDN's own
--- origin serves whatever no external origin claims. Also sets $cdn_fetch_uri,
--- the raw path with the query as keyed.
+-- exactly, path prefixes by the longest, "*" catches the rest; what no
+-- external origin claims goes to the bucket when it is a raw asset read with
+-- S3 storage (setting $cdn_s3_object), else to the CDN's own origin. Also sets
+-- $cdn_fetch_uri, the raw path with the query as keyed.
 function _M.upstream()
     local request_uri = var.request_uri
     local q = find(request_uri, "?", 1, true)
+    local raw_path = q and sub(request_uri, 1, q - 1) or request_uri
     local query = key.query(var.args)
-    var.cdn_fetch_uri = (q and sub(request_uri, 1, q - 1) or request_uri)
-                        .. (query ~= "" and "?" .. query or "")
+    var.cdn_fetch_uri = raw_path .. (query ~= "" and "?" .. query or "")
     local routes = settings.origins
-    if #routes == 0 then
-        return DEFAULT_UPSTREAM
-    end
-    local host = key.host(var.http_host)
-    local uri = var.uri
-    for i = 1, #routes do
-        local r = routes[i]
-        local m = r.match
-        if m == "*" or m == host
-           or (byte(m, 1) == 47 and sub(uri, 1, #m) == m) then -- "/"
-            var.cdn_upstream_sni = r.sni
-            return r.upstream
+    if #routes > 0 then
+        local host = key.host(var.http_host)
+        local uri = var.uri
+        for i = 1, #routes do
+            local r = routes[i]
+            local m = r.match
+            if m == "*" or m == host
+               or (byte(m, 1) == 47 and sub(uri, 1, #m) == m) then -- "/"
+                var.cdn_upstream_sni = r.sni
+                return r.upstream
+            end
         end
+    end
+    local object = bucket.claim(var.request_method, raw_path)
+    if object then
+        var.cdn_client_auth = var.http_authorization and "1" or ""
+        var.cdn_s3_object = object
+        return bucket.prepare(object)
     end
     return DEFAULT_UPSTREAM
 end

@@ -10,9 +10,9 @@ export const MAX_KEY_LENGTH = 1024;
 const KEY_PATTERN = /^[A-Za-z0-9][A-Za-z0-9/_.-]{0,1023}$/;
 const KEY_CHAR = /[A-Za-z0-9/_.-]/;
 
-/** First segments and whole keys that belong to the origin's own routes. */
-const RESERVED_FIRST_SEGMENTS: ReadonlySet<string> = new Set(['v1']);
-const RESERVED_KEYS: ReadonlySet<string> = new Set([
+/** First segments and whole keys that belong to the origin's own routes (the edges get them too, see edge/render.ts). */
+export const RESERVED_FIRST_SEGMENTS: ReadonlySet<string> = new Set(['v1']);
+export const RESERVED_KEYS: ReadonlySet<string> = new Set([
   'healthz',
   'readyz',
   'metrics',

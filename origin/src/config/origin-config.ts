@@ -73,6 +73,9 @@ export interface OriginConfig {
   readonly logLevel: 'debug' | 'info' | 'warn' | 'error' | 'silent';
 }
 
+/** CDN_DEFAULT_CACHE_CONTROL's default (the edges reading from the bucket apply it too). */
+export const DEFAULT_CACHE_CONTROL = 'public, max-age=3600';
+
 /**
  * Defaults per content type: images, fonts and media change rarely (and every change
  * is purged), HTML is short-lived. CDN_CACHE_CONTROL_BY_TYPE replaces this table.
@@ -166,7 +169,7 @@ const envSchema = z.object({
     .string()
     .max(1024)
     .regex(PRINTABLE_ASCII, 'must be printable ASCII')
-    .default('public, max-age=3600'),
+    .default(DEFAULT_CACHE_CONTROL),
   CDN_CACHE_CONTROL_BY_TYPE: z.string().optional(),
   CDN_LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error', 'silent'], { error: 'must be debug, info, warn, error or silent' }).default('info'),
 });
