@@ -2,7 +2,12 @@
 -- One reader per edge (worker 0) follows the stream with XREAD BLOCK from the
 -- last id it applied, so a reconnecting edge catches up instead of losing what
 -- was published meanwhile (Redis pub/sub would). If the stream was trimmed past
--- that id, the edge cannot know what it missed and invalidates everything.
+-- that id, or deleted and recreated (its ids may then restart below ours), the
+-- edge cannot know what it missed and invalidates everything. This is checked
+-- on (re)connecting and whenever a read finds nothing new; while the reader
+-- is blocked in XREAD it has everything up to the stream's end, so a stream
+-- replaced meanwhile loses it nothing (its new entries, if their ids are
+-- higher, are read as usual).
 -- After applying, it records the id in the hash `<stream>:applied` (field = edge
 -- id) so the origin can report per-edge purge status.
 local cjson = require "cjson.safe"
@@ -143,13 +148,64 @@ local function xinfo_field(info, name)
 end
 
 
--- True when entries after `last_id` were trimmed away (Redis >= 7 reports the
--- highest deleted id).
-local function trimmed_past(red, stream, last_id)
-    local info = red:xinfo("STREAM", stream)
+-- The id meaning "from the stream's first entry".
+local STREAM_START = "0-0"
+
+
+-- Why the stream can no longer be followed from `last_id` (the last entry this
+-- edge applied), or nil when it can:
+--  * entries after `last_id` were trimmed away (Redis >= 7 reports the highest
+--    deleted id), so the edge cannot know what it missed;
+--  * the stream is gone, or was recreated (deleted, FLUSHALL, Redis restarted
+--    empty): its ids may restart below `last_id`, and XREAD from there would
+--    silently skip every new purge. A recreated stream is recognised by its
+--    last generated id being below ours, or by our entry missing from it
+--    although nothing from there on was trimmed.
+-- Returns also the id to go on from.
+local function lost_position(red, stream, last_id)
+    if last_id == STREAM_START then
+        return nil, last_id
+    end
+    local info, err = red:xinfo("STREAM", stream)
+    if not info then
+        if match(tostring(err), "no such key") then
+            return "stream is gone", STREAM_START
+        end
+        return nil, last_id -- XREAD will report the connection's trouble
+    end
+    local generated = xinfo_field(info, "last-generated-id")
+    if type(generated) == "string" and id_less(generated, last_id) then
+        return "stream recreated (its ids restart below " .. last_id .. ")", STREAM_START
+    end
     local deleted = xinfo_field(info, "max-deleted-entry-id")
-    return type(deleted) == "string" and deleted ~= "0-0"
-           and id_less(last_id, deleted)
+    if type(deleted) == "string" and deleted ~= STREAM_START then
+        if id_less(last_id, deleted) then
+            -- what is left comes after the deleted entries
+            return "stream trimmed past " .. last_id, deleted
+        end
+        if not id_less(deleted, last_id) then
+            return nil, last_id -- our own entry was trimmed, nothing after it
+        end
+    end
+    local ours = red:xrange(stream, last_id, last_id, "COUNT", 1)
+    if type(ours) == "table" and #ours == 0 then
+        return "stream recreated (entry " .. last_id .. " is not in it)", STREAM_START
+    end
+    return nil, last_id
+end
+
+
+-- Follows on from `last_id`, first invalidating everything when the stream
+-- cannot be followed from there (purges are idempotent: re-reading a new
+-- stream from its start is safe).
+local function checked_position(red, stream, last_id)
+    local lost, from = lost_position(red, stream, last_id)
+    if lost then
+        warnlog(lost, "; invalidating everything and reading from ", from)
+        generations.purge_all()
+        state:set("last_id", from)
+    end
+    return from
 end
 
 
@@ -168,11 +224,12 @@ local function follow(ctx)
     end
 
     local last_id = state:get("last_id")
-    if not last_id then
+    -- only an id the edge applied can be looked for in the stream
+    local applied_any = last_id ~= nil
+    if not applied_any then
         last_id = floor(ctx.started_ms - REPLAY_ON_START_MS) .. "-0"
-    elseif trimmed_past(red, ctx.stream, last_id) then
-        warnlog("stream trimmed past ", last_id, "; invalidating everything")
-        generations.purge_all()
+    else
+        last_id = checked_position(red, ctx.stream, last_id)
     end
     state:set("connected", 1)
     infolog("following ", ctx.stream, " from ", last_id)
@@ -186,7 +243,7 @@ local function follow(ctx)
         if res ~= ngx.null and res[1] then
             local applied = apply_entries(res[1][2])
             if applied then
-                last_id = applied
+                last_id, applied_any = applied, true
                 state:set("last_id", last_id)
                 state:incr("applied_total", #res[1][2], 0)
                 local hok, herr = red:hset(ctx.stream .. ":applied", ctx.edge_id, last_id)
@@ -196,6 +253,11 @@ local function follow(ctx)
             end
         else
             state:set("lag_seconds", 0)
+            -- idle: also when the stream was recreated with lower ids, which
+            -- XREAD from our id would wait for forever
+            if applied_any then
+                last_id = checked_position(red, ctx.stream, last_id)
+            end
         end
         state:set("last_contact", now())
         -- Re-asserted after every read: after a reload, the old worker 0 may
