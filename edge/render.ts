@@ -253,7 +253,7 @@ ${internalServer(hostPort(edge.internal.listen), 'cdn.edge')}`;
     layout,
     workers: spec.workers,
     luaRoots: [layout.edgeLuaRoot],
-    sharedDicts: { cdn_gens: '16m', cdn_tags: '32m', cdn_state: '1m', cdn_metrics: '4m' },
+    sharedDicts: { cdn_gens: '16m', cdn_tags: '32m', cdn_stored: '8m', cdn_fetching: '4m', cdn_state: '1m', cdn_metrics: '4m' },
     init: `require("cdn.edge").init(${luaString(settingsPath)})`,
     initWorker: 'require("cdn.edge").init_worker()',
     continueRequestId: true,

@@ -16,6 +16,7 @@ local invalidation = require "cdn.edge.invalidation"
 local cache_status = require "cdn.edge.cache_status"
 local freshness = require "cdn.edge.freshness"
 local stats = require "cdn.edge.stats"
+local stored_paths = require "cdn.edge.stored"
 local disk = require "cdn.edge.disk"
 
 local var = ngx.var
@@ -33,6 +34,8 @@ local WARN = ngx.WARN
 local tonumber = tonumber
 local sub = string.sub
 local find = string.find
+local match = string.match
+local gsub = string.gsub
 local byte = string.byte
 local concat = table.concat
 local type = type
@@ -228,9 +231,12 @@ local function meta_fields(meta)
 end
 
 
-local function on_fetched(path)
+local function on_fetched(path, stored)
     if path then
         tags.record(path, var.upstream_http_surrogate_key, ngx.req.start_time())
+        if stored then
+            stored_paths.record(path)
+        end
     end
     local t = tonumber(var.upstream_header_time)
     if t and metrics then
@@ -250,6 +256,46 @@ local function refreshed(path)
         generations.refreshed(path, variant_of(var.http_accept_encoding or "identity",
                                                accept and key.image_accept(accept)))
     end
+end
+
+
+-- The path a Location / Content-Location value names on the request's host
+-- (absolute, scheme-relative, absolute-path or relative reference), or nil for
+-- another host or a target the cache key would refuse.
+local function same_host_path(value, request_path)
+    if type(value) ~= "string" or value == "" then
+        return nil
+    end
+    local authority, rest = match(value, "^[%a][%w+.-]*://([^/?#]*)(.*)$")
+    if not authority then
+        authority, rest = match(value, "^//([^/?#]*)(.*)$")
+    end
+    if authority then
+        if key.host(authority) ~= key.host(var.http_host) then
+            return nil
+        end
+        value = rest == "" and "/" or rest
+    elseif byte(value, 1) ~= 47 then -- relative to the request's directory
+        value = match(request_path, "^(.*/)") .. value
+    end
+    return (key.purge_path((gsub(value, "#.*$", ""))))
+end
+
+
+local function invalidate_if_stored(path)
+    if path and stored_paths.may_exist(path) then
+        generations.purge_path(path)
+    end
+end
+
+
+-- RFC 9111 §4.4: a successful unsafe request invalidates its URL and those in
+-- Location and Content-Location on the same host. Only paths that may have a
+-- stored response cost a generation counter (stored.lua).
+local function invalidate_written(path)
+    invalidate_if_stored(path)
+    invalidate_if_stored(same_host_path(header["Location"], path))
+    invalidate_if_stored(same_host_path(header["Content-Location"], path))
 end
 
 
@@ -311,7 +357,7 @@ function _M.header_filter()
     local path = (FETCHED[status] or UNSAFE_METHODS[method])
                  and key.path(var.request_uri)
     if FETCHED[status] then
-        on_fetched(path)
+        on_fetched(path, stored)
         if status == "BYPASS" and stored then
             refreshed(path)
         end
@@ -323,8 +369,10 @@ function _M.header_filter()
     if UNSAFE_METHODS[method] and path then
         local code = ngx.status
         if code >= 200 and code < 400 then
-            -- RFC 9111 §4.4: a successful unsafe request invalidates the URL
-            generations.purge_path(path)
+            invalidate_written(path)
+            -- this worker's next request re-reads the purge sequence even
+            -- within this millisecond (read-your-writes for the client)
+            seq_tick = nil
         end
     end
     stats.count(status or "NONE", ngx.status, size)
@@ -428,13 +476,21 @@ end
 -- Internal hop (set_by_lua): the upstream for this request. Hosts match
 -- exactly, path prefixes by the longest, "*" catches the rest; the CDN's own
 -- origin serves whatever no external origin claims. Also sets $cdn_fetch_uri,
--- the raw path with the query as keyed.
+-- the raw path with the query as keyed, and marks a GET's path as possibly
+-- stored before it leaves (see stored.lua).
 function _M.upstream()
     local request_uri = var.request_uri
     local q = find(request_uri, "?", 1, true)
     local query = key.query(var.args)
     var.cdn_fetch_uri = (q and sub(request_uri, 1, q - 1) or request_uri)
                         .. (query ~= "" and "?" .. query or "")
+    -- (HEAD misses are fetched as GET)
+    if var.request_method == "GET" then
+        local path = key.path(request_uri)
+        if path then
+            stored_paths.fetching(path)
+        end
+    end
     local routes = settings.origins
     if #routes == 0 then
         return DEFAULT_UPSTREAM
