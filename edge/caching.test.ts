@@ -573,6 +573,32 @@ describe('metrics', () => {
   });
 });
 
+describe('bytes sent', () => {
+  const hitBytes = async () =>
+    Number(/^cdn_edge_response_bytes_total\{cache_status="HIT"\} (\d+)/m.exec(await (await fetch(`${edge.internalUrl}/metrics`)).text())?.[1] ?? 0);
+
+  test('cdn_edge_response_bytes_total counts what is sent: the range of a 206, nothing for a 304 or a HEAD', async () => {
+    const path = fresh('bytes');
+    edge.setOrigin(() => ({ headers: { 'Cache-Control': 'public, max-age=300', ETag: '"b1"' }, body: 'b'.repeat(1000) }));
+    await get(path);
+    const before = await hitBytes();
+    const range = await rawRequest(edge.url, path, { headers: { Range: 'bytes=0-99' } });
+    expect(range.status).toBe(206);
+    expect(range.headers['cache-status']).toContain('hit');
+    expect(await hitBytes()).toBe(before + 100);
+    const notModified = await rawRequest(edge.url, path, { headers: { 'If-None-Match': '"b1"' } });
+    expect(notModified.status).toBe(304);
+    expect(await hitBytes()).toBe(before + 100);
+    const head = await get(path, {}, 'HEAD');
+    expect(head.status).toBe(200);
+    expect(head.cacheStatus).toContain('hit');
+    expect(head.headers.get('content-length')).toBe('1000');
+    expect(await hitBytes()).toBe(before + 100);
+    expect((await get(path)).body).toHaveLength(1000);
+    expect(await hitBytes()).toBe(before + 1100);
+  });
+});
+
 describe('soft purge per variant', () => {
   test('every stored variant is refreshed once, by its own first request', async () => {
     const path = fresh('soft-variants');

@@ -64,10 +64,11 @@ export function edgeSettings(spec: CdnSpec, topology: Topology, edge: EdgePlacem
 }
 
 /**
- * The cache lookup and fetch, shared by the public location and the debug one
- * (which differs only in its header filter and in passing the original URI).
+ * The cache lookup and fetch, shared by the public location and the internal ones
+ * for debug and for HEAD/Range requests (which differ only in their header filter,
+ * in counting sent bytes in the log phase and in passing the original URI).
  */
-function cacheLocation(headerFilter: string, upstream: string): string {
+function cacheLocation(headerFilter: string, upstream: string, sizedAtLog = false): string {
   return `            set_by_lua_block $cdn_cache_key { return require("cdn.edge").cache_key() }
             if ($cdn_cache_key = "") {
                 return 400 "bad request: $cdn_reject\n";
@@ -120,8 +121,8 @@ ${DROP_OVERRIDE_HEADERS}
             proxy_hide_header Surrogate-Key;
             proxy_hide_header Cache-Status;
 
-            header_filter_by_lua_block { require("cdn.edge").${headerFilter}() }
-`;
+            header_filter_by_lua_block { require("cdn.edge").${headerFilter}(${sizedAtLog ? 'true' : ''}) }
+${sizedAtLog ? '            log_by_lua_block { require("cdn.edge").log_sent_bytes() }\n' : ''}`;
 }
 
 export function renderEdge(spec: CdnSpec, topology: Topology, edge: EdgePlacement, layout: Layout, adminTokenFile?: string): RenderedFile[] {
@@ -180,11 +181,24 @@ ${externalRoutes(spec)
             if ($http_x_cdn_debug) {
                 rewrite ^ /__cdn_debug last;
             }
+            # HEAD and Range responses send fewer body bytes than the stored
+            # object's length, and nginx cuts ranges after the header filter ran:
+            # their bytes are counted in a log phase that plain GETs do without.
+            if ($request_method = HEAD) {
+                rewrite ^ /__cdn_partial last;
+            }
+            if ($http_range) {
+                rewrite ^ /__cdn_partial last;
+            }
 ${cacheLocation('header_filter', 'http://fetch')}        }
+
+        location = /__cdn_partial {
+            internal;
+${cacheLocation('header_filter', 'http://fetch$request_uri', true)}        }
 
         location = /__cdn_debug {
             internal;
-${cacheLocation('debug_header_filter', 'http://fetch$request_uri')}        }
+${cacheLocation('debug_header_filter', 'http://fetch$request_uri', true)}        }
 
         # The origin's operational endpoints are for monitoring, not the internet
         # (exact matches: a regex location would be tried on every request).

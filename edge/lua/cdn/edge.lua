@@ -306,10 +306,23 @@ local function restore_cache_control(cc)
 end
 
 
+-- Body bytes a response of status `code` sends, for the counters: `size`
+-- (the stored Content-Length) except for a 304, which has no body. nil when
+-- the log phase counts them instead (`sized_at_log`: HEAD, Range and debug
+-- requests, whose bodies nginx cuts after this filter ran).
+local function body_bytes(code, size, sized_at_log)
+    if sized_at_log then
+        return nil
+    end
+    return code == 304 and 0 or size
+end
+
+
 -- Public header filter: Cache-Status (RFC 9211), Age, the origin's
 -- Cache-Control, counters. The hit path reads two variables: each read of an
--- upstream header scans the stored headers.
-function _M.header_filter()
+-- upstream header scans the stored headers. `sized_at_log` is set by the
+-- locations whose sent bytes are counted in the log phase (log_sent_bytes).
+function _M.header_filter(sized_at_log)
     local status = var.upstream_cache_status
     local meta = var.upstream_http_x_cdn_meta
     local born, expires, stored, upstream_cs, size, cc
@@ -338,7 +351,9 @@ function _M.header_filter()
         header["Cache-Status"] = upstream_cs
             and cache_status.header(var.upstream_http_cache_status, member)
             or member
-        stats.count(status, ngx.status, size)
+        local code = ngx.status
+        stats.count(status, code, (code == 200 and not sized_at_log) and size
+                                  or body_bytes(code, size, sized_at_log))
         return
     end
 
@@ -375,7 +390,19 @@ function _M.header_filter()
             seq_tick = nil
         end
     end
-    stats.count(status or "NONE", ngx.status, size)
+    local code = ngx.status
+    stats.count(status or "NONE", code, body_bytes(code, size, sized_at_log))
+end
+
+
+-- Log phase of the locations that serve HEAD, Range and debug requests: the
+-- body bytes actually sent (the range, nothing for HEAD), which the header
+-- filter cannot know (nginx cuts ranges after it). Plain GETs never get here.
+function _M.log_sent_bytes()
+    local status = var.upstream_cache_status
+    if status or var.upstream_status then -- not generated here
+        stats.count_bytes(status or "NONE", tonumber(var.body_bytes_sent) or 0)
+    end
 end
 
 
@@ -383,7 +410,7 @@ end
 -- headers, plus the cache key, the negotiated variant and the purge tags when
 -- X-Cdn-Debug carries the admin token.
 function _M.debug_header_filter()
-    _M.header_filter()
+    _M.header_filter(true)
     local given = var.http_x_cdn_debug
     if not admin_token_digest or ngx.sha1_bin(given) ~= admin_token_digest then
         header["X-Cdn-Debug"] = "denied: X-Cdn-Debug must carry the admin token"
