@@ -12,7 +12,7 @@ import { rawRequest, waitFor } from '../test/support/http';
 let edge: EdgeHarness;
 
 beforeAll(async () => {
-  edge = await startEdge({ cache: { grace: 3600 } });
+  edge = await startEdge({ cache: { grace: 3600, bypassCookies: ['session', 'cart_id'] } });
 });
 
 afterAll(async () => {
@@ -570,6 +570,41 @@ describe('metrics', () => {
     expect(avail).toBeGreaterThan(0);
     expect(avail).toBeLessThanOrEqual(size);
     expect(text).toMatch(/^cdn_edge_requests_total\{cache_status="HIT",status_class="2xx"\} \d+/m);
+  });
+});
+
+describe('cookies', () => {
+  test('a request with a bypass cookie skips the cache (fwd=bypass) and its response is never stored', async () => {
+    const path = fresh('cookie-bypass');
+    edge.setOrigin((req) => ({ headers: { 'Cache-Control': 'public, max-age=300' }, body: `for ${req.headers.cookie ?? 'everyone'}` }));
+    await get(path);
+    expect((await get(path)).cacheStatus).toContain('hit');
+    const personal = await get(path, { Cookie: 'theme=dark; session=abc' });
+    expect(personal.body).toBe('for theme=dark; session=abc');
+    expect(personal.cacheStatus).toBe('lab-1; fwd=bypass; fwd-status=200');
+    // the stored copy was neither used nor replaced
+    expect((await get(path)).body).toBe('for everyone');
+    // names match whole: "xsession" is not "session"
+    expect((await get(path, { Cookie: 'xsession=1; cart_idx=2' })).cacheStatus).toContain('hit');
+
+    const cold = fresh('cookie-cold');
+    expect((await get(cold, { Cookie: 'cart_id=42' })).cacheStatus).toContain('fwd=bypass');
+    const next = await get(cold);
+    expect(next.body).toBe('for everyone');
+    expect(next.cacheStatus).toContain('fwd=uri-miss');
+    expect(originHits(cold)).toBe(2);
+  });
+
+  test('a response that sets a cookie is never stored, and the cookie reaches the client', async () => {
+    const path = fresh('set-cookie');
+    edge.setOrigin(() => ({ headers: { 'Cache-Control': 'public, max-age=300', 'Set-Cookie': 'session=new; Path=/' }, body: 'welcome' }));
+    const first = await get(path);
+    expect(first.headers.get('set-cookie')).toBe('session=new; Path=/');
+    expect(first.cacheStatus).not.toContain('stored');
+    const second = await get(path);
+    expect(second.cacheStatus).toContain('fwd=uri-miss');
+    expect(second.headers.get('set-cookie')).toBe('session=new; Path=/');
+    expect(originHits(path)).toBe(2);
   });
 });
 

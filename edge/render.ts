@@ -68,7 +68,34 @@ export function edgeSettings(spec: CdnSpec, topology: Topology, edge: EdgePlacem
  * for debug and for HEAD/Range requests (which differ only in their header filter,
  * in counting sent bytes in the log phase and in passing the original URI).
  */
-function cacheLocation(headerFilter: string, upstream: string, sizedAtLog = false): string {
+/** A PCRE matching `name` literally (cookie names are RFC 6265 tokens: escape every non-alphanumeric). */
+function literalRegex(name: string): string {
+  return name.replace(/[^0-9A-Za-z]/g, (c) => `\\${c}`);
+}
+
+/**
+ * `$cdn_cookie_bypass` is "1" when the request carries one of the spec's bypass cookies.
+ * Evaluated by nginx only (no Lua); a request without cookies is not even matched.
+ */
+function cookieBypassMap(names: string[]): string {
+  if (names.length === 0) return '';
+  return `
+    # Requests with one of these cookies (cache.bypassCookies) skip the cache and
+    # are never stored: what they get may be personal (a session, a cart).
+    map $http_cookie $cdn_cookie_bypass {
+        default "";
+        "~(?:^|;)\\s*(?:${names.map(literalRegex).join('|')})=" 1;
+    }
+`;
+}
+
+/** Requests with a bypass cookie neither use nor fill the cache (the variable comes from cookieBypassMap). */
+const COOKIE_BYPASS = `            # A bypass cookie (cache.bypassCookies): answered by the origin, never stored.
+            proxy_cache_bypass $cdn_cookie_bypass;
+            proxy_no_cache $cdn_cookie_bypass;
+`;
+
+function cacheLocation(headerFilter: string, upstream: string, sizedAtLog: boolean, bypassCookies: boolean): string {
   return `            set_by_lua_block $cdn_cache_key { return require("cdn.edge").cache_key() }
             if ($cdn_cache_key = "") {
                 return 400 "bad request: $cdn_reject\n";
@@ -78,7 +105,7 @@ function cacheLocation(headerFilter: string, upstream: string, sizedAtLog = fals
             proxy_cache_key $cdn_cache_key;
             # Set for the one request that refreshes a soft-purged object.
             proxy_cache_bypass $cdn_refresh;
-            proxy_cache_methods GET HEAD;
+${bypassCookies ? COOKIE_BYPASS : ''}            proxy_cache_methods GET HEAD;
             # Conditional revalidation of expired entries (If-None-Match / If-Modified-Since).
             proxy_cache_revalidate on;
             # Concurrent misses for one key wait for the first fetch (collapsing).
@@ -129,6 +156,7 @@ export function renderEdge(spec: CdnSpec, topology: Topology, edge: EdgePlacemen
   const dir = layout.unitDir(`edge-${edge.id}`);
   const settingsPath = path.join(dir, 'edge.json');
   const fetchSocket = path.join(dir, 'fetch.sock');
+  const bypassCookies = spec.cache.bypassCookies.length > 0;
   const http = `    # Disk cache. Keys are computed in Lua (host, normalised path, filtered query,
     # invalidation generations); purges change the key instead of deleting files.
     # https://nginx.org/en/docs/http/ngx_http_proxy_module.html#proxy_cache_path
@@ -156,6 +184,7 @@ ${externalRoutes(spec)
         keepalive 64;
     }
 
+${cookieBypassMap(spec.cache.bypassCookies)}
     map $request_method $cdn_method_refused {
         default 0;
         PURGE 1;
@@ -190,15 +219,15 @@ ${externalRoutes(spec)
             if ($http_range) {
                 rewrite ^ /__cdn_partial last;
             }
-${cacheLocation('header_filter', 'http://fetch')}        }
+${cacheLocation('header_filter', 'http://fetch', false, bypassCookies)}        }
 
         location = /__cdn_partial {
             internal;
-${cacheLocation('header_filter', 'http://fetch$request_uri', true)}        }
+${cacheLocation('header_filter', 'http://fetch$request_uri', true, bypassCookies)}        }
 
         location = /__cdn_debug {
             internal;
-${cacheLocation('debug_header_filter', 'http://fetch$request_uri', true)}        }
+${cacheLocation('debug_header_filter', 'http://fetch$request_uri', true, bypassCookies)}        }
 
         # The origin's operational endpoints are for monitoring, not the internet
         # (exact matches: a regex location would be tried on every request).

@@ -55,7 +55,12 @@ describe('renderers', () => {
   });
 
   test('nginx accepts every rendered edge and balancer config (nginx -t)', () => {
-    const { units } = unitsFor({ regions: [{ name: 'eu', edges: 2 }, { name: 'us', edges: 1 }] }, dir);
+    // bypass cookies with every character a cookie name may hold, escaped in the map's regex
+    const bypassCookies = ['session', "we!rd#$%&'*+-.^_`|~"];
+    const { units } = unitsFor({ regions: [{ name: 'eu', edges: 2 }, { name: 'us', edges: 1 }], cache: { bypassCookies } }, dir);
+    expect(units.find((u) => u.name === 'edge-eu-1')!.files[0].content).toContain(
+      '"~(?:^|;)\\s*(?:session|we\\!rd\\#\\$\\%\\&\\\'\\*\\+\\-\\.\\^\\_\\`\\|\\~)=" 1;',
+    );
     const nginxUnits = units.filter((u) => u.role === 'edge' || u.role === 'balancer');
     expect(nginxUnits).toHaveLength(4);
     for (const unit of nginxUnits) {

@@ -64,6 +64,9 @@ describe('parseSpec', () => {
     [{ balancer: { hosts: ['Shop.Example'] } }, 'balancer.hosts[0]: expected a lowercase host'],
     [{ balancer: { regionHeader: 'X Region' } }, 'balancer.regionHeader'],
     [{ balancer: { sticky: true } }, 'balancer'],
+    [{ cache: { bypassCookies: ['session', 'cart id'] } }, 'cache.bypassCookies[1]: expected a cookie name (an RFC 6265 token'],
+    [{ cache: { bypassCookies: ['a;b'] } }, 'cache.bypassCookies[0]'],
+    [{ cache: { bypassCookies: [''] } }, 'cache.bypassCookies[0]'],
   ])('%j is refused naming the field', (input, message) => {
     const err = errorOf(input);
     expect(err).toBeInstanceOf(CdnError);

@@ -158,6 +158,15 @@ local function normalise_negotiation()
 end
 
 
+-- Soft-purged paths only: whether this request refreshes `path` for its
+-- variant. One that bypasses the cache for its cookies would not store the
+-- response, so it never takes the claim from a request that would.
+local function claim_refresh(path, variant)
+    local bypass = var.cdn_cookie_bypass -- nil: no bypass cookies configured
+    return (not bypass or bypass == "") and generations.claim_refresh(path, variant)
+end
+
+
 -- set_by_lua: the cache key (host, decoded path, filtered query, invalidation
 -- generations), or "" when the request target tries traversal tricks (nginx
 -- then answers 400 with $cdn_reject as the reason).
@@ -174,7 +183,7 @@ function _M.cache_key()
     local cached = keys:get(id)
     if cached and cached[1] == seq then
         -- soft-purged path: each variant is refreshed by one request
-        if cached[3] and generations.claim_refresh(cached[3], variant) then
+        if cached[3] and claim_refresh(cached[3], variant) then
             var.cdn_refresh = "1"
         end
         return cached[2]
@@ -192,7 +201,7 @@ function _M.cache_key()
     if cacheable_id then
         keys:set(id, { seq, k, soft })
     end
-    if soft and generations.claim_refresh(path, variant) then
+    if soft and claim_refresh(path, variant) then
         var.cdn_refresh = "1"
     end
     return k
@@ -373,7 +382,8 @@ function _M.header_filter(sized_at_log)
                  and key.path(var.request_uri)
     if FETCHED[status] then
         on_fetched(path, stored)
-        if status == "BYPASS" and stored then
+        -- (other bypasses, for cookies, store nothing)
+        if status == "BYPASS" and stored and var.cdn_refresh == "1" then
             refreshed(path)
         end
     end
