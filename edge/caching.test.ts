@@ -12,7 +12,7 @@ import { rawRequest, waitFor } from '../test/support/http';
 let edge: EdgeHarness;
 
 beforeAll(async () => {
-  edge = await startEdge({ cache: { grace: 3600, bypassCookies: ['session', 'cart_id'] } });
+  edge = await startEdge({ cache: { grace: 3600, bypassCookies: ['session', 'cart_id'], slice: { prefixes: ['/downloads/'], size: '1m' } } });
 });
 
 afterAll(async () => {
@@ -605,6 +605,75 @@ describe('cookies', () => {
     expect(second.cacheStatus).toContain('fwd=uri-miss');
     expect(second.headers.get('set-cookie')).toBe('session=new; Path=/');
     expect(originHits(path)).toBe(2);
+  });
+});
+
+describe('large objects in slices', () => {
+  const MIB = 1024 * 1024;
+  const big = Buffer.alloc(3.5 * MIB);
+  for (let i = 0; i < big.length; i++) big[i] = (i * 7) % 253;
+
+  /** An origin that answers Range requests, as sliced prefixes require. */
+  function rangeOrigin(req: http.IncomingMessage) {
+    const headers = { 'Cache-Control': 'public, max-age=300', ETag: '"big-1"', 'Content-Type': 'application/octet-stream' };
+    const m = /^bytes=(\d+)-(\d*)$/.exec(req.headers.range ?? '');
+    if (!m) return { headers, body: big };
+    const start = Number(m[1]);
+    const end = Math.min(m[2] ? Number(m[2]) : big.length - 1, big.length - 1);
+    return { status: 206, headers: { ...headers, 'Content-Range': `bytes ${start}-${end}/${big.length}` }, body: big.subarray(start, end + 1) };
+  }
+
+  const rangesAsked = (path: string) => edge.originRequests.filter((r) => r.url === path).map((r) => r.headers.range);
+
+  test('only the slices a range covers are fetched; each slice is stored once and the whole object is assembled from them', async () => {
+    const path = `/downloads/${randomUUID()}.bin`;
+    edge.setOrigin(rangeOrigin);
+    const part = await rawRequest(edge.url, path, { headers: { Range: 'bytes=2097152-2097161' } });
+    expect(part.status).toBe(206);
+    expect(part.headers['content-range']).toBe(`bytes 2097152-2097161/${big.length}`);
+    expect(part.body.equals(big.subarray(2097152, 2097162))).toBe(true);
+    expect(rangesAsked(path)).toEqual(['bytes=2097152-3145727']);
+
+    const whole = await rawRequest(edge.url, path);
+    expect(whole.status).toBe(200);
+    expect(whole.body.equals(big)).toBe(true);
+    // the third slice came from the cache
+    expect(rangesAsked(path).slice(1).sort()).toEqual(['bytes=0-1048575', 'bytes=1048576-2097151', 'bytes=3145728-4194303']);
+
+    const again = await rawRequest(edge.url, path);
+    expect(again.body.equals(big)).toBe(true);
+    expect(again.headers['cache-status']).toMatch(/^lab-1; hit; ttl=/);
+    expect(again.headers['content-length']).toBe(String(big.length));
+    expect(rangesAsked(path)).toHaveLength(4);
+    // the slice marker is for the edge's own hop only
+    expect(edge.originRequests.filter((r) => r.url === path).every((r) => r.headers['x-cdn-slice'] === undefined)).toBe(true);
+
+    // purges reach every slice: hard (a write), then soft (one request refreshes them all)
+    expect((await rawRequest(edge.url, path, { method: 'DELETE' })).status).toBe(200);
+    expect((await rawRequest(edge.url, path)).body.equals(big)).toBe(true);
+    expect(rangesAsked(path)).toHaveLength(4 + 1 + 4);
+    expect(rangesAsked(path)[4]).toBeUndefined(); // the DELETE, once and whole
+    const redis = new Redis(edge.redis.url);
+    try {
+      await redis.xadd('cdn:purges', '*', 'purge', JSON.stringify({ id: 'slices', urls: [path], prefixes: [], tags: [], soft: true, at: Date.now() }));
+    } finally {
+      redis.disconnect();
+    }
+    await sleep(200);
+    const refreshed = await rawRequest(edge.url, path);
+    expect(refreshed.headers['cache-status']).toContain('fwd=bypass');
+    expect(refreshed.body.equals(big)).toBe(true);
+    expect(rangesAsked(path)).toHaveLength(9 + 4);
+    expect((await rawRequest(edge.url, path)).headers['cache-status']).toContain('hit');
+    expect(rangesAsked(path)).toHaveLength(13);
+  });
+
+  test('paths outside the sliced prefixes are fetched whole', async () => {
+    const path = fresh('not-sliced');
+    edge.setOrigin(rangeOrigin);
+    const part = await rawRequest(edge.url, path, { headers: { Range: 'bytes=0-9' } });
+    expect(part.status).toBe(206);
+    expect(rangesAsked(path)).toEqual([undefined]);
   });
 });
 

@@ -95,17 +95,50 @@ const COOKIE_BYPASS = `            # A bypass cookie (cache.bypassCookies): answ
             proxy_no_cache $cdn_cookie_bypass;
 `;
 
-function cacheLocation(headerFilter: string, upstream: string, sizedAtLog: boolean, bypassCookies: boolean): string {
-  return `            set_by_lua_block $cdn_cache_key { return require("cdn.edge").cache_key() }
+interface CacheLocationOptions {
+  /** The cdn.edge function that runs as header filter. */
+  headerFilter: string;
+  /** proxy_pass target: the internal hop, with the original URI after a rewrite. */
+  upstream: string;
+  /** Count sent body bytes in a log phase (HEAD, Range, debug and sliced responses). */
+  sizedAtLog: boolean;
+  bypassCookies: boolean;
+  /** Slice size: the object is fetched and stored in slices of this size (cache.slice). */
+  slice?: string;
+}
+
+/**
+ * Large objects (cache.slice): fetched and stored in slices, each its own cache entry
+ * (the key gets the slice's range). A Range request only fetches the slices it covers.
+ * X-Cdn-Slice tells the internal hop that a 206 answers a slice and may be stored.
+ */
+function sliceDirectives(size: string): string {
+  return `            slice ${size};
+            proxy_set_header Range $slice_range;
+            proxy_set_header X-Cdn-Slice 1;
+`;
+}
+
+/** Methods the sliced locations hand to the unsliced one (nginx would repeat them per slice). */
+const UNSLICED_METHODS = `
+    map $request_method $cdn_method_unsliced {
+        default 1;
+        GET "";
+        HEAD "";
+    }
+`;
+
+function cacheLocation(o: CacheLocationOptions): string {
+  return `${o.slice ? sliceDirectives(o.slice) : ''}            set_by_lua_block $cdn_cache_key { return require("cdn.edge").cache_key() }
             if ($cdn_cache_key = "") {
                 return 400 "bad request: $cdn_reject\n";
             }
 
             proxy_cache edge;
-            proxy_cache_key $cdn_cache_key;
+            proxy_cache_key $cdn_cache_key${o.slice ? '$slice_range' : ''};
             # Set for the one request that refreshes a soft-purged object.
             proxy_cache_bypass $cdn_refresh;
-${bypassCookies ? COOKIE_BYPASS : ''}            proxy_cache_methods GET HEAD;
+${o.bypassCookies ? COOKIE_BYPASS : ''}            proxy_cache_methods GET HEAD;
             # Conditional revalidation of expired entries (If-None-Match / If-Modified-Since).
             proxy_cache_revalidate on;
             # Concurrent misses for one key wait for the first fetch (collapsing).
@@ -137,7 +170,7 @@ ${DROP_OVERRIDE_HEADERS}
             proxy_read_timeout 30s;
             proxy_buffers 16 16k;
             proxy_buffer_size 16k;
-            proxy_pass ${upstream};
+            proxy_pass ${o.upstream};
 
             # The stored Date is the origin's. The stored Cache-Control is the one
             # written for nginx; the header filter restores the origin's from
@@ -148,8 +181,8 @@ ${DROP_OVERRIDE_HEADERS}
             proxy_hide_header Surrogate-Key;
             proxy_hide_header Cache-Status;
 
-            header_filter_by_lua_block { require("cdn.edge").${headerFilter}(${sizedAtLog ? 'true' : ''}) }
-${sizedAtLog ? '            log_by_lua_block { require("cdn.edge").log_sent_bytes() }\n' : ''}`;
+            header_filter_by_lua_block { require("cdn.edge").${o.headerFilter}(${o.sizedAtLog ? 'true' : ''}) }
+${o.sizedAtLog ? '            log_by_lua_block { require("cdn.edge").log_sent_bytes() }\n' : ''}`;
 }
 
 export function renderEdge(spec: CdnSpec, topology: Topology, edge: EdgePlacement, layout: Layout, adminTokenFile?: string): RenderedFile[] {
@@ -157,6 +190,24 @@ export function renderEdge(spec: CdnSpec, topology: Topology, edge: EdgePlacemen
   const settingsPath = path.join(dir, 'edge.json');
   const fetchSocket = path.join(dir, 'fetch.sock');
   const bypassCookies = spec.cache.bypassCookies.length > 0;
+  const slice = spec.cache.slice;
+  // ^~: these prefixes win over every regex location; their requests never take
+  // the debug or HEAD/Range detours of "location /" (all their bytes are counted
+  // in the log phase anyway).
+  const slicedLocations = (slice?.prefixes ?? [])
+    .map(
+      (prefix) => `
+        # Large objects under ${prefix}: fetched and stored in ${slice!.size} slices.
+        location ^~ ${prefix} {
+            # only GET and HEAD are sliced: nginx would repeat any other method
+            # once per slice
+            if ($cdn_method_unsliced) {
+                rewrite ^ /__cdn_partial last;
+            }
+${cacheLocation({ headerFilter: 'slice_header_filter', upstream: 'http://fetch', sizedAtLog: true, bypassCookies, slice: slice!.size })}        }
+`,
+    )
+    .join('');
   const http = `    # Disk cache. Keys are computed in Lua (host, normalised path, filtered query,
     # invalidation generations); purges change the key instead of deleting files.
     # https://nginx.org/en/docs/http/ngx_http_proxy_module.html#proxy_cache_path
@@ -185,6 +236,7 @@ ${externalRoutes(spec)
     }
 
 ${cookieBypassMap(spec.cache.bypassCookies)}
+${slice ? UNSLICED_METHODS : ''}
     map $request_method $cdn_method_refused {
         default 0;
         PURGE 1;
@@ -219,15 +271,16 @@ ${cookieBypassMap(spec.cache.bypassCookies)}
             if ($http_range) {
                 rewrite ^ /__cdn_partial last;
             }
-${cacheLocation('header_filter', 'http://fetch', false, bypassCookies)}        }
+${cacheLocation({ headerFilter: 'header_filter', upstream: 'http://fetch', sizedAtLog: false, bypassCookies })}        }
+${slicedLocations}
 
         location = /__cdn_partial {
             internal;
-${cacheLocation('header_filter', 'http://fetch$request_uri', true, bypassCookies)}        }
+${cacheLocation({ headerFilter: 'header_filter', upstream: 'http://fetch$request_uri', sizedAtLog: true, bypassCookies })}        }
 
         location = /__cdn_debug {
             internal;
-${cacheLocation('debug_header_filter', 'http://fetch$request_uri', true, bypassCookies)}        }
+${cacheLocation({ headerFilter: 'debug_header_filter', upstream: 'http://fetch$request_uri', sizedAtLog: true, bypassCookies })}        }
 
         # The origin's operational endpoints are for monitoring, not the internet
         # (exact matches: a regex location would be tried on every request).
@@ -243,6 +296,7 @@ ${cacheLocation('debug_header_filter', 'http://fetch$request_uri', true, bypassC
         proxy_http_version 1.1;
         proxy_set_header Connection "";
         proxy_set_header X-Cdn-Cache-State "";
+        proxy_set_header X-Cdn-Slice "";
         # Origins see the shopper's Host, never an upstream block's name.
         proxy_set_header Host $http_host;
         # Freshness is computed from the origin's Date, not this hop's clock.

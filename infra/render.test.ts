@@ -57,7 +57,7 @@ describe('renderers', () => {
   test('nginx accepts every rendered edge and balancer config (nginx -t)', () => {
     // bypass cookies with every character a cookie name may hold, escaped in the map's regex
     const bypassCookies = ['session', "we!rd#$%&'*+-.^_`|~"];
-    const { units } = unitsFor({ regions: [{ name: 'eu', edges: 2 }, { name: 'us', edges: 1 }], cache: { bypassCookies } }, dir);
+    const { units } = unitsFor({ regions: [{ name: 'eu', edges: 2 }, { name: 'us', edges: 1 }], cache: { bypassCookies, slice: { prefixes: ['/downloads/', '/media/video/'], size: '4m' } } }, dir);
     expect(units.find((u) => u.name === 'edge-eu-1')!.files[0].content).toContain(
       '"~(?:^|;)\\s*(?:session|we\\!rd\\#\\$\\%\\&\\\'\\*\\+\\-\\.\\^\\_\\`\\|\\~)=" 1;',
     );

@@ -147,6 +147,19 @@ export const cdnSpecSchema = z
          * the shop's to say, and such pages should also be `private` at the origin.
          */
         bypassCookies: z.array(cookieName).default([]),
+        /**
+         * Large objects (downloads, videos) under these path prefixes are fetched and stored in
+         * slices of `size` (nginx slice module): a Range request fetches only the slices it
+         * covers, and a huge object never has to be fetched in one piece. The origins of these
+         * paths must answer Range requests with 206.
+         */
+        slice: z
+          .object({
+            prefixes: z.array(z.string().regex(/^\/[A-Za-z0-9._~\/-]*$/, 'expected a path prefix such as /downloads/ (letters, digits, . _ ~ - /)')).min(1),
+            size: size.default('1m'),
+          })
+          .strict()
+          .optional(),
       })
       .strict()
       .default({ maxSize: '1g', keysZone: '64m', inactive: '7d', grace: 86400, bypassCookies: [] }),

@@ -405,6 +405,17 @@ function _M.header_filter(sized_at_log)
 end
 
 
+-- Header filter of the sliced locations (cache.slice): nginx fetches every
+-- slice after the first in a subrequest that shares the request's variables;
+-- only the response the client gets is described and counted.
+function _M.slice_header_filter()
+    if ngx.is_subrequest then
+        return
+    end
+    _M.header_filter(true)
+end
+
+
 -- Log phase of the locations that serve HEAD, Range and debug requests: the
 -- body bytes actually sent (the range, nothing for HEAD), which the header
 -- filter cannot know (nginx cuts ranges after it). Plain GETs never get here.
@@ -465,6 +476,7 @@ function _M.fetch_header_filter()
         now = t,
         authorization = var.http_authorization ~= nil,
         set_cookie = h["set-cookie"] ~= nil,
+        slice = var.http_x_cdn_slice ~= nil,
         cache_control = field(h, "cache-control", true),
         cdn_cache_control = field(h, "cdn-cache-control", true),
         surrogate_control = field(h, "surrogate-control", true),
