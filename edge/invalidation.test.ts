@@ -30,7 +30,8 @@ describe('unsafe methods', () => {
         if (req.headers['x-test-content-location']) headers['Content-Location'] = String(req.headers['x-test-content-location']);
         return { status: headers.Location ? 201 : 200, headers, body: 'ok' };
       }
-      return { headers: { 'Cache-Control': 'public, max-age=300' }, body: versions.get(path) ?? 'v1' };
+      // the body is read when the request arrives; a slow path answers later
+      return { headers: { 'Cache-Control': 'public, max-age=300' }, body: versions.get(path) ?? 'v1', delayMs: path.startsWith('/slow') ? 400 : 0 };
     });
   });
 
@@ -66,6 +67,17 @@ describe('unsafe methods', () => {
     const after = await get(path);
     expect(after.body).toBe('v2');
     expect(after.cacheStatus).toContain('fwd=uri-miss');
+  });
+
+  test('a write that succeeds while the path is first being fetched still invalidates what that fetch stores', async () => {
+    const path = `/slow-${randomUUID()}`;
+    const inFlight = get(path); // the origin reads v1 now and answers in 400 ms
+    await sleep(100);
+    versions.set(path, 'v2');
+    expect((await post(path)).status).toBe(200);
+    expect((await inFlight).body).toBe('v1');
+    const after = await get(path);
+    expect(after.body).toBe('v2');
   });
 
   test('Location and Content-Location on the same host are invalidated; another host is not', async () => {

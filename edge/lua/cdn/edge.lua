@@ -271,7 +271,7 @@ end
 -- The path a Location / Content-Location value names on the request's host
 -- (absolute, scheme-relative, absolute-path or relative reference), or nil for
 -- another host or a target the cache key would refuse.
-local function same_host_path(value, request_path)
+local function same_host_path(value)
     if type(value) ~= "string" or value == "" then
         return nil
     end
@@ -285,7 +285,7 @@ local function same_host_path(value, request_path)
         end
         value = rest == "" and "/" or rest
     elseif byte(value, 1) ~= 47 then -- relative to the request's directory
-        value = match(request_path, "^(.*/)") .. value
+        value = match(var.request_uri, "^([^?]*/)") .. value
     end
     return (key.purge_path((gsub(value, "#.*$", ""))))
 end
@@ -303,8 +303,8 @@ end
 -- stored response cost a generation counter (stored.lua).
 local function invalidate_written(path)
     invalidate_if_stored(path)
-    invalidate_if_stored(same_host_path(header["Location"], path))
-    invalidate_if_stored(same_host_path(header["Content-Location"], path))
+    invalidate_if_stored(same_host_path(header["Location"]))
+    invalidate_if_stored(same_host_path(header["Content-Location"]))
 end
 
 
