@@ -63,11 +63,6 @@ export function edgeSettings(spec: CdnSpec, topology: Topology, edge: EdgePlacem
   };
 }
 
-/**
- * The cache lookup and fetch, shared by the public location and the internal ones
- * for debug and for HEAD/Range requests (which differ only in their header filter,
- * in counting sent bytes in the log phase and in passing the original URI).
- */
 /** A PCRE matching `name` literally (cookie names are RFC 6265 tokens: escape every non-alphanumeric). */
 function literalRegex(name: string): string {
   return name.replace(/[^0-9A-Za-z]/g, (c) => `\\${c}`);
@@ -128,6 +123,11 @@ const UNSLICED_METHODS = `
     }
 `;
 
+/**
+ * The cache lookup and fetch, shared by the public location, the sliced ones and
+ * the internal ones for debug and for HEAD/Range requests (which differ only in their header filter,
+ * in counting sent bytes in the log phase and in passing the original URI).
+ */
 function cacheLocation(o: CacheLocationOptions): string {
   return `${o.slice ? sliceDirectives(o.slice) : ''}            set_by_lua_block $cdn_cache_key { return require("cdn.edge").cache_key() }
             if ($cdn_cache_key = "") {
@@ -191,9 +191,9 @@ export function renderEdge(spec: CdnSpec, topology: Topology, edge: EdgePlacemen
   const fetchSocket = path.join(dir, 'fetch.sock');
   const bypassCookies = spec.cache.bypassCookies.length > 0;
   const slice = spec.cache.slice;
-  // ^~: these prefixes win over every regex location; their requests never take
-  // the debug or HEAD/Range detours of "location /" (all their bytes are counted
-  // in the log phase anyway).
+  // Longer prefixes than "/" (^~: and no regex is tried): their requests never
+  // take the debug or HEAD/Range detours of "location /" (their bytes are all
+  // counted in the log phase anyway).
   const slicedLocations = (slice?.prefixes ?? [])
     .map(
       (prefix) => `
