@@ -4,10 +4,8 @@
 -- was published meanwhile (Redis pub/sub would). If the stream was trimmed past
 -- that id, or deleted and recreated (its ids may then restart below ours), the
 -- edge cannot know what it missed and invalidates everything. This is checked
--- on (re)connecting and whenever a read finds nothing new; while the reader
--- is blocked in XREAD it has everything up to the stream's end, so a stream
--- replaced meanwhile loses it nothing (its new entries, if their ids are
--- higher, are read as usual).
+-- on (re)connecting and after every read, against the id the read started
+-- after.
 -- After applying, it records the id in the hash `<stream>:applied` (field = edge
 -- id) so the origin can report per-edge purge status.
 local cjson = require "cjson.safe"
@@ -152,16 +150,17 @@ end
 local STREAM_START = "0-0"
 
 
--- Why the stream can no longer be followed from `last_id` (the last entry this
--- edge applied), or nil when it can:
---  * entries after `last_id` were trimmed away (Redis >= 7 reports the highest
---    deleted id), so the edge cannot know what it missed;
---  * the stream is gone, or was recreated (deleted, FLUSHALL, Redis restarted
---    empty): its ids may restart below `last_id`, and XREAD from there would
---    silently skip every new purge. A recreated stream is recognised by its
---    last generated id being below ours, or by our entry missing from it
---    although nothing from there on was trimmed.
--- Returns also the id to go on from.
+-- Why the stream can no longer be followed from `last_id` (an entry this edge
+-- applied), or nil when it can; and the id to go on from:
+--  * the stream is gone, or was recreated (DEL, FLUSHALL, Redis restarted
+--    empty) with ids below ours, which XREAD from `last_id` would wait for
+--    forever: read the new stream from its start;
+--  * entries after ours were deleted (XDEL moves max-deleted-entry-id;
+--    trimming does not);
+--  * our entry is no longer in the stream: trimmed away (MAXLEN) together
+--    with whatever followed it up to the first entry left, which the edge may
+--    not have read; or the stream was recreated, which entries older than
+--    ours (then from its start) or only newer ones (then from our id) tell.
 local function lost_position(red, stream, last_id)
     if last_id == STREAM_START then
         return nil, last_id
@@ -178,34 +177,38 @@ local function lost_position(red, stream, last_id)
         return "stream recreated (its ids restart below " .. last_id .. ")", STREAM_START
     end
     local deleted = xinfo_field(info, "max-deleted-entry-id")
-    if type(deleted) == "string" and deleted ~= STREAM_START then
-        if id_less(last_id, deleted) then
-            -- what is left comes after the deleted entries
-            return "stream trimmed past " .. last_id, deleted
-        end
-        if not id_less(deleted, last_id) then
-            return nil, last_id -- our own entry was trimmed, nothing after it
-        end
+    if type(deleted) == "string" and id_less(last_id, deleted) then
+        return "entries after " .. last_id .. " were deleted", last_id
     end
     local ours = red:xrange(stream, last_id, last_id, "COUNT", 1)
-    if type(ours) == "table" and #ours == 0 then
+    if type(ours) ~= "table" or #ours > 0 then
+        return nil, last_id
+    end
+    local first = xinfo_field(info, "first-entry")
+    if type(first) == "table" and type(first[1]) == "string"
+       and id_less(first[1], last_id) then
         return "stream recreated (entry " .. last_id .. " is not in it)", STREAM_START
     end
-    return nil, last_id
+    return "stream trimmed past " .. last_id .. " (or recreated after it)", last_id
 end
 
 
--- Follows on from `last_id`, first invalidating everything when the stream
--- cannot be followed from there (purges are idempotent: re-reading a new
--- stream from its start is safe).
-local function checked_position(red, stream, last_id)
-    local lost, from = lost_position(red, stream, last_id)
-    if lost then
-        warnlog(lost, "; invalidating everything and reading from ", from)
-        generations.purge_all()
-        state:set("last_id", from)
+-- Checks that the stream could be followed from `from` (the id a read started
+-- after; `reached` is where it got to) and returns the id to go on from. When
+-- it could not, everything is invalidated first (purges are idempotent:
+-- re-reading a new stream from its start is safe).
+local function checked_position(red, stream, from, reached)
+    local lost, resume = lost_position(red, stream, from)
+    if not lost then
+        return reached
     end
-    return from
+    if resume ~= STREAM_START and id_less(resume, reached) then
+        resume = reached -- what the read applied after the gap stays applied
+    end
+    warnlog(lost, "; invalidating everything and reading from ", resume)
+    generations.purge_all()
+    state:set("last_id", resume)
+    return resume
 end
 
 
@@ -229,14 +232,15 @@ local function follow(ctx)
     if not applied_any then
         last_id = floor(ctx.started_ms - REPLAY_ON_START_MS) .. "-0"
     else
-        last_id = checked_position(red, ctx.stream, last_id)
+        last_id = checked_position(red, ctx.stream, last_id, last_id)
     end
     state:set("connected", 1)
     infolog("following ", ctx.stream, " from ", last_id)
 
     while not exiting() do
+        local from, verifiable = last_id, applied_any
         local res, rerr = red:xread("COUNT", BATCH, "BLOCK", BLOCK_MS,
-                                    "STREAMS", ctx.stream, last_id)
+                                    "STREAMS", ctx.stream, from)
         if not res then
             return nil, "failed to read stream: " .. tostring(rerr)
         end
@@ -253,11 +257,12 @@ local function follow(ctx)
             end
         else
             state:set("lag_seconds", 0)
-            -- idle: also when the stream was recreated with lower ids, which
-            -- XREAD from our id would wait for forever
-            if applied_any then
-                last_id = checked_position(red, ctx.stream, last_id)
-            end
+        end
+        -- After every read (after applying it: no purge waits for this): were
+        -- entries after `from` trimmed before they were read, or was the stream
+        -- recreated (with lower ids XREAD would wait forever)?
+        if verifiable then
+            last_id = checked_position(red, ctx.stream, from, last_id)
         end
         state:set("last_contact", now())
         -- Re-asserted after every read: after a reload, the old worker 0 may
