@@ -12,7 +12,7 @@ import { rawRequest, waitFor } from '../test/support/http';
 let edge: EdgeHarness;
 
 beforeAll(async () => {
-  edge = await startEdge({ cache: { grace: 3600 } });
+  edge = await startEdge({ cache: { grace: 3600, bypassCookies: ['session', 'cart_id'], slice: { prefixes: ['/downloads/'], size: '1m' } } });
 });
 
 afterAll(async () => {
@@ -570,6 +570,136 @@ describe('metrics', () => {
     expect(avail).toBeGreaterThan(0);
     expect(avail).toBeLessThanOrEqual(size);
     expect(text).toMatch(/^cdn_edge_requests_total\{cache_status="HIT",status_class="2xx"\} \d+/m);
+  });
+});
+
+describe('cookies', () => {
+  test('a request with a bypass cookie skips the cache (fwd=bypass) and its response is never stored', async () => {
+    const path = fresh('cookie-bypass');
+    edge.setOrigin((req) => ({ headers: { 'Cache-Control': 'public, max-age=300' }, body: `for ${req.headers.cookie ?? 'everyone'}` }));
+    await get(path);
+    expect((await get(path)).cacheStatus).toContain('hit');
+    const personal = await get(path, { Cookie: 'theme=dark; session=abc' });
+    expect(personal.body).toBe('for theme=dark; session=abc');
+    expect(personal.cacheStatus).toBe('lab-1; fwd=bypass; fwd-status=200');
+    // the stored copy was neither used nor replaced
+    expect((await get(path)).body).toBe('for everyone');
+    // names match whole: "xsession" is not "session"
+    expect((await get(path, { Cookie: 'xsession=1; cart_idx=2' })).cacheStatus).toContain('hit');
+
+    const cold = fresh('cookie-cold');
+    expect((await get(cold, { Cookie: 'cart_id=42' })).cacheStatus).toContain('fwd=bypass');
+    const next = await get(cold);
+    expect(next.body).toBe('for everyone');
+    expect(next.cacheStatus).toContain('fwd=uri-miss');
+    expect(originHits(cold)).toBe(2);
+  });
+
+  test('a response that sets a cookie is never stored, and the cookie reaches the client', async () => {
+    const path = fresh('set-cookie');
+    edge.setOrigin(() => ({ headers: { 'Cache-Control': 'public, max-age=300', 'Set-Cookie': 'session=new; Path=/' }, body: 'welcome' }));
+    const first = await get(path);
+    expect(first.headers.get('set-cookie')).toBe('session=new; Path=/');
+    expect(first.cacheStatus).not.toContain('stored');
+    const second = await get(path);
+    expect(second.cacheStatus).toContain('fwd=uri-miss');
+    expect(second.headers.get('set-cookie')).toBe('session=new; Path=/');
+    expect(originHits(path)).toBe(2);
+  });
+});
+
+describe('large objects in slices', () => {
+  const MIB = 1024 * 1024;
+  const big = Buffer.alloc(3.5 * MIB);
+  for (let i = 0; i < big.length; i++) big[i] = (i * 7) % 253;
+
+  /** An origin that answers Range requests, as sliced prefixes require. */
+  function rangeOrigin(req: http.IncomingMessage) {
+    const headers = { 'Cache-Control': 'public, max-age=300', ETag: '"big-1"', 'Content-Type': 'application/octet-stream' };
+    const m = /^bytes=(\d+)-(\d*)$/.exec(req.headers.range ?? '');
+    if (!m) return { headers, body: big };
+    const start = Number(m[1]);
+    const end = Math.min(m[2] ? Number(m[2]) : big.length - 1, big.length - 1);
+    return { status: 206, headers: { ...headers, 'Content-Range': `bytes ${start}-${end}/${big.length}` }, body: big.subarray(start, end + 1) };
+  }
+
+  const rangesAsked = (path: string) => edge.originRequests.filter((r) => r.url === path).map((r) => r.headers.range);
+
+  test('only the slices a range covers are fetched; each slice is stored once and the whole object is assembled from them', async () => {
+    const path = `/downloads/${randomUUID()}.bin`;
+    edge.setOrigin(rangeOrigin);
+    const part = await rawRequest(edge.url, path, { headers: { Range: 'bytes=2097152-2097161' } });
+    expect(part.status).toBe(206);
+    expect(part.headers['content-range']).toBe(`bytes 2097152-2097161/${big.length}`);
+    expect(part.body.equals(big.subarray(2097152, 2097162))).toBe(true);
+    expect(rangesAsked(path)).toEqual(['bytes=2097152-3145727']);
+
+    const whole = await rawRequest(edge.url, path);
+    expect(whole.status).toBe(200);
+    expect(whole.body.equals(big)).toBe(true);
+    // the third slice came from the cache
+    expect(rangesAsked(path).slice(1).sort()).toEqual(['bytes=0-1048575', 'bytes=1048576-2097151', 'bytes=3145728-4194303']);
+
+    const again = await rawRequest(edge.url, path);
+    expect(again.body.equals(big)).toBe(true);
+    expect(again.headers['cache-status']).toMatch(/^lab-1; hit; ttl=/);
+    expect(again.headers['content-length']).toBe(String(big.length));
+    expect(rangesAsked(path)).toHaveLength(4);
+    // the slice marker is for the edge's own hop only
+    expect(edge.originRequests.filter((r) => r.url === path).every((r) => r.headers['x-cdn-slice'] === undefined)).toBe(true);
+
+    // purges reach every slice: hard (a write), then soft (one request refreshes them all)
+    expect((await rawRequest(edge.url, path, { method: 'DELETE' })).status).toBe(200);
+    expect((await rawRequest(edge.url, path)).body.equals(big)).toBe(true);
+    expect(rangesAsked(path)).toHaveLength(4 + 1 + 4);
+    expect(rangesAsked(path)[4]).toBeUndefined(); // the DELETE, once and whole
+    const redis = new Redis(edge.redis.url);
+    try {
+      await redis.xadd('cdn:purges', '*', 'purge', JSON.stringify({ id: 'slices', urls: [path], prefixes: [], tags: [], soft: true, at: Date.now() }));
+    } finally {
+      redis.disconnect();
+    }
+    await sleep(200);
+    const refreshed = await rawRequest(edge.url, path);
+    expect(refreshed.headers['cache-status']).toContain('fwd=bypass');
+    expect(refreshed.body.equals(big)).toBe(true);
+    expect(rangesAsked(path)).toHaveLength(9 + 4);
+    expect((await rawRequest(edge.url, path)).headers['cache-status']).toContain('hit');
+    expect(rangesAsked(path)).toHaveLength(13);
+  });
+
+  test('paths outside the sliced prefixes are fetched whole', async () => {
+    const path = fresh('not-sliced');
+    edge.setOrigin(rangeOrigin);
+    const part = await rawRequest(edge.url, path, { headers: { Range: 'bytes=0-9' } });
+    expect(part.status).toBe(206);
+    expect(rangesAsked(path)).toEqual([undefined]);
+  });
+});
+
+describe('bytes sent', () => {
+  const hitBytes = async () =>
+    Number(/^cdn_edge_response_bytes_total\{cache_status="HIT"\} (\d+)/m.exec(await (await fetch(`${edge.internalUrl}/metrics`)).text())?.[1] ?? 0);
+
+  test('cdn_edge_response_bytes_total counts what is sent: the range of a 206, nothing for a 304 or a HEAD', async () => {
+    const path = fresh('bytes');
+    edge.setOrigin(() => ({ headers: { 'Cache-Control': 'public, max-age=300', ETag: '"b1"' }, body: 'b'.repeat(1000) }));
+    await get(path);
+    const before = await hitBytes();
+    const range = await rawRequest(edge.url, path, { headers: { Range: 'bytes=0-99' } });
+    expect(range.status).toBe(206);
+    expect(range.headers['cache-status']).toContain('hit');
+    expect(await hitBytes()).toBe(before + 100);
+    const notModified = await rawRequest(edge.url, path, { headers: { 'If-None-Match': '"b1"' } });
+    expect(notModified.status).toBe(304);
+    expect(await hitBytes()).toBe(before + 100);
+    const head = await get(path, {}, 'HEAD');
+    expect(head.status).toBe(200);
+    expect(head.cacheStatus).toContain('hit');
+    expect(head.headers.get('content-length')).toBe('1000');
+    expect(await hitBytes()).toBe(before + 100);
+    expect((await get(path)).body).toHaveLength(1000);
+    expect(await hitBytes()).toBe(before + 1100);
   });
 });
 

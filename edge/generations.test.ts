@@ -38,3 +38,39 @@ test('a full zone starts over: new epoch, counters dropped, SEQ still growing', 
     await nginx.stop();
   }
 });
+
+test('stored paths: a fetch in flight or a stored response makes a write invalidate; a full set or a reset falls back safely', async () => {
+  const nginx = await startNginx(
+    `        location = /run {
+            content_by_lua_block {
+                local stored = require "cdn.edge.stored"
+                local g = require "cdn.edge.generations"
+                local cjson = require "cjson"
+                g.init()
+                local r = { never = stored.may_exist("/never") }
+                stored.fetching("/in-flight")
+                r.in_flight = stored.may_exist("/in-flight")
+                stored.record("/kept")
+                r.kept = stored.may_exist("/kept")
+                local n = 0
+                while ngx.shared.cdn_stored:get("overflowed") == 0 and n < 100000 do
+                    n = n + 1
+                    stored.record("/p/" .. n)
+                end
+                r.recorded, r.after_overflow = n, stored.may_exist("/never")
+                g.reset("test")
+                r.after_reset, r.kept_after_reset = stored.may_exist("/never"), stored.may_exist("/kept")
+                ngx.print(cjson.encode(r))
+            }
+        }`,
+    { dicts: { cdn_gens: '12k', cdn_tags: '12k', cdn_stored: '12k', cdn_fetching: '12k' } },
+  );
+  try {
+    const r = JSON.parse(await (await fetch(`${nginx.url}/run`)).text());
+    expect(r).toMatchObject({ never: false, in_flight: true, kept: true, after_overflow: true, after_reset: false, kept_after_reset: false });
+    expect(r.recorded).toBeGreaterThan(10);
+    expect(r.recorded).toBeLessThan(100000);
+  } finally {
+    await nginx.stop();
+  }
+});

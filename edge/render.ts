@@ -122,12 +122,73 @@ export function edgeSettings(spec: CdnSpec, topology: Topology, edge: EdgePlacem
   };
 }
 
+/** A PCRE matching `name` literally (cookie names are RFC 6265 tokens: escape every non-alphanumeric). */
+function literalRegex(name: string): string {
+  return name.replace(/[^0-9A-Za-z]/g, (c) => `\\${c}`);
+}
+
 /**
- * The cache lookup and fetch, shared by the public location and the debug one
- * (which differs only in its header filter and in passing the original URI).
+ * `$cdn_cookie_bypass` is "1" when the request carries one of the spec's bypass cookies.
+ * Evaluated by nginx only (no Lua); a request without cookies is not even matched.
  */
-function cacheLocation(headerFilter: string, upstream: string): string {
-  return `            # The request's signature, one variable for the Lua key lookup.
+function cookieBypassMap(names: string[]): string {
+  if (names.length === 0) return '';
+  return `
+    # Requests with one of these cookies (cache.bypassCookies) skip the cache and
+    # are never stored: what they get may be personal (a session, a cart).
+    map $http_cookie $cdn_cookie_bypass {
+        default "";
+        "~(?:^|;)\\s*(?:${names.map(literalRegex).join('|')})=" 1;
+    }
+`;
+}
+
+/** Requests with a bypass cookie neither use nor fill the cache (the variable comes from cookieBypassMap). */
+const COOKIE_BYPASS = `            # A bypass cookie (cache.bypassCookies): answered by the origin, never stored.
+            proxy_cache_bypass $cdn_cookie_bypass;
+            proxy_no_cache $cdn_cookie_bypass;
+`;
+
+interface CacheLocationOptions {
+  /** The cdn.edge function that runs as header filter. */
+  headerFilter: string;
+  /** proxy_pass target: the internal hop, with the original URI after a rewrite. */
+  upstream: string;
+  /** Count sent body bytes in a log phase (HEAD, Range, debug and sliced responses). */
+  sizedAtLog: boolean;
+  bypassCookies: boolean;
+  /** Slice size: the object is fetched and stored in slices of this size (cache.slice). */
+  slice?: string;
+}
+
+/**
+ * Large objects (cache.slice): fetched and stored in slices, each its own cache entry
+ * (the key gets the slice's range). A Range request only fetches the slices it covers.
+ * X-Cdn-Slice tells the internal hop that a 206 answers a slice and may be stored.
+ */
+function sliceDirectives(size: string): string {
+  return `            slice ${size};
+            proxy_set_header Range $slice_range;
+            proxy_set_header X-Cdn-Slice 1;
+`;
+}
+
+/** Methods the sliced locations hand to the unsliced one (nginx would repeat them per slice). */
+const UNSLICED_METHODS = `
+    map $request_method $cdn_method_unsliced {
+        default 1;
+        GET "";
+        HEAD "";
+    }
+`;
+
+/**
+ * The cache lookup and fetch, shared by the public location, the sliced ones and
+ * the internal ones for debug and for HEAD/Range requests (which differ only in their header filter,
+ * in counting sent bytes in the log phase and in passing the original URI).
+ */
+function cacheLocation(o: CacheLocationOptions): string {
+  return `${o.slice ? sliceDirectives(o.slice) : ''}            # The request's signature, one variable for the Lua key lookup.
             set $cdn_request "$cdn_range_ignored$http_accept_encoding\\n$http_accept\\n$http_host$request_uri";
             set_by_lua_block $cdn_cache_key { return require("cdn.edge").cache_key() }
             if ($cdn_cache_key = "") {
@@ -135,10 +196,10 @@ function cacheLocation(headerFilter: string, upstream: string): string {
             }
 
             proxy_cache edge;
-            proxy_cache_key $cdn_cache_key;
+            proxy_cache_key $cdn_cache_key${o.slice ? '$slice_range' : ''};
             # Set for the one request that refreshes a soft-purged object.
             proxy_cache_bypass $cdn_refresh;
-            proxy_cache_methods GET HEAD;
+${o.bypassCookies ? COOKIE_BYPASS : ''}            proxy_cache_methods GET HEAD;
             # Conditional revalidation of expired entries (If-None-Match / If-Modified-Since).
             proxy_cache_revalidate on;
             # Concurrent misses for one key wait for the first fetch (collapsing).
@@ -170,7 +231,7 @@ ${DROP_OVERRIDE_HEADERS}
             proxy_read_timeout 30s;
             proxy_buffers 16 16k;
             proxy_buffer_size 16k;
-            proxy_pass ${upstream};
+            proxy_pass ${o.upstream};
 
             # The stored Date is the origin's. The stored Cache-Control is the one
             # written for nginx; the header filter restores the origin's from
@@ -184,8 +245,8 @@ ${DROP_OVERRIDE_HEADERS}
             # object, not to the ones served from the cache.
             proxy_hide_header X-Request-Id;
 
-            header_filter_by_lua_block { require("cdn.edge").${headerFilter}() }
-`;
+            header_filter_by_lua_block { require("cdn.edge").${o.headerFilter}(${o.sizedAtLog ? 'true' : ''}) }
+${o.sizedAtLog ? '            log_by_lua_block { require("cdn.edge").log_sent_bytes() }\n' : ''}`;
 }
 
 /** The object store, for raw asset reads on misses (S3 storage only). */
@@ -243,6 +304,25 @@ export function renderEdge(spec: CdnSpec, topology: Topology, edge: EdgePlacemen
   const settingsPath = path.join(dir, 'edge.json');
   const fetchSocket = path.join(dir, 'fetch.sock');
   const bucket = bucketSettings(spec, layout);
+  const bypassCookies = spec.cache.bypassCookies.length > 0;
+  const slice = spec.cache.slice;
+  // Longer prefixes than "/" (^~: and no regex is tried): their requests never
+  // take the debug or HEAD/Range detours of "location /" (their bytes are all
+  // counted in the log phase anyway).
+  const slicedLocations = (slice?.prefixes ?? [])
+    .map(
+      (prefix) => `
+        # Large objects under ${prefix}: fetched and stored in ${slice!.size} slices.
+        location ^~ ${prefix} {
+            # only GET and HEAD are sliced: nginx would repeat any other method
+            # once per slice
+            if ($cdn_method_unsliced) {
+                rewrite ^ /__cdn_partial last;
+            }
+${cacheLocation({ headerFilter: 'slice_header_filter', upstream: 'http://fetch', sizedAtLog: true, bypassCookies, slice: slice!.size })}        }
+`,
+    )
+    .join('');
   const http = `    # Disk cache. Keys are computed in Lua (host, normalised path, filtered query,
     # invalidation generations); purges change the key instead of deleting files.
     # https://nginx.org/en/docs/http/ngx_http_proxy_module.html#proxy_cache_path
@@ -285,6 +365,8 @@ ${bucket ? bucketUpstream(spec) : ''}
         default "$upstream_cache_status $status $upstream_http_x_cdn_meta";
     }
 
+${cookieBypassMap(spec.cache.bypassCookies)}
+${slice ? UNSLICED_METHODS : ''}
     map $request_method $cdn_method_refused {
         default 0;
         PURGE 1;
@@ -310,11 +392,25 @@ ${bucket ? bucketUpstream(spec) : ''}
             if ($http_x_cdn_debug) {
                 rewrite ^ /__cdn_debug last;
             }
-${cacheLocation('header_filter', 'http://fetch')}        }
+            # HEAD and Range responses send fewer body bytes than the stored
+            # object's length, and nginx cuts ranges after the header filter ran:
+            # their bytes are counted in a log phase that plain GETs do without.
+            if ($request_method = HEAD) {
+                rewrite ^ /__cdn_partial last;
+            }
+            if ($http_range) {
+                rewrite ^ /__cdn_partial last;
+            }
+${cacheLocation({ headerFilter: 'header_filter', upstream: 'http://fetch', sizedAtLog: false, bypassCookies })}        }
+${slicedLocations}
+
+        location = /__cdn_partial {
+            internal;
+${cacheLocation({ headerFilter: 'header_filter', upstream: 'http://fetch$request_uri', sizedAtLog: true, bypassCookies })}        }
 
         location = /__cdn_debug {
             internal;
-${cacheLocation('debug_header_filter', 'http://fetch$request_uri')}        }
+${cacheLocation({ headerFilter: 'debug_header_filter', upstream: 'http://fetch$request_uri', sizedAtLog: true, bypassCookies })}        }
 
         # The origin's operational endpoints are for monitoring, not the internet
         # (exact matches: a regex location would be tried on every request).
@@ -330,6 +426,7 @@ ${cacheLocation('debug_header_filter', 'http://fetch$request_uri')}        }
         proxy_http_version 1.1;
         proxy_set_header Connection "";
         proxy_set_header X-Cdn-Cache-State "";
+        proxy_set_header X-Cdn-Slice "";
         # Origins see the shopper's Host, never an upstream block's name.
         proxy_set_header Host $http_host;
         # Freshness is computed from the origin's Date, not this hop's clock.
@@ -384,7 +481,7 @@ ${internalServer(hostPort(edge.internal.listen), 'cdn.edge')}`;
     layout,
     workers: spec.workers,
     luaRoots: [layout.edgeLuaRoot],
-    sharedDicts: { cdn_gens: '16m', cdn_tags: '32m', cdn_state: '1m', cdn_metrics: '4m', ...(bucket ? { cdn_bucket: '8m' } : {}) },
+    sharedDicts: { cdn_gens: '16m', cdn_tags: '32m', cdn_stored: '8m', cdn_fetching: '4m', cdn_state: '1m', cdn_metrics: '4m', ...(bucket ? { cdn_bucket: '8m' } : {}) },
     init: `require("cdn.edge").init(${luaString(settingsPath)})`,
     initWorker: 'require("cdn.edge").init_worker()',
     continueRequestId: true,

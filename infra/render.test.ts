@@ -57,8 +57,17 @@ describe('renderers', () => {
   test.each([
     ['filesystem', {}],
     ['S3 (raw assets from the bucket)', { storage: { kind: 's3', endpoint: 'https://127.0.0.1:9000', bucket: 'shop-assets', accessKeySecret: 'A', secretKeySecret: 'B' } }],
-  ])('nginx accepts every rendered edge and balancer config (nginx -t), %s storage', (_, storage) => {
-    const { units } = unitsFor({ regions: [{ name: 'eu', edges: 2 }, { name: 'us', edges: 1 }], ...storage }, dir, path.join(dir, 'secrets'));
+  ])('nginx accepts every rendered edge and balancer config (nginx -t), %s storage, with bypass cookies and slicing', (_, storage) => {
+    // bypass cookies with every character a cookie name may hold, escaped in the map's regex
+    const bypassCookies = ['session', "we!rd#$%&'*+-.^_`|~"];
+    const { units } = unitsFor(
+      { regions: [{ name: 'eu', edges: 2 }, { name: 'us', edges: 1 }], cache: { bypassCookies, slice: { prefixes: ['/downloads/', '/media/video/'], size: '4m' } }, ...storage },
+      dir,
+      path.join(dir, 'secrets'),
+    );
+    expect(units.find((u) => u.name === 'edge-eu-1')!.files[0].content).toContain(
+      '"~(?:^|;)\\s*(?:session|we\\!rd\\#\\$\\%\\&\\\'\\*\\+\\-\\.\\^\\_\\`\\|\\~)=" 1;',
+    );
     const nginxUnits = units.filter((u) => u.role === 'edge' || u.role === 'balancer');
     expect(nginxUnits).toHaveLength(4);
     for (const unit of nginxUnits) {

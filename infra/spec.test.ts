@@ -68,6 +68,13 @@ describe('parseSpec', () => {
     [{ balancer: { hosts: ['Shop.Example'] } }, 'balancer.hosts[0]: expected a lowercase host'],
     [{ balancer: { regionHeader: 'X Region' } }, 'balancer.regionHeader'],
     [{ balancer: { sticky: true } }, 'balancer'],
+    [{ cache: { bypassCookies: ['session', 'cart id'] } }, 'cache.bypassCookies[1]: expected a cookie name (an RFC 6265 token'],
+    [{ cache: { bypassCookies: ['a;b'] } }, 'cache.bypassCookies[0]'],
+    [{ cache: { bypassCookies: [''] } }, 'cache.bypassCookies[0]'],
+    [{ cache: { slice: { prefixes: ['downloads/'] } } }, 'cache.slice.prefixes[0]: expected a path prefix'],
+    [{ cache: { slice: { prefixes: ['/a b/'] } } }, 'cache.slice.prefixes[0]'],
+    [{ cache: { slice: { prefixes: [] } } }, 'cache.slice.prefixes'],
+    [{ cache: { slice: { prefixes: ['/d/'], size: '1mb' } } }, 'cache.slice.size'],
   ])('%j is refused naming the field', (input, message) => {
     const err = errorOf(input);
     expect(err).toBeInstanceOf(CdnError);

@@ -70,6 +70,10 @@ export function isCidr(s: string): boolean {
   return (family === 4 && bits <= 32) || (family === 6 && bits <= 128);
 }
 
+/** A cookie name: an RFC 6265 token (no separators, spaces or control characters). */
+export const COOKIE_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+const cookieName = z.string().regex(COOKIE_NAME, "expected a cookie name (an RFC 6265 token: letters, digits and !#$%&'*+-.^_`|~), such as session");
+
 const cidr = z.string().refine(isCidr, 'expected a CIDR such as 10.0.0.0/8 or 2001:db8::/32');
 const seconds = (max: number) => z.number().positive().max(max);
 
@@ -148,9 +152,28 @@ export const cdnSpecSchema = z
         inactive: z.string().regex(/^[1-9][0-9]*[smhd]$/, 'expected a duration such as 7d').default('7d'),
         /** Seconds a stored response may be served stale while the origin fails, unless the origin says otherwise (stale-if-error, must-revalidate). */
         grace: z.number().int().min(0).default(86400),
+        /**
+         * Requests carrying any of these cookies (a session, a cart) skip the cache and their
+         * responses are never stored. Empty by default: which cookies mark a personal page is
+         * the shop's to say, and such pages should also be `private` at the origin.
+         */
+        bypassCookies: z.array(cookieName).default([]),
+        /**
+         * Large objects (downloads, videos) under these path prefixes are fetched and stored in
+         * slices of `size` (nginx slice module): a Range request fetches only the slices it
+         * covers, and a huge object never has to be fetched in one piece. The origins of these
+         * paths must answer Range requests with 206.
+         */
+        slice: z
+          .object({
+            prefixes: z.array(z.string().regex(/^\/[A-Za-z0-9._~\/-]*$/, 'expected a path prefix such as /downloads/ (letters, digits, . _ ~ - /)')).min(1),
+            size: size.default('1m'),
+          })
+          .strict()
+          .optional(),
       })
       .strict()
-      .default({ maxSize: '1g', keysZone: '64m', inactive: '7d', grace: 86400 }),
+      .default({ maxSize: '1g', keysZone: '64m', inactive: '7d', grace: 86400, bypassCookies: [] }),
     /** Ports the services listen on inside their host or container (native picks free ones). */
     ports: z
       .object({

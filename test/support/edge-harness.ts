@@ -47,7 +47,12 @@ export interface EdgeHarness {
   stop(): Promise<void>;
 }
 
-export async function startEdge(specInput: CdnSpecInput = {}): Promise<EdgeHarness> {
+export interface EdgeOptions {
+  /** Shared-dict sizes overriding the rendered ones (`{ cdn_gens: '12k' }`), to fill zones in tests. */
+  dicts?: Record<string, string>;
+}
+
+export async function startEdge(specInput: CdnSpecInput = {}, options: EdgeOptions = {}): Promise<EdgeHarness> {
   const spec = parseSpec({ regions: [{ name: 'lab', edges: 1 }], ...specInput });
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cdn-edge-'));
   const redis = await startRedis();
@@ -88,6 +93,12 @@ export async function startEdge(specInput: CdnSpecInput = {}): Promise<EdgeHarne
   const adminTokenFile = path.join(dir, 'admin-token');
   fs.writeFileSync(adminTokenFile, `${ADMIN_TOKEN}\n`, { mode: 0o600 });
   const unit = edgeUnit(spec, topology, edgePlacement, layout, adminTokenFile);
+  for (const [name, size] of Object.entries(options.dicts ?? {})) {
+    const conf = unit.files.find((f) => f.path === 'conf/nginx.conf')!;
+    const resized = conf.content.replace(new RegExp(`lua_shared_dict ${name} \\S+;`), `lua_shared_dict ${name} ${size};`);
+    if (resized === conf.content) throw new Error(`no lua_shared_dict ${name} in the edge's nginx.conf`);
+    conf.content = resized;
+  }
   writeUnitFiles(unit);
   const svc = startUnit(unit);
   try {

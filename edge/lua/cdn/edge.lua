@@ -17,6 +17,7 @@ local invalidation = require "cdn.edge.invalidation"
 local cache_status = require "cdn.edge.cache_status"
 local freshness = require "cdn.edge.freshness"
 local stats = require "cdn.edge.stats"
+local stored_paths = require "cdn.edge.stored"
 local disk = require "cdn.edge.disk"
 local bucket = require "cdn.edge.bucket"
 
@@ -36,6 +37,7 @@ local WARN = ngx.WARN
 local tonumber = tonumber
 local sub = string.sub
 local find = string.find
+local gsub = string.gsub
 local byte = string.byte
 local concat = table.concat
 local type = type
@@ -186,6 +188,15 @@ local function request_entry(request)
 end
 
 
+-- Soft-purged paths only: whether this request refreshes `path` for its
+-- variant. One that bypasses the cache for its cookies would not store the
+-- response, so it never takes the claim from a request that would.
+local function claim_refresh(path, variant)
+    local bypass = var.cdn_cookie_bypass -- nil: no bypass cookies configured
+    return (not bypass or bypass == "") and generations.claim_refresh(path, variant)
+end
+
+
 -- set_by_lua: the cache key (host, decoded path, filtered query, invalidation
 -- generations), or "" when the request target tries traversal tricks (nginx
 -- then answers 400 with $cdn_reject as the reason). Normalises the request's
@@ -221,7 +232,7 @@ function _M.cache_key()
         clear_request_header("Range")
     end
     -- soft-purged path: each variant is refreshed by one request
-    if entry[3] and generations.claim_refresh(entry[3], entry[4]) then
+    if entry[3] and claim_refresh(entry[3], entry[4]) then
         var.cdn_refresh = "1"
     end
     return entry[2]
@@ -260,9 +271,12 @@ local function meta_fields(meta)
 end
 
 
-local function on_fetched(path)
+local function on_fetched(path, stored)
     if path then
         tags.record(path, var.upstream_http_surrogate_key, ngx.req.start_time())
+        if stored then
+            stored_paths.record(path)
+        end
     end
     local t = tonumber(var.upstream_header_time)
     if t and metrics then
@@ -285,10 +299,62 @@ local function refreshed(path)
 end
 
 
+-- The path a Location / Content-Location value names on the request's host
+-- (absolute, scheme-relative, absolute-path or relative reference), or nil for
+-- another host or a target the cache key would refuse.
+local function same_host_path(value)
+    if type(value) ~= "string" or value == "" then
+        return nil
+    end
+    local authority, rest = match(value, "^[%a][%w+.-]*://([^/?#]*)(.*)$")
+    if not authority then
+        authority, rest = match(value, "^//([^/?#]*)(.*)$")
+    end
+    if authority then
+        if key.host(authority) ~= key.host(var.http_host) then
+            return nil
+        end
+        value = rest == "" and "/" or rest
+    elseif byte(value, 1) ~= 47 then -- relative to the request's directory
+        value = match(var.request_uri, "^([^?]*/)") .. value
+    end
+    return (key.purge_path((gsub(value, "#.*$", ""))))
+end
+
+
+local function invalidate_if_stored(path)
+    if path and stored_paths.may_exist(path) then
+        generations.purge_path(path)
+    end
+end
+
+
+-- RFC 9111 §4.4: a successful unsafe request invalidates its URL and those in
+-- Location and Content-Location on the same host. Only paths that may have a
+-- stored response cost a generation counter (stored.lua).
+local function invalidate_written(path)
+    invalidate_if_stored(path)
+    invalidate_if_stored(same_host_path(header["Location"]))
+    invalidate_if_stored(same_host_path(header["Content-Location"]))
+end
+
+
 local function restore_cache_control(cc)
     if cc ~= "" then
         header["Cache-Control"] = cc
     end
+end
+
+
+-- Body bytes a response of status `code` sends, for the counters: `size`
+-- (the stored Content-Length) except for a 304, which has no body. nil when
+-- the log phase counts them instead (`sized_at_log`: HEAD, Range and debug
+-- requests, whose bodies nginx cuts after this filter ran).
+local function body_bytes(code, size, sized_at_log)
+    if sized_at_log then
+        return nil
+    end
+    return code == 304 and 0 or size
 end
 
 
@@ -308,7 +374,9 @@ end
 -- Public header filter: Cache-Status (RFC 9211), Age, the origin's
 -- Cache-Control, counters. A reused response costs one variable read and a
 -- memo lookup; its Age and Cache-Status strings are rebuilt once a second.
-function _M.header_filter()
+-- `sized_at_log` is set by the locations whose sent bytes are counted in the
+-- log phase (log_sent_bytes).
+function _M.header_filter(sized_at_log)
     local response = var.cdn_response
     local r = memo_get(responses_seen, response)
     if not r then
@@ -343,7 +411,9 @@ function _M.header_filter()
         header["Cache-Status"] = r.upstream_cs
             and cache_status.header(var.upstream_http_cache_status, member)
             or member
-        stats.count(status, r.code, r.size)
+        local code = r.code
+        stats.count(status, code, (code == 200 and not sized_at_log) and r.size
+                                  or body_bytes(code, r.size, sized_at_log))
         return
     end
 
@@ -363,8 +433,9 @@ function _M.header_filter()
     local path = (FETCHED[status] or UNSAFE_METHODS[method])
                  and key.path(var.request_uri)
     if FETCHED[status] then
-        on_fetched(path)
-        if status == "BYPASS" and stored then
+        on_fetched(path, stored)
+        -- (other bypasses, for cookies, store nothing)
+        if status == "BYPASS" and stored and var.cdn_refresh == "1" then
             refreshed(path)
         end
     end
@@ -375,11 +446,36 @@ function _M.header_filter()
     if UNSAFE_METHODS[method] and path then
         local code = ngx.status
         if code >= 200 and code < 400 then
-            -- RFC 9111 §4.4: a successful unsafe request invalidates the URL
-            generations.purge_path(path)
+            invalidate_written(path)
+            -- this worker's next request re-reads the purge sequence even
+            -- within this millisecond (read-your-writes for the client)
+            seq_tick = nil
         end
     end
-    stats.count(status or "NONE", ngx.status, size)
+    local code = ngx.status
+    stats.count(status or "NONE", code, body_bytes(code, size, sized_at_log))
+end
+
+
+-- Header filter of the sliced locations (cache.slice): nginx fetches every
+-- slice after the first in a subrequest that shares the request's variables;
+-- only the response the client gets is described and counted.
+function _M.slice_header_filter()
+    if ngx.is_subrequest then
+        return
+    end
+    _M.header_filter(true)
+end
+
+
+-- Log phase of the locations that serve HEAD, Range and debug requests: the
+-- body bytes actually sent (the range, nothing for HEAD), which the header
+-- filter cannot know (nginx cuts ranges after it). Plain GETs never get here.
+function _M.log_sent_bytes()
+    local status = var.upstream_cache_status
+    if status or var.upstream_status then -- not generated here
+        stats.count_bytes(status or "NONE", tonumber(var.body_bytes_sent) or 0)
+    end
 end
 
 
@@ -387,7 +483,7 @@ end
 -- headers, plus the cache key, the negotiated variant and the purge tags when
 -- X-Cdn-Debug carries the admin token.
 function _M.debug_header_filter()
-    _M.header_filter()
+    _M.header_filter(true)
     local given = var.http_x_cdn_debug
     if not admin_token_digest or ngx.sha1_bin(given) ~= admin_token_digest then
         header["X-Cdn-Debug"] = "denied: X-Cdn-Debug must carry the admin token"
@@ -450,6 +546,7 @@ function _M.fetch_header_filter()
         now = t,
         authorization = authorization,
         set_cookie = h["set-cookie"] ~= nil,
+        slice = var.http_x_cdn_slice ~= nil,
         cache_control = field(h, "cache-control", true),
         cdn_cache_control = field(h, "cdn-cache-control", true),
         surrogate_control = field(h, "surrogate-control", true),
@@ -519,13 +616,21 @@ end
 -- exactly, path prefixes by the longest, "*" catches the rest; what no
 -- external origin claims goes to the bucket when it is a raw asset read with
 -- S3 storage (setting $cdn_s3_object), else to the CDN's own origin. Also sets
--- $cdn_fetch_uri, the raw path with the query as keyed.
+-- $cdn_fetch_uri, the raw path with the query as keyed, and marks a GET's path
+-- as possibly stored before it leaves (see stored.lua).
 function _M.upstream()
     local request_uri = var.request_uri
     local q = find(request_uri, "?", 1, true)
     local raw_path = q and sub(request_uri, 1, q - 1) or request_uri
     local query = key.query(var.args)
     var.cdn_fetch_uri = raw_path .. (query ~= "" and "?" .. query or "")
+    -- (HEAD misses are fetched as GET)
+    if var.request_method == "GET" then
+        local path = key.path(request_uri)
+        if path then
+            stored_paths.fetching(path)
+        end
+    end
     local routes = settings.origins
     if #routes > 0 then
         local host = key.host(var.http_host)

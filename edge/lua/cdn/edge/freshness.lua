@@ -18,7 +18,7 @@ local _M = { _VERSION = "0.1.0" }
 local MIN_SWR = 1
 
 -- Statuses a cache may store when freshness is explicit (RFC 9110 §15.1 lists the
--- heuristically cacheable ones; 206 is stored by nginx's slice logic only).
+-- heuristically cacheable ones; a 206 only as the answer to a slice request).
 local STORABLE_STATUS = {
     [200] = true, [203] = true, [204] = true, [300] = true, [301] = true,
     [304] = true, [308] = true, [404] = true, [405] = true, [410] = true,
@@ -68,6 +68,8 @@ end
 -- Inputs (all optional but status/now):
 --   status, now (epoch s), authorization (bool: the request carried one),
 --   set_cookie (bool: the response sets a cookie),
+--   slice (bool: the request fetches one slice of a large object: a 206 is
+--   that slice, stored as its own entry),
 --   cache_control, cdn_cache_control, surrogate_control, expires, date, age,
 --   vary, parse_http_time (function), grace (s, stale-if-error default)
 -- Returns a table:
@@ -76,7 +78,7 @@ end
 --   age (initial age at receipt), reason (why not stored)
 function _M.decide(r)
     local out = { store = false, ttl = 0, swr = 0, sie = 0, age = 0 }
-    if not STORABLE_STATUS[r.status] then
+    if not STORABLE_STATUS[r.status] and not (r.slice and r.status == 206) then
         out.reason = "status"
         return out
     end

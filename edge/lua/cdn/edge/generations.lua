@@ -7,6 +7,8 @@
 -- silently resurrect purged objects. When the zone is full the edge starts over
 -- (reset): a new epoch makes every stored key unreachable, which is always
 -- correct, and dropping every counter frees the zone for precise purges again.
+local stored_paths = require "cdn.edge.stored"
+
 local find = string.find
 local sub = string.sub
 local tostring = tostring
@@ -43,6 +45,7 @@ function _M.init()
     dict:safe_add(ALL, 0)
     dict:safe_add(PREFIX_COUNT, 0)
     dict:safe_add(SEQ, 0)
+    stored_paths.init()
 end
 
 
@@ -52,8 +55,9 @@ end
 
 
 -- The zone is full: start over. The new epoch makes every stored key
--- unreachable (as a restart does), the counters and the tag index are dropped to
--- free the zones, and SEQ keeps growing (set last) so workers recompute keys.
+-- unreachable (as a restart does), the counters, the tag index and the set of
+-- stored paths are dropped to free the zones, and SEQ keeps growing (set last)
+-- so workers recompute keys.
 function _M.reset(reason)
     local seq = dict:get(SEQ) or 0
     dict:flush_all()
@@ -63,6 +67,8 @@ function _M.reset(reason)
         tags:flush_all()
         tags:flush_expired()
     end
+    -- before the new epoch: a response keyed under it must find the set empty
+    stored_paths.reset()
     -- (SEQ in the epoch: two resets within one millisecond still differ)
     dict:set(EPOCH, new_epoch() .. "-" .. (seq + 1))
     dict:set(ALL, 0)

@@ -2,7 +2,10 @@
 -- One reader per edge (worker 0) follows the stream with XREAD BLOCK from the
 -- last id it applied, so a reconnecting edge catches up instead of losing what
 -- was published meanwhile (Redis pub/sub would). If the stream was trimmed past
--- that id, the edge cannot know what it missed and invalidates everything.
+-- that id, or deleted and recreated (its ids may then restart below ours), the
+-- edge cannot know what it missed and invalidates everything. This is checked
+-- on (re)connecting and after every read, against the id the read started
+-- after.
 -- After applying, it records the id in the hash `<stream>:applied` (field = edge
 -- id) so the origin can report per-edge purge status.
 local cjson = require "cjson.safe"
@@ -143,13 +146,69 @@ local function xinfo_field(info, name)
 end
 
 
--- True when entries after `last_id` were trimmed away (Redis >= 7 reports the
--- highest deleted id).
-local function trimmed_past(red, stream, last_id)
-    local info = red:xinfo("STREAM", stream)
+-- The id meaning "from the stream's first entry".
+local STREAM_START = "0-0"
+
+
+-- Why the stream can no longer be followed from `last_id` (an entry this edge
+-- applied), or nil when it can; and the id to go on from:
+--  * the stream is gone, or was recreated (DEL, FLUSHALL, Redis restarted
+--    empty) with ids below ours, which XREAD from `last_id` would wait for
+--    forever: read the new stream from its start;
+--  * entries after ours were deleted (XDEL moves max-deleted-entry-id;
+--    trimming does not);
+--  * our entry is no longer in the stream: trimmed away (MAXLEN) together
+--    with whatever followed it up to the first entry left, which the edge may
+--    not have read; or the stream was recreated, which entries older than
+--    ours (then from its start) or only newer ones (then from our id) tell.
+local function lost_position(red, stream, last_id)
+    if last_id == STREAM_START then
+        return nil, last_id
+    end
+    local info, err = red:xinfo("STREAM", stream)
+    if not info then
+        if match(tostring(err), "no such key") then
+            return "stream is gone", STREAM_START
+        end
+        return nil, last_id -- XREAD will report the connection's trouble
+    end
+    local generated = xinfo_field(info, "last-generated-id")
+    if type(generated) == "string" and id_less(generated, last_id) then
+        return "stream recreated (its ids restart below " .. last_id .. ")", STREAM_START
+    end
     local deleted = xinfo_field(info, "max-deleted-entry-id")
-    return type(deleted) == "string" and deleted ~= "0-0"
-           and id_less(last_id, deleted)
+    if type(deleted) == "string" and id_less(last_id, deleted) then
+        return "entries after " .. last_id .. " were deleted", last_id
+    end
+    local ours = red:xrange(stream, last_id, last_id, "COUNT", 1)
+    if type(ours) ~= "table" or #ours > 0 then
+        return nil, last_id
+    end
+    local first = xinfo_field(info, "first-entry")
+    if type(first) == "table" and type(first[1]) == "string"
+       and id_less(first[1], last_id) then
+        return "stream recreated (entry " .. last_id .. " is not in it)", STREAM_START
+    end
+    return "stream trimmed past " .. last_id .. " (or recreated after it)", last_id
+end
+
+
+-- Checks that the stream could be followed from `from` (the id a read started
+-- after; `reached` is where it got to) and returns the id to go on from. When
+-- it could not, everything is invalidated first (purges are idempotent:
+-- re-reading a new stream from its start is safe).
+local function checked_position(red, stream, from, reached)
+    local lost, resume = lost_position(red, stream, from)
+    if not lost then
+        return reached
+    end
+    if resume ~= STREAM_START and id_less(resume, reached) then
+        resume = reached -- what the read applied after the gap stays applied
+    end
+    warnlog(lost, "; invalidating everything and reading from ", resume)
+    generations.purge_all()
+    state:set("last_id", resume)
+    return resume
 end
 
 
@@ -168,25 +227,27 @@ local function follow(ctx)
     end
 
     local last_id = state:get("last_id")
-    if not last_id then
+    -- only an id the edge applied can be looked for in the stream
+    local applied_any = last_id ~= nil
+    if not applied_any then
         last_id = floor(ctx.started_ms - REPLAY_ON_START_MS) .. "-0"
-    elseif trimmed_past(red, ctx.stream, last_id) then
-        warnlog("stream trimmed past ", last_id, "; invalidating everything")
-        generations.purge_all()
+    else
+        last_id = checked_position(red, ctx.stream, last_id, last_id)
     end
     state:set("connected", 1)
     infolog("following ", ctx.stream, " from ", last_id)
 
     while not exiting() do
+        local from, verifiable = last_id, applied_any
         local res, rerr = red:xread("COUNT", BATCH, "BLOCK", BLOCK_MS,
-                                    "STREAMS", ctx.stream, last_id)
+                                    "STREAMS", ctx.stream, from)
         if not res then
             return nil, "failed to read stream: " .. tostring(rerr)
         end
         if res ~= ngx.null and res[1] then
             local applied = apply_entries(res[1][2])
             if applied then
-                last_id = applied
+                last_id, applied_any = applied, true
                 state:set("last_id", last_id)
                 state:incr("applied_total", #res[1][2], 0)
                 local hok, herr = red:hset(ctx.stream .. ":applied", ctx.edge_id, last_id)
@@ -196,6 +257,12 @@ local function follow(ctx)
             end
         else
             state:set("lag_seconds", 0)
+        end
+        -- After every read (after applying it: no purge waits for this): were
+        -- entries after `from` trimmed before they were read, or was the stream
+        -- recreated (with lower ids XREAD would wait forever)?
+        if verifiable then
+            last_id = checked_position(red, ctx.stream, from, last_id)
         end
         state:set("last_contact", now())
         -- Re-asserted after every read: after a reload, the old worker 0 may

@@ -17,6 +17,12 @@ local bytes = {}     -- bytes[cache_status] = n
 local metrics
 
 
+function _M.count_bytes(cache_status, nbytes)
+    bytes[cache_status] = (bytes[cache_status] or 0) + nbytes
+end
+
+
+-- One response; `nbytes` (its body bytes) may be left to count_bytes.
 function _M.count(cache_status, status, nbytes)
     local by_status = requests[cache_status]
     if not by_status then
