@@ -43,7 +43,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 describe('freshness', () => {
   test('a public response is stored: MISS, then HIT with Age and ttl; browsers see the origin Cache-Control', async () => {
     const path = fresh('public');
-    edge.setOrigin(() => ({ headers: { 'Cache-Control': 'public, max-age=300', 'Surrogate-Key': 'p1 p2', ETag: '"v1"' }, body: 'hello' }));
+    edge.setOrigin(() => ({ headers: { 'Cache-Control': 'public, max-age=300', 'Surrogate-Key': 'p1 p2', ETag: '"v1"', 'X-Request-Id': 'the-first-request' }, body: 'hello' }));
     const first = await get(path);
     expect(first.cacheStatus).toBe('lab-1; fwd=uri-miss; fwd-status=200; stored');
     expect(first.headers.get('cache-control')).toBe('public, max-age=300');
@@ -56,6 +56,8 @@ describe('freshness', () => {
     expect(second.headers.get('surrogate-key')).toBeNull();
     expect(second.headers.get('x-cdn-meta')).toBeNull();
     expect(second.headers.get('x-accel-expires')).toBeNull();
+    // the id of the request that fetched the object is not replayed on hits
+    expect(second.headers.get('x-request-id')).toBeNull();
     expect(originHits(path)).toBe(1);
   });
 
