@@ -455,7 +455,7 @@ async function main() {
       `Cache HITs of one object on one real edge (native stack: 1 edge, origin, Redis); wrk \`-t1 -c${CONNECTIONS} -d${SECONDS}s\`, ${RUNS} back-to-back`,
       'pairs per size (balancer run, plain run; the order alternates). Both proxies run 1 worker with the same common nginx config',
       '(access log, request id, buffers, upstream keepalive); the plain one has no Lua in any phase. The balancer does everything it does',
-      'in production on each request: front-door checks, region, bounded-load ring pick, shared health and in-flight state, per-edge',
+      'in production on each request: front-door checks, region, bounded-load ring pick (shared health, per-worker in-flight counts), per-edge',
       'statistics, limit_conn. Target: ratio >= 0.9. The machine (2 cores) is shared with other work, so single runs swing widely;',
       'the median of the per-pair ratios is the figure. CPU µs/request is the proxy workers\' own CPU time (from /proc) per request.',
       '',
