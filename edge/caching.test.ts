@@ -152,6 +152,31 @@ describe('freshness', () => {
     const conditional = edge.originRequests.filter((r) => r.url === path)[1];
     expect(conditional.headers['if-none-match']).toBe('"v7"');
   });
+
+  test('a 304 revalidation renews the stored response: Age, ttl and Cache-Control follow the 304 (RFC 9111 §4.3.4)', async () => {
+    const path = fresh('renewed');
+    edge.setOrigin((req) =>
+      req.headers['if-none-match'] === '"r1"'
+        ? { status: 304, headers: { ETag: '"r1"', 'Cache-Control': 'public, max-age=300' } }
+        : { headers: { 'Cache-Control': 'public, max-age=1', ETag: '"r1"' }, body: 'renew me' },
+    );
+    await get(path);
+    await sleep(3100); // the stored copy (max-age=1) and its second of stale use have run out
+    const revalidated = await get(path);
+    expect(revalidated.body).toBe('renew me');
+    expect(revalidated.cacheStatus).toBe('lab-1; fwd=stale; fwd-status=304');
+    expect(revalidated.headers.get('cache-control')).toBe('public, max-age=300');
+    expect(Number(revalidated.headers.get('age') ?? '0')).toBeLessThanOrEqual(1);
+    const hit = await get(path);
+    expect(hit.body).toBe('renew me');
+    expect(hit.cacheStatus).toMatch(/^lab-1; hit; ttl=(29\d|300)$/);
+    expect(hit.headers.get('age')).not.toBeNull();
+    expect(Number(hit.headers.get('age'))).toBeLessThanOrEqual(1);
+    expect(hit.headers.get('cache-control')).toBe('public, max-age=300');
+    expect(originHits(path)).toBe(2);
+    // the cache key the internal hop records it under never reaches the origin
+    for (const r of edge.originRequests.filter((o) => o.url === path)) expect(r.headers['x-cdn-key']).toBeUndefined();
+  });
 });
 
 describe('errors and stale', () => {

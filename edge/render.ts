@@ -224,6 +224,8 @@ ${o.bypassCookies ? COOKIE_BYPASS : ''}            proxy_cache_methods GET HEAD;
             proxy_set_header X-Request-Id $cdn_request_id;
             # Tells the internal hop this fetch revalidates an expired entry.
             proxy_set_header X-Cdn-Cache-State $upstream_cache_status;
+            # Under which key a 304 to a revalidation is recorded (revalidated.lua).
+            proxy_set_header X-Cdn-Key $cdn_cache_key;
             # The admin token of a debug request never leaves the edge.
             proxy_set_header X-Cdn-Debug "";
 ${DROP_OVERRIDE_HEADERS}
@@ -427,6 +429,7 @@ ${cacheLocation({ headerFilter: 'debug_header_filter', upstream: 'http://fetch$r
         proxy_set_header Connection "";
         proxy_set_header X-Cdn-Cache-State "";
         proxy_set_header X-Cdn-Slice "";
+        proxy_set_header X-Cdn-Key "";
         # Origins see the shopper's Host, never an upstream block's name.
         proxy_set_header Host $http_host;
         # Freshness is computed from the origin's Date, not this hop's clock.
@@ -481,7 +484,7 @@ ${internalServer(hostPort(edge.internal.listen), 'cdn.edge')}`;
     layout,
     workers: spec.workers,
     luaRoots: [layout.edgeLuaRoot],
-    sharedDicts: { cdn_gens: '16m', cdn_tags: '32m', cdn_stored: '8m', cdn_fetching: '4m', cdn_state: '1m', cdn_metrics: '4m', ...(bucket ? { cdn_bucket: '8m' } : {}) },
+    sharedDicts: { cdn_gens: '16m', cdn_tags: '32m', cdn_stored: '8m', cdn_fetching: '4m', cdn_revalidated: '8m', cdn_state: '1m', cdn_metrics: '4m', ...(bucket ? { cdn_bucket: '8m' } : {}) },
     init: `require("cdn.edge").init(${luaString(settingsPath)})`,
     initWorker: 'require("cdn.edge").init_worker()',
     continueRequestId: true,

@@ -20,6 +20,7 @@ local stats = require "cdn.edge.stats"
 local stored_paths = require "cdn.edge.stored"
 local disk = require "cdn.edge.disk"
 local bucket = require "cdn.edge.bucket"
+local revalidated = require "cdn.edge.revalidated"
 
 local var = ngx.var
 local header = ngx.header
@@ -35,6 +36,7 @@ local match = string.match
 local log = ngx.log
 local WARN = ngx.WARN
 local tonumber = tonumber
+local max = math.max
 local sub = string.sub
 local find = string.find
 local gsub = string.gsub
@@ -71,6 +73,9 @@ local KEY_CACHE_MAX_ID = 512
 --   "<cache status> <status> <X-Cdn-Meta>"
 local responses_seen
 local RESPONSE_CACHE_SIZE = 20000
+-- meta recorded by a revalidation -> its times and Cache-Control (see renewed)
+local renewals_seen
+local RENEWAL_CACHE_SIZE = 5000
 
 -- A response that went to the upstream (and may have been stored).
 local FETCHED = { MISS = true, EXPIRED = true, REVALIDATED = true, BYPASS = true }
@@ -98,6 +103,7 @@ function _M.init_worker()
     hit_ttl, hit_no_ttl = settings.id .. "; hit; ttl=", settings.id .. "; hit"
     requests_seen = memo.new(KEY_CACHE_SIZE)
     responses_seen = memo.new(RESPONSE_CACHE_SIZE)
+    renewals_seen = memo.new(RENEWAL_CACHE_SIZE)
     local err
     metrics, err = metrics_lib.new("cdn_metrics")
     if not metrics then
@@ -371,6 +377,28 @@ local function response_fields(response)
 end
 
 
+-- The times and Cache-Control that speak for a stored response whose stored
+-- meta ran out: those of its last 304 revalidation when there was one (see
+-- revalidated.lua), else the stored ones. cc is nil when the 304 sent none
+-- (the stored one stands).
+local function renewed(stored)
+    local meta = revalidated.meta(var.cdn_cache_key)
+    if not meta then
+        return stored
+    end
+    local f = memo_get(renewals_seen, meta)
+    if not f then
+        local born, expires, _, _, _, cc = meta_fields(meta)
+        if not born then
+            return stored
+        end
+        f = { born = born, expires = expires, cc = cc ~= "" and cc or nil }
+        memo_set(renewals_seen, meta, f)
+    end
+    return f
+end
+
+
 -- Public header filter: Cache-Status (RFC 9211), Age, the origin's
 -- Cache-Control, counters. A reused response costs one variable read and a
 -- memo lookup; its Age and Cache-Status strings are rebuilt once a second.
@@ -392,19 +420,21 @@ function _M.header_filter(sized_at_log)
         local member
         if r.born then
             local t = now()
-            if r.t ~= t then
-                r.t, r.age, r.ttl_member = t, t - r.born, hit_ttl .. (r.expires - t)
+            -- past the stored expiry: a revalidation may have renewed it
+            local times = r.expires < t and renewed(r) or r
+            if times.t ~= t then
+                times.t, times.age = t, t - times.born
+                times.ttl_member = hit_ttl .. (times.expires - t)
             end
-            if r.expires >= t or status ~= "HIT" then
-                header["Age"] = r.age
-                member = r.ttl_member
+            if times.expires >= t or status ~= "HIT" then
+                header["Age"] = times.age
+                member = times.ttl_member
             else
-                -- A fresh HIT past the stored expiry was revalidated since it was
-                -- stored, and nginx does not rewrite stored headers: the stored
-                -- times are stale, so neither Age nor ttl is claimed.
+                -- A fresh HIT past every expiry we know of: revalidated, but the
+                -- record of it is gone (evicted), so neither Age nor ttl is claimed.
                 member = hit_no_ttl
             end
-            restore_cache_control(r.cc)
+            restore_cache_control(times.cc or r.cc)
         else
             member = hit_ttl .. 0
         end
@@ -417,7 +447,10 @@ function _M.header_filter(sized_at_log)
         return
     end
 
-    local born, stored, size, cc = r.born, r.stored, r.size, r.cc
+    local stored, size = r.stored, r.size
+    -- a revalidated response is sent with what its 304 said
+    local times = status == "REVALIDATED" and r.born and renewed(r) or r
+    local born, cc = times.born, times.cc or r.cc
     local upstream_status = var.upstream_status
     if not status and not upstream_status then
         return -- generated here (400, 405, an nginx error page): no Cache-Status
@@ -576,9 +609,17 @@ function _M.fetch_header_filter()
     if ttl > cap and invalidation.disconnected_for() > 0 then
         ttl = cap
     end
-    header["X-Cdn-Meta"] = meta_value(clamp(t - d.age), clamp(t + ttl), d.store,
+    local meta = meta_value(clamp(t - d.age), clamp(t + ttl), d.store,
         h["cache-status"] ~= nil, field(h, "content-length"),
         field(h, "cache-control", true))
+    header["X-Cdn-Meta"] = meta
+    -- a 304 to a revalidation: what the stored copy is now (see revalidated.lua)
+    if ngx.status == 304 and d.store and var.http_x_cdn_cache_state == "EXPIRED" then
+        local cache_key = var.http_x_cdn_key
+        if cache_key then
+            revalidated.record(cache_key, meta, max(ttl, 0) + max(d.swr, d.sie) + 1)
+        end
+    end
     if not d.store then
         header["Cache-Control"] = nil
         header["X-Accel-Expires"] = 0
