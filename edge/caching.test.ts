@@ -177,6 +177,26 @@ describe('freshness', () => {
     // the cache key the internal hop records it under never reaches the origin
     for (const r of edge.originRequests.filter((o) => o.url === path)) expect(r.headers['x-cdn-key']).toBeUndefined();
   });
+
+  test('each Vary variant is renewed by its own 304: one variant\'s revalidation says nothing about another\'s Age', async () => {
+    const path = fresh('renewed-variants');
+    edge.setOrigin((req) => {
+      const etag = `"${String(req.headers['accept-encoding'] ?? 'identity')}"`;
+      return req.headers['if-none-match'] === etag
+        ? { status: 304, headers: { ETag: etag, 'Cache-Control': 'public, max-age=30', Vary: 'Accept-Encoding' } }
+        : { headers: { 'Cache-Control': 'public, max-age=1', ETag: etag, Vary: 'Accept-Encoding' }, body: 'variant' };
+    });
+    await get(path, { 'Accept-Encoding': 'br' });
+    await get(path, { 'Accept-Encoding': 'gzip' });
+    await sleep(3100);
+    expect((await get(path, { 'Accept-Encoding': 'br' })).cacheStatus).toBe('lab-1; fwd=stale; fwd-status=304');
+    await sleep(2100);
+    expect((await get(path, { 'Accept-Encoding': 'gzip' })).cacheStatus).toBe('lab-1; fwd=stale; fwd-status=304');
+    const br = await get(path, { 'Accept-Encoding': 'br' });
+    // renewed about 2 s before gzip was: its own Age, not gzip's ~0
+    expect(Number(br.headers.get('age'))).toBeGreaterThanOrEqual(2);
+    expect(br.cacheStatus).toMatch(/^lab-1; hit; ttl=2[5-8]$/);
+  });
 });
 
 describe('errors and stale', () => {
@@ -243,6 +263,14 @@ describe('errors and stale', () => {
 });
 
 describe('requests the edge refuses or passes through', () => {
+  test('a client\'s X-Cdn-Slice cannot get a 206 stored as the whole object', async () => {
+    const path = fresh('slice-header');
+    edge.setOrigin(() => ({ status: 206, headers: { 'Cache-Control': 'public, max-age=300', 'Content-Range': 'bytes 0-4/100' }, body: 'part!' }));
+    await get(path, { 'X-Cdn-Slice': '1' });
+    expect((await get(path)).cacheStatus).toContain('fwd=uri-miss');
+    expect(originHits(path)).toBe(2);
+  });
+
   test('PURGE and BAN get 405; traversal gets 400 with a reason and no Cache-Status', async () => {
     expect((await rawRequest(edge.url, '/a', { method: 'PURGE' })).status).toBe(405);
     expect((await rawRequest(edge.url, '/a', { method: 'BAN' })).status).toBe(405);

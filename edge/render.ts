@@ -166,6 +166,10 @@ interface CacheLocationOptions {
  * (the key gets the slice's range). A Range request only fetches the slices it covers.
  * X-Cdn-Slice tells the internal hop that a 206 answers a slice and may be stored.
  */
+/** Outside sliced locations a client's own X-Cdn-Slice must not let a 206 be stored. */
+const NOT_A_SLICE = `            proxy_set_header X-Cdn-Slice "";
+`;
+
 function sliceDirectives(size: string): string {
   return `            slice ${size};
             proxy_set_header Range $slice_range;
@@ -188,7 +192,7 @@ const UNSLICED_METHODS = `
  * in counting sent bytes in the log phase and in passing the original URI).
  */
 function cacheLocation(o: CacheLocationOptions): string {
-  return `${o.slice ? sliceDirectives(o.slice) : ''}            # The request's signature, one variable for the Lua key lookup.
+  return `${o.slice ? sliceDirectives(o.slice) : NOT_A_SLICE}            # The request's signature, one variable for the Lua key lookup.
             set $cdn_request "$cdn_range_ignored$http_accept_encoding\\n$http_accept\\n$http_host$request_uri";
             set_by_lua_block $cdn_cache_key { return require("cdn.edge").cache_key() }
             if ($cdn_cache_key = "") {
@@ -225,7 +229,7 @@ ${o.bypassCookies ? COOKIE_BYPASS : ''}            proxy_cache_methods GET HEAD;
             # Tells the internal hop this fetch revalidates an expired entry.
             proxy_set_header X-Cdn-Cache-State $upstream_cache_status;
             # Under which key a 304 to a revalidation is recorded (revalidated.lua).
-            proxy_set_header X-Cdn-Key $cdn_cache_key;
+            proxy_set_header X-Cdn-Key $cdn_cache_key${o.slice ? '$slice_range' : ''};
             # The admin token of a debug request never leaves the edge.
             proxy_set_header X-Cdn-Debug "";
 ${DROP_OVERRIDE_HEADERS}
@@ -441,6 +445,11 @@ ${cacheLocation({ headerFilter: 'debug_header_filter', upstream: 'http://fetch$r
         # (sorted, marketing parameters dropped), so an origin can never answer
         # for parameters the cache key does not contain.
         set $cdn_fetch_uri "";
+        # The cache key of the fetch and, for a revalidation, the stored copy's
+        # validator (kept before a bucket read drops the request's headers; see
+        # revalidated.lua).
+        set $cdn_fetch_key "";
+        set $cdn_fetch_validator "";
 ${bucket ? BUCKET_VARIABLES : ''}        set_by_lua_block $cdn_upstream { return require("cdn.edge").upstream() }
         proxy_ssl_server_name on;
         proxy_ssl_name $cdn_upstream_sni;

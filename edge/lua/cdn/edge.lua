@@ -382,7 +382,10 @@ end
 -- revalidated.lua), else the stored ones. cc is nil when the 304 sent none
 -- (the stored one stands).
 local function renewed(stored)
-    local meta = revalidated.meta(var.cdn_cache_key)
+    local validator = revalidated.validator(var.upstream_http_etag,
+                                            var.upstream_http_last_modified)
+    local meta = validator and revalidated.meta(
+        var.cdn_cache_key .. (var.slice_range or ""), validator)
     if not meta then
         return stored
     end
@@ -554,7 +557,7 @@ end
 
 
 function _M.fetch_header_filter()
-    local h = get_headers(100)
+    local h = get_headers(0)
     local t = now()
     -- a read from the bucket: its headers become the origin's, and the request's
     -- Authorization is the edge's signature, not the client's
@@ -613,11 +616,22 @@ function _M.fetch_header_filter()
         h["cache-status"] ~= nil, field(h, "content-length"),
         field(h, "cache-control", true))
     header["X-Cdn-Meta"] = meta
-    -- a 304 to a revalidation: what the stored copy is now (see revalidated.lua)
-    if ngx.status == 304 and d.store and var.http_x_cdn_cache_state == "EXPIRED" then
-        local cache_key = var.http_x_cdn_key
-        if cache_key then
-            revalidated.record(cache_key, meta, max(ttl, 0) + max(d.swr, d.sie) + 1)
+    -- what the stored copy is now (see revalidated.lua): a 304 to a
+    -- revalidation renews it; a newly stored response starts without a record
+    local cache_key = var.cdn_fetch_key
+    if d.store and cache_key ~= "" then
+        if ngx.status == 304 then
+            local validator = var.cdn_fetch_validator
+            if validator ~= "" then
+                revalidated.record(cache_key, validator, meta,
+                                   max(ttl, 0) + max(d.swr, d.sie) + 1)
+            end
+        else
+            local validator = revalidated.validator(field(h, "etag"),
+                                                    field(h, "last-modified"))
+            if validator then
+                revalidated.forget(cache_key, validator)
+            end
         end
     end
     if not d.store then
@@ -660,6 +674,16 @@ end
 -- $cdn_fetch_uri, the raw path with the query as keyed, and marks a GET's path
 -- as possibly stored before it leaves (see stored.lua).
 function _M.upstream()
+    -- (read before a bucket read drops the request's headers)
+    local cache_key = var.http_x_cdn_key
+    if cache_key then
+        var.cdn_fetch_key = cache_key
+        -- a revalidation: the stored copy's validator, as nginx sent it
+        if var.http_x_cdn_cache_state == "EXPIRED" then
+            var.cdn_fetch_validator = revalidated.validator(
+                var.http_if_none_match, var.http_if_modified_since) or ""
+        end
+    end
     local request_uri = var.request_uri
     local q = find(request_uri, "?", 1, true)
     local raw_path = q and sub(request_uri, 1, q - 1) or request_uri
@@ -686,7 +710,8 @@ function _M.upstream()
             end
         end
     end
-    local object = bucket.claim(var.request_method, raw_path)
+    -- (slices come from the origin: a bucket read is of the whole object)
+    local object = not var.http_x_cdn_slice and bucket.claim(var.request_method, raw_path)
     if object then
         var.cdn_client_auth = var.http_authorization and "1" or ""
         var.cdn_s3_object = object

@@ -127,7 +127,8 @@ end
 -- 304 needs is known, else S3 sends the whole object.
 function _M.prepare(object)
     local ims = var.http_if_modified_since
-    local h = get_req_headers(100)
+    -- every header (0: no limit), however many a client sent
+    local h = get_req_headers(0)
     for name in pairs(h) do
         if name ~= "host" then
             clear_req_header(name)

@@ -169,6 +169,16 @@ end
 
 -- The generation part of a cache key for `path`. Generations only grow, so the
 -- sum of the prefix generations changes whenever any of them is bumped.
+-- A key made while another worker resets the zone (between emptying it and
+-- writing the new epoch) must never match anything again, so it gets an epoch
+-- of its own rather than a guess.
+local keys_without_epoch = 0
+local function no_epoch()
+    keys_without_epoch = keys_without_epoch + 1
+    return "reset-" .. ngx.now() .. "-" .. ngx.worker.pid() .. "-" .. keys_without_epoch
+end
+
+
 function _M.suffix(path)
     local sum = 0
     -- The prefix part is always present (".0" when no prefix was ever purged),
@@ -185,7 +195,7 @@ function _M.suffix(path)
         end
     end
     -- read every time (this is the slow path): a reset replaces the epoch
-    return (dict:get(EPOCH) or "0") .. "." .. (dict:get(ALL) or 0) .. "."
+    return (dict:get(EPOCH) or no_epoch()) .. "." .. (dict:get(ALL) or 0) .. "."
            .. (dict:get("u:" .. path) or 0) .. "." .. sum
 end
 
