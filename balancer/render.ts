@@ -26,7 +26,11 @@ export interface BalancerSettings {
   regions: { name: string; edges: BalancerEdge[] }[];
   /** Regions in fallback order: the default region first. */
   order: string[];
-  /** Extra attempts on other edges after a failed one (idempotent requests only). */
+  /**
+   * Extra attempts on other edges after a failed one (not for $cdn_single_try
+   * methods). nginx.conf carries them (one placeholder server per try); kept here
+   * for /status.json readers.
+   */
   retries: number;
   /** Header a trusted proxy names the shopper's region in. */
   regionHeader: string;
@@ -144,14 +148,37 @@ export function renderBalancer(spec: CdnSpec, topology: Topology, layout: Layout
 
     # What the log phase records, as one variable (see balancer.lua).
     map "" $cdn_log {
-        default "$upstream_addr\\n$status $bytes_sent\\n$upstream_http_cache_status";
+        default "$cdn_picked\\n$status $bytes_sent\\n$upstream_http_cache_status";
     }
 
+    # Requests that get one try only. nginx itself never sends a POST, PATCH or
+    # LOCK to the next edge once one had it (a failed connect is retried: it never
+    # arrived), but it would resend other non-idempotent methods (MKCOL, MOVE, ...).
+    map $request_method $cdn_single_try {
+        default 1;
+        GET "";
+        HEAD "";
+        OPTIONS "";
+        TRACE "";
+        PUT "";
+        DELETE "";
+        POST "";
+        PATCH "";
+        LOCK "";
+    }
+
+    # Placeholders: the Lua balancer sets the real peer for every attempt. nginx
+    # allows one try per server listed, so there is one per try (balancer.retries
+    # + 1) instead of a set_more_tries call per request.
     upstream edges {
-        # Placeholders: the Lua balancer sets the real peer for every attempt.
-        # nginx allows one try per server listed, so there is one per try
-        # (balancer.retries + 1) instead of a set_more_tries call per request.
 ${placeholders(b.retries + 1)}
+        balancer_by_lua_block { require("cdn.balancer").balance() }
+        keepalive 64;
+        keepalive_requests 10000;
+    }
+
+    upstream edges_once {
+${placeholders(1)}
         balancer_by_lua_block { require("cdn.balancer").balance() }
         keepalive 64;
         keepalive_requests 10000;
@@ -171,6 +198,8 @@ ${tlsDirectives(spec)}        client_body_temp_path tmp;
         # \`return 400\` also closes the connection, so nothing pipelined behind a
         # refused request is read as a request.
         # The request's signature, the one variable the Lua routing reads.
+        # The edges picked for this request, in order (balancer.lua).
+        set $cdn_picked "";
         set $cdn_route "$cdn_trusted_peer$cdn_cidr_region\\n$${headerVariable(b.regionHeader)}\\n$host\\n$http_host\\n$request_uri";
         set_by_lua_block $cdn_refuse { return require("cdn.balancer").route() }
         if ($cdn_refuse = "400") {
@@ -197,8 +226,7 @@ ${tlsDirectives(spec)}        client_body_temp_path tmp;
             proxy_set_header X-Request-Id $cdn_request_id;
 ${DROP_OVERRIDE_HEADERS}
             # A dead edge costs one short connect timeout at most, then the next edge
-            # on the ring is tried. Only idempotent requests get more than one try
-            # (the Lua balancer adds them); nginx never retries POST/PATCH/LOCK itself.
+            # on the ring is tried (see $cdn_single_try for which requests may be).
             proxy_connect_timeout ${b.connectTimeout}s;
             proxy_read_timeout 60s;
             proxy_next_upstream error timeout http_502 http_503 http_504;
@@ -206,6 +234,9 @@ ${DROP_OVERRIDE_HEADERS}
             proxy_buffers 16 16k;
             proxy_buffer_size 16k;
             proxy_pass http://edges;
+            if ($cdn_single_try) {
+                proxy_pass http://edges_once;
+            }
             add_header X-Request-Id $cdn_request_id always;
         }
     }

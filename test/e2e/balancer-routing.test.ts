@@ -180,6 +180,19 @@ describe('balancer routing', () => {
     await waitFor(async () => (await balancer.status()).edges.find((e) => e.id === victim.id)!.up, 3000, 25);
   });
 
+  test('an edge answering 502: GET is sent to the next edge, a non-idempotent method like MKCOL is not', async () => {
+    const owner = (await echo(balancer.url, '/webdav/folder')).edge;
+    const get = await echo(balancer.url, '/webdav/folder?status=502');
+    expect(get.status).toBe(502);
+    expect(get.edge).not.toBe(owner); // the second edge's answer
+    const mkcol = await echo(balancer.url, '/webdav/folder?status=502', { method: 'MKCOL' });
+    expect(mkcol.status).toBe(502);
+    expect(mkcol.edge).toBe(owner); // one try only
+    // every try was given back: in-flight counts are published a few times a second
+    const settled = await waitFor(async () => (await balancer.status()).edges.every((e) => e.in_flight === 0), 2000, 50);
+    expect(settled).toBeGreaterThanOrEqual(0);
+  });
+
   test('a region with no edge left hands its traffic to the next region in order', async () => {
     await Promise.all([edges[0].kill(), edges[1].kill()]);
     const down = await waitFor(async () => (await balancer.status()).regions.find((r) => r.name === 'eu')!.edges_up === 0, 3000, 25);

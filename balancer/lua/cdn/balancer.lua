@@ -55,7 +55,7 @@ local checker
 local shared          -- the health dict; also holds in-flight counts
 local factor
 local edges           -- every edge
-local edge_at = {}    -- "host:port" (as $upstream_addr shows it) -> edge
+local edge_by_id = {} -- id -> edge
 
 -- The request path reads one nginx variable per phase and looks the rest up in
 -- per-worker memos (each ngx.var read, shared-dict access or ngx.ctx use costs
@@ -95,7 +95,7 @@ function _M.init(settings_path)
                            k_load = "load:" .. e.id }
             nodes[#nodes + 1] = node
             edges[#edges + 1] = node
-            edge_at[e.host .. ":" .. e.port] = node
+            edge_by_id[e.id] = node
         end
         region_list[#region_list + 1] = { name = region.name, nodes = nodes }
         if #nodes > 0 then
@@ -231,12 +231,11 @@ local function choose(entry, tried)
 end
 
 
--- The edges of $upstream_addr ("a, b" after a retry; "a : " while connecting to
--- the next one), in order.
-local function attempted(addrs)
+-- The edges of a $cdn_picked list, in order.
+local function attempted(picked)
     local list = {}
-    for addr in gmatch(addrs, "[^%s,:]+:%d+") do
-        local node = edge_at[addr]
+    for id in gmatch(picked, "[^,]+") do
+        local node = edge_by_id[id]
         if node then
             list[#list + 1] = node
         end
@@ -245,17 +244,32 @@ local function attempted(addrs)
 end
 
 
+-- $cdn_picked lists the edges balance() picked for this request ("a,b" after a
+-- retry). It, not $upstream_addr, says which in-flight counts to give back:
+-- nginx lists an edge in $upstream_addr only once a connection was set up, and
+-- an attempt can fail before that (no free connection slot).
+local function picked_so_far()
+    return var.cdn_picked or ""
+end
+
+
+local function pick(node, before)
+    var.cdn_picked = before and (before .. "," .. node.id) or node.id
+end
+
+
 -- Retries: the upstream block lists one placeholder server per allowed try,
 -- which is how nginx counts tries (no set_more_tries call per request), and
 -- nginx itself never resends a non-idempotent request that reached an edge.
 function _M.balance()
-    local tried
+    local tried, picked
     local state, code = get_last_failure()
     if state then
         -- a retry: the previous edge failed ("failed" is a connection error or
         -- timeout; "next" an HTTP status proxy_next_upstream retries on, which
         -- says nothing about the edge's own health)
-        local before = attempted(var.upstream_addr or "")
+        picked = picked_so_far()
+        local before = attempted(picked)
         tried = {}
         for i = 1, #before do
             tried[before[i]] = true
@@ -276,6 +290,7 @@ function _M.balance()
         log(ERR, "balancer: failed to set peer ", node.id, ": ", err)
         return ngx_exit(502)
     end
+    pick(node, picked)
     inflight.started(node)
 end
 
