@@ -35,6 +35,11 @@ export interface AlloyOptions {
   urlIsExpression?: boolean;
   /** Glob of the nginx access logs (defaults per source). */
   accessLogs?: string;
+  /**
+   * docker: only containers on this network (the stack's) are shipped, not other
+   * stacks' or programs' on the same host.
+   */
+  dockerNetwork?: string;
 }
 
 /** Inside Alloy's container: where each nginx unit's logs directory is mounted (read-only). */
@@ -72,10 +77,18 @@ const q = (s: string) => JSON.stringify(s);
 /** The Docker API socket, at the same path on the host and inside Alloy's container. */
 export const DOCKER_SOCKET = '/var/run/docker.sock';
 
-function dockerSource(): string {
+function dockerSource(network?: string): string {
+  const filter = network
+    ? `
+  // only this stack's containers, not other stacks' or programs' on the host
+  filter {
+    name   = "network"
+    values = [${q(network)}]
+  }`
+    : '';
   return `// Containers on this host, labelled by the CDN's container labels.
 discovery.docker "containers" {
-  host = "unix://${DOCKER_SOCKET}"
+  host = "unix://${DOCKER_SOCKET}"${filter}
 }
 
 discovery.relabel "containers" {
@@ -167,7 +180,7 @@ export function renderAlloyConfig(o: AlloyOptions): string {
   return `// Rendered from observability/alloy.ts: do not edit, change the renderer instead.
 // Grafana Alloy: the CDN's logs (${o.source}) to Loki.
 
-${o.source === 'docker' ? dockerSource() : systemdSource()}
+${o.source === 'docker' ? dockerSource(o.dockerNetwork) : systemdSource()}
 ${accessLogSource(o.accessLogs ?? ACCESS_LOGS[o.source])}
 // JSON lines: the origin's pino logs ("level", "time") and nginx's ("cache", "ts").
 // Only low-cardinality fields become labels; the rest stays for "| json".

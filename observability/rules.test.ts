@@ -9,7 +9,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { parse } from 'yaml';
 import { renderPrometheus, renderPrometheusConfig, RULE_FILES_GLOB } from './prometheus';
-import { ALERT_RULES, RECORDING_RULES, renderRules, RULE_FILES, TLS_NOT_AFTER } from './rules';
+import { ALERT_RULES, RECORDING_RULES, renderRules, RULE_FILES, TLS_FILE_READABLE, TLS_NOT_AFTER } from './rules';
 import { nativeTopology } from '../infra/native/topology';
 import { parseSpec } from '../infra/spec';
 
@@ -165,6 +165,9 @@ describe('Prometheus rules', () => {
             series(TLS_NOT_AFTER, { ...certA, subject: '/CN=www.shop.example', source: 'file' }, `${90 * 86400}x30`),
             series(TLS_NOT_AFTER, { ...certB, subject: '/CN=b.example', source: 'loaded' }, `${3 * 86400 + 1800}x30`),
             series(TLS_NOT_AFTER, { ...certB, subject: '/CN=b.example', source: 'file' }, `${3 * 86400 + 1800}x30`),
+            // b's file turns unreadable for the workers after 10 minutes
+            series(TLS_FILE_READABLE, certA, '1x30'),
+            series(TLS_FILE_READABLE, certB, '1 1 0x28'),
           ],
           alert_rule_test: [
             { eval_time: '5m', alertname: 'CdnTlsCertificateExpiresSoon', exp_alerts: [] },
@@ -187,6 +190,12 @@ describe('Prometheus rules', () => {
               eval_time: '1h30m',
               alertname: 'CdnTlsCertificateRenewedNotLoaded',
               exp_alerts: [firesAt('CdnTlsCertificateRenewedNotLoaded', { ...certA, severity: 'warning' }, 'The balancer serves an older certificate than /etc/cdn/tls/a.pem holds')],
+            },
+            { eval_time: '20m', alertname: 'CdnTlsCertificateFileUnreadable', exp_alerts: [] },
+            {
+              eval_time: '30m',
+              alertname: 'CdnTlsCertificateFileUnreadable',
+              exp_alerts: [firesAt('CdnTlsCertificateFileUnreadable', { ...certB, severity: 'warning' }, "The balancer's workers cannot read /etc/cdn/tls/b.pem")],
             },
           ],
         },

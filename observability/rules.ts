@@ -41,6 +41,7 @@ const hitRatio = (by: string, window: string, metric: string) =>
 
 /** The balancer's certificate expiry gauge (balancer/lua/cdn/balancer/certificates.lua). */
 export const TLS_NOT_AFTER = 'cdn_tls_certificate_not_after_seconds';
+export const TLS_FILE_READABLE = 'cdn_tls_certificate_file_readable';
 /** nginx re-reads its certificate on SIGHUP; the balancer's nginx master is its unit's main process. */
 const RELOAD_BALANCER = 'reload the balancer (SIGHUP to its nginx master: systemctl kill --kill-whom=main -s HUP cdn-balancer.service on aws, docker kill -s HUP <stack>-balancer on docker)';
 
@@ -181,6 +182,18 @@ export const ALERT_RULES: RuleGroup<AlertRule>[] = [
         annotations: {
           summary: 'The balancer serves an older certificate than {{ $labels.path }} holds',
           description: `The certificate was renewed on disk but nginx has not reloaded it: ${RELOAD_BALANCER}.`,
+        },
+      },
+      {
+        alert: 'CdnTlsCertificateFileUnreadable',
+        // without the file series the renewal alert above cannot see a renewal
+        expr: `${TLS_FILE_READABLE} == 0`,
+        for: '15m',
+        labels: { severity: 'warning' },
+        annotations: {
+          summary: "The balancer's workers cannot read {{ $labels.path }}",
+          description:
+            'The certificate file cannot be read or parsed by the nginx workers (e.g. root-only permissions), so a renewal on disk goes unnoticed: let the workers read it (nginx itself loads it as root).',
         },
       },
     ],

@@ -95,6 +95,23 @@ describe('Alloy\'s repository key check (run with gpg on keys made here)', () =>
     expect(runCheck(path.join(dir, 'both.asc'), fingerprint).status).toBe(1);
   });
 
+  test('Alloy is best effort: a failed install warns and the boot goes on, without starting it', () => {
+    const script = renderBootstrap(host);
+    const lines = script.split('\n');
+    const open = lines.indexOf('(');
+    const close = lines.findIndex((l) => l.startsWith(') || echo "warning: Grafana Alloy was not installed'));
+    expect(open).toBeGreaterThan(-1);
+    expect(close).toBeGreaterThan(open);
+    expect(lines.findIndex((l) => l.startsWith('gnupghome='))).toBeGreaterThan(open);
+    expect(lines.findIndex((l) => l.startsWith('apt-get install -y -qq --no-install-recommends alloy='))).toBeLessThan(close);
+    // the same shape, run: a failing step inside stops only the block
+    const r = spawnSync('bash', ['-euo', 'pipefail', '-c', ['(', 'false', 'exit 1', lines[close], 'echo booted'].join('\n')], { encoding: 'utf8' });
+    expect(r.status).toBe(0);
+    expect(r.stdout).toBe('booted\n');
+    expect(r.stderr).toContain('warning: Grafana Alloy was not installed');
+    expect(script).toContain('[ ! -x /usr/bin/alloy ] || systemctl enable --now alloy.service');
+  });
+
   test('the pinned fingerprint is a full 40-digit one', () => {
     expect(GRAFANA_APT.fingerprint).toMatch(/^[0-9A-F]{40}$/);
   });

@@ -133,6 +133,9 @@ function installAlloy(plan: LogShipperPlan): string[] {
   return [
     '# Grafana Alloy (logs to Loki) from Grafana\'s repository, at the version pinned in',
     '# infra/deploy/images.ts; the repository key must have the fingerprint named there.',
+    '# Best effort: if the repository is unreachable or the key is not the pinned one,',
+    '# nothing of it is installed and the instance still serves (its logs are not shipped).',
+    '(',
     `install -d -m 0755 ${shq(keyring.slice(0, keyring.lastIndexOf('/')))}`,
     `curl -fsSL ${key} -o /tmp/grafana.key`,
     // the primary keys' fingerprints, one a line: exactly the pinned one may be there
@@ -145,6 +148,7 @@ function installAlloy(plan: LogShipperPlan): string[] {
     'apt-get update -qq',
     // Grafana's packages carry the Debian revision -1
     `apt-get install -y -qq --no-install-recommends alloy=${plan.version}-1`,
+    `) || echo "warning: Grafana Alloy was not installed; this instance's logs are not shipped to Loki" >&2`,
   ];
 }
 
@@ -218,7 +222,9 @@ export function renderBootstrap(host: HostPlan): string {
     lines.push(`docker rm -f ${c.name} >/dev/null 2>&1 || true`, args.join(' '));
   }
   // last: the units' logs exist by now (Alloy would pick them up later anyway)
-  if (host.logShipper) lines.push('systemctl daemon-reload', 'systemctl enable --now alloy.service');
+  if (host.logShipper) {
+    lines.push('systemctl daemon-reload', '[ ! -x /usr/bin/alloy ] || systemctl enable --now alloy.service');
+  }
   return lines.join('\n') + '\n';
 }
 

@@ -263,7 +263,7 @@ describe('aws target', () => {
         expect(check).toBeGreaterThan(0);
         expect(bootstrap.indexOf('signed-by=/etc/apt/keyrings/grafana.gpg')).toBeGreaterThan(check);
         expect(bootstrap).toContain('apt-get install -y -qq --no-install-recommends alloy=1.10.2-1\n');
-        expect(bootstrap.trimEnd().split('\n').slice(-2)).toEqual(['systemctl daemon-reload', 'systemctl enable --now alloy.service']);
+        expect(bootstrap.trimEnd().split('\n').slice(-2)).toEqual(['systemctl daemon-reload', '[ ! -x /usr/bin/alloy ] || systemctl enable --now alloy.service']);
       }
       // the nginx units on an instance write where the configuration reads
       const edge = userData(run, 'edge-us-east-1-2').files['/etc/cdn/edge-us-east-1-2/conf/nginx.conf'].content;

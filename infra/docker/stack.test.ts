@@ -178,7 +178,9 @@ describe('docker target', () => {
     const alloy = run.named('alloy', CONTAINER);
     const loki = run.named('loki', CONTAINER);
     // the rendered docker variant, with Loki's address on the stack's network
-    expect(fileIn(alloy, '/etc/alloy/config.alloy')).toBe(renderAlloyConfig({ source: 'docker', lokiPushUrl: 'http://10.89.0.32:3100/loki/api/v1/push' }));
+    expect(fileIn(alloy, '/etc/alloy/config.alloy')).toBe(renderAlloyConfig({ source: 'docker', lokiPushUrl: 'http://10.89.0.32:3100/loki/api/v1/push', dockerNetwork: 'shop-net' }));
+    // only this stack's containers: another stack's (or program's) logs on the host stay out
+    expect(fileIn(alloy, '/etc/alloy/config.alloy')).toMatch(/filter \{\s+name\s+= "network"\s+values = \["shop-net"\]/);
     expect(alloy.inputs.command).toEqual(['run', '--server.http.listen-addr=127.0.0.1:12345', '--storage.path=/var/lib/alloy/data', '/etc/alloy/config.alloy']);
     expect(alloy.inputs.image).toBe('sha256:image-alloy');
     expect(alloy.dependencies).toContain(loki.urn);

@@ -235,7 +235,7 @@ export function dockerStack(input: DockerStackInput): StackOutputs {
       name: `${prefix}-alloy`,
       image: pulled('alloy').imageId,
       command: alloyRunArgs(ALLOY_CONFIG_FILE),
-      uploads: [{ file: ALLOY_CONFIG_FILE, content: renderAlloyConfig({ source: 'docker', lokiPushUrl: lokiPushUrl(url({ host: addresses.loki, port: LOKI_PORT })) }), permissions: '0644' }],
+      uploads: [{ file: ALLOY_CONFIG_FILE, content: renderAlloyConfig({ source: 'docker', lokiPushUrl: lokiPushUrl(url({ host: addresses.loki, port: LOKI_PORT })), dockerNetwork: `${prefix}-net` }), permissions: '0644' }],
       volumes: [
         ...logVolumes.map(({ unit, volume }) => ({ volumeName: volume.name, containerPath: dockerLogDir(unit), readOnly: true })),
         { hostPath: DOCKER_SOCKET, containerPath: DOCKER_SOCKET, readOnly: true },

@@ -110,6 +110,8 @@ describe('TLS certificate expiry on /metrics', () => {
         const samples = await certificateSamples(balancer);
         expect(Object.keys(samples)).toEqual(['loaded']);
       }
+      // said outright, so an alert can tell a missing file series from a quiet one
+      expect(await (await fetch(`${balancer.internal}/metrics`)).text()).toContain(`cdn_tls_certificate_file_readable{path="${certFile}"} 0`);
     } finally {
       fs.writeFileSync(certFile, kept);
     }
@@ -118,6 +120,7 @@ describe('TLS certificate expiry on /metrics', () => {
     expect(warnings.length).toBeGreaterThanOrEqual(1);
     expect(warnings.length).toBeLessThanOrEqual(2);
     expect(Object.keys(await certificateSamples(balancer)).sort()).toEqual(['file', 'loaded']);
+    expect(await (await fetch(`${balancer.internal}/metrics`)).text()).toContain(`cdn_tls_certificate_file_readable{path="${certFile}"} 1`);
   });
 
   test('without TLS there is no certificate gauge at all', async () => {

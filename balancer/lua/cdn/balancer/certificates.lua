@@ -31,6 +31,10 @@ local tostring = tostring
 local _M = { _VERSION = "0.1.0" }
 
 _M.METRIC = "cdn_tls_certificate_not_after_seconds"
+-- 0 while the workers cannot read or parse a certificate file (e.g. a 0600 root
+-- file, as certbot leaves them): the file series is then missing, and an alert
+-- comparing it with the loaded one could never fire.
+_M.READABLE_METRIC = "cdn_tls_certificate_file_readable"
 
 -- Opaque OpenSSL types are void * here: another module's cdef of X509 or BIO
 -- would clash with typedefs of our own. struct tm is glibc's layout (x86_64
@@ -173,6 +177,10 @@ local HELP = "notAfter of a TLS certificate the balancer serves, in Unix seconds
     .. " source=file: the file on disk now"
 
 
+local READABLE_HELP = "1 while the balancer's workers can read and parse the certificate"
+    .. " file (the file series of " .. _M.METRIC .. " needs it)"
+
+
 -- The gauge family for /metrics (empty without TLS). Rendered at each scrape,
 -- never kept in the shared dict: a series whose subject changed with a renewal
 -- must go away, not linger with the old date and keep an alert firing.
@@ -180,7 +188,7 @@ function _M.render_metrics()
     if #paths == 0 then
         return ""
     end
-    local samples = {}
+    local samples, readable = {}, {}
     for _, path in ipairs(paths) do
         local l = loaded[path]
         if l then
@@ -190,8 +198,10 @@ function _M.render_metrics()
         if d then
             samples[#samples + 1] = { { path, d.subject, "file" }, d.not_after }
         end
+        readable[#readable + 1] = { { path }, d and 1 or 0 }
     end
     return render_gauge(_M.METRIC, HELP, LABELS, samples)
+        .. render_gauge(_M.READABLE_METRIC, READABLE_HELP, { "path" }, readable)
 end
 
 
