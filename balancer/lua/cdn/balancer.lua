@@ -37,6 +37,7 @@ local error = error
 local set_current_peer = ngx_balancer.set_current_peer
 local get_last_failure = ngx_balancer.get_last_failure
 local now = ngx.now
+local start_time = ngx.req.start_time
 local crc32 = ngx.crc32_long
 local memo_get, memo_set = memo.get, memo.set
 local gmatch = string.gmatch
@@ -172,7 +173,8 @@ end
 
 
 -- The route of the current request. (Its own function: an ngx.var read stops
--- LuaJIT from compiling the function it is in, and balance() is worth compiling.)
+-- LuaJIT from compiling the function it is in, and the
+-- phase handlers around it are worth compiling.)
 local function request_route()
     return route_of(var.cdn_route)
 end
@@ -185,7 +187,7 @@ function _M.route()
     if front.bad_bytes() then
         return "400"
     end
-    return route_of(var.cdn_route).refuse or ""
+    return request_route().refuse or ""
 end
 
 
@@ -307,19 +309,26 @@ local function log_entry(line)
 end
 
 
-function _M.log()
+-- (its own function: an ngx.var read stops LuaJIT from compiling the function
+-- it is in)
+local function request_log()
     local line = var.cdn_log
     local entry = memo_get(logs, line)
     if not entry then
         entry = log_entry(line)
         memo_set(logs, line, entry)
     end
+    return entry
+end
+
+
+function _M.log()
+    local entry = request_log()
     local tried = entry.tried
     for i = 1, #tried do
         inflight.finished(tried[i])
     end
-    stats.record(entry.node, entry.status, entry.bytes,
-                 tonumber(var.request_time) or 0, entry.result)
+    stats.record(entry.node, entry.status, entry.bytes, now() - start_time(), entry.result)
 end
 
 
