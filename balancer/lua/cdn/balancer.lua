@@ -173,8 +173,8 @@ end
 
 
 -- The route of the current request. (Its own function: an ngx.var read stops
--- LuaJIT from compiling the function it is in, and the
--- phase handlers around it are worth compiling.)
+-- LuaJIT from compiling the function it is in, and the phase handlers around
+-- it are worth compiling.)
 local function request_route()
     return route_of(var.cdn_route)
 end
@@ -261,8 +261,8 @@ end
 
 
 -- Retries: the upstream block lists one placeholder server per allowed try,
--- which is how nginx counts tries (no set_more_tries call per request), and
--- nginx itself never resends a non-idempotent request that reached an edge.
+-- which is how nginx counts tries (no set_more_tries call per request); which
+-- methods may be tried again is nginx.conf's $cdn_single_try.
 function _M.balance()
     local tried, picked
     local state, code = get_last_failure()
@@ -297,12 +297,12 @@ function _M.balance()
 end
 
 
--- $cdn_log split: the edges tried, status, bytes sent, and the result the last
--- edge reported in Cache-Status. (The duration is read on its own: it differs
--- from one request to the next.)
+-- $cdn_log split: the edges picked, status, bytes sent, and the result the last
+-- edge reported in Cache-Status. (The duration is measured on its own: it
+-- differs from one request to the next, and this is memoised.)
 local function log_entry(line)
-    local addrs, status, bytes, cache = match(line, "^(.-)\n(%d+) (%d+)\n(.*)$")
-    local tried = attempted(addrs or "")
+    local picked, status, bytes, cache = match(line, "^(.-)\n(%d+) (%d+)\n(.*)$")
+    local tried = attempted(picked or "")
     return { tried = tried, node = tried[#tried], status = tonumber(status) or 0,
              bytes = tonumber(bytes) or 0,
              result = stats.cache_result(cache ~= "" and cache or nil) }
