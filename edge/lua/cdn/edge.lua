@@ -52,10 +52,10 @@ local admin_token_digest
 -- "<edge>; hit; ttl=" and "<edge>; hit", built once
 local hit_ttl, hit_no_ttl
 
--- raw Accept-Encoding -> class, per worker (bounded: junk values are not kept)
-local ae_class = {}
-local memo_size = 0
-local MEMO_MAX = 1000
+-- raw Accept-Encoding -> class, per worker (cdn.memo: at most 1,000 values, junk ones
+-- cycle out)
+local ae_classes
+local AE_CLASS_CACHE_SIZE = 500
 
 -- The hit path reads one nginx variable per phase and looks the rest up in
 -- per-worker memos: in LuaJIT's interpreter (a handler called from C is never
@@ -102,6 +102,7 @@ end
 function _M.init_worker()
     hit_ttl, hit_no_ttl = settings.id .. "; hit; ttl=", settings.id .. "; hit"
     requests_seen = memo.new(KEY_CACHE_SIZE)
+    ae_classes = memo.new(AE_CLASS_CACHE_SIZE)
     responses_seen = memo.new(RESPONSE_CACHE_SIZE)
     renewals_seen = memo.new(RENEWAL_CACHE_SIZE)
     local err
@@ -148,13 +149,10 @@ end
 -- the header stays as it is).
 local function negotiation()
     local ae = var.http_accept_encoding
-    local class = ae_class[ae or ""]
+    local class = memo_get(ae_classes, ae or "")
     if not class then
         class = key.accept_encoding(ae)
-        if memo_size < MEMO_MAX then
-            ae_class[ae or ""] = class
-            memo_size = memo_size + 1
-        end
+        memo_set(ae_classes, ae or "", class)
     end
     -- no header at all already means identity: leave it (most bots, no cost)
     local ae_rewrite = (ae and ae ~= class) and class or nil
