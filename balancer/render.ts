@@ -32,8 +32,8 @@ export interface BalancerSettings {
    * for /status.json readers.
    */
   retries: number;
-  /** Header a trusted proxy names the shopper's region in. */
-  regionHeader: string;
+  /** nginx's variable for the header a trusted proxy names the shopper's region in. */
+  regionHeaderVariable: string;
   /** For the status page and the Lua's fast paths; nginx's geo blocks do the matching. */
   trustedProxies: string[];
   cidrRegions: { cidr: string; region: string }[];
@@ -62,7 +62,7 @@ export function balancerSettings(spec: CdnSpec, topology: Topology): BalancerSet
     })),
     order: regionOrder(spec),
     retries: b.retries,
-    regionHeader: b.regionHeader,
+    regionHeaderVariable: headerVariable(b.regionHeader),
     trustedProxies: [...b.trustedProxies],
     cidrRegions: b.cidrRegions.map((c) => ({ ...c })),
     health: { ...b.health },

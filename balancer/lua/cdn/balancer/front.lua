@@ -34,7 +34,7 @@ local use_trusted
 local use_cidr
 
 
--- settings: the balancer's settings (hosts, regionHeader, order, and whether
+-- settings: the balancer's settings (hosts, regionHeaderVariable, order, and whether
 -- trusted proxies and client networks are configured).
 function _M.init(settings)
     if settings.hosts and settings.hosts ~= ngx.null then
@@ -48,7 +48,7 @@ function _M.init(settings)
         known_regions[r.name] = true
     end
     default_region = settings.order[1]
-    header_var = "http_" .. lower(settings.regionHeader):gsub("-", "_")
+    header_var = settings.regionHeaderVariable
     use_trusted = #settings.trustedProxies > 0
     use_cidr = #settings.cidrRegions > 0
 end
