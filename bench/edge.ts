@@ -1,8 +1,9 @@
 /**
  * Edge benchmark: cache-HIT throughput of the edge (every Lua phase on) against a
  * plain nginx proxy_cache serving the same objects from the same origin with the
- * same worker count and http settings, measured side by side in one run; and purge
- * latency from the stream entry to the edge serving fresh bytes.
+ * same worker count and http settings, measured side by side in one run (plus the
+ * same reference with the edge's open_file_cache, to show what the Lua phases alone
+ * cost); and purge latency from the stream entry to the edge serving fresh bytes.
  *
  *   npm run build && node dist/bench/edge.js [--quick] [--out bench/results]
  *
@@ -23,6 +24,7 @@ import { REPO_ROOT, startNginx, type NginxHandle } from '../test/support/nginx-l
 import { startEdge, type EdgeHarness, type OriginReply } from '../test/support/edge-harness';
 import { up, type UpResult } from '../infra/native/stack';
 import { parseSpec } from '../infra/spec';
+import { OPEN_FILE_CACHE } from '../edge/render';
 
 const QUICK = process.argv.includes('--quick');
 const OUT = (() => {
@@ -47,12 +49,16 @@ export function percentile(xs: number[], p: number): number {
   return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)];
 }
 
-/** The reference: plain nginx proxy_cache, no Lua phase, the edge's base settings. */
-export async function startReference(originUrl: string): Promise<NginxHandle> {
+/**
+ * The reference: plain nginx proxy_cache, no Lua phase, the edge's base settings.
+ * `tuned` adds the edge's open_file_cache, so that the report can also show what
+ * the Lua phases alone cost (the bar is against the plain reference).
+ */
+export async function startReference(originUrl: string, tuned = false): Promise<NginxHandle> {
   const origin = new URL(originUrl);
   return startNginx(
     `        location / {
-            proxy_cache ref;
+${tuned ? OPEN_FILE_CACHE : ''}            proxy_cache ref;
             proxy_cache_lock on;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
@@ -128,42 +134,54 @@ export interface HitResult {
   refCpuUs: number;
   edgeCpuUs: number;
   cpuRatio: number;
-  rounds: { ref: Sample; edge: Sample }[];
+  /** Against the reference with the edge's open_file_cache, when one ran. */
+  tuned?: { refRps: number; throughputRatio: number; refCpuUs: number; cpuRatio: number };
+  rounds: { ref: Sample; edge: Sample; tuned?: Sample }[];
 }
 
-/** Serves /b/1KiB and /b/100KiB from cache on both (edge: any nginx master with one worker, e.g. a native stack's edge). */
-export async function hitThroughput(edge: Pick<EdgeHarness, 'url' | 'pid'>, ref: { url: string; pid: number }): Promise<HitResult[]> {
-  const edgeWorker = workerPid(edge.pid);
-  const refWorker = workerPid(ref.pid);
+type Server = { url: string; pid: number };
+
+/**
+ * Serves /b/1KiB and /b/100KiB from cache on all (edge: any nginx master with one
+ * worker, e.g. a native stack's edge). Each round runs every server back to back,
+ * rotating which goes first.
+ */
+export async function hitThroughput(edge: Server, ref: Server, tunedRef?: Server): Promise<HitResult[]> {
+  const servers = { ref, edge, ...(tunedRef ? { tuned: tunedRef } : {}) };
+  const workers = Object.fromEntries(Object.entries(servers).map(([name, s]) => [name, workerPid(s.pid)]));
   const results: HitResult[] = [];
   for (const size of Object.keys(SIZES)) {
-    const edgeStatus = await expectHit(`${edge.url}/b/${size}`);
-    const refStatus = await expectHit(`${ref.url}/b/${size}`);
-    if (!edgeStatus.includes('hit') || refStatus !== 'HIT') throw new Error(`objects are not cached: edge "${edgeStatus}", reference "${refStatus}"`);
-    const rounds: { ref: Sample; edge: Sample }[] = [];
+    for (const [name, s] of Object.entries(servers)) {
+      const status = await expectHit(`${s.url}/b/${size}`);
+      if (!(name === 'edge' ? status.includes('hit') : status === 'HIT')) throw new Error(`objects are not cached: ${name} "${status}"`);
+    }
+    const rounds: { ref: Sample; edge: Sample; tuned?: Sample }[] = [];
+    const names = Object.keys(servers) as (keyof typeof servers)[];
     for (let r = 0; r < ROUNDS; r++) {
-      const runRef = () => wrk(`${ref.url}/b/${size}`, refWorker);
-      const runEdge = () => wrk(`${edge.url}/b/${size}`, edgeWorker);
-      if (r % 2 === 0) {
-        const a = runRef();
-        rounds.push({ ref: a, edge: runEdge() });
-      } else {
-        const b = runEdge();
-        rounds.push({ ref: runRef(), edge: b });
+      const round: Partial<Record<keyof typeof servers, Sample>> = {};
+      for (let i = 0; i < names.length; i++) {
+        const name = names[(r + i) % names.length];
+        round[name] = wrk(`${servers[name]!.url}/b/${size}`, workers[name]);
       }
-      process.stderr.write(`  ${size} round ${r + 1}/${ROUNDS}: reference ${rounds[r].ref.rps.toFixed(0)} req/s, edge ${rounds[r].edge.rps.toFixed(0)} req/s\n`);
+      rounds.push(round as { ref: Sample; edge: Sample; tuned?: Sample });
+      const shown = names.map((n) => `${n} ${round[n]!.rps.toFixed(0)}`).join(', ');
+      process.stderr.write(`  ${size} round ${r + 1}/${ROUNDS}: req/s ${shown}\n`);
     }
     for (const r of rounds) {
-      if (r.edge.errors > 0 || r.ref.errors > 0) throw new Error(`non-2xx responses during the ${size} run`);
+      if (names.some((n) => r[n]!.errors > 0)) throw new Error(`non-2xx responses during the ${size} run`);
     }
+    const against = (pick: (r: (typeof rounds)[number]) => Sample) => ({
+      refRps: median(rounds.map((r) => pick(r).rps)),
+      throughputRatio: median(rounds.map((r) => r.edge.rps / pick(r).rps)),
+      refCpuUs: median(rounds.map((r) => pick(r).cpuUsPerRequest)),
+      cpuRatio: median(rounds.map((r) => pick(r).cpuUsPerRequest / r.edge.cpuUsPerRequest)),
+    });
     results.push({
       size,
-      refRps: median(rounds.map((r) => r.ref.rps)),
+      ...against((r) => r.ref),
       edgeRps: median(rounds.map((r) => r.edge.rps)),
-      throughputRatio: median(rounds.map((r) => r.edge.rps / r.ref.rps)),
-      refCpuUs: median(rounds.map((r) => r.ref.cpuUsPerRequest)),
       edgeCpuUs: median(rounds.map((r) => r.edge.cpuUsPerRequest)),
-      cpuRatio: median(rounds.map((r) => r.ref.cpuUsPerRequest / r.edge.cpuUsPerRequest)),
+      ...(tunedRef ? { tuned: against((r) => r.tuned!) } : {}),
       rounds,
     });
   }
@@ -266,9 +284,10 @@ async function main(): Promise<void> {
     body: Buffer.alloc(SIZES[(req.url ?? '').slice(3) as keyof typeof SIZES] ?? 1, 120),
   }));
   const ref = await startReference(edge.originUrl);
+  const tunedRef = await startReference(edge.originUrl, true);
   try {
     process.stderr.write(`edge benchmark: ${ROUNDS} rounds of ${SECONDS}s per size, wrk -t1 -c${CONNECTIONS}, 1 nginx worker each\n`);
-    const hits = await hitThroughput(edge, ref);
+    const hits = await hitThroughput(edge, ref, tunedRef);
     const purge = await purgeLatency(edge);
     const stackPurge = await purgeLatencyThroughStack();
     const report = {
@@ -299,6 +318,12 @@ async function main(): Promise<void> {
           `| ${h.size} | ${h.refRps.toFixed(0)} | ${h.edgeRps.toFixed(0)} | **${h.throughputRatio.toFixed(3)}** | ${h.refCpuUs.toFixed(2)} | ${h.edgeCpuUs.toFixed(2)} | ${h.cpuRatio.toFixed(3)} |`,
       ),
       '',
+      "The edge keeps hot cache files open (`open_file_cache`), which plain nginx does not. The same reference with the edge's `open_file_cache` shows what the Lua phases alone cost (same rounds):",
+      '',
+      '| object | tuned reference req/s | edge/tuned reference (median of rounds) | tuned reference CPU µs/req | CPU ratio |',
+      '|---|---|---|---|---|',
+      ...hits.map((h) => `| ${h.size} | ${h.tuned!.refRps.toFixed(0)} | ${h.tuned!.throughputRatio.toFixed(3)} | ${h.tuned!.refCpuUs.toFixed(2)} | ${h.tuned!.cpuRatio.toFixed(3)} |`),
+      '',
       '## Purge latency (tag purge XADDed to the stream → the edge serves the new bytes)',
       '',
       `One edge, ${purge.count} purges: p50 ${purge.p50.toFixed(1)} ms, p99 ${purge.p99.toFixed(1)} ms, max ${purge.max.toFixed(1)} ms.`,
@@ -309,6 +334,7 @@ async function main(): Promise<void> {
     fs.writeFileSync(path.join(OUT, 'edge.md'), lines.join('\n'));
     process.stdout.write(lines.join('\n'));
   } finally {
+    await tunedRef.stop();
     await ref.stop();
     await edge.stop();
   }

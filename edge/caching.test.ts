@@ -2,7 +2,9 @@
  * HTTP caching at the edge (RFC 9111, 5861, 9211, 9213), driven through a real
  * nginx with the real Lua in front of a scripted origin.
  */
+import { execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
+import * as fs from 'node:fs';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import Redis from 'ioredis';
@@ -196,6 +198,46 @@ describe('freshness', () => {
     // renewed about 2 s before gzip was: its own Age, not gzip's ~0
     expect(Number(br.headers.get('age'))).toBeGreaterThanOrEqual(2);
     expect(br.cacheStatus).toMatch(/^lab-1; hit; ttl=2[5-8]$/);
+  });
+});
+
+describe('open cache files', () => {
+  /** Descriptors the edge's processes hold on files under its cache directory. */
+  function openCacheFiles(): number {
+    const children = execFileSync('pgrep', ['-P', String(edge.pid)], { encoding: 'utf8' }).trim().split('\n');
+    let n = 0;
+    for (const pid of children) {
+      for (const fd of fs.readdirSync(`/proc/${pid}/fd`)) {
+        try {
+          if (fs.readlinkSync(`/proc/${pid}/fd/${fd}`).includes('/cache/')) n++;
+        } catch {
+          // closed meanwhile
+        }
+      }
+    }
+    return n;
+  }
+
+  test('HITs keep a hot object\'s file open, and a file replaced under the same key is never served from the old descriptor', async () => {
+    const path = fresh('open-file');
+    let version = 'v1';
+    edge.setOrigin(() => ({ headers: { 'Cache-Control': 'public, max-age=1' }, body: version }));
+    await get(path);
+    for (let i = 0; i < 4; i++) expect((await get(path)).body).toBe('v1');
+    // open_file_cache: no open, fstat and close per HIT
+    expect(openCacheFiles()).toBeGreaterThan(0);
+    // nginx counts freshness in whole seconds
+    await sleep(2100);
+    // the refresh gets a new 200: nginx writes a new file over the old name
+    // (the stale copy may be served once meanwhile: this edge has a grace)
+    version = 'v2';
+    const elapsed = await waitFor(async () => (await get(path)).body === 'v2', 3000);
+    expect(elapsed).toBeGreaterThanOrEqual(0);
+    for (let i = 0; i < 6; i++) {
+      const hit = await get(path);
+      expect(hit.cacheStatus).toContain('hit');
+      expect(hit.body).toBe('v2');
+    }
   });
 });
 

@@ -255,6 +255,18 @@ ${DROP_OVERRIDE_HEADERS}
 ${o.sizedAtLog ? '            log_by_lua_block { require("cdn.edge").log_sent_bytes() }\n' : ''}`;
 }
 
+/**
+ * HITs on hot objects reuse the cache file's descriptor instead of an open, fstat
+ * and close each (3 of a small HIT's 8 system calls). Safe with proxy_cache: nginx
+ * passes the stored entry's inode and reopens the file when a newer response has
+ * replaced it. A file the cache manager removed keeps its disk space until it has
+ * been idle for `inactive`. renderNginxConf's descriptor limit leaves room for
+ * `max` beside the connections. Exported for the benchmark's tuned reference.
+ */
+export const OPEN_FILE_CACHE = `        open_file_cache max=4096 inactive=30s;
+        open_file_cache_valid 30s;
+`;
+
 /** The object store, for raw asset reads on misses (S3 storage only). */
 function bucketUpstream(spec: CdnSpec): string {
   if (spec.storage.kind !== 's3') return '';
@@ -382,7 +394,7 @@ ${slice ? UNSLICED_METHODS : ''}
     server {
         listen ${hostPort(edge.traffic.listen)} backlog=4096;
         server_name _;
-        set $cdn_reject "";
+${OPEN_FILE_CACHE}        set $cdn_reject "";
         set $cdn_refresh "";
 
         # Purging is an API of the origin with a token, never a method here.

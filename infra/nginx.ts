@@ -13,6 +13,13 @@ export const NGINX_LOGS_DIR = 'logs';
 export const NGINX_ACCESS_LOG = `${NGINX_LOGS_DIR}/access.log`;
 export const NGINX_ERROR_LOG = `${NGINX_LOGS_DIR}/error.log`;
 
+/**
+ * Descriptors an nginx worker may hold (worker_rlimit_nofile). nginx raises its own
+ * soft limit to this, which the hard limit must allow: the deploy targets set it
+ * (docker ulimits, the systemd unit's LimitNOFILE).
+ */
+export const NGINX_OPEN_FILES = 16384;
+
 export interface NginxMainOptions {
   layout: Layout;
   workers: number;
@@ -92,6 +99,12 @@ error_log ${NGINX_ERROR_LOG} notice;
 pid ${NGINX_LOGS_DIR}/nginx.pid;
 # Lets the purge reader's blocking read end promptly on shutdown.
 worker_shutdown_timeout 5s;
+
+# A proxied connection holds two descriptors and the edge keeps up to 4096 hot
+# cache files open (open_file_cache): a soft limit of 1024, common under systemd
+# and Docker, would refuse connections long before worker_connections is
+# reached. Raising the soft limit needs a hard limit at least this high.
+worker_rlimit_nofile ${NGINX_OPEN_FILES};
 
 events {
     worker_connections 4096;

@@ -14,6 +14,7 @@ import { program } from '../../stacks/program';
 import { deployPlan, specWithObjectStore } from '../deploy/config';
 import { RUNTIME_IMAGES, DEFAULT_IMAGES } from '../deploy/images';
 import { containerLayout, secretFile } from '../layout';
+import { NGINX_OPEN_FILES } from '../nginx';
 import { renderRedis } from '../redis';
 import { parseSpec } from '../spec';
 import { generatedSecret, isSecret, plain, runProgram, secretsIn, type ProgramRun, type RecordedResource } from '../testing/pulumi-mocks';
@@ -102,6 +103,16 @@ describe('docker target', () => {
     // The balancer reaches edges by address: set_current_peer takes no host names.
     const settings = JSON.parse(fileIn(balancer, '/etc/cdn/balancer/balancer.json'));
     expect(settings.regions[1].edges.map((e: { host: string }) => e.host)).toEqual(['10.89.0.102', '10.89.0.103', '10.89.0.104']);
+  });
+
+  test('nginx containers allow the descriptors nginx.conf raises its limit to; others keep Docker\'s default', () => {
+    const { topology } = expectedTopology();
+    for (const name of [...topology.edges.map((e) => `edge-${e.id}`), 'balancer']) {
+      const c = run.named(name, CONTAINER);
+      expect(plain(c.inputs.ulimits)).toEqual([{ name: 'nofile', soft: NGINX_OPEN_FILES, hard: NGINX_OPEN_FILES }]);
+      expect(fileIn(c, `/etc/cdn/${name}/conf/nginx.conf`)).toContain(`worker_rlimit_nofile ${NGINX_OPEN_FILES};`);
+    }
+    expect(run.named('origin', CONTAINER).inputs.ulimits).toBeUndefined();
   });
 
   test('Redis requires the password from a secret include; redis.conf itself holds none', () => {
