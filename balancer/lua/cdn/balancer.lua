@@ -38,7 +38,6 @@ local set_current_peer = ngx_balancer.set_current_peer
 local get_last_failure = ngx_balancer.get_last_failure
 local now = ngx.now
 local start_time = ngx.req.start_time
-local crc32 = ngx.crc32_long
 local memo_get, memo_set = memo.get, memo.set
 local gmatch = string.gmatch
 local match = string.match
@@ -62,7 +61,7 @@ local edge_by_id = {} -- id -> edge
 -- per-worker memos (each ngx.var read, shared-dict access or ngx.ctx use costs
 -- several hundred instructions in LuaJIT's interpreter, which is where request
 -- handlers run).
--- $cdn_route -> { refuse = status } or { object, hash, rings }:
+-- $cdn_route -> { refuse = status } or { object, rings, starts }:
 --   "<trusted peer><CIDR region>\n<region header>\n<host>\n<Host>\n<URI>"
 local routes
 local ROUTE_CACHE_SIZE = 20000
@@ -146,7 +145,7 @@ end
 
 
 -- Where a request signature goes: refused by the front door, or an object key
--- (and its ring hash) with the rings to try, its region's first.
+-- (and where its walk starts on each ring) with the rings to try, its region's first.
 local function route_entry()
     local status = front.host_refusal()
     if status then
@@ -156,7 +155,12 @@ local function route_entry()
     if not object then
         return { refuse = "400" }
     end
-    return { object = object, hash = crc32(object), rings = fallback[front.region()] }
+    local rings = fallback[front.region()]
+    local starts = {}
+    for k = 1, #rings do
+        starts[k] = rings[k]:start_of(object)
+    end
+    return { object = object, rings = rings, starts = starts }
 end
 
 
@@ -203,6 +207,21 @@ local function refresh_health()
 end
 
 
+-- Every edge is down or tried: an untried edge the checks gave up on beats
+-- failing outright (it may be back before the checks notice). (Its own function:
+-- the closure would make LuaJIT abort every trace through choose().)
+local function any_untried(entry, tried)
+    local rings = entry.rings
+    for k = 1, #rings do
+        local node = rings[k]:pick(entry.object, function(n) return not (tried and tried[n]) end)
+        if node then
+            return node
+        end
+    end
+    return nil
+end
+
+
 -- The first usable edge: in the request's region, then the next regions.
 -- tried: edges this request already failed on (a retry), or nil.
 local function choose(entry, tried)
@@ -216,20 +235,12 @@ local function choose(entry, tried)
             usable[i] = not down[node] and not (tried and tried[node])
             loads[i] = inflight.of(node)
         end
-        local node = r:pick_bounded_hash(entry.hash, usable, loads, factor)
+        local node = r:pick_bounded_at(entry.starts[k], usable, loads, factor)
         if node then
             return node
         end
     end
-    -- every edge is down or tried: an untried edge the checks gave up on beats
-    -- failing outright (it may be back before the checks notice)
-    for k = 1, #rings do
-        local node = rings[k]:pick(entry.object, function(n) return not (tried and tried[n]) end)
-        if node then
-            return node
-        end
-    end
-    return nil
+    return any_untried(entry, tried)
 end
 
 

@@ -102,9 +102,20 @@ function _M:pick_bounded(key, usable, loads, factor)
 end
 
 
--- pick_bounded for a key hashed beforehand (the balancer hashes each object key
--- once and keeps the hash).
+-- Where a key's walk starts on this ring, for pick_bounded_at: the balancer
+-- works it out once per object and keeps it.
+function _M:start_of(key)
+    return first_point(self.hashes, crc32(key))
+end
+
+
 function _M:pick_bounded_hash(hash, usable, loads, factor)
+    return self:pick_bounded_at(first_point(self.hashes, hash), usable, loads, factor)
+end
+
+
+-- pick_bounded for a walk starting at the ring point `start` (see start_of).
+function _M:pick_bounded_at(start, usable, loads, factor)
     local nodes = self.nodes
     local count, total = 0, 0
     for i = 1, #nodes do
@@ -121,7 +132,6 @@ function _M:pick_bounded_hash(hash, usable, loads, factor)
     local walk = self.walk + 1
     self.walk = walk
     local n = #hashes
-    local start = first_point(hashes, hash)
     for step = 0, n - 1 do
         local idx = owners[(start + step - 1) % n + 1]
         if seen[idx] ~= walk then
