@@ -295,12 +295,27 @@ describe('errors and stale', () => {
     }
   });
 
-  test('500 concurrent requests for one cold object reach the origin once, and all get the same bytes', async () => {
+  test('500 concurrent requests for one cold object reach the origin once, all get the same bytes, and the waiters say "collapsed"', async () => {
     const path = fresh('collapse');
+    const collapsedTotal = async () =>
+      Number(/^cdn_edge_collapsed_total (\d+)/m.exec(await (await fetch(`${edge.internalUrl}/metrics`)).text())?.[1] ?? 0);
+    const before = await collapsedTotal();
     edge.setOrigin(() => ({ headers: { 'Cache-Control': 'public, max-age=300' }, body: 'x'.repeat(5000), delayMs: 300 }));
-    const bodies = await Promise.all(Array.from({ length: 500 }, () => get(path).then((r) => r.body)));
-    expect(new Set(bodies)).toEqual(new Set(['x'.repeat(5000)]));
+    const responses = await Promise.all(Array.from({ length: 500 }, () => get(path)));
+    expect(new Set(responses.map((r) => r.body))).toEqual(new Set(['x'.repeat(5000)]));
     expect(originHits(path)).toBe(1);
+    // one request fetched; those that arrived during its fetch waited for it
+    // (RFC 9211 collapsed: forwarded, answered with the other request's response)
+    const statuses = responses.map((r) => r.cacheStatus.replace(/ttl=\d+/, 'ttl=N'));
+    expect(statuses.filter((s) => s.includes('fwd=uri-miss; fwd-status=200') && s.includes('stored'))).toHaveLength(1);
+    const collapsed = statuses.filter((s) => s === 'lab-1; fwd=uri-miss; collapsed; ttl=N');
+    expect(collapsed.length).toBeGreaterThan(0);
+    expect(collapsed.length + 1 + statuses.filter((s) => s === 'lab-1; hit; ttl=N').length).toBe(500);
+    // counted once each (the counters are flushed once a second)
+    const elapsed = await waitFor(async () => (await collapsedTotal()) - before === collapsed.length, 3000);
+    expect(elapsed).toBeGreaterThanOrEqual(0);
+    // a later request is a plain hit
+    expect((await get(path)).cacheStatus).toMatch(/^lab-1; hit; ttl=\d+$/);
   });
 });
 

@@ -28,6 +28,8 @@ local ngx_exit = ngx.exit
 local say = ngx.say
 local now = ngx.time
 local ngx_now = ngx.now
+local start_time = ngx.req.start_time
+local format = string.format
 local parse_http_time = ngx.parse_http_time
 local get_headers = ngx.resp.get_headers
 local set_request_header = ngx.req.set_header
@@ -50,7 +52,7 @@ local settings
 local metrics
 local admin_token_digest
 -- "<edge>; hit; ttl=" and "<edge>; hit", built once
-local hit_ttl, hit_no_ttl
+local hit_ttl, hit_no_ttl, collapsed_ttl
 
 -- raw Accept-Encoding -> class, per worker (cdn.memo: at most 1,000 values, junk ones
 -- cycle out)
@@ -101,6 +103,7 @@ end
 
 function _M.init_worker()
     hit_ttl, hit_no_ttl = settings.id .. "; hit; ttl=", settings.id .. "; hit"
+    collapsed_ttl = settings.id .. "; fwd=uri-miss; collapsed; ttl="
     requests_seen = memo.new(KEY_CACHE_SIZE)
     ae_classes = memo.new(AE_CLASS_CACHE_SIZE)
     responses_seen = memo.new(RESPONSE_CACHE_SIZE)
@@ -123,6 +126,9 @@ function _M.init_worker()
         metrics:gauge("cdn_edge_invalidation_lag_seconds",
             "While connected: age of the last purge when applied; while cut off"
             .. " from the stream: seconds since it last heard from it")
+        metrics:counter("cdn_edge_collapsed_total",
+            "Requests that waited for another request's fetch of the same object"
+            .. " and were answered with it (Cache-Status: collapsed)")
         metrics:counter("cdn_edge_purges_applied_total",
             "Purge messages applied from the stream")
         metrics:gauge("cdn_edge_cache_filesystem_size_bytes",
@@ -246,32 +252,40 @@ end
 -- X-Cdn-Meta carries what the public server needs on every response, so the
 -- hit path reads one upstream header instead of several (each read scans the
 -- stored headers):
---   "<born> <expires> <stored><cs> <size>|<cache-control>"
+--   "<born> <expires> <stored><cs> <size>@<fetched>|<cache-control>"
 -- born: epoch second the response was generated (receipt minus initial age);
 -- expires: epoch second it stops being fresh (ten digits each until 2286);
 -- stored: "s" or "n"; cs: "c" when the upstream sent its own Cache-Status;
--- size: Content-Length or "-"; then the origin's Cache-Control for browsers
--- (after "|", since nginx trims a trailing space off an empty one).
-local function meta_value(born, expires, stored, upstream_cs, size, cc)
+-- size: Content-Length or "-"; fetched: when this edge received it (epoch
+-- seconds, in ms; responses stored before it was added lack "@<fetched>");
+-- then the origin's Cache-Control for browsers (after "|", since nginx trims a
+-- trailing space off an empty one).
+local function meta_value(born, expires, stored, upstream_cs, size, fetched, cc)
     if type(cc) == "table" then
         cc = concat(cc, ", ")
     end
     return born .. " " .. expires .. " " .. (stored and "s" or "n")
-           .. (upstream_cs and "c" or "-") .. " " .. (size or "-") .. "|"
-           .. (cc or "")
+           .. (upstream_cs and "c" or "-") .. " " .. (size or "-")
+           .. format("@%.3f|", fetched) .. (cc or "")
 end
 
 
--- Splits X-Cdn-Meta: born, expires, stored, upstream_cs, size, cache_control.
+-- Splits X-Cdn-Meta: born, expires, stored, upstream_cs, size, cache_control,
+-- fetched (nil in responses stored without it).
 local function meta_fields(meta)
     local bar = find(meta, "|", 26, true)
     if not bar then
         return nil
     end
+    local at = find(meta, "@", 26, true)
+    if at and at > bar then
+        at = nil
+    end
     return tonumber(sub(meta, 1, 10)), tonumber(sub(meta, 12, 21)),
            byte(meta, 23) == 115, -- "s"
            byte(meta, 24) == 99,  -- "c"
-           tonumber(sub(meta, 26, bar - 1)), sub(meta, bar + 1)
+           tonumber(sub(meta, 26, (at or bar) - 1)), sub(meta, bar + 1),
+           at and tonumber(sub(meta, at + 1, bar - 1))
 end
 
 
@@ -290,6 +304,9 @@ end
 
 
 local REUSED = { HIT = true, STALE = true, UPDATING = true }
+-- Seconds after a fetch in which a HIT may still be a request that waited for it
+-- (proxy_cache_lock_timeout is 10 s; later ones are not worth a clock read).
+local COLLAPSE_WINDOW = 12
 
 
 -- A soft-purge refresh (BYPASS) was stored: that variant is done.
@@ -369,7 +386,7 @@ local function response_fields(response)
     local r = { cache_status = cache_status ~= "" and cache_status or nil,
                 code = tonumber(code) }
     if meta and meta ~= "" then
-        r.born, r.expires, r.stored, r.upstream_cs, r.size, r.cc = meta_fields(meta)
+        r.born, r.expires, r.stored, r.upstream_cs, r.size, r.cc, r.fetched = meta_fields(meta)
     end
     return r
 end
@@ -430,6 +447,13 @@ function _M.header_filter(sized_at_log)
             if times.expires >= t or status ~= "HIT" then
                 header["Age"] = times.age
                 member = times.ttl_member
+                if status == "HIT" and t - (r.fetched or 0) < COLLAPSE_WINDOW
+                        and start_time() < r.fetched then
+                    -- begun before its response was fetched: it waited on the
+                    -- cache lock for another request's fetch (RFC 9211)
+                    member = collapsed_ttl .. (times.expires - t)
+                    stats.count_collapsed()
+                end
             else
                 -- A fresh HIT past every expiry we know of: revalidated, but the
                 -- record of it is gone (evicted), so neither Age nor ttl is claimed.
@@ -611,7 +635,7 @@ function _M.fetch_header_filter()
         ttl = cap
     end
     local meta = meta_value(clamp(t - d.age), clamp(t + ttl), d.store,
-        h["cache-status"] ~= nil, field(h, "content-length"),
+        h["cache-status"] ~= nil, field(h, "content-length"), ngx_now(),
         field(h, "cache-control", true))
     header["X-Cdn-Meta"] = meta
     -- what the stored copy is now (see revalidated.lua): a 304 to a

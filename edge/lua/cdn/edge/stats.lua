@@ -14,6 +14,7 @@ local FLUSH_INTERVAL = 1
 
 local requests = {}  -- requests[cache_status][status] = n
 local bytes = {}     -- bytes[cache_status] = n
+local collapsed = 0
 local metrics
 
 
@@ -36,12 +37,21 @@ function _M.count(cache_status, status, nbytes)
 end
 
 
+-- A request answered with another request's fetch (it waited on the cache lock).
+function _M.count_collapsed()
+    collapsed = collapsed + 1
+end
+
+
 function _M.flush()
     if not metrics then
         return
     end
-    local r, b = requests, bytes
-    requests, bytes = {}, {}
+    local r, b, c = requests, bytes, collapsed
+    requests, bytes, collapsed = {}, {}, 0
+    if c > 0 then
+        metrics:inc("cdn_edge_collapsed_total", c)
+    end
     for cache_status, by_status in pairs(r) do
         for status, n in pairs(by_status) do
             metrics:inc("cdn_edge_requests_total", n,
