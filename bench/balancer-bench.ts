@@ -26,6 +26,7 @@ import { up, type UpResult } from '../infra/native/stack';
 import { isAlive, startUnit, stopPid } from '../infra/native/supervisor';
 import { parseSpec } from '../infra/spec';
 import { startNginx, type NginxHandle } from '../test/support/nginx-lua';
+import { uncommittedChanges } from './edge';
 
 const REPO = path.resolve(__dirname, '..', '..');
 const RUNS = Number(process.env.BENCH_RUNS ?? 10);
@@ -430,7 +431,7 @@ async function main() {
   const what = process.argv[2] ?? 'all';
   const sections: string[] = [];
   const command = `npm run build && node dist/bench/balancer-bench.js ${what}`;
-  const dirty = execFileSync('git', ['status', '--porcelain', '--', 'balancer', 'bench', 'edge/lua', 'infra'], { cwd: REPO, encoding: 'utf8' }).trim() ? ' (with uncommitted changes to the measured files)' : '';
+  const dirty = uncommittedChanges() ? ' (with uncommitted changes)' : '';
   const head = [
     '# Balancer benchmark',
     '',

@@ -271,10 +271,15 @@ export async function purgeLatencyThroughStack(existing?: UpResult): Promise<{ c
 
 export function git(args: string[]): string {
   try {
-    return execFileSync('git', args, { encoding: 'utf8' }).trim();
+    return execFileSync('git', args, { cwd: REPO_ROOT, encoding: 'utf8' }).trim();
   } catch {
     return 'unknown';
   }
+}
+
+/** Whether the checkout differs from its commit, results written by earlier benchmarks aside. */
+export function uncommittedChanges(): boolean {
+  return git(['status', '--porcelain', '--', '.', ':(exclude)bench/results']) !== '';
 }
 
 async function main(): Promise<void> {
@@ -292,7 +297,7 @@ async function main(): Promise<void> {
     const stackPurge = await purgeLatencyThroughStack();
     const report = {
       commit: git(['rev-parse', 'HEAD']),
-      dirty: git(['status', '--porcelain']) !== '',
+      dirty: uncommittedChanges(),
       date: new Date().toISOString(),
       machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, memGiB: Math.round(os.totalmem() / 2 ** 30), kernel: os.release() },
       command: `node dist/bench/edge.js${QUICK ? ' --quick' : ''}`,

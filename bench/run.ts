@@ -22,7 +22,7 @@ import { parseSpec } from '../infra/spec';
 import { catalogue, percentile, runStorefront, seedCatalogue, type StorefrontStats } from '../load/storefront';
 import { REPO_ROOT } from '../test/support/nginx-lua';
 import { hop, machine, median } from './balancer-bench';
-import { git, hitThroughput, purgeLatencyThroughStack, SIZES, startReference } from './edge';
+import { git, hitThroughput, purgeLatencyThroughStack, SIZES, startReference, uncommittedChanges } from './edge';
 
 const QUICK = process.argv.includes('--quick');
 const OUT = (() => {
@@ -161,7 +161,7 @@ async function main(): Promise<void> {
     const zipf = [await zipfRun('balancer (fleet)', stack.state.balancer, origin, items), await zipfRun('reference', ref.url, origin, items)];
 
     const commit = git(['rev-parse', 'HEAD']);
-    const dirty = git(['status', '--porcelain']) !== '';
+    const dirty = uncommittedChanges();
     const report = {
       commit,
       dirty,
