@@ -94,7 +94,14 @@ ${regions.join('\n')}
         default 0;
 ${trusted.join('\n')}
     }
+${trusted.length > 0 ? TRUSTED_PEER_MAPS : ''}
+    # Requests in progress per client address${trusted.length > 0 ? '; trusted proxies (an empty key) are\n    # not counted' : ''}. https://nginx.org/en/docs/http/ngx_http_limit_conn_module.html
+    limit_conn_zone ${trusted.length > 0 ? '$cdn_conn_key' : '$binary_remote_addr'} zone=cdn_conn:10m;`;
+}
 
+// Only with trusted proxies configured: without, every peer is a client and
+// nginx's own variables do (each map costs a lookup per request).
+const TRUSTED_PEER_MAPS = `
     # Forwarding headers are set here: a trusted proxy's chain is extended, anyone
     # else's X-Forwarded-For is replaced by the address we saw.
     map $cdn_trusted_peer $cdn_forwarded_for {
@@ -102,13 +109,24 @@ ${trusted.join('\n')}
         default $remote_addr;
     }
 
-    # Requests in progress per client address; trusted proxies (an empty key) are
-    # not counted. https://nginx.org/en/docs/http/ngx_http_limit_conn_module.html
     map $cdn_trusted_peer $cdn_conn_key {
         "1" "";
         default $binary_remote_addr;
     }
-    limit_conn_zone $cdn_conn_key zone=cdn_conn:10m;`;
+`;
+
+/**
+ * What routing depends on, as one variable: the key of the balancer's per-worker
+ * route memo (balancer.lua). The region sources the spec configures (each costs a
+ * lookup per request, so unconfigured ones stay out), the host, the target.
+ */
+function routeSignature(spec: CdnSpec): string {
+  const b = spec.balancer;
+  const parts: string[] = [];
+  // "0"/"1", then the header (believed from trusted peers only)
+  if (b.trustedProxies.length > 0) parts.push(`$cdn_trusted_peer$${headerVariable(b.regionHeader)}`);
+  if (b.cidrRegions.length > 0) parts.push('$cdn_cidr_region');
+  return [...parts, '$host', '$http_host', '$request_uri'].join('\\n');
 }
 
 function tlsDirectives(spec: CdnSpec): string {
@@ -197,10 +215,10 @@ ${tlsDirectives(spec)}        client_body_temp_path tmp;
         # runs without a coroutine (cheaper than access_by_lua); nginx's own
         # \`return 400\` also closes the connection, so nothing pipelined behind a
         # refused request is read as a request.
-        # The request's signature, the one variable the Lua routing reads.
         # The edges picked for this request, in order (balancer.lua).
         set $cdn_picked "";
-        set $cdn_route "$cdn_trusted_peer$cdn_cidr_region\\n$${headerVariable(b.regionHeader)}\\n$host\\n$http_host\\n$request_uri";
+        # The request's signature, the one variable the Lua routing reads.
+        set $cdn_route "${routeSignature(spec)}";
         set_by_lua_block $cdn_refuse { return require("cdn.balancer").route() }
         if ($cdn_refuse = "400") {
             return 400;
@@ -216,7 +234,7 @@ ${tlsDirectives(spec)}        client_body_temp_path tmp;
             proxy_set_header Connection "";
             proxy_set_header Host $host;
             # Forwarding headers are set here, never passed on from clients.
-            proxy_set_header X-Forwarded-For $cdn_forwarded_for;
+            proxy_set_header X-Forwarded-For ${b.trustedProxies.length > 0 ? '$cdn_forwarded_for' : '$remote_addr'};
             proxy_set_header X-Forwarded-Proto $scheme;
             proxy_set_header X-Forwarded-Host "";
             proxy_set_header X-Forwarded-Port "";

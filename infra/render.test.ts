@@ -160,6 +160,10 @@ describe('renderers', () => {
     expect(JSON.parse(unit.files.find((f) => f.path === 'balancer.json')!.content).tlsCertificates).toEqual([path.join(certDir, 'cert.pem')]);
     // longest prefix first, trusted proxies as geo proxies
     expect(conf.indexOf('192.0.2.128/25 eu;')).toBeLessThan(conf.indexOf('192.0.2.0/24 us;'));
+    // routing depends on both region sources, and trusted proxies' X-Forwarded-For is extended
+    expect(conf).toContain('set $cdn_route "$cdn_trusted_peer$http_x_cdn_region\\n$cdn_cidr_region\\n$host\\n$http_host\\n$request_uri";');
+    expect(conf).toContain('proxy_set_header X-Forwarded-For $cdn_forwarded_for;');
+    expect(conf).toContain('limit_conn_zone $cdn_conn_key zone=cdn_conn:10m;');
     expect(conf).toContain('proxy 2001:db8::/32;');
     // the status page lives on the internal listener only
     const internal = conf.slice(conf.indexOf('# Health and metrics'));
@@ -169,6 +173,14 @@ describe('renderers', () => {
     for (const f of unit.files) fs.writeFileSync(path.join(unit.dir, f.path), f.content);
     const file = path.join(unit.dir, 'conf', 'nginx.conf');
     expect(execFileSync('/usr/sbin/nginx', ['-t', '-p', unit.dir, '-c', file, '-e', path.join(unit.dir, 'logs', 'error.log')], { encoding: 'utf8', stdio: 'pipe' })).toBe('');
+  });
+
+  test('without trusted proxies or client networks, the balancer looks neither up per request', () => {
+    const conf = unitsFor({}, dir).units.find((u) => u.name === 'balancer')!.files.find((f) => f.path === 'conf/nginx.conf')!.content;
+    expect(conf).toContain('set $cdn_route "$host\\n$http_host\\n$request_uri";');
+    expect(conf).toContain('proxy_set_header X-Forwarded-For $remote_addr;');
+    expect(conf).toContain('limit_conn_zone $binary_remote_addr zone=cdn_conn:10m;');
+    expect(conf).not.toContain('$cdn_forwarded_for');
   });
 
   test('the origin gets its settings and a token file, never a token', () => {
