@@ -27,8 +27,8 @@ export interface BalancerSettings {
   /** Regions in fallback order: the default region first. */
   order: string[];
   /**
-   * Extra attempts on other edges after a failed one (not for $cdn_single_try
-   * methods). nginx.conf carries them (one placeholder server per try); kept here
+   * Extra attempts on other edges after a failed one (not for the methods
+   * outside RETRIED_METHODS). nginx.conf carries them (one placeholder server per try); kept here
    * for /status.json readers.
    */
   retries: number;
@@ -146,6 +146,9 @@ function headerVariable(name: string): string {
   return `http_${name.toLowerCase().replace(/-/g, '_')}`;
 }
 
+/** Methods nginx may send to another edge after a failure (GET implies HEAD; nginx refuses TRACE itself). */
+const RETRIED_METHODS = ['GET', 'OPTIONS', 'PUT', 'DELETE', 'POST', 'PATCH', 'LOCK'];
+
 function placeholders(count: number): string {
   return Array.from({ length: count }, (_, i) => `        server 0.0.0.${i + 1}:1;`).join('\n');
 }
@@ -167,22 +170,6 @@ export function renderBalancer(spec: CdnSpec, topology: Topology, layout: Layout
     # What the log phase records, as one variable (see balancer.lua).
     map "" $cdn_log {
         default "$cdn_picked\\n$status $bytes_sent\\n$upstream_http_cache_status";
-    }
-
-    # Requests that get one try only. nginx itself never sends a POST, PATCH or
-    # LOCK to the next edge once one had it (a failed connect is retried: it never
-    # arrived), but it would resend other non-idempotent methods (MKCOL, MOVE, ...).
-    map $request_method $cdn_single_try {
-        default 1;
-        GET "";
-        HEAD "";
-        OPTIONS "";
-        TRACE "";
-        PUT "";
-        DELETE "";
-        POST "";
-        PATCH "";
-        LOCK "";
     }
 
     # Placeholders: the Lua balancer sets the real peer for every attempt. nginx
@@ -244,7 +231,7 @@ ${tlsDirectives(spec)}        client_body_temp_path tmp;
             proxy_set_header X-Request-Id $cdn_request_id;
 ${DROP_OVERRIDE_HEADERS}
             # A dead edge costs one short connect timeout at most, then the next edge
-            # on the ring is tried (see $cdn_single_try for which requests may be).
+            # on the ring is tried (see limit_except below for which requests may be).
             proxy_connect_timeout ${b.connectTimeout}s;
             proxy_read_timeout 60s;
             proxy_next_upstream error timeout http_502 http_503 http_504;
@@ -252,7 +239,13 @@ ${DROP_OVERRIDE_HEADERS}
             proxy_buffers 16 16k;
             proxy_buffer_size 16k;
             proxy_pass http://edges;
-            if ($cdn_single_try) {
+            # Methods that get one try only. nginx itself never sends a POST, PATCH
+            # or LOCK to the next edge once one had it (a failed connect is retried:
+            # it never arrived), but it would resend other non-idempotent methods
+            # (MKCOL, MOVE, ...). limit_except only picks their upstream here (no
+            # access rule): a method bit test, where an \`if\` cost a map lookup and
+            # a rewrite phase on every request.
+            limit_except ${RETRIED_METHODS.join(' ')} {
                 proxy_pass http://edges_once;
             }
             add_header X-Request-Id $cdn_request_id always;

@@ -273,7 +273,7 @@ end
 
 -- Retries: the upstream block lists one placeholder server per allowed try,
 -- which is how nginx counts tries (no set_more_tries call per request); which
--- methods may be tried again is nginx.conf's $cdn_single_try.
+-- methods may be tried again is nginx.conf's limit_except (balancer/render.ts).
 function _M.balance()
     local tried, picked
     local state, code = get_last_failure()
