@@ -169,7 +169,7 @@ export function renderBalancer(spec: CdnSpec, topology: Topology, layout: Layout
 
     # What the log phase records, as one variable (see balancer.lua).
     map "" $cdn_log {
-        default "$cdn_picked\\n$status $bytes_sent\\n$upstream_http_cache_status";
+        default "$status $bytes_sent\\n$upstream_http_cache_status";
     }
 
     # Placeholders: the Lua balancer sets the real peer for every attempt. nginx
@@ -202,8 +202,6 @@ ${tlsDirectives(spec)}        client_body_temp_path tmp;
         # runs without a coroutine (cheaper than access_by_lua); nginx's own
         # \`return 400\` also closes the connection, so nothing pipelined behind a
         # refused request is read as a request.
-        # The edges picked for this request, in order (balancer.lua).
-        set $cdn_picked "";
         # The request's signature, the one variable the Lua routing reads.
         set $cdn_route "${routeSignature(spec)}";
         set_by_lua_block $cdn_refuse { return require("cdn.balancer").route() }

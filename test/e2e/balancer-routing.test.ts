@@ -3,6 +3,7 @@
  * header, client network, default), consistent hashing, bounded load, region
  * fallback, retries, forwarding headers, host and connection limits.
  */
+import * as http from 'node:http';
 import { echo, startBalancer, startFakeEdge, unexpectedErrors, type BalancerHandle, type FakeEdge } from './balancer-harness';
 import { waitFor } from '../support/http';
 
@@ -159,6 +160,34 @@ describe('balancer routing', () => {
     const back = await waitFor(async () => (await balancer.status()).edges.find((e) => e.id === victim.id)!.up, 3000, 25);
     expect(back).toBeGreaterThanOrEqual(0);
     expect((await echo(balancer.url, owned)).edge).toBe(victim.id);
+  });
+
+  test('a request whose body arrives after other requests were routed still goes to its own object\'s edge', async () => {
+    // balance() reuses the route the front door just worked out when it is for
+    // the same request; a POST waiting for its body must not take another's
+    const ownerOf = async (p: string) => (await echo(balancer.url, p)).edge;
+    let slow = '';
+    let other = '';
+    for (let i = 0; i < 50 && !(slow && other); i++) {
+      const p = `/body/${i}`;
+      if ((await ownerOf(p)) === 'eu-1') slow ||= p;
+      else other ||= p;
+    }
+    const u = new URL(balancer.url);
+    const posted = new Promise<{ status: number; edge: string }>((resolve, reject) => {
+      const req = http.request({ host: u.hostname, port: u.port, path: slow, method: 'POST', headers: { 'Content-Length': '4' }, agent: false }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, edge: JSON.parse(Buffer.concat(chunks).toString()).edge }));
+      });
+      req.on('error', reject);
+      req.flushHeaders();
+      setTimeout(async () => {
+        for (let i = 0; i < 5; i++) expect(await ownerOf(other)).not.toBe('eu-1');
+        req.end('body');
+      }, 200);
+    });
+    expect(await posted).toEqual({ status: 200, edge: 'eu-1' });
   });
 
   test('GETs are retried on the next edge before any check notices; POSTs are not', async () => {

@@ -21,6 +21,8 @@ local inflight = require "cdn.balancer.inflight"
 local memo = require "cdn.memo"
 local certificates = require "cdn.balancer.certificates"
 local ngx_balancer = require "ngx.balancer"
+local get_request = require("resty.core.base").get_request
+local ffi = require "ffi"
 
 local var = ngx.var
 local header = ngx.header
@@ -39,7 +41,8 @@ local get_last_failure = ngx_balancer.get_last_failure
 local now = ngx.now
 local start_time = ngx.req.start_time
 local memo_get, memo_set = memo.get, memo.set
-local gmatch = string.gmatch
+local cast = ffi.cast
+local uintptr_t = ffi.typeof("uintptr_t")
 local match = string.match
 
 local _M = { _VERSION = "0.2.0" }
@@ -55,7 +58,6 @@ local checker
 local shared          -- the health dict; also holds in-flight counts
 local factor
 local edges           -- every edge
-local edge_by_id = {} -- id -> edge
 
 -- The request path reads one nginx variable per phase and looks the rest up in
 -- per-worker memos (each ngx.var read, shared-dict access or ngx.ctx use costs
@@ -95,7 +97,6 @@ function _M.init(settings_path)
                            k_load = "load:" .. e.id }
             nodes[#nodes + 1] = node
             edges[#edges + 1] = node
-            edge_by_id[e.id] = node
         end
         region_list[#region_list + 1] = { name = region.name, nodes = nodes }
         if #nodes > 0 then
@@ -184,6 +185,23 @@ local function request_route()
 end
 
 
+-- State handed from one phase of a request to the next without ngx.var or
+-- ngx.ctx (each costs hundreds of instructions), keyed by the request's address:
+-- the last request route() saw and its route (balance() usually runs right
+-- after, in the same event, for a request without a body), and the edges
+-- balance() picked for each request until its log phase. route() runs first for
+-- every request, so an address reused by a later request starts afresh.
+local routed_request, routed_entry
+local picks = {}   -- request -> the edge picked, or a list of them after a retry
+
+
+-- The current request's address as a number: a table key (each cdata pointer
+-- object would be a key of its own).
+local function request_id()
+    return tonumber(cast(uintptr_t, get_request()))
+end
+
+
 -- set_by_lua in the server's rewrite phase (no coroutine, unlike access_by_lua:
 -- measurably cheaper per request): returns "" to go on, or the status nginx.conf
 -- answers with ("400", "421"), which also closes the connection on a 400.
@@ -191,7 +209,10 @@ function _M.route()
     if front.bad_bytes() then
         return "400"
     end
-    return request_route().refuse or ""
+    local r, entry = request_id(), request_route()
+    routed_request, routed_entry = r, entry
+    picks[r] = nil
+    return entry.refuse or ""
 end
 
 
@@ -244,30 +265,26 @@ local function choose(entry, tried)
 end
 
 
--- The edges of a $cdn_picked list, in order.
+-- The edges balance() picked for a request, in order: they, not $upstream_addr,
+-- say which in-flight counts to give back (nginx lists an edge in
+-- $upstream_addr only once a connection was set up, and an attempt can fail
+-- before that: no free connection slot).
 local function attempted(picked)
-    local list = {}
-    for id in gmatch(picked, "[^,]+") do
-        local node = edge_by_id[id]
-        if node then
-            list[#list + 1] = node
-        end
+    if not picked then
+        return {}
     end
-    return list
+    return picked.id and { picked } or picked
 end
 
 
--- $cdn_picked lists the edges balance() picked for this request ("a,b" after a
--- retry). It, not $upstream_addr, says which in-flight counts to give back:
--- nginx lists an edge in $upstream_addr only once a connection was set up, and
--- an attempt can fail before that (no free connection slot).
-local function picked_so_far()
-    return var.cdn_picked or ""
-end
-
-
-local function pick(node, before)
-    var.cdn_picked = before and (before .. "," .. node.id) or node.id
+local function pick(r, node, before)
+    if not before then
+        picks[r] = node
+    elseif before.id then
+        picks[r] = { before, node }
+    else
+        before[#before + 1] = node
+    end
 end
 
 
@@ -275,13 +292,14 @@ end
 -- which is how nginx counts tries (no set_more_tries call per request); which
 -- methods may be tried again is nginx.conf's limit_except (balancer/render.ts).
 function _M.balance()
+    local r = request_id()
     local tried, picked
     local state, code = get_last_failure()
     if state then
         -- a retry: the previous edge failed ("failed" is a connection error or
         -- timeout; "next" an HTTP status proxy_next_upstream retries on, which
         -- says nothing about the edge's own health)
-        picked = picked_so_far()
+        picked = picks[r]
         local before = attempted(picked)
         tried = {}
         for i = 1, #before do
@@ -293,7 +311,7 @@ function _M.balance()
             stats.upstream_failure(last)
         end
     end
-    local node = choose(request_route(), tried)
+    local node = choose(r == routed_request and routed_entry or request_route(), tried)
     if not node then
         log(ERR, "balancer: no edge left to try")
         return ngx_exit(502)
@@ -303,19 +321,17 @@ function _M.balance()
         log(ERR, "balancer: failed to set peer ", node.id, ": ", err)
         return ngx_exit(502)
     end
-    pick(node, picked)
+    pick(r, node, picked)
     inflight.started(node)
 end
 
 
--- $cdn_log split: the edges picked, status, bytes sent, and the result the last
--- edge reported in Cache-Status. (The duration is measured on its own: it
--- differs from one request to the next, and this is memoised.)
+-- $cdn_log split: status, bytes sent, and the result the last edge reported in
+-- Cache-Status. (The duration is measured on its own: it differs from one
+-- request to the next, and this is memoised.)
 local function log_entry(line)
-    local picked, status, bytes, cache = match(line, "^(.-)\n(%d+) (%d+)\n(.*)$")
-    local tried = attempted(picked or "")
-    return { tried = tried, node = tried[#tried], status = tonumber(status) or 0,
-             bytes = tonumber(bytes) or 0,
+    local status, bytes, cache = match(line, "^(%d+) (%d+)\n(.*)$")
+    return { status = tonumber(status) or 0, bytes = tonumber(bytes) or 0,
              result = stats.cache_result(cache ~= "" and cache or nil) }
 end
 
@@ -334,12 +350,22 @@ end
 
 
 function _M.log()
-    local entry = request_log()
-    local tried = entry.tried
-    for i = 1, #tried do
-        inflight.finished(tried[i])
+    local r = request_id()
+    local picked = picks[r]
+    local node = picked
+    if picked then
+        picks[r] = nil
+        if picked.id then
+            inflight.finished(picked)
+        else
+            for i = 1, #picked do
+                inflight.finished(picked[i])
+            end
+            node = picked[#picked]
+        end
     end
-    stats.record(entry.node, entry.status, entry.bytes, now() - start_time(), entry.result)
+    local entry = request_log()
+    stats.record(node, entry.status, entry.bytes, now() - start_time(), entry.result)
 end
 
 
