@@ -3,6 +3,7 @@
  * whole configuration (never Debian's stock nginx.conf: its `tcp_nopush on` with
  * proxy_cache stalled 100 KiB hits on kept-alive connections by ~44 ms here).
  */
+import * as path from 'node:path';
 import type { Layout } from './layout';
 
 /**
@@ -12,6 +13,32 @@ import type { Layout } from './layout';
 export const NGINX_LOGS_DIR = 'logs';
 export const NGINX_ACCESS_LOG = `${NGINX_LOGS_DIR}/access.log`;
 export const NGINX_ERROR_LOG = `${NGINX_LOGS_DIR}/error.log`;
+/** The unit's logrotate config (renderLogrotate), run by scripts/run-unit.sh ($CDN_LOGROTATE). */
+export const NGINX_LOGROTATE_CONF = 'conf/logrotate.conf';
+
+/**
+ * nginx has no log rotation of its own, and a busy edge writes gigabytes of access
+ * log a day. scripts/run-unit.sh runs logrotate with this every few minutes: a log
+ * over `maxSize` is renamed, nginx reopens its logs on USR1 (it writes on to the
+ * renamed file until then, hence delaycompress), and `keep` rotations are kept.
+ */
+export function renderLogrotate(unitDir: string, o: { maxSize?: string; keep?: number } = {}): string {
+  const logs = [NGINX_ACCESS_LOG, NGINX_ERROR_LOG].map((l) => path.posix.join(unitDir, l)).join(' ');
+  return `# Rendered by the CDN's renderer: do not edit, change the spec instead.
+${logs} {
+    size ${o.maxSize ?? '100M'}
+    rotate ${o.keep ?? 5}
+    compress
+    delaycompress
+    missingok
+    notifempty
+    sharedscripts
+    postrotate
+        kill -USR1 "$(cat ${path.posix.join(unitDir, NGINX_LOGS_DIR, 'nginx.pid')})" 2>/dev/null || true
+    endscript
+}
+`;
+}
 
 /**
  * Descriptors an nginx worker may hold (worker_rlimit_nofile). nginx raises its own

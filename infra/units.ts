@@ -10,7 +10,7 @@ import { renderEdge } from '../edge/render';
 import { renderPrometheus } from '../observability/prometheus';
 import { renderOriginEnv } from '../origin/render';
 import { secretFile, type Layout } from './layout';
-import { NGINX_ERROR_LOG, NGINX_LOGS_DIR } from './nginx';
+import { NGINX_ERROR_LOG, NGINX_LOGROTATE_CONF, NGINX_LOGS_DIR, renderLogrotate } from './nginx';
 import { renderRedis } from './redis';
 import type { CdnSpec } from './spec';
 import { url, type EdgePlacement, type Topology } from './topology';
@@ -50,8 +50,8 @@ export interface ServiceUnit {
 export const PACKAGES: Record<Role, string[]> = {
   redis: ['redis-server'],
   origin: [],
-  edge: ['nginx', 'libnginx-mod-http-lua', 'libnginx-mod-http-ndk', 'lua-resty-core', 'lua-resty-lrucache', 'lua-nginx-redis', 'lua-cjson'],
-  balancer: ['nginx', 'libnginx-mod-http-lua', 'libnginx-mod-http-ndk', 'lua-resty-core', 'lua-resty-lrucache', 'lua-cjson'],
+  edge: ['nginx', 'libnginx-mod-http-lua', 'libnginx-mod-http-ndk', 'lua-resty-core', 'lua-resty-lrucache', 'lua-nginx-redis', 'lua-cjson', 'logrotate'],
+  balancer: ['nginx', 'libnginx-mod-http-lua', 'libnginx-mod-http-ndk', 'lua-resty-core', 'lua-resty-lrucache', 'lua-cjson', 'logrotate'],
   prometheus: ['prometheus'],
 };
 
@@ -63,13 +63,15 @@ export interface UnitOptions {
   withPrometheus: boolean;
 }
 
-function nginxUnit(name: string, layout: Layout, files: RenderedFile[]): Pick<ServiceUnit, 'dir' | 'dirs' | 'files' | 'command'> {
+function nginxUnit(name: string, layout: Layout, files: RenderedFile[]): Pick<ServiceUnit, 'dir' | 'dirs' | 'files' | 'command' | 'env'> {
   const dir = layout.unitDir(name);
   return {
     dir,
     dirs: [NGINX_LOGS_DIR, 'cache', 'tmp', 'conf'],
-    files,
+    files: [...files, { path: NGINX_LOGROTATE_CONF, content: renderLogrotate(dir) }],
     command: [layout.nginx, '-p', dir, '-c', path.join(dir, 'conf', 'nginx.conf'), '-e', path.join(dir, NGINX_ERROR_LOG), '-g', 'daemon off;'],
+    // scripts/run-unit.sh rotates the logs with it (the deployed targets)
+    env: { CDN_LOGROTATE: path.join(dir, NGINX_LOGROTATE_CONF) },
   };
 }
 
@@ -81,7 +83,6 @@ export function edgeUnit(spec: CdnSpec, topology: Topology, edge: EdgePlacement,
     region: edge.region,
     packages: PACKAGES.edge,
     ...nginxUnit(name, layout, renderEdge(spec, topology, edge, layout, adminTokenFile)),
-    env: {},
     health: { kind: 'http', url: url(edge.internal.reach, '/healthz') },
     url: url(edge.traffic.reach),
     dependsOn: ['origin'],
@@ -135,7 +136,6 @@ export function buildUnits(o: UnitOptions): ServiceUnit[] {
     role: 'balancer',
     packages: PACKAGES.balancer,
     ...nginxUnit('balancer', layout, renderBalancer(spec, topology, layout)),
-    env: {},
     health: { kind: 'http', url: url(topology.balancer.internal.reach, '/healthz') },
     url: url(topology.balancer.traffic.reach),
     dependsOn: topology.edges.map((e) => `edge-${e.id}`),

@@ -24,6 +24,17 @@ done
 # next start fail with "address in use"; nothing else can be listening on it now.
 rm -f ./*.sock
 
+# nginx units: nothing else rotates their logs (no cron in a container), so a
+# loop started here runs logrotate with the unit's config every few minutes. It
+# lives as long as the unit: the container or the systemd unit's cgroup ends it.
+if [ -n "${CDN_LOGROTATE:-}" ]; then
+  (
+    while sleep "${CDN_LOGROTATE_EVERY:-300}"; do
+      logrotate --state "$CDN_UNIT_DIR/logrotate.state" "$CDN_LOGROTATE" || true
+    done
+  ) &
+fi
+
 if [ "$user" = root ]; then
   exec "$@"
 fi

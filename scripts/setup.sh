@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 # infra/docker/dockerfiles.test.ts checks that both agree).
 PACKAGES=(
   nginx libnginx-mod-http-lua libnginx-mod-http-ndk
-  lua-resty-core lua-resty-lrucache lua-nginx-redis lua-cjson
+  lua-resty-core lua-resty-lrucache lua-nginx-redis lua-cjson logrotate
   redis-server prometheus
   wrk lua-check curl ca-certificates
   chromium
@@ -26,8 +26,8 @@ PACKAGES=(
 ROLE_COMMON="curl ca-certificates"
 role_packages() {
   case "$1" in
-    edge) echo "nginx libnginx-mod-http-lua libnginx-mod-http-ndk lua-resty-core lua-resty-lrucache lua-nginx-redis lua-cjson" ;;
-    balancer) echo "nginx libnginx-mod-http-lua libnginx-mod-http-ndk lua-resty-core lua-resty-lrucache lua-cjson" ;;
+    edge) echo "nginx libnginx-mod-http-lua libnginx-mod-http-ndk lua-resty-core lua-resty-lrucache lua-nginx-redis lua-cjson logrotate" ;;
+    balancer) echo "nginx libnginx-mod-http-lua libnginx-mod-http-ndk lua-resty-core lua-resty-lrucache lua-cjson logrotate" ;;
     redis) echo "redis-server" ;;
     prometheus) echo "prometheus" ;;
     origin) echo "" ;;

@@ -14,7 +14,7 @@ import { program } from '../../stacks/program';
 import { deployPlan, specWithObjectStore } from '../deploy/config';
 import { RUNTIME_IMAGES, DEFAULT_IMAGES } from '../deploy/images';
 import { containerLayout, secretFile } from '../layout';
-import { NGINX_OPEN_FILES } from '../nginx';
+import { NGINX_LOGROTATE_CONF, NGINX_OPEN_FILES, renderLogrotate } from '../nginx';
 import { renderRedis } from '../redis';
 import { parseSpec } from '../spec';
 import { generatedSecret, isSecret, plain, runProgram, secretsIn, type ProgramRun, type RecordedResource } from '../testing/pulumi-mocks';
@@ -105,14 +105,25 @@ describe('docker target', () => {
     expect(settings.regions[1].edges.map((e: { host: string }) => e.host)).toEqual(['10.89.0.102', '10.89.0.103', '10.89.0.104']);
   });
 
-  test('nginx containers allow the descriptors nginx.conf raises its limit to; others keep Docker\'s default', () => {
+  test('nginx containers allow the descriptors nginx.conf raises its limit to, and rotate their logs', () => {
     const { topology } = expectedTopology();
     for (const name of [...topology.edges.map((e) => `edge-${e.id}`), 'balancer']) {
       const c = run.named(name, CONTAINER);
       expect(plain(c.inputs.ulimits)).toEqual([{ name: 'nofile', soft: NGINX_OPEN_FILES, hard: NGINX_OPEN_FILES }]);
       expect(fileIn(c, `/etc/cdn/${name}/conf/nginx.conf`)).toContain(`worker_rlimit_nofile ${NGINX_OPEN_FILES};`);
+      // run-unit.sh rotates the logs with the unit's logrotate config
+      expect(fileIn(c, `/etc/cdn/${name}/${NGINX_LOGROTATE_CONF}`)).toBe(renderLogrotate(`/etc/cdn/${name}`));
+      expect(c.inputs.envs).toContain(`CDN_LOGROTATE=/etc/cdn/${name}/${NGINX_LOGROTATE_CONF}`);
     }
     expect(run.named('origin', CONTAINER).inputs.ulimits).toBeUndefined();
+  });
+
+  test('every container\'s output is capped (json-file, 3 x 50 MB)', () => {
+    const containers = run.resources.filter((r) => r.type === CONTAINER);
+    expect(containers.length).toBeGreaterThan(5);
+    for (const c of containers) {
+      expect([c.name, c.inputs.logDriver, plain(c.inputs.logOpts)]).toEqual([c.name, 'json-file', { 'max-size': '50m', 'max-file': '3' }]);
+    }
   });
 
   test('Redis requires the password from a secret include; redis.conf itself holds none', () => {

@@ -34,6 +34,12 @@ export interface DockerStackInput {
   repoRoot: string;
 }
 
+/**
+ * What containers print (the origin's logs, the services' own) is kept in at most
+ * three 50 MB files each: Docker's json-file driver keeps everything by default.
+ */
+const CAPPED_OUTPUT = { logDriver: 'json-file', logOpts: { 'max-size': '50m', 'max-file': '3' } };
+
 /** Dockerfile (relative to the repository root) and build args per role's image. */
 export function imageBuilds(images: ImageCatalogue): Record<Role, { dockerfile: string; args: Record<string, string> }> {
   const debian = { BASE_IMAGE: images.debian };
@@ -132,6 +138,7 @@ export function dockerStack(input: DockerStackInput): StackOutputs {
       'object-store',
       {
         name: `${prefix}-object-store`,
+        ...CAPPED_OUTPUT,
         image: pulled('minio').imageId,
         command: ['server', '/data', '--address', `:${MINIO_PORT}`],
         envs: [`MINIO_ROOT_USER_FILE=${SECRETS_DIR}/s3-access-key`, `MINIO_ROOT_PASSWORD_FILE=${SECRETS_DIR}/s3-secret-key`],
@@ -183,6 +190,7 @@ export function dockerStack(input: DockerStackInput): StackOutputs {
       unit.name,
       {
         name: `${prefix}-${unit.name}`,
+        ...CAPPED_OUTPUT,
         hostname: unit.name,
         image: built[unit.role].imageName,
         command: unit.command,
@@ -217,6 +225,7 @@ export function dockerStack(input: DockerStackInput): StackOutputs {
     'loki',
     {
       name: `${prefix}-loki`,
+      ...CAPPED_OUTPUT,
       image: pulled('loki').imageId,
       command: ['-config.file=/etc/loki/local-config.yaml'],
       volumes: [{ volumeName: new docker.Volume('loki-data', { name: `${prefix}-loki` }, { parent: monitoring }).name, containerPath: '/loki' }],
@@ -235,6 +244,7 @@ export function dockerStack(input: DockerStackInput): StackOutputs {
     'alloy',
     {
       name: `${prefix}-alloy`,
+      ...CAPPED_OUTPUT,
       image: pulled('alloy').imageId,
       command: alloyRunArgs(ALLOY_CONFIG_FILE),
       uploads: [{ file: ALLOY_CONFIG_FILE, content: renderAlloyConfig({ source: 'docker', lokiPushUrl: lokiPushUrl(url({ host: addresses.loki, port: LOKI_PORT })), dockerNetwork: `${prefix}-net` }), permissions: '0644' }],
@@ -254,6 +264,7 @@ export function dockerStack(input: DockerStackInput): StackOutputs {
     'grafana',
     {
       name: `${prefix}-grafana`,
+      ...CAPPED_OUTPUT,
       image: pulled('grafana').imageId,
       envs: ['GF_SECURITY_ADMIN_USER=admin', `GF_SECURITY_ADMIN_PASSWORD__FILE=${SECRETS_DIR}/grafana-admin-password`, 'GF_AUTH_ANONYMOUS_ENABLED=false', 'GF_ANALYTICS_REPORTING_ENABLED=false'],
       uploads: [

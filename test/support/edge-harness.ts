@@ -35,6 +35,8 @@ export interface EdgeHarness {
   originUrl: string;
   /** pid of the edge's nginx master. */
   pid: number;
+  /** The edge unit's directory (conf/, logs/, cache/). */
+  dir: string;
   internalUrl: string;
   redis: RedisHandle;
   /** Requests the origin received, in order. */
@@ -119,6 +121,7 @@ export async function startEdge(specInput: CdnSpecInput = {}, options: EdgeOptio
     url: `http://127.0.0.1:${edgePlacement.traffic.listen.port}`,
     originUrl: `http://127.0.0.1:${originPort}`,
     pid: svc.pid,
+    dir: unit.dir,
     internalUrl: `http://127.0.0.1:${edgePlacement.internal.listen.port}`,
     redis,
     originRequests,
