@@ -211,6 +211,8 @@ export function overview(): Dashboard {
         ],
       },
       { title: 'Cache status mix', unit: 'reqps', targets: [['sum by (cache_status) (rate(cdn_edge_requests_total{region=~"$region"}[' + RI + ']))', '{{cache_status}}']] },
+      // also counted as HITs above: the requests that waited on the cache lock for another request's fetch
+      { title: 'Collapsed requests per second (waited for another request\'s fetch)', unit: 'reqps', targets: [['sum by (edge) (rate(cdn_edge_collapsed_total{region=~"$region"}[' + RI + ']))', '{{edge}}']] },
       { title: 'Purges applied per second (per edge)', unit: 'ops', targets: [['sum by (edge) (rate(cdn_edge_purges_applied_total{region=~"$region"}[' + RI + ']))', '{{edge}}']] },
       { title: 'Edge and balancer 5xx (logs)', type: 'logs', targets: [LOGQL.edgeErrors] },
       { title: 'One request across balancer, edge and origin (logs; set the request id above)', type: 'logs', targets: [LOGQL.requestTrace] },

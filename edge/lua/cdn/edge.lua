@@ -129,6 +129,8 @@ function _M.init_worker()
         metrics:counter("cdn_edge_collapsed_total",
             "Requests that waited for another request's fetch of the same object"
             .. " and were answered with it (Cache-Status: collapsed)")
+        -- exported from the start (at 0), not from the first collapse on
+        metrics:inc("cdn_edge_collapsed_total", 0)
         metrics:counter("cdn_edge_purges_applied_total",
             "Purge messages applied from the stream")
         metrics:gauge("cdn_edge_cache_filesystem_size_bytes",
