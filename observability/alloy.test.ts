@@ -9,7 +9,7 @@ import { deployPlan } from '../infra/deploy/config';
 import { deployedUnits } from '../infra/deploy/units';
 import { dockerAddresses, dockerTopology } from '../infra/docker/topology';
 import { parseSpec } from '../infra/spec';
-import { ACCESS_LOGS, dockerLogDir, LOG_LABELS, renderAlloyConfig, renderAlloyFiles, renderSystemdAlloyConfig } from './alloy';
+import { ACCESS_LOGS, dockerLogDir, ERROR_LOGS, LOG_LABELS, renderAlloyConfig, renderAlloyFiles, renderSystemdAlloyConfig } from './alloy';
 
 /** Alloy components this configuration may use (grafana.com/docs/alloy/latest/reference/components). */
 const KNOWN = ['discovery.docker', 'discovery.relabel', 'loki.source.docker', 'loki.source.journal', 'loki.source.file', 'loki.relabel', 'loki.process', 'loki.write', 'local.file_match'];
@@ -111,6 +111,35 @@ describe('Alloy configuration (static checks only: no Alloy binary here)', () =>
         expect(expressions[1].exec(unit!)?.groups?.role).toBe(u.role);
       }
       expect(ACCESS_LOGS.systemd).toBe('/etc/cdn/*/logs/access.log');
+    }
+  });
+
+  test('the error-log globs and the unit, role and level extraction fit where each nginx unit writes its error log', () => {
+    const spec = { name: 'shop', regions: [{ name: 'eu', edges: 1 }] };
+    const plan = deployPlan(spec, parseSpec(spec));
+    const units = deployedUnits(plan, dockerTopology(plan.spec, dockerAddresses(plan.spec, '10.89.0.0/24'), 'http://127.0.0.1:8080'), 'http://10.89.0.12:9000');
+    const nginx = units.filter((u) => u.role === 'edge' || u.role === 'balancer');
+    expect(nginx).toHaveLength(2);
+    const globRe = (glob: string) => new RegExp(`^${glob.replace(/\./g, '\\.').replace('*', '[^/]+')}$`);
+    for (const [source, config] of [['systemd', renderSystemdAlloyConfig()], ['docker', renderAlloyConfig({ source: 'docker', lokiPushUrl: 'http://x:3100/loki/api/v1/push' })]] as const) {
+      const block = blockOf(config, 'loki.process.error_logs');
+      const expressions = [...block.matchAll(/expression = "((?:[^"\\]|\\.)*)"/g)].map((m) => new RegExp(JSON.parse(`"${m[1]}"`).replace(/\(\?P</g, '(?<')));
+      expect(expressions).toHaveLength(3);
+      expect(config).toContain(`"__path__" = "${ERROR_LOGS[source]}"`);
+      for (const u of nginx) {
+        // where nginx writes: the -e of its command line
+        const written = u.command[u.command.indexOf('-e') + 1];
+        const seen = source === 'systemd' ? written : path.posix.join(dockerLogDir(u.name), path.posix.basename(written));
+        expect(seen).toMatch(globRe(ERROR_LOGS[source]));
+        const unit = expressions[0].exec(seen)?.groups?.unit;
+        expect(unit).toBe(u.name);
+        expect(expressions[1].exec(unit!)?.groups?.role).toBe(u.role);
+      }
+      // a line as nginx writes it
+      const line = '2026/11/25 22:13:36 [alert] 18182#18182: *7 setrlimit(RLIMIT_NOFILE, 16384) failed';
+      expect(expressions[2].exec(line)?.groups).toEqual({ time: '2026/11/25 22:13:36', level: 'alert' });
+      // plain text: straight to Loki, not through the JSON stage
+      expect(block).toContain('forward_to = [loki.write.loki.receiver]');
     }
   });
 

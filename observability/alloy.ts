@@ -24,7 +24,7 @@
  */
 import * as path from 'node:path';
 import { containerLayout } from '../infra/layout';
-import { NGINX_ACCESS_LOG } from '../infra/nginx';
+import { NGINX_ACCESS_LOG, NGINX_ERROR_LOG } from '../infra/nginx';
 
 export type AlloySource = 'docker' | 'systemd';
 
@@ -33,8 +33,9 @@ export interface AlloyOptions {
   /** Loki's push endpoint, or an Alloy expression (e.g. `sys.env("CDN_LOKI_PUSH_URL")`) when `urlIsExpression`. */
   lokiPushUrl: string;
   urlIsExpression?: boolean;
-  /** Glob of the nginx access logs (defaults per source). */
+  /** Globs of the nginx access and error logs (defaults per source). */
   accessLogs?: string;
+  errorLogs?: string;
   /**
    * docker: only containers on this network (the stack's) are shipped, not other
    * stacks' or programs' on the same host.
@@ -47,10 +48,15 @@ export function dockerLogDir(unit: string): string {
   return path.posix.join('/var/log/cdn', unit);
 }
 
-export const ACCESS_LOGS: Record<AlloySource, string> = {
-  docker: path.posix.join(dockerLogDir('*'), path.posix.basename(NGINX_ACCESS_LOG)),
-  systemd: path.posix.join(containerLayout().unitDir('*'), NGINX_ACCESS_LOG),
-};
+function nginxLogGlobs(log: string): Record<AlloySource, string> {
+  return {
+    docker: path.posix.join(dockerLogDir('*'), path.posix.basename(log)),
+    systemd: path.posix.join(containerLayout().unitDir('*'), log),
+  };
+}
+
+export const ACCESS_LOGS = nginxLogGlobs(NGINX_ACCESS_LOG);
+export const ERROR_LOGS = nginxLogGlobs(NGINX_ERROR_LOG);
 
 /** Loki's push API. */
 export function lokiPushUrl(base: string): string {
@@ -144,35 +150,69 @@ loki.source.journal "units" {
 `;
 }
 
-function accessLogSource(glob: string): string {
-  return `// nginx JSON access logs (edges and balancer): log_format cdn_json in infra/nginx.ts.
-local.file_match "access_logs" {
+/** The file source of one kind of nginx log, with `unit` and `role` taken from its path. */
+function nginxLogSource(name: string, glob: string, file: string, stages: string, forwardTo: string): string {
+  return `local.file_match "${name}" {
   path_targets = [{"__path__" = ${q(glob)}}]
 }
 
-loki.source.file "access_logs" {
-  targets    = local.file_match.access_logs.targets
-  forward_to = [loki.process.access_logs.receiver]
+loki.source.file "${name}" {
+  targets    = local.file_match.${name}.targets
+  forward_to = [loki.process.${name}.receiver]
 }
 
-loki.process "access_logs" {
+loki.process "${name}" {
   stage.regex {
     source     = "filename"
-    expression = "/(?P<unit>[a-z0-9-]+)/(logs/)?access\\\\.log$"
+    expression = "/(?P<unit>[a-z0-9-]+)/(logs/)?${file.replace('.', '\\\\.')}$"
   }
   stage.regex {
     source     = "unit"
     expression = "^(?P<role>edge|balancer)"
   }
-  stage.labels {
-    values = { unit = "", role = "" }
-  }
-  stage.label_drop {
+${stages}  stage.label_drop {
     values = ["filename"]
   }
-  forward_to = [loki.process.cdn.receiver]
+  forward_to = [${forwardTo}]
 }
 `;
+}
+
+function accessLogSource(glob: string): string {
+  return `// nginx JSON access logs (edges and balancer): log_format cdn_json in infra/nginx.ts.
+${nginxLogSource(
+  'access_logs',
+  glob,
+  path.posix.basename(NGINX_ACCESS_LOG),
+  `  stage.labels {
+    values = { unit = "", role = "" }
+  }
+`,
+  'loki.process.cdn.receiver',
+)}`;
+}
+
+function errorLogSource(glob: string): string {
+  return `// nginx error logs (edges and balancer): plain text, "yyyy/mm/dd hh:mm:ss [level] ...",
+// in the instance's or container's time zone (UTC in both targets).
+${nginxLogSource(
+  'error_logs',
+  glob,
+  path.posix.basename(NGINX_ERROR_LOG),
+  `  stage.regex {
+    expression = "^(?P<time>\\\\d{4}/\\\\d{2}/\\\\d{2} \\\\d{2}:\\\\d{2}:\\\\d{2}) \\\\[(?P<level>[a-z]+)\\\\]"
+  }
+  stage.labels {
+    values = { unit = "", role = "", level = "" }
+  }
+  stage.timestamp {
+    source            = "time"
+    format            = "2006/01/02 15:04:05"
+    action_on_failure = "skip"
+  }
+`,
+  'loki.write.loki.receiver',
+)}`;
 }
 
 export function renderAlloyConfig(o: AlloyOptions): string {
@@ -182,6 +222,7 @@ export function renderAlloyConfig(o: AlloyOptions): string {
 
 ${o.source === 'docker' ? dockerSource(o.dockerNetwork) : systemdSource()}
 ${accessLogSource(o.accessLogs ?? ACCESS_LOGS[o.source])}
+${errorLogSource(o.errorLogs ?? ERROR_LOGS[o.source])}
 // JSON lines: the origin's pino logs ("level", "time") and nginx's ("cache", "ts").
 // Only low-cardinality fields become labels; the rest stays for "| json".
 loki.process "cdn" {

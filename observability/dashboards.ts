@@ -148,9 +148,12 @@ const E = 'edge=~"$edge", region=~"$region"';
  * (edge, balancer, origin, ...), `unit` (edge-eu-1, ...), and from the JSON line
  * `level` (origin) and `cache` (nginx access logs); everything else via `| json`.
  */
+// nginx's access logs are the edge and balancer streams without a `level` label;
+// their error logs (plain text) carry one.
 export const LOGQL = {
-  edgeErrors: '{role=~"edge|balancer"} | json | status >= 500',
-  edgeLogs: '{role="edge", unit=~"edge-($edge)"} | json',
+  edgeErrors: '{role=~"edge|balancer", level=""} | json | status >= 500',
+  nginxErrors: '{role=~"edge|balancer", level=~"error|crit|alert|emerg"}',
+  edgeLogs: '{role="edge", unit=~"edge-($edge)", level=""} | json',
   requestTrace: '{role=~"balancer|edge|origin"} |= "$req_id"',
   originErrors: '{role="origin", level=~"error|fatal"}',
   purgeAudit: '{role="origin"} | json | audit="purge"',
@@ -215,6 +218,7 @@ export function overview(): Dashboard {
       { title: 'Collapsed requests per second (waited for another request\'s fetch)', unit: 'reqps', targets: [['sum by (edge) (rate(cdn_edge_collapsed_total{region=~"$region"}[' + RI + ']))', '{{edge}}']] },
       { title: 'Purges applied per second (per edge)', unit: 'ops', targets: [['sum by (edge) (rate(cdn_edge_purges_applied_total{region=~"$region"}[' + RI + ']))', '{{edge}}']] },
       { title: 'Edge and balancer 5xx (logs)', type: 'logs', targets: [LOGQL.edgeErrors] },
+      { title: 'nginx errors on edges and balancer (error logs)', type: 'logs', targets: [LOGQL.nginxErrors] },
       { title: 'One request across balancer, edge and origin (logs; set the request id above)', type: 'logs', targets: [LOGQL.requestTrace] },
     ],
     [REGION, REQ_ID],
