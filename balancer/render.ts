@@ -28,8 +28,8 @@ export interface BalancerSettings {
   order: string[];
   /**
    * Extra attempts on other edges after a failed one (not for the methods
-   * outside RETRIED_METHODS). nginx.conf carries them (one placeholder server per try); kept here
-   * for /status.json readers.
+   * outside RETRIED_METHODS). nginx.conf carries them (one placeholder server
+   * per try); kept here for /status.json readers.
    */
   retries: number;
   /** nginx's variable for the header a trusted proxy names the shopper's region in. */
@@ -94,9 +94,17 @@ ${regions.join('\n')}
         default 0;
 ${trusted.join('\n')}
     }
-${trusted.length > 0 ? TRUSTED_PEER_MAPS : ''}
-    # Requests in progress per client address${trusted.length > 0 ? '; trusted proxies (an empty key) are\n    # not counted' : ''}. https://nginx.org/en/docs/http/ngx_http_limit_conn_module.html
-    limit_conn_zone ${trusted.length > 0 ? '$cdn_conn_key' : '$binary_remote_addr'} zone=cdn_conn:10m;`;
+${trustsProxies(spec) ? TRUSTED_PEER_MAPS : ''}
+    # Requests in progress per client address${trustsProxies(spec) ? '; trusted proxies (an empty key) are\n    # not counted' : ''}. https://nginx.org/en/docs/http/ngx_http_limit_conn_module.html
+    limit_conn_zone ${trustsProxies(spec) ? '$cdn_conn_key' : '$binary_remote_addr'} zone=cdn_conn:10m;`;
+}
+
+/**
+ * Whether peers may speak for clients (balancer.trustedProxies): only then are
+ * $cdn_trusted_peer and the maps on it rendered and looked up per request.
+ */
+function trustsProxies(spec: CdnSpec): boolean {
+  return spec.balancer.trustedProxies.length > 0;
 }
 
 // Only with trusted proxies configured: without, every peer is a client and
@@ -124,7 +132,7 @@ function routeSignature(spec: CdnSpec): string {
   const b = spec.balancer;
   const parts: string[] = [];
   // "0"/"1", then the header (believed from trusted peers only)
-  if (b.trustedProxies.length > 0) parts.push(`$cdn_trusted_peer$${headerVariable(b.regionHeader)}`);
+  if (trustsProxies(spec)) parts.push(`$cdn_trusted_peer$${headerVariable(b.regionHeader)}`);
   if (b.cidrRegions.length > 0) parts.push('$cdn_cidr_region');
   return [...parts, '$host', '$http_host', '$request_uri'].join('\\n');
 }
@@ -219,7 +227,7 @@ ${tlsDirectives(spec)}        client_body_temp_path tmp;
             proxy_set_header Connection "";
             proxy_set_header Host $host;
             # Forwarding headers are set here, never passed on from clients.
-            proxy_set_header X-Forwarded-For ${b.trustedProxies.length > 0 ? '$cdn_forwarded_for' : '$remote_addr'};
+            proxy_set_header X-Forwarded-For ${trustsProxies(spec) ? '$cdn_forwarded_for' : '$remote_addr'};
             proxy_set_header X-Forwarded-Proto $scheme;
             proxy_set_header X-Forwarded-Host "";
             proxy_set_header X-Forwarded-Port "";

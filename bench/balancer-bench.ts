@@ -26,7 +26,7 @@ import { up, type UpResult } from '../infra/native/stack';
 import { isAlive, startUnit, stopPid } from '../infra/native/supervisor';
 import { parseSpec } from '../infra/spec';
 import { startNginx, type NginxHandle } from '../test/support/nginx-lua';
-import { uncommittedChanges } from './edge';
+import { git, uncommittedChanges } from './edge';
 
 const REPO = path.resolve(__dirname, '..', '..');
 const RUNS = Number(process.env.BENCH_RUNS ?? 10);
@@ -419,14 +419,6 @@ export function machine(): string {
   return `${cpus.length} × ${cpus[0]?.model ?? 'unknown CPU'}, ${fmt(os.totalmem() / 2 ** 30, 1)} GiB RAM, Linux ${os.release()}, ${nginxVersion}, Node ${process.version}, ${execFileSync('sh', ['-c', 'wrk --version 2>&1 | head -1'], { encoding: 'utf8' }).trim().split(' Copyright')[0]}`;
 }
 
-export function gitHead(): string {
-  try {
-    return execFileSync('git', ['rev-parse', 'HEAD'], { cwd: REPO, encoding: 'utf8' }).trim();
-  } catch {
-    return 'unknown';
-  }
-}
-
 async function main() {
   const what = process.argv[2] ?? 'all';
   const sections: string[] = [];
@@ -435,7 +427,7 @@ async function main() {
   const head = [
     '# Balancer benchmark',
     '',
-    `- commit: \`${gitHead()}\`${dirty}`,
+    `- commit: \`${git(['rev-parse', 'HEAD'])}\`${dirty}`,
     `- machine: ${machine()}`,
     `- date: ${new Date().toISOString()}`,
     `- command: \`${command}\``,

@@ -13,28 +13,29 @@ import type { Layout } from './layout';
 export const NGINX_LOGS_DIR = 'logs';
 export const NGINX_ACCESS_LOG = `${NGINX_LOGS_DIR}/access.log`;
 export const NGINX_ERROR_LOG = `${NGINX_LOGS_DIR}/error.log`;
+export const NGINX_PID_FILE = `${NGINX_LOGS_DIR}/nginx.pid`;
 /** The unit's logrotate config (renderLogrotate), run by scripts/run-unit.sh ($CDN_LOGROTATE). */
 export const NGINX_LOGROTATE_CONF = 'conf/logrotate.conf';
 
 /**
  * nginx has no log rotation of its own, and a busy edge writes gigabytes of access
  * log a day. scripts/run-unit.sh runs logrotate with this every few minutes: a log
- * over `maxSize` is renamed, nginx reopens its logs on USR1 (it writes on to the
- * renamed file until then, hence delaycompress), and `keep` rotations are kept.
+ * over 100 MB is renamed, nginx reopens its logs on USR1 (it writes on to the
+ * renamed file until then, hence delaycompress), and 5 rotations are kept.
  */
-export function renderLogrotate(unitDir: string, o: { maxSize?: string; keep?: number } = {}): string {
+export function renderLogrotate(unitDir: string): string {
   const logs = [NGINX_ACCESS_LOG, NGINX_ERROR_LOG].map((l) => path.posix.join(unitDir, l)).join(' ');
-  return `# Rendered by the CDN's renderer: do not edit, change the spec instead.
+  return `# Rendered by the CDN's renderer: do not edit, change the renderer instead.
 ${logs} {
-    size ${o.maxSize ?? '100M'}
-    rotate ${o.keep ?? 5}
+    size 100M
+    rotate 5
     compress
     delaycompress
     missingok
     notifempty
     sharedscripts
     postrotate
-        kill -USR1 "$(cat ${path.posix.join(unitDir, NGINX_LOGS_DIR, 'nginx.pid')})" 2>/dev/null || true
+        kill -USR1 "$(cat ${path.posix.join(unitDir, NGINX_PID_FILE)})" 2>/dev/null || true
     endscript
 }
 `;
@@ -123,7 +124,7 @@ ${o.layout.nginxUser ? `user ${o.layout.nginxUser};\n` : ''}# One worker per cor
 # https://nginx.org/en/docs/ngx_core_module.html#worker_processes
 worker_processes ${o.workers};
 error_log ${NGINX_ERROR_LOG} notice;
-pid ${NGINX_LOGS_DIR}/nginx.pid;
+pid ${NGINX_PID_FILE};
 # Lets the purge reader's blocking read end promptly on shutdown.
 worker_shutdown_timeout 5s;
 

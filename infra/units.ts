@@ -63,6 +63,11 @@ export interface UnitOptions {
   withPrometheus: boolean;
 }
 
+/** The roles whose unit is an nginx (nginxUnit): logs under logs/, descriptor limits. */
+export function runsNginx(role: Role): boolean {
+  return role === 'edge' || role === 'balancer';
+}
+
 function nginxUnit(name: string, layout: Layout, files: RenderedFile[]): Pick<ServiceUnit, 'dir' | 'dirs' | 'files' | 'command' | 'env'> {
   const dir = layout.unitDir(name);
   return {

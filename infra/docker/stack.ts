@@ -19,7 +19,7 @@ import type { StackSecrets } from '../deploy/secrets';
 import { deployedUnits, localHealthCommand, unitEnvironment, unitSecretFiles, SECRETS_DIR } from '../deploy/units';
 import { NGINX_LOGS_DIR, NGINX_OPEN_FILES } from '../nginx';
 import { url } from '../topology';
-import type { Role, ServiceUnit } from '../units';
+import { runsNginx, type Role, type ServiceUnit } from '../units';
 import { dockerAddresses, dockerTopology, GRAFANA_PORT, LOKI_PORT, MINIO_PORT, objectStoreEndpoint } from './topology';
 
 /** Alloy's configuration inside its container (the image's default path). */
@@ -206,7 +206,7 @@ export function dockerStack(input: DockerStackInput): StackOutputs {
           { label: 'cdn.unit', value: unit.name },
         ],
         // nginx raises its soft descriptor limit itself, up to this hard limit.
-        ulimits: unit.role === 'edge' || unit.role === 'balancer' ? [{ name: 'nofile', soft: NGINX_OPEN_FILES, hard: NGINX_OPEN_FILES }] : undefined,
+        ulimits: runsNginx(unit.role) ? [{ name: 'nofile', soft: NGINX_OPEN_FILES, hard: NGINX_OPEN_FILES }] : undefined,
         healthcheck: { tests: localHealthCommand(unit), interval: '5s', timeout: '3s', retries: 12, startPeriod: '5s' },
         restart: 'unless-stopped',
         // `pulumi up` returns once every service answers its health check.

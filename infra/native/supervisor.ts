@@ -9,7 +9,8 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { cdnError } from '../errors';
-import type { HealthCheck, ServiceUnit } from '../units';
+import { NGINX_ERROR_LOG } from '../nginx';
+import { runsNginx, type HealthCheck, type ServiceUnit } from '../units';
 
 export interface RunningService {
   unit: ServiceUnit;
@@ -128,7 +129,7 @@ export async function waitHealthy(svc: RunningService, timeoutMs: number): Promi
   while (Date.now() < deadline) {
     if (exited || !isAlive(svc.pid)) {
       const why = exited ?? 'exited';
-      const extra = svc.unit.role === 'edge' || svc.unit.role === 'balancer' ? ` and ${path.join(svc.unit.dir, 'logs', 'error.log')}` : '';
+      const extra = runsNginx(svc.unit.role) ? ` and ${path.join(svc.unit.dir, NGINX_ERROR_LOG)}` : '';
       throw cdnError('CDN_ERR_SERVICE_FAILED', `${svc.unit.name} ${why}; see ${svc.log}${extra}\n${tail(svc.log)}`);
     }
     if (await checkHealth(svc.unit.health, 1000)) return;
@@ -249,7 +250,7 @@ export async function reloadUnit(svc: { pid: number }, unit: ServiceUnit, option
     if (await options.ready()) return;
     await new Promise((r) => setTimeout(r, 50));
   }
-  throw cdnError('CDN_ERR_SERVICE_FAILED', `${unit.name} did not take the new configuration within ${timeoutMs / 1000}s; see ${path.join(unit.dir, 'logs', 'error.log')}`);
+  throw cdnError('CDN_ERR_SERVICE_FAILED', `${unit.name} did not take the new configuration within ${timeoutMs / 1000}s; see ${path.join(unit.dir, NGINX_ERROR_LOG)}`);
 }
 
 /** True once the balancer's /healthz reports `revision` (its settings' revision). */

@@ -63,8 +63,9 @@ local edges           -- every edge
 -- per-worker memos (each ngx.var read, shared-dict access or ngx.ctx use costs
 -- several hundred instructions in LuaJIT's interpreter, which is where request
 -- handlers run).
--- $cdn_route -> { refuse = status } or { object, rings, starts }:
---   "<trusted peer><CIDR region>\n<region header>\n<host>\n<Host>\n<URI>"
+-- $cdn_route -> { refuse = status } or { object, rings, starts }; the key holds
+-- what routing depends on (routeSignature in balancer/render.ts): the region
+-- sources the spec configures, then "<host>\n<Host>\n<URI>".
 local routes
 local ROUTE_CACHE_SIZE = 20000
 -- Longer signatures are routed every time (the memo counts entries, not bytes).
@@ -230,7 +231,7 @@ end
 
 -- Every edge is down or tried: an untried edge the checks gave up on beats
 -- failing outright (it may be back before the checks notice). (Its own function:
--- the closure would make LuaJIT abort every trace through choose().)
+-- the closure made LuaJIT abort traces through choose(): NYI UCLO.)
 local function any_untried(entry, tried)
     local rings = entry.rings
     for k = 1, #rings do
