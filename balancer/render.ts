@@ -177,7 +177,7 @@ export function renderBalancer(spec: CdnSpec, topology: Topology, layout: Layout
 
     # What the log phase records, as one variable (see balancer.lua).
     map "" $cdn_log {
-        default "$status $bytes_sent\\n$upstream_http_cache_status";
+        default "$bytes_sent\\n$upstream_http_cache_status";
     }
 
     # Placeholders: the Lua balancer sets the real peer for every attempt. nginx

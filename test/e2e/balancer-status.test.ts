@@ -11,7 +11,7 @@ import { chromium, type BrowserContext } from 'playwright-core';
 import { up, type UpResult } from '../../infra/native/stack';
 import { parseSpec } from '../../infra/spec';
 import { REPO_ROOT } from '../support/nginx-lua';
-import { unexpectedErrors } from './balancer-harness';
+import { rawExchange, unexpectedErrors } from './balancer-harness';
 
 const CHROMIUM = '/usr/bin/chromium';
 const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
@@ -152,5 +152,37 @@ describe('balancer status page', () => {
     expect(text).toMatch(/cdn_balancer_request_duration_seconds_bucket\{edge="eu-1",region="eu",le="\+Inf"\} \d+/);
     expect(text).toContain('cdn_balancer_edge_up{edge="us-1",region="us"} 0');
     expect(text).toContain('cdn_balancer_edge_up{edge="eu-1",region="eu"} 1');
+  });
+
+  test('/metrics counts each response under its status class: refused ones under edge "-", an edge\'s 404 under that edge', async () => {
+    // sums one status class over the matching series
+    const sum = (text: string, edge: RegExp, cls: string) =>
+      [...text.matchAll(/^cdn_balancer_requests_total\{edge="([^"]*)",region="[^"]*",status_class="(\dxx)"\} (\d+)$/gm)]
+        .filter((m) => edge.test(m[1]) && m[2] === cls)
+        .reduce((n, m) => n + Number(m[3]), 0);
+    const counts = async () => {
+      const text = await (await fetch(`${internal}/metrics`)).text();
+      return { refused: sum(text, /^-$/, '4xx'), edge4xx: sum(text, /^[a-z]+-\d+$/, '4xx'), edge2xx: sum(text, /^[a-z]+-\d+$/, '2xx') };
+    };
+    const before = await counts();
+    const port = Number(new URL(stack.state.balancer).port);
+    for (let i = 0; i < 3; i++) {
+      const bel = await rawExchange(port, 'GET /x HTTP/1.1\r\nHost: localhost\r\nX-Bad: a\x07b\r\n\r\n');
+      expect(bel.statuses).toEqual([400]);
+    }
+    for (let i = 0; i < 2; i++) {
+      const res = await fetch(`${stack.state.balancer}/no-such-bucket/missing-${i}`);
+      await res.arrayBuffer();
+      expect(res.status).toBe(404);
+    }
+    // other workers flush their counts every 0.25 s
+    let after = await counts();
+    for (let i = 0; i < 30 && (after.refused < before.refused + 3 || after.edge4xx < before.edge4xx + 2); i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      after = await counts();
+    }
+    expect(after.refused - before.refused).toBe(3);
+    expect(after.edge4xx - before.edge4xx).toBe(2);
+    expect(after.edge2xx).toBe(before.edge2xx);
   });
 });

@@ -39,11 +39,14 @@ local error = error
 local set_current_peer = ngx_balancer.set_current_peer
 local get_last_failure = ngx_balancer.get_last_failure
 local now = ngx.now
+local timer_every = ngx.timer.every
 local start_time = ngx.req.start_time
 local memo_get, memo_set = memo.get, memo.set
 local cast = ffi.cast
 local uintptr_t = ffi.typeof("uintptr_t")
 local match = string.match
+require "resty.core.misc"   -- declares the FFI function below
+local response_status = ffi.C.ngx_http_lua_ffi_get_resp_status
 
 local _M = { _VERSION = "0.2.0" }
 
@@ -74,10 +77,21 @@ local ROUTE_CACHE_MAX = 512
 local logs
 local LOG_CACHE_SIZE = 5000
 
--- Health as this worker last read it from the shared dict: once per event-loop
--- tick, not once per request and edge.
+-- Health as this worker last read it from the shared dict: every
+-- HEALTH_VIEW_INTERVAL seconds from a timer, and right after this worker saw an
+-- edge fail, not on the request path. Another worker's verdict reaches this
+-- one within the interval; until then a request sent to a dead edge is retried
+-- on the next one, as any request racing a failure is.
 local down = {}
-local down_tick
+local HEALTH_VIEW_INTERVAL = 0.05
+
+
+local function refresh_health()
+    for i = 1, #edges do
+        local node = edges[i]
+        down[node] = not checker:is_up(node)
+    end
+end
 
 
 function _M.init(settings_path)
@@ -135,7 +149,14 @@ end
 function _M.init_worker()
     routes = memo.new(ROUTE_CACHE_SIZE)
     logs = memo.new(LOG_CACHE_SIZE)
-    local ok, err = stats.init_worker()
+    front.init_worker()
+    refresh_health()
+    local ok, err = timer_every(HEALTH_VIEW_INTERVAL, refresh_health)
+    if not ok then
+        -- without it a dead edge would still be tried first, then skipped by retries
+        log(ERR, "balancer: failed to start the health view: ", err)
+    end
+    ok, err = stats.init_worker()
     if not ok then
         log(WARN, "balancer: statistics disabled: ", err)
     end
@@ -217,18 +238,6 @@ function _M.route()
 end
 
 
-local function refresh_health()
-    local tick = now()
-    if tick ~= down_tick then
-        down_tick = tick
-        for i = 1, #edges do
-            local node = edges[i]
-            down[node] = not checker:is_up(node)
-        end
-    end
-end
-
-
 -- Every edge is down or tried: an untried edge the checks gave up on beats
 -- failing outright (it may be back before the checks notice). (Its own function:
 -- the closure made LuaJIT abort traces through choose(): NYI UCLO.)
@@ -247,7 +256,6 @@ end
 -- The first usable edge: in the request's region, then the next regions.
 -- tried: edges this request already failed on (a retry), or nil.
 local function choose(entry, tried)
-    refresh_health()
     local rings = entry.rings
     for k = 1, #rings do
         local r = rings[k]
@@ -310,6 +318,7 @@ function _M.balance()
         if state == "failed" and last then
             checker:failure(last, "proxy: " .. tostring(code))
             stats.upstream_failure(last)
+            refresh_health()
         end
     end
     local node = choose(r == routed_request and routed_entry or request_route(), tried)
@@ -327,12 +336,13 @@ function _M.balance()
 end
 
 
--- $cdn_log split: status, bytes sent, and the result the last edge reported in
--- Cache-Status. (The duration is measured on its own: it differs from one
+-- $cdn_log split: bytes sent, and the result the last edge reported in
+-- Cache-Status. (The status is read from the request through FFI, cheaper than
+-- formatting $status; the duration is measured on its own: it differs from one
 -- request to the next, and this is memoised.)
 local function log_entry(line)
-    local status, bytes, cache = match(line, "^(%d+) (%d+)\n(.*)$")
-    return { status = tonumber(status) or 0, bytes = tonumber(bytes) or 0,
+    local bytes, cache = match(line, "^(%d+)\n(.*)$")
+    return { bytes = tonumber(bytes) or 0,
              result = stats.cache_result(cache ~= "" and cache or nil) }
 end
 
@@ -366,7 +376,8 @@ function _M.log()
         end
     end
     local entry = request_log()
-    stats.record(node, entry.status, entry.bytes, now() - start_time(), entry.result)
+    stats.record(node, response_status(get_request()), entry.bytes,
+                 now() - start_time(), entry.result)
 end
 
 

@@ -12,19 +12,26 @@
 -- Refusals are nginx's own `return 400` (see balancer/render.ts), so nginx sends
 -- its error page and closes the connection: pipelined bytes after it are never
 -- read as a request.
+local regex = require "resty.core.regex"
+local ffi = require "ffi"
+
 local var = ngx.var
 local raw_header = ngx.req.raw_header
-local re_find = ngx.re.find
+local exec_regex = ffi.C.ngx_http_lua_ffi_exec_regex
 local find = string.find
 local lower = string.lower
 local sub = string.sub
 local byte = string.byte
 local ipairs = ipairs
+local error = error
+local tostring = tostring
 
 local _M = { _VERSION = "0.1.0" }
 
 -- CTL characters other than HTAB, and a CR not followed by LF (PCRE, JIT).
 local BAD_FIELD_BYTES = [[[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|\r(?!\n)]]
+local PCRE_ERROR_NOMATCH = -1
+local bad_field_bytes, bad_field_flags   -- compiled once per worker
 
 local hosts          -- set of lowercase hosts, or nil for any host
 local known_regions  -- set of region names
@@ -54,10 +61,23 @@ function _M.init(settings)
 end
 
 
+function _M.init_worker()
+    local compiled, err, flags = regex.re_match_compile(BAD_FIELD_BYTES, "jo")
+    if not compiled then
+        error("front: bad regex: " .. tostring(err))
+    end
+    bad_field_bytes, bad_field_flags = compiled, flags
+end
+
+
 -- True when the request's header block holds bytes nginx lets through but
 -- an edge or origin could read differently (checked on every request).
+-- The regex is run directly (resty.core's own compile and exec): ngx.re.find
+-- would build its cache key and look it up on every request.
 function _M.bad_bytes()
-    return re_find(raw_header(true), BAD_FIELD_BYTES, "jo") ~= nil
+    local block = raw_header(true)
+    -- anything but "no match" refuses, a PCRE error (match limit) included
+    return exec_regex(bad_field_bytes, bad_field_flags, block, #block, 0) ~= PCRE_ERROR_NOMATCH
 end
 
 
