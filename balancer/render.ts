@@ -157,6 +157,13 @@ function headerVariable(name: string): string {
 /** Methods nginx may send to another edge after a failure (GET implies HEAD; nginx refuses TRACE itself). */
 const RETRIED_METHODS = ['GET', 'OPTIONS', 'PUT', 'DELETE', 'POST', 'PATCH', 'LOCK'];
 
+// Only with served hosts configured (spec balancer.hosts): otherwise the Lua
+// never answers 421, and each \`if\` costs a test on every request.
+const REFUSE_UNKNOWN_HOST = `        if ($cdn_refuse = "421") {
+            return 421;
+        }
+`;
+
 function placeholders(count: number): string {
   return Array.from({ length: count }, (_, i) => `        server 0.0.0.${i + 1}:1;`).join('\n');
 }
@@ -216,10 +223,7 @@ ${tlsDirectives(spec)}        client_body_temp_path tmp;
         if ($cdn_refuse = "400") {
             return 400;
         }
-        if ($cdn_refuse = "421") {
-            return 421;
-        }
-        # Statistics for every request of this server, refused ones included.
+${b.hosts ? REFUSE_UNKNOWN_HOST : ''}        # Statistics for every request of this server, refused ones included.
         log_by_lua_block { require("cdn.balancer").log() }
 
         location / {
