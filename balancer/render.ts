@@ -192,14 +192,14 @@ export function renderBalancer(spec: CdnSpec, topology: Topology, layout: Layout
     # + 1) instead of a set_more_tries call per request.
     upstream edges {
 ${placeholders(b.retries + 1)}
-        balancer_by_lua_block { CdnBalancer.balance() }
+        balancer_by_lua_block { require("cdn.balancer").balance() }
         keepalive 64;
         keepalive_requests 10000;
     }
 
     upstream edges_once {
 ${placeholders(1)}
-        balancer_by_lua_block { CdnBalancer.balance() }
+        balancer_by_lua_block { require("cdn.balancer").balance() }
         keepalive 64;
         keepalive_requests 10000;
     }
@@ -219,12 +219,12 @@ ${tlsDirectives(spec)}        client_body_temp_path tmp;
         # refused request is read as a request.
         # The request's signature, the one variable the Lua routing reads.
         set $cdn_route "${routeSignature(spec)}";
-        set_by_lua_block $cdn_refuse { return CdnBalancer.route() }
+        set_by_lua_block $cdn_refuse { return require("cdn.balancer").route() }
         if ($cdn_refuse = "400") {
             return 400;
         }
 ${b.hosts ? REFUSE_UNKNOWN_HOST : ''}        # Statistics for every request of this server, refused ones included.
-        log_by_lua_block { CdnBalancer.log() }
+        log_by_lua_block { require("cdn.balancer").log() }
 
         location / {
             proxy_http_version 1.1;
@@ -268,10 +268,7 @@ ${internalServer(hostPort(topology.balancer.internal.listen), 'cdn.balancer', ST
     workers: spec.workers,
     luaRoots: [layout.balancerLuaRoot, layout.edgeLuaRoot],
     sharedDicts: { cdn_health: '1m', cdn_metrics: '4m' },
-    // The request phases call the module through one global set here (as Kong
-    // does with its \`Kong\` table): a global read is one table lookup, where
-    // require() is a C call that hashes the module's name on every request.
-    init: `CdnBalancer = require("cdn.balancer"); CdnBalancer.init(${luaString(settingsPath)})`,
+    init: `require("cdn.balancer").init(${luaString(settingsPath)})`,
     initWorker: 'require("cdn.balancer").init_worker()',
     continueRequestId: false,
     http,

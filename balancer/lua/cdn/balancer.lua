@@ -35,6 +35,7 @@ local WARN = ngx.WARN
 local ipairs = ipairs
 local tostring = tostring
 local tonumber = tonumber
+local pcall = pcall
 local error = error
 local set_current_peer = ngx_balancer.set_current_peer
 local get_last_failure = ngx_balancer.get_last_failure
@@ -90,6 +91,17 @@ local function refresh_health()
     for i = 1, #edges do
         local node = edges[i]
         down[node] = not checker:is_up(node)
+    end
+end
+
+
+local function refresh_health_timer(premature)
+    if premature then
+        return
+    end
+    local ok, err = pcall(refresh_health)
+    if not ok then
+        log(ERR, "balancer: failed to refresh the health view: ", err)
     end
 end
 
@@ -151,7 +163,7 @@ function _M.init_worker()
     logs = memo.new(LOG_CACHE_SIZE)
     front.init_worker()
     refresh_health()
-    local ok, err = timer_every(HEALTH_VIEW_INTERVAL, refresh_health)
+    local ok, err = timer_every(HEALTH_VIEW_INTERVAL, refresh_health_timer)
     if not ok then
         -- without it a dead edge would still be tried first, then skipped by retries
         log(ERR, "balancer: failed to start the health view: ", err)
