@@ -164,8 +164,15 @@ const REFUSE_UNKNOWN_HOST = `        if ($cdn_refuse = "421") {
         }
 `;
 
-function placeholders(count: number): string {
-  return Array.from({ length: count }, (_, i) => `        server 0.0.0.${i + 1}:1;`).join('\n');
+/** An upstream the Lua balancer picks every peer of, allowing `tries` attempts. */
+function luaUpstream(name: string, tries: number): string {
+  const placeholders = Array.from({ length: tries }, (_, i) => `        server 0.0.0.${i + 1}:1;`).join('\n');
+  return `    upstream ${name} {
+${placeholders}
+        balancer_by_lua_block { require("cdn.balancer").balance() }
+        keepalive 64;
+        keepalive_requests 10000;
+    }`;
 }
 
 const STATUS_LOCATIONS = `        # Traffic status (the VTS replacement): a page, its JSON, and /metrics above.
@@ -190,19 +197,9 @@ export function renderBalancer(spec: CdnSpec, topology: Topology, layout: Layout
     # Placeholders: the Lua balancer sets the real peer for every attempt. nginx
     # allows one try per server listed, so there is one per try (balancer.retries
     # + 1) instead of a set_more_tries call per request.
-    upstream edges {
-${placeholders(b.retries + 1)}
-        balancer_by_lua_block { require("cdn.balancer").balance() }
-        keepalive 64;
-        keepalive_requests 10000;
-    }
+${luaUpstream('edges', b.retries + 1)}
 
-    upstream edges_once {
-${placeholders(1)}
-        balancer_by_lua_block { require("cdn.balancer").balance() }
-        keepalive 64;
-        keepalive_requests 10000;
-    }
+${luaUpstream('edges_once', 1)}
 
     server {
         listen ${hostPort(topology.balancer.traffic.listen)}${b.tls ? ' ssl' : ''} backlog=4096;

@@ -26,17 +26,15 @@ import { up, type UpResult } from '../infra/native/stack';
 import { isAlive, startUnit, stopPid } from '../infra/native/supervisor';
 import { parseSpec } from '../infra/spec';
 import { startNginx, type NginxHandle } from '../test/support/nginx-lua';
-import { git, uncommittedChanges } from './edge';
+import { git, median, uncommittedChanges } from './edge';
 
 const REPO = path.resolve(__dirname, '..', '..');
 const RUNS = Number(process.env.BENCH_RUNS ?? 30);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 2);
 const CONNECTIONS = 16;
 
-export const median = (xs: number[]) => quantile(xs, 0.5);
-
-/** The q-quantile, interpolated between the two nearest ranks. */
-export function quantile(xs: number[], q: number): number {
+/** The q-quantile, interpolated between the two nearest ranks (the middle half of the pairs). */
+function quantile(xs: number[], q: number): number {
   const s = [...xs].sort((a, b) => a - b);
   const at = (s.length - 1) * q;
   const lo = Math.floor(at);

@@ -21,8 +21,8 @@ import { up, type UpResult } from '../infra/native/stack';
 import { parseSpec } from '../infra/spec';
 import { catalogue, percentile, runStorefront, seedCatalogue, type StorefrontStats } from '../load/storefront';
 import { REPO_ROOT } from '../test/support/nginx-lua';
-import { hop, machine, median } from './balancer-bench';
-import { git, hitThroughput, purgeLatencyThroughStack, SIZES, startReference, uncommittedChanges } from './edge';
+import { hop, machine } from './balancer-bench';
+import { git, hitThroughput, median, purgeLatencyThroughStack, SIZES, startReference, uncommittedChanges } from './edge';
 
 const QUICK = process.argv.includes('--quick');
 const OUT = (() => {

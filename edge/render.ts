@@ -161,15 +161,15 @@ interface CacheLocationOptions {
   slice?: string;
 }
 
+/** Outside sliced locations a client's own X-Cdn-Slice must not let a 206 be stored. */
+const NOT_A_SLICE = `            proxy_set_header X-Cdn-Slice "";
+`;
+
 /**
  * Large objects (cache.slice): fetched and stored in slices, each its own cache entry
  * (the key gets the slice's range). A Range request only fetches the slices it covers.
  * X-Cdn-Slice tells the internal hop that a 206 answers a slice and may be stored.
  */
-/** Outside sliced locations a client's own X-Cdn-Slice must not let a 206 be stored. */
-const NOT_A_SLICE = `            proxy_set_header X-Cdn-Slice "";
-`;
-
 function sliceDirectives(size: string): string {
   return `            slice ${size};
             proxy_set_header Range $slice_range;

@@ -189,9 +189,15 @@ describe('balancer routing', () => {
       });
       req.on('error', reject);
       req.flushHeaders();
-      setTimeout(async () => {
-        for (let i = 0; i < 5; i++) expect(await ownerOf(other)).not.toBe('eu-1');
-        req.end('body');
+      // (a failed check here fails the test at once, not by a hung POST's timeout)
+      setTimeout(() => {
+        (async () => {
+          for (let i = 0; i < 5; i++) expect(await ownerOf(other)).not.toBe('eu-1');
+          req.end('body');
+        })().catch((err) => {
+          req.destroy();
+          reject(err);
+        });
       }, 200);
     });
     expect(await posted).toEqual({ status: 200, edge: 'eu-1' });

@@ -98,7 +98,7 @@ end
 -- is always below the bound, so only "no usable node" returns nil.
 -- usable[i] and loads[i] describe self.nodes[i]; returns the node and its index.
 function _M:pick_bounded(key, usable, loads, factor)
-    return self:pick_bounded_hash(crc32(key), usable, loads, factor)
+    return self:pick_bounded_at(self:start_of(key), usable, loads, factor)
 end
 
 
@@ -106,11 +106,6 @@ end
 -- works it out once per object and keeps it.
 function _M:start_of(key)
     return first_point(self.hashes, crc32(key))
-end
-
-
-function _M:pick_bounded_hash(hash, usable, loads, factor)
-    return self:pick_bounded_at(first_point(self.hashes, hash), usable, loads, factor)
 end
 
 
