@@ -5,11 +5,11 @@
  */
 import { createHash } from 'node:crypto';
 import * as path from 'node:path';
-import { DROP_OVERRIDE_HEADERS, internalServer, luaString, renderNginxConf } from '../infra/nginx';
-import type { Layout } from '../infra/layout';
-import { regionOrder, type CdnSpec } from '../infra/spec';
-import { hostPort, type Topology } from '../infra/topology';
-import type { RenderedFile } from '../infra/units';
+import { DROP_OVERRIDE_HEADERS, internalServer, luaString, renderNginxConf } from '../infra/render/nginx';
+import type { Layout } from '../infra/model/layout';
+import { regionOrder, type CdnSpec } from '../infra/model/spec';
+import { hostPort, type Topology } from '../infra/model/topology';
+import type { RenderedFile } from '../infra/units/units';
 
 export interface BalancerEdge {
   id: string;

@@ -22,9 +22,9 @@ import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { up, type UpResult } from '../infra/native/stack';
-import { isAlive, startUnit, stopPid } from '../infra/native/supervisor';
-import { parseSpec } from '../infra/spec';
+import { up, type UpResult } from '../infra/targets/native/stack';
+import { isAlive, startUnit, stopPid } from '../infra/targets/native/supervisor';
+import { parseSpec } from '../infra/model/spec';
 import { startNginx, type NginxHandle } from '../test/support/nginx-lua';
 import { git, median, uncommittedChanges } from './edge';
 

@@ -22,8 +22,8 @@ import * as path from 'node:path';
 import Redis from 'ioredis';
 import { REPO_ROOT, startNginx, type NginxHandle } from '../test/support/nginx-lua';
 import { startEdge, type EdgeHarness, type OriginReply } from '../test/support/edge-harness';
-import { up, type UpResult } from '../infra/native/stack';
-import { parseSpec } from '../infra/spec';
+import { up, type UpResult } from '../infra/targets/native/stack';
+import { parseSpec } from '../infra/model/spec';
 import { OPEN_FILE_CACHE } from '../edge/render';
 
 const QUICK = process.argv.includes('--quick');

@@ -17,8 +17,8 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { up, type UpResult } from '../infra/native/stack';
-import { parseSpec } from '../infra/spec';
+import { up, type UpResult } from '../infra/targets/native/stack';
+import { parseSpec } from '../infra/model/spec';
 import { catalogue, percentile, runStorefront, seedCatalogue, type StorefrontStats } from '../load/storefront';
 import { REPO_ROOT } from '../test/support/nginx-lua';
 import { hop, machine } from './balancer-bench';

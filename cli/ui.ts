@@ -1,5 +1,5 @@
 /** How the CLI talks to people: one error format, exit codes from the error catalogue. */
-import { CdnError } from '../infra/errors';
+import { CdnError } from '../infra/model/errors';
 
 export const ERROR_PREFIX = 'cdn: error:';
 

@@ -7,8 +7,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { bucketSettings } from './render';
-import { debianLayout } from '../infra/layout';
-import { parseSpec } from '../infra/spec';
+import { debianLayout } from '../infra/model/layout';
+import { parseSpec } from '../infra/model/spec';
 import { checkAssetKey } from '../origin/src/assets/asset-key';
 import { REPO_ROOT, runLua } from '../test/support/nginx-lua';
 

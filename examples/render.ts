@@ -8,13 +8,13 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { deployPlan } from '../infra/deploy/config';
-import { deployedUnits, LAYOUT } from '../infra/deploy/units';
-import { dockerAddresses, dockerTopology, objectStoreEndpoint } from '../infra/docker/topology';
-import { secretFile } from '../infra/layout';
-import { NGINX_LOGROTATE_CONF } from '../infra/nginx';
-import { parseSpec, type CdnSpec } from '../infra/spec';
-import { buildUnits, type ServiceUnit } from '../infra/units';
+import { deployPlan } from '../infra/targets/pulumi/config';
+import { deployedUnits, LAYOUT } from '../infra/targets/pulumi/units';
+import { dockerAddresses, dockerTopology, objectStoreEndpoint } from '../infra/targets/docker/topology';
+import { secretFile } from '../infra/model/layout';
+import { NGINX_LOGROTATE_CONF } from '../infra/render/nginx';
+import { parseSpec, type CdnSpec } from '../infra/model/spec';
+import { buildUnits, type ServiceUnit } from '../infra/units/units';
 import { renderAlloyConfig, renderSystemdAlloyConfig, lokiPushUrl } from '../observability/alloy';
 
 /** The repository's examples/rendered/, from the sources (ts-jest) or from dist/. */

@@ -5,10 +5,10 @@
  * become labels.
  */
 import * as path from 'node:path';
-import { deployPlan } from '../infra/deploy/config';
-import { deployedUnits } from '../infra/deploy/units';
-import { dockerAddresses, dockerTopology } from '../infra/docker/topology';
-import { parseSpec } from '../infra/spec';
+import { deployPlan } from '../infra/targets/pulumi/config';
+import { deployedUnits } from '../infra/targets/pulumi/units';
+import { dockerAddresses, dockerTopology } from '../infra/targets/docker/topology';
+import { parseSpec } from '../infra/model/spec';
 import { ACCESS_LOGS, dockerLogDir, ERROR_LOGS, LOG_LABELS, renderAlloyConfig, renderAlloyFiles, renderSystemdAlloyConfig } from './alloy';
 
 /** Alloy components this configuration may use (grafana.com/docs/alloy/latest/reference/components). */

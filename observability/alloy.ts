@@ -23,8 +23,8 @@
  * (observability/alloy.test.ts).
  */
 import * as path from 'node:path';
-import { containerLayout } from '../infra/layout';
-import { NGINX_ACCESS_LOG, NGINX_ERROR_LOG } from '../infra/nginx';
+import { containerLayout } from '../infra/model/layout';
+import { NGINX_ACCESS_LOG, NGINX_ERROR_LOG } from '../infra/render/nginx';
 
 export type AlloySource = 'docker' | 'systemd';
 

@@ -3,8 +3,8 @@
  * balancer that exists gets a target, with its role and region as labels. Adding an
  * edge to the spec adds its target; nothing is listed by hand.
  */
-import { hostPort, type Topology } from '../infra/topology';
-import type { RenderedFile } from '../infra/units';
+import { hostPort, type Topology } from '../infra/model/topology';
+import type { RenderedFile } from '../infra/units/units';
 import { renderRules } from './rules';
 
 /** Where prometheus.yml looks for rule files, relative to its own directory. */

@@ -10,8 +10,8 @@ import * as path from 'node:path';
 import { parse } from 'yaml';
 import { renderPrometheus, renderPrometheusConfig, RULE_FILES_GLOB } from './prometheus';
 import { ALERT_RULES, RECORDING_RULES, renderRules, RULE_FILES, TLS_FILE_READABLE, TLS_NOT_AFTER } from './rules';
-import { nativeTopology } from '../infra/native/topology';
-import { parseSpec } from '../infra/spec';
+import { nativeTopology } from '../infra/targets/native/topology';
+import { parseSpec } from '../infra/model/spec';
 
 let dir: string;
 beforeAll(() => {

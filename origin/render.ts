@@ -1,7 +1,7 @@
 /** The origin's environment, rendered from the spec like every other service's files. */
-import { cdnError } from '../infra/errors';
-import type { CdnSpec } from '../infra/spec';
-import { url, type Topology } from '../infra/topology';
+import { cdnError } from '../infra/model/errors';
+import type { CdnSpec } from '../infra/model/spec';
+import { url, type Topology } from '../infra/model/topology';
 
 export interface OriginSecrets {
   /** Path of a file holding the admin token (never the token itself). */

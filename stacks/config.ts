@@ -3,8 +3,8 @@
  * the same CdnSpec every target uses. Pure, so the Pulumi entry point stays a thin
  * wiring of config -> spec -> target.
  */
-import { cdnError } from '../infra/errors';
-import { parseSpec, type CdnSpec } from '../infra/spec';
+import { cdnError } from '../infra/model/errors';
+import { parseSpec, type CdnSpec } from '../infra/model/spec';
 
 export const TARGETS = ['docker', 'aws'] as const;
 export type Target = (typeof TARGETS)[number];

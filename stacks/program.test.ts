@@ -2,8 +2,8 @@
  * The Pulumi program's handling of stack config: clear errors that name the key,
  * and secrets that must really be secrets.
  */
-import { alloyPackageVersion, DEFAULT_IMAGES } from '../infra/deploy/images';
-import { runProgram } from '../infra/testing/pulumi-mocks';
+import { alloyPackageVersion, DEFAULT_IMAGES } from '../infra/targets/pulumi/images';
+import { runProgram } from '../test/support/pulumi-mocks';
 import { program } from './program';
 
 const SPEC = { name: 'shop', regions: [{ name: 'eu', edges: 1 }] };

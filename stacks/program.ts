@@ -5,12 +5,12 @@
  */
 import * as path from 'node:path';
 import * as pulumi from '@pulumi/pulumi';
-import { awsStack } from '../infra/aws/stack';
-import { awsSettingsSchema, deployPlan, dockerSettingsSchema, imageCatalogue, parseSettings } from '../infra/deploy/config';
-import type { StackOutputs } from '../infra/deploy/outputs';
-import { resolveSecrets } from '../infra/deploy/secrets';
-import { dockerStack } from '../infra/docker/stack';
-import { cdnError } from '../infra/errors';
+import { awsStack } from '../infra/targets/aws/stack';
+import { awsSettingsSchema, deployPlan, dockerSettingsSchema, imageCatalogue, parseSettings } from '../infra/targets/pulumi/config';
+import type { StackOutputs } from '../infra/targets/pulumi/outputs';
+import { resolveSecrets } from '../infra/targets/pulumi/secrets';
+import { dockerStack } from '../infra/targets/docker/stack';
+import { cdnError } from '../infra/model/errors';
 import { stackConfig } from './config';
 
 /** The repository root, whether this runs from stacks/ (ts) or dist/stacks/ (js). */

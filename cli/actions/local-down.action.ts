@@ -1,5 +1,5 @@
 /** `cdn local down`: stop a detached stack. */
-import { down } from '../../infra/native/stack';
+import { down } from '../../infra/targets/native/stack';
 
 export class LocalDownAction {
   async handle(flags: { stateDir: string }): Promise<void> {

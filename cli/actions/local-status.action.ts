@@ -1,5 +1,5 @@
 /** `cdn local status`: what runs in a state directory, as text or JSON. */
-import { status } from '../../infra/native/stack';
+import { status } from '../../infra/targets/native/stack';
 
 export class LocalStatusAction {
   handle(flags: { stateDir: string; json?: boolean }): void {

@@ -1,10 +1,10 @@
 /** `cdn local up`: build the spec from flags, start the stack, print the URLs. */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { cdnError } from '../../infra/errors';
-import { up, type StackState } from '../../infra/native/stack';
-import { isAlive } from '../../infra/native/supervisor';
-import { parseSpec, type CdnSpecInput } from '../../infra/spec';
+import { cdnError } from '../../infra/model/errors';
+import { up, type StackState } from '../../infra/targets/native/stack';
+import { isAlive } from '../../infra/targets/native/supervisor';
+import { parseSpec, type CdnSpecInput } from '../../infra/model/spec';
 
 export interface LocalUpFlags {
   stateDir: string;

@@ -1,5 +1,5 @@
 import 'reflect-metadata';
-import { CdnError } from '../../infra/errors';
+import { CdnError } from '../../infra/model/errors';
 import { createOriginApp } from './app';
 import { loadOriginConfig } from './config/origin-config';
 import { HealthService } from './health/health.service';

@@ -10,7 +10,7 @@ import * as fs from 'node:fs';
 import * as https from 'node:https';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { isAlive } from '../../infra/native/supervisor';
+import { isAlive } from '../../infra/targets/native/supervisor';
 import { startBalancer, startFakeEdge, unexpectedErrors, type BalancerHandle, type FakeEdge } from './balancer-harness';
 
 const METRIC = 'cdn_tls_certificate_not_after_seconds';

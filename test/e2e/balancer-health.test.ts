@@ -7,8 +7,8 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { reloadUnit } from '../../infra/native/supervisor';
-import { parseSpec } from '../../infra/spec';
+import { reloadUnit } from '../../infra/targets/native/supervisor';
+import { parseSpec } from '../../infra/model/spec';
 import { waitFor } from '../support/http';
 import { echo, startBalancer, startFakeEdge, unexpectedErrors, type BalancerHandle, type FakeEdge } from './balancer-harness';
 

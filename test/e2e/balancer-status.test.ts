@@ -8,8 +8,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { chromium, type BrowserContext } from 'playwright-core';
-import { up, type UpResult } from '../../infra/native/stack';
-import { parseSpec } from '../../infra/spec';
+import { up, type UpResult } from '../../infra/targets/native/stack';
+import { parseSpec } from '../../infra/model/spec';
 import { REPO_ROOT } from '../support/nginx-lua';
 import { rawExchange, unexpectedErrors } from './balancer-harness';
 

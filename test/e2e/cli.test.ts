@@ -4,7 +4,7 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { isAlive } from '../../infra/native/supervisor';
+import { isAlive } from '../../infra/targets/native/supervisor';
 import { get } from '../support/http';
 import { REPO_ROOT } from '../support/nginx-lua';
 

@@ -7,9 +7,9 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import Redis from 'ioredis';
-import { up, type UpResult } from '../../infra/native/stack';
-import { isAlive } from '../../infra/native/supervisor';
-import { parseSpec } from '../../infra/spec';
+import { up, type UpResult } from '../../infra/targets/native/stack';
+import { isAlive } from '../../infra/targets/native/supervisor';
+import { parseSpec } from '../../infra/model/spec';
 import { get, rawRequest, waitFor } from '../support/http';
 import { REPO_ROOT } from '../support/nginx-lua';
 

@@ -10,8 +10,8 @@ import * as path from 'node:path';
 import { GRAFANA_DASHBOARDS_DIR, GRAFANA_PROVISIONING, renderGrafanaDashboardsProvider } from '../../observability/grafana';
 import { renderRules } from '../../observability/rules';
 import { program } from '../../stacks/program';
-import { USER_DATA_LIMIT } from '../../infra/aws/cloud-init';
-import { plain, runProgram, type RecordedResource } from '../../infra/testing/pulumi-mocks';
+import { USER_DATA_LIMIT } from '../../infra/targets/aws/cloud-init';
+import { plain, runProgram, type RecordedResource } from '../support/pulumi-mocks';
 import { REPO_ROOT } from '../support/nginx-lua';
 
 const CONTAINER = 'docker:index/container:Container';

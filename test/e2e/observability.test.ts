@@ -8,8 +8,8 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { up, type UpResult } from '../../infra/native/stack';
-import { parseSpec } from '../../infra/spec';
+import { up, type UpResult } from '../../infra/targets/native/stack';
+import { parseSpec } from '../../infra/model/spec';
 import { catalogue, runStorefront, seedCatalogue, type StorefrontStats } from '../../load/storefront';
 import { DASHBOARDS, promqlOf } from '../../observability/dashboards';
 import { ALERT_RULES, RECORDING_RULES } from '../../observability/rules';

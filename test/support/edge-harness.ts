@@ -8,12 +8,12 @@ import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { debianLayout } from '../../infra/layout';
-import { freePort } from '../../infra/native/ports';
-import { startUnit, stopPid, waitHealthy, writeUnitFiles } from '../../infra/native/supervisor';
-import { parseSpec, type CdnSpecInput } from '../../infra/spec';
-import type { Topology } from '../../infra/topology';
-import { edgeUnit } from '../../infra/units';
+import { debianLayout } from '../../infra/model/layout';
+import { freePort } from '../../infra/targets/native/ports';
+import { startUnit, stopPid, waitHealthy, writeUnitFiles } from '../../infra/targets/native/supervisor';
+import { parseSpec, type CdnSpecInput } from '../../infra/model/spec';
+import type { Topology } from '../../infra/model/topology';
+import { edgeUnit } from '../../infra/units/units';
 import { REPO_ROOT } from './nginx-lua';
 import { startRedis, type RedisHandle } from './redis-server';
 

@@ -7,10 +7,10 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { debianLayout } from '../../infra/layout';
-import { renderNginxConf } from '../../infra/nginx';
-import { freePort } from '../../infra/native/ports';
-import { checkHealth, stopPid } from '../../infra/native/supervisor';
+import { debianLayout } from '../../infra/model/layout';
+import { renderNginxConf } from '../../infra/render/nginx';
+import { freePort } from '../../infra/targets/native/ports';
+import { checkHealth, stopPid } from '../../infra/targets/native/supervisor';
 
 /** The repository root, from the sources (test/support) or their build (dist/test/support). */
 export const REPO_ROOT = (() => {

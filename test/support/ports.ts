@@ -1,2 +1,2 @@
 /** Tests take free ports the same way the native target does. */
-export { freePort } from '../../infra/native/ports';
+export { freePort } from '../../infra/targets/native/ports';

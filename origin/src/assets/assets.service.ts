@@ -1,6 +1,6 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { z } from 'zod';
-import { CdnError, cdnError } from '../../../infra/errors';
+import { CdnError, cdnError } from '../../../infra/model/errors';
 import { checkTag, parseSurrogateKeyHeader } from '../common/surrogate-keys';
 import { ORIGIN_CONFIG, type OriginConfig } from '../config/origin-config';
 import { PurgeService, type PurgeActor } from '../purge/purge.service';

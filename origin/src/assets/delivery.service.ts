@@ -1,6 +1,6 @@
 import { Inject, Injectable } from '@nestjs/common';
 import type { Readable } from 'node:stream';
-import { cdnError, Errors } from '../../../infra/errors';
+import { cdnError, Errors } from '../../../infra/model/errors';
 import { errorBody, type ErrorBody } from '../common/error-response';
 import { ORIGIN_CONFIG, type OriginConfig } from '../config/origin-config';
 import { checkAssetKey } from './asset-key';

@@ -2,7 +2,7 @@ import { applyDecorators, CanActivate, ExecutionContext, Inject, Injectable, Set
 import { Reflector } from '@nestjs/core';
 import { ApiBearerAuth, ApiForbiddenResponse, ApiUnauthorizedResponse } from '@nestjs/swagger';
 import type { FastifyRequest } from 'fastify';
-import { cdnError } from '../../../infra/errors';
+import { cdnError } from '../../../infra/model/errors';
 import { ORIGIN_CONFIG, type ApiToken, type OriginConfig, type Scope } from '../config/origin-config';
 import { BearerTokenVerifier, hasScope } from './bearer-token';
 

@@ -1,6 +1,6 @@
 import { ArgumentsHost, Catch, ExceptionFilter, Logger } from '@nestjs/common';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { CdnError } from '../../../infra/errors';
+import { CdnError } from '../../../infra/model/errors';
 import { toErrorResponse } from './error-response';
 
 /**

@@ -1,5 +1,5 @@
 import { HttpException } from '@nestjs/common';
-import { CdnError, Errors, type CdnErrorDefinition } from '../../../infra/errors';
+import { CdnError, Errors, type CdnErrorDefinition } from '../../../infra/model/errors';
 
 /**
  * Maps anything thrown while handling a request to the wire shape

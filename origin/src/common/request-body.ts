@@ -1,6 +1,6 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { Readable } from 'node:stream';
-import { cdnError } from '../../../infra/errors';
+import { cdnError } from '../../../infra/model/errors';
 
 /**
  * Request bodies are never parsed by Fastify: one content-type parser for every type

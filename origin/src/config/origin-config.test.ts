@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { inspect } from 'node:util';
-import { CdnError } from '../../../infra/errors';
+import { CdnError } from '../../../infra/model/errors';
 import { loadOriginConfig } from './origin-config';
 
 const BASE = {

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
 import { z } from 'zod';
-import { cdnError } from '../../../infra/errors';
+import { cdnError } from '../../../infra/model/errors';
 import { Secret } from './secret';
 
 /**

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { cdnError } from '../../../infra/errors';
+import { cdnError } from '../../../infra/model/errors';
 import { checkTag } from '../common/surrogate-keys';
 
 /**

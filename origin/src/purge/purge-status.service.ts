@@ -1,5 +1,5 @@
 import { Inject, Injectable, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
-import { cdnError } from '../../../infra/errors';
+import { cdnError } from '../../../infra/model/errors';
 import { ORIGIN_CONFIG, type OriginConfig } from '../config/origin-config';
 import { RedisConnection } from '../redis/redis-connection';
 import { compareStreamIds, RedisKeys } from '../redis/redis-keys';

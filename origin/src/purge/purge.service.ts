@@ -1,6 +1,6 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { createHash, randomUUID } from 'node:crypto';
-import { cdnError } from '../../../infra/errors';
+import { cdnError } from '../../../infra/model/errors';
 import { ORIGIN_CONFIG, type OriginConfig } from '../config/origin-config';
 import { PINO, type OriginLog } from '../logging/origin-logger';
 import { MetricsService, type PurgeSource } from '../metrics/metrics.service';

@@ -1,5 +1,5 @@
 import { Inject, Injectable } from '@nestjs/common';
-import { cdnError } from '../../../infra/errors';
+import { cdnError } from '../../../infra/model/errors';
 import { ORIGIN_CONFIG, type OriginConfig } from '../config/origin-config';
 import { RedisConnection } from '../redis/redis-connection';
 import { RedisKeys } from '../redis/redis-keys';

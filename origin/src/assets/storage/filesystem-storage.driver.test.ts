@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { text } from 'node:stream/consumers';
-import { CdnError } from '../../../../infra/errors';
+import { CdnError } from '../../../../infra/model/errors';
 import { listFiles } from '../../../test/harness';
 import { FilesystemStorageDriver } from './filesystem-storage.driver';
 

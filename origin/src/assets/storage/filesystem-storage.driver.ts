@@ -4,7 +4,7 @@ import { constants, createReadStream } from 'node:fs';
 import { access, mkdir, open, readdir, readFile, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
-import { CdnError, cdnError } from '../../../../infra/errors';
+import { CdnError, cdnError } from '../../../../infra/model/errors';
 import { receiveToFile } from './receive-to-file';
 import type { AssetMetadata, ByteRange, ListOptions, ListPage, PutOptions, PutResult, StorageDriver } from './storage-driver';
 

@@ -1,5 +1,5 @@
 import type { Readable } from 'node:stream';
-import { CdnError } from '../../../../infra/errors';
+import { CdnError } from '../../../../infra/model/errors';
 import type { MetricsService } from '../../metrics/metrics.service';
 import type { AssetMetadata, ByteRange, ListOptions, ListPage, PutOptions, PutResult, StorageDriver } from './storage-driver';
 

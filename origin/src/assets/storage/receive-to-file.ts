@@ -1,6 +1,6 @@
 import { createWriteStream } from 'node:fs';
 import type { Readable } from 'node:stream';
-import { cdnError } from '../../../../infra/errors';
+import { cdnError } from '../../../../infra/model/errors';
 
 import type { ReceivedContent } from './storage-driver';
 import { UploadDigest } from './upload-digest';

@@ -13,7 +13,7 @@ import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { buffer, text } from 'node:stream/consumers';
 import { Client } from 'minio';
-import { CdnError } from '../../../../infra/errors';
+import { CdnError } from '../../../../infra/model/errors';
 import { S3RVER_ACCESS_KEY, S3RVER_SECRET_KEY, startS3rver, type S3rverHandle } from '../../../../test/support/s3rver';
 import { Secret } from '../../config/secret';
 import { createS3Client, S3StorageDriver, TEMP_PREFIX } from './s3-storage.driver';

@@ -4,7 +4,7 @@ import { Agent as HttpAgent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
 import type { Readable } from 'node:stream';
 import { Client, CopyDestinationOptions, CopySourceOptions, type BucketItemStat } from 'minio';
-import { CdnError, cdnError } from '../../../../infra/errors';
+import { CdnError, cdnError } from '../../../../infra/model/errors';
 import type { S3StorageConfig } from '../../config/origin-config';
 import { checkAssetKey } from '../asset-key';
 import type { AssetMetadata, ByteRange, ListOptions, ListPage, PutOptions, PutResult, ReceivedContent, StorageDriver } from './storage-driver';

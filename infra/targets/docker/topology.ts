@@ -4,9 +4,9 @@
  * set_current_peer takes IP addresses only, and Lua cosockets resolve names only
  * with a `resolver` (docs/adr/0003). Services listen on 0.0.0.0 at the spec's ports.
  */
-import { cdnError } from '../errors';
-import { edgeIdentities, type CdnSpec } from '../spec';
-import { url, type Placement, type Topology } from '../topology';
+import { cdnError } from '../../model/errors';
+import { edgeIdentities, type CdnSpec } from '../../model/spec';
+import { url, type Placement, type Topology } from '../../model/topology';
 
 /** Host numbers inside the subnet; edges count up from EDGE_BASE. */
 export const HOST = { redis: 10, origin: 11, objectStore: 12, balancer: 20, prometheus: 30, grafana: 31, loki: 32, alloy: 33 } as const;

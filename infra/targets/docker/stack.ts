@@ -9,17 +9,17 @@ import * as path from 'node:path';
 import * as docker from '@pulumi/docker';
 import * as pulumi from '@pulumi/pulumi';
 import * as fs from 'node:fs';
-import { ALLOY_STORAGE, alloyRunArgs, DOCKER_SOCKET, dockerLogDir, lokiPushUrl, renderAlloyConfig } from '../../observability/alloy';
-import { GRAFANA_DASHBOARDS_DIR, GRAFANA_PROVISIONING, renderGrafanaDashboardsProvider, renderGrafanaDatasources } from '../../observability/grafana';
-import { CdnService } from '../components/component';
-import type { DeployPlan, DockerSettings } from '../deploy/config';
-import type { ImageCatalogue } from '../deploy/images';
-import type { StackOutputs } from '../deploy/outputs';
-import type { StackSecrets } from '../deploy/secrets';
-import { deployedUnits, localHealthCommand, unitEnvironment, unitSecretFiles, SECRETS_DIR } from '../deploy/units';
-import { NGINX_LOGS_DIR, NGINX_OPEN_FILES } from '../nginx';
-import { url } from '../topology';
-import { runsNginx, type Role, type ServiceUnit } from '../units';
+import { ALLOY_STORAGE, alloyRunArgs, DOCKER_SOCKET, dockerLogDir, lokiPushUrl, renderAlloyConfig } from '../../../observability/alloy';
+import { GRAFANA_DASHBOARDS_DIR, GRAFANA_PROVISIONING, renderGrafanaDashboardsProvider, renderGrafanaDatasources } from '../../../observability/grafana';
+import { CdnService } from '../pulumi/component';
+import type { DeployPlan, DockerSettings } from '../pulumi/config';
+import type { ImageCatalogue } from '../pulumi/images';
+import type { StackOutputs } from '../pulumi/outputs';
+import type { StackSecrets } from '../pulumi/secrets';
+import { deployedUnits, localHealthCommand, unitEnvironment, unitSecretFiles, SECRETS_DIR } from '../pulumi/units';
+import { NGINX_LOGS_DIR, NGINX_OPEN_FILES } from '../../render/nginx';
+import { url } from '../../model/topology';
+import { runsNginx, type Role, type ServiceUnit } from '../../units/units';
 import { dockerAddresses, dockerTopology, GRAFANA_PORT, LOKI_PORT, MINIO_PORT, objectStoreEndpoint } from './topology';
 
 /** Alloy's configuration inside its container (the image's default path). */
@@ -47,8 +47,8 @@ export function imageBuilds(images: ImageCatalogue): Record<Role, { dockerfile: 
     edge: { dockerfile: 'edge/Dockerfile', args: debian },
     balancer: { dockerfile: 'balancer/Dockerfile', args: debian },
     origin: { dockerfile: 'origin/Dockerfile', args: { NODE_IMAGE: images.node } },
-    redis: { dockerfile: 'infra/docker/Dockerfile', args: { ...debian, ROLE: 'redis' } },
-    prometheus: { dockerfile: 'infra/docker/Dockerfile', args: { ...debian, ROLE: 'prometheus' } },
+    redis: { dockerfile: 'infra/targets/docker/Dockerfile', args: { ...debian, ROLE: 'redis' } },
+    prometheus: { dockerfile: 'infra/targets/docker/Dockerfile', args: { ...debian, ROLE: 'prometheus' } },
   };
 }
 

@@ -5,10 +5,10 @@
  * aws onto cloud-init + systemd; neither renders anything itself.
  */
 import * as pulumi from '@pulumi/pulumi';
-import { CONTAINER_ROOT, containerLayout, secretFile, type Layout, type SecretName } from '../layout';
-import { renderRedisAuth } from '../redis';
-import type { Topology } from '../topology';
-import { buildUnits, type Role, type ServiceUnit } from '../units';
+import { CONTAINER_ROOT, containerLayout, secretFile, type Layout, type SecretName } from '../../model/layout';
+import { renderRedisAuth } from '../../render/redis';
+import type { Topology } from '../../model/topology';
+import { buildUnits, type Role, type ServiceUnit } from '../../units/units';
 import { specWithObjectStore, type DeployPlan } from './config';
 import type { StackSecrets } from './secrets';
 

@@ -7,7 +7,7 @@
  */
 import * as aws from '@pulumi/aws';
 import * as pulumi from '@pulumi/pulumi';
-import { CdnService } from '../components/component';
+import { CdnService } from '../pulumi/component';
 
 export interface RegionNetwork {
   region: string;

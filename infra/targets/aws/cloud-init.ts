@@ -6,10 +6,10 @@
  * it takes resolved strings, so tests read exactly what an instance would get.
  */
 import { gzipSync } from 'node:zlib';
-import { alloyRunArgs, LOKI_URL_ENV, renderSystemdAlloyConfig } from '../../observability/alloy';
-import { CONTAINER_ROOT } from '../layout';
-import type { Role, ServiceUnit } from '../units';
-import { RUN_UNIT, unitEnvironment } from '../deploy/units';
+import { alloyRunArgs, LOKI_URL_ENV, renderSystemdAlloyConfig } from '../../../observability/alloy';
+import { CONTAINER_ROOT } from '../../model/layout';
+import type { Role, ServiceUnit } from '../../units/units';
+import { RUN_UNIT, unitEnvironment } from '../pulumi/units';
 
 /** AWS refuses user data above 16 KiB. */
 export const USER_DATA_LIMIT = 16384;

@@ -6,14 +6,14 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { gunzipSync } from 'node:zlib';
-import { ACCESS_LOGS, renderSystemdAlloyConfig } from '../../observability/alloy';
-import { renderBalancer } from '../../balancer/render';
-import { renderEdge } from '../../edge/render';
-import { program } from '../../stacks/program';
-import { containerLayout, secretFile } from '../layout';
-import { parseSpec } from '../spec';
-import type { Topology } from '../topology';
-import { generatedSecret, isSecret, plain, runProgram, valueOf, type ProgramRun, type RecordedResource } from '../testing/pulumi-mocks';
+import { ACCESS_LOGS, renderSystemdAlloyConfig } from '../../../observability/alloy';
+import { renderBalancer } from '../../../balancer/render';
+import { renderEdge } from '../../../edge/render';
+import { program } from '../../../stacks/program';
+import { containerLayout, secretFile } from '../../model/layout';
+import { parseSpec } from '../../model/spec';
+import type { Topology } from '../../model/topology';
+import { generatedSecret, isSecret, plain, runProgram, valueOf, type ProgramRun, type RecordedResource } from '../../../test/support/pulumi-mocks';
 import { ALLOY_CONFIG_PATH, ALLOY_DROPIN_PATH, BOOTSTRAP_PATH, GRAFANA_APT, USER_DATA_LIMIT } from './cloud-init';
 
 const INSTANCE = 'aws:ec2/instance:Instance';
@@ -248,7 +248,7 @@ describe('aws target', () => {
 
     test('every instance runs Alloy with the rendered systemd configuration, pushing to Loki on the monitoring instance', async () => {
       const monitoringIp = new URL(await valueOf(run.result.grafanaUrl)).hostname;
-      const committed = fs.readFileSync(path.join(__dirname, '../../observability/alloy/systemd.alloy'), 'utf8');
+      const committed = fs.readFileSync(path.join(__dirname, '../../../observability/alloy/systemd.alloy'), 'utf8');
       for (const i of run.ofType(INSTANCE)) {
         const files = userData(run, i.name).files;
         expect(files[ALLOY_CONFIG_PATH]).toEqual({ content: renderSystemdAlloyConfig(), permissions: '0644' });

@@ -6,11 +6,11 @@
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { cdnError } from '../errors';
-import { debianLayout, SECRET_FILES, type Layout, type SecretName } from '../layout';
-import { renderRedisAuth } from '../redis';
-import type { CdnSpec } from '../spec';
-import { buildUnits, type ServiceUnit } from '../units';
+import { cdnError } from '../../model/errors';
+import { debianLayout, SECRET_FILES, type Layout, type SecretName } from '../../model/layout';
+import { renderRedisAuth } from '../../render/redis';
+import type { CdnSpec } from '../../model/spec';
+import { buildUnits, type ServiceUnit } from '../../units/units';
 import { isAlive, startAll, stopAll, type RunningService } from './supervisor';
 import { nativeTopology } from './topology';
 

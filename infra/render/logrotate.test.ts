@@ -8,9 +8,9 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { NGINX_ACCESS_LOG, NGINX_LOGROTATE_CONF } from './nginx';
-import { REPO_ROOT } from '../test/support/nginx-lua';
-import { startEdge } from '../test/support/edge-harness';
-import { waitFor } from '../test/support/http';
+import { REPO_ROOT } from '../../test/support/nginx-lua';
+import { startEdge } from '../../test/support/edge-harness';
+import { waitFor } from '../../test/support/http';
 
 test('logrotate renames a running edge\'s access log, and nginx writes on into a new one', async () => {
   const edge = await startEdge();

@@ -1,6 +1,6 @@
 /** Free TCP ports on the loopback interface, for the native target and the tests. */
 import * as net from 'node:net';
-import { cdnError } from '../errors';
+import { cdnError } from '../../model/errors';
 
 /** Resolves true when nothing listens on host:port and we could bind it. */
 export function isPortFree(port: number, host = '127.0.0.1'): Promise<boolean> {

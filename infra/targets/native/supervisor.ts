@@ -8,9 +8,9 @@ import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
-import { cdnError } from '../errors';
-import { NGINX_ERROR_LOG } from '../nginx';
-import { runsNginx, type HealthCheck, type ServiceUnit } from '../units';
+import { cdnError } from '../../model/errors';
+import { NGINX_ERROR_LOG } from '../../render/nginx';
+import { runsNginx, type HealthCheck, type ServiceUnit } from '../../units/units';
 
 export interface RunningService {
   unit: ServiceUnit;

@@ -5,19 +5,19 @@
  */
 import * as path from 'node:path';
 import * as pulumi from '@pulumi/pulumi';
-import { renderBalancer } from '../../balancer/render';
-import { renderEdge } from '../../edge/render';
-import { ACCESS_LOGS, DOCKER_SOCKET, renderAlloyConfig } from '../../observability/alloy';
-import { DATASOURCE_UIDS } from '../../observability/grafana';
-import { renderPrometheusConfig, scrapeTargets } from '../../observability/prometheus';
-import { program } from '../../stacks/program';
-import { deployPlan, specWithObjectStore } from '../deploy/config';
-import { RUNTIME_IMAGES, DEFAULT_IMAGES } from '../deploy/images';
-import { containerLayout, secretFile } from '../layout';
-import { NGINX_LOGROTATE_CONF, NGINX_OPEN_FILES, renderLogrotate } from '../nginx';
-import { renderRedis } from '../redis';
-import { parseSpec } from '../spec';
-import { generatedSecret, isSecret, plain, runProgram, secretsIn, type ProgramRun, type RecordedResource } from '../testing/pulumi-mocks';
+import { renderBalancer } from '../../../balancer/render';
+import { renderEdge } from '../../../edge/render';
+import { ACCESS_LOGS, DOCKER_SOCKET, renderAlloyConfig } from '../../../observability/alloy';
+import { DATASOURCE_UIDS } from '../../../observability/grafana';
+import { renderPrometheusConfig, scrapeTargets } from '../../../observability/prometheus';
+import { program } from '../../../stacks/program';
+import { deployPlan, specWithObjectStore } from '../pulumi/config';
+import { RUNTIME_IMAGES, DEFAULT_IMAGES } from '../pulumi/images';
+import { containerLayout, secretFile } from '../../model/layout';
+import { NGINX_LOGROTATE_CONF, NGINX_OPEN_FILES, renderLogrotate } from '../../render/nginx';
+import { renderRedis } from '../../render/redis';
+import { parseSpec } from '../../model/spec';
+import { generatedSecret, isSecret, plain, runProgram, secretsIn, type ProgramRun, type RecordedResource } from '../../../test/support/pulumi-mocks';
 import { dockerAddresses, dockerTopology, objectStoreEndpoint } from './topology';
 
 const CONTAINER = 'docker:index/container:Container';
@@ -236,13 +236,13 @@ describe('docker target', () => {
   });
 
   test('images: ours built from the repository\'s Dockerfiles, third-party ones pinned by digest', () => {
-    const builds = run.ofType('docker:index/image:Image').map((i) => [i.name, path.relative(path.resolve(__dirname, '../..'), i.inputs.build.dockerfile)]);
+    const builds = run.ofType('docker:index/image:Image').map((i) => [i.name, path.relative(path.resolve(__dirname, '../../..'), i.inputs.build.dockerfile)]);
     expect(Object.fromEntries(builds)).toEqual({
       'image-edge': 'edge/Dockerfile',
       'image-balancer': 'balancer/Dockerfile',
       'image-origin': 'origin/Dockerfile',
-      'image-redis': 'infra/docker/Dockerfile',
-      'image-prometheus': 'infra/docker/Dockerfile',
+      'image-redis': 'infra/targets/docker/Dockerfile',
+      'image-prometheus': 'infra/targets/docker/Dockerfile',
     });
     const pulled = run.ofType('docker:index/remoteImage:RemoteImage').map((i) => i.inputs.name);
     expect(pulled.sort()).toEqual(RUNTIME_IMAGES.map((n) => DEFAULT_IMAGES[n]).sort());

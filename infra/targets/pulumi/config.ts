@@ -4,8 +4,8 @@
  * Validated here with errors that name the config key, like the spec's.
  */
 import { z } from 'zod';
-import { cdnError } from '../errors';
-import { isCidr, type CdnSpec } from '../spec';
+import { cdnError } from '../../model/errors';
+import { isCidr, type CdnSpec } from '../../model/spec';
 import { DEFAULT_IMAGES, DIGEST, RUNTIME_IMAGES, type ImageCatalogue, type ImageName } from './images';
 
 const cidr = z.string().refine(isCidr, 'expected a CIDR such as 10.89.0.0/24');

@@ -9,18 +9,18 @@
  */
 import * as aws from '@pulumi/aws';
 import * as pulumi from '@pulumi/pulumi';
-import { lokiPushUrl } from '../../observability/alloy';
-import { GRAFANA_DASHBOARDS_DIR, renderGrafanaDashboardsProvider, renderGrafanaDatasources } from '../../observability/grafana';
-import { CdnService, type ServiceKind } from '../components/component';
-import type { AwsSettings, DeployPlan } from '../deploy/config';
-import { alloyPackageVersion, type ImageCatalogue } from '../deploy/images';
-import type { StackOutputs } from '../deploy/outputs';
-import type { StackSecrets } from '../deploy/secrets';
-import { deployedUnits, SECRETS_DIR, unitSecretFiles } from '../deploy/units';
-import { CONTAINER_ROOT } from '../layout';
-import { regionOrder } from '../spec';
-import { url, type Placement, type Topology } from '../topology';
-import type { ServiceUnit } from '../units';
+import { lokiPushUrl } from '../../../observability/alloy';
+import { GRAFANA_DASHBOARDS_DIR, renderGrafanaDashboardsProvider, renderGrafanaDatasources } from '../../../observability/grafana';
+import { CdnService, type ServiceKind } from '../pulumi/component';
+import type { AwsSettings, DeployPlan } from '../pulumi/config';
+import { alloyPackageVersion, type ImageCatalogue } from '../pulumi/images';
+import type { StackOutputs } from '../pulumi/outputs';
+import type { StackSecrets } from '../pulumi/secrets';
+import { deployedUnits, SECRETS_DIR, unitSecretFiles } from '../pulumi/units';
+import { CONTAINER_ROOT } from '../../model/layout';
+import { regionOrder } from '../../model/spec';
+import { url, type Placement, type Topology } from '../../model/topology';
+import type { ServiceUnit } from '../../units/units';
 import { renderUserData, type HostContainer, type HostFile, type HostPlan } from './cloud-init';
 import { peer, regionNetwork, type RegionNetwork } from './network';
 

@@ -1,6 +1,6 @@
 /** The native topology: every service on 127.0.0.1, each on a free port. */
-import { edgeIdentities, type CdnSpec } from '../spec';
-import { url, type Placement, type Topology } from '../topology';
+import { edgeIdentities, type CdnSpec } from '../../model/spec';
+import { url, type Placement, type Topology } from '../../model/topology';
 import { freePort, portOrFree } from './ports';
 
 const HOST = '127.0.0.1';

@@ -4,7 +4,7 @@
  * proxy_cache stalled 100 KiB hits on kept-alive connections by ~44 ms here).
  */
 import * as path from 'node:path';
-import type { Layout } from './layout';
+import type { Layout } from '../model/layout';
 
 /**
  * Where an nginx unit writes its logs, relative to its directory (the `-p` prefix):

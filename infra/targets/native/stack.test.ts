@@ -2,12 +2,12 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { CdnError } from '../errors';
-import { parseSpec } from '../spec';
+import { CdnError } from '../../model/errors';
+import { parseSpec } from '../../model/spec';
 import { missingPackages, readState, up } from './stack';
 import { isAlive } from './supervisor';
 
-const REPO = path.resolve(__dirname, '..', '..');
+const REPO = path.resolve(__dirname, '..', '..', '..');
 
 describe('native stack failures', () => {
   test('missing Debian packages are named, once each', () => {

@@ -5,15 +5,15 @@
  * That keeps the targets thin mappings instead of three copies of the system.
  */
 import * as path from 'node:path';
-import { renderBalancer } from '../balancer/render';
-import { renderEdge } from '../edge/render';
-import { renderPrometheus } from '../observability/prometheus';
-import { renderOriginEnv } from '../origin/render';
-import { secretFile, type Layout } from './layout';
-import { NGINX_ERROR_LOG, NGINX_LOGROTATE_CONF, NGINX_LOGS_DIR, renderLogrotate } from './nginx';
-import { renderRedis } from './redis';
-import type { CdnSpec } from './spec';
-import { url, type EdgePlacement, type Topology } from './topology';
+import { renderBalancer } from '../../balancer/render';
+import { renderEdge } from '../../edge/render';
+import { renderPrometheus } from '../../observability/prometheus';
+import { renderOriginEnv } from '../../origin/render';
+import { secretFile, type Layout } from '../model/layout';
+import { NGINX_ERROR_LOG, NGINX_LOGROTATE_CONF, NGINX_LOGS_DIR, renderLogrotate } from '../render/nginx';
+import { renderRedis } from '../render/redis';
+import type { CdnSpec } from '../model/spec';
+import { url, type EdgePlacement, type Topology } from '../model/topology';
 
 export interface RenderedFile {
   /** Relative to the unit's directory. */

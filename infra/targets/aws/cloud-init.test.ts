@@ -2,9 +2,9 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { renderRedisAuth } from '../redis';
+import { renderRedisAuth } from '../../render/redis';
 import { GRAFANA_APT, renderBootstrap, renderSystemdUnit, shq, systemdWord, type HostPlan } from './cloud-init';
-import type { ServiceUnit } from '../units';
+import type { ServiceUnit } from '../../units/units';
 
 describe('cloud-init rendering', () => {
   test('systemd words escape what systemd would expand or split', () => {

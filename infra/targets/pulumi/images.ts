@@ -5,7 +5,7 @@
  * upstream, or a mirror). The digests were taken from the registries' tags named
  * beside them; `docker buildx imagetools inspect <ref>` re-checks one.
  */
-import { cdnError } from '../errors';
+import { cdnError } from '../../model/errors';
 
 export const DEFAULT_IMAGES = {
   /** Base of the edge, balancer, Redis and Prometheus images (Debian packages via scripts/setup.sh). */

@@ -6,7 +6,7 @@
  */
 import * as pulumi from '@pulumi/pulumi';
 import * as random from '@pulumi/random';
-import { cdnError } from '../errors';
+import { cdnError } from '../../model/errors';
 import type { DeployPlan } from './config';
 
 export interface StackSecrets {

@@ -7,13 +7,13 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { debianLayout } from './layout';
-import { parseSpec } from './spec';
-import type { Topology } from './topology';
+import { debianLayout } from '../model/layout';
+import { parseSpec } from '../model/spec';
+import type { Topology } from '../model/topology';
 import { buildUnits } from './units';
-import { scrapeTargets } from '../observability/prometheus';
+import { scrapeTargets } from '../../observability/prometheus';
 
-const REPO = path.resolve(__dirname, '..');
+const REPO = path.resolve(__dirname, '../..');
 
 function fixedTopology(edges: { id: string; region: string; index: number }[]): Topology {
   const p = (host: string, port: number) => ({ listen: { host: '0.0.0.0', port }, reach: { host, port } });

@@ -6,11 +6,11 @@
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { PACKAGES, type Role } from '../units';
+import { PACKAGES, type Role } from '../../units/units';
 import { imageBuilds } from './stack';
-import { DEFAULT_IMAGES } from '../deploy/images';
+import { DEFAULT_IMAGES } from '../pulumi/images';
 
-const ROOT = path.resolve(__dirname, '../..');
+const ROOT = path.resolve(__dirname, '../../..');
 const read = (f: string) => fs.readFileSync(path.join(ROOT, f), 'utf8');
 
 describe('Dockerfiles', () => {
