@@ -9,7 +9,7 @@ import { DROP_OVERRIDE_HEADERS, internalServer, luaString, renderNginxConf } fro
 import type { Layout } from '../infra/model/layout';
 import { regionOrder, type CdnSpec } from '../infra/model/spec';
 import { hostPort, type Topology } from '../infra/model/topology';
-import type { RenderedFile } from '../infra/units/units';
+import type { RenderedFile } from '../infra/model/rendered-file';
 
 export interface BalancerEdge {
   id: string;

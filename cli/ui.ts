@@ -6,7 +6,7 @@ export const ERROR_PREFIX = 'cdn: error:';
 export function fail(err: unknown): never {
   if (err instanceof CdnError) {
     process.stderr.write(`${ERROR_PREFIX} ${err.message} [${err.code}]\n`);
-    process.exit(err.status > 0 && err.status < 100 ? err.status : 1);
+    process.exit(err.exitCode);
   }
   process.stderr.write(`${ERROR_PREFIX} ${(err as Error)?.stack ?? String(err)}\n`);
   process.exit(1);

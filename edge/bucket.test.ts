@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import { bucketSettings } from './render';
 import { debianLayout } from '../infra/model/layout';
 import { parseSpec } from '../infra/model/spec';
-import { checkAssetKey } from '../origin/src/assets/asset-key';
+import { checkAssetKey } from '../origin/contract/asset-key';
 import { REPO_ROOT, runLua } from '../test/support/nginx-lua';
 
 const PATHS = [

@@ -5,13 +5,12 @@
 import * as path from 'node:path';
 import { DROP_OVERRIDE_HEADERS, internalServer, luaString, renderNginxConf } from '../infra/render/nginx';
 import { Errors } from '../infra/model/errors';
-import { MAX_KEY_LENGTH, RESERVED_FIRST_SEGMENTS, RESERVED_KEYS } from '../origin/src/assets/asset-key';
-import { NOT_FOUND_CACHE_CONTROL } from '../origin/src/assets/cache-policy';
-import { DEFAULT_CACHE_CONTROL, DEFAULT_CACHE_CONTROL_BY_TYPE } from '../origin/src/config/origin-config';
+import { MAX_KEY_LENGTH, RESERVED_FIRST_SEGMENTS, RESERVED_KEYS } from '../origin/contract/asset-key';
+import { DEFAULT_CACHE_CONTROL, DEFAULT_CACHE_CONTROL_BY_TYPE, NOT_FOUND_CACHE_CONTROL } from '../origin/contract/cache-policy';
 import { secretFile, type Layout } from '../infra/model/layout';
 import type { CdnSpec } from '../infra/model/spec';
 import { hostPort, type EdgePlacement, type Topology } from '../infra/model/topology';
-import type { RenderedFile } from '../infra/units/units';
+import type { RenderedFile } from '../infra/model/rendered-file';
 
 export interface EdgeSettings {
   id: string;

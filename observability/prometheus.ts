@@ -4,7 +4,7 @@
  * edge to the spec adds its target; nothing is listed by hand.
  */
 import { hostPort, type Topology } from '../infra/model/topology';
-import type { RenderedFile } from '../infra/units/units';
+import type { RenderedFile } from '../infra/model/rendered-file';
 import { renderRules } from './rules';
 
 /** Where prometheus.yml looks for rule files, relative to its own directory. */

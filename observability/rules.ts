@@ -9,7 +9,7 @@
  * UPDATING or REVALIDATED); the origin's delivery traffic is GET/HEAD on its public
  * routes (`/*`, `/_v/*`), not the API, health or metrics routes.
  */
-import type { RenderedFile } from '../infra/units/units';
+import type { RenderedFile } from '../infra/model/rendered-file';
 
 export interface RecordingRule {
   record: string;

@@ -1,5 +1,6 @@
 /** The origin's environment, rendered from the spec like every other service's files. */
 import { cdnError } from '../infra/model/errors';
+import type { OriginEnvironment } from './contract/environment';
 import type { CdnSpec } from '../infra/model/spec';
 import { url, type Topology } from '../infra/model/topology';
 
@@ -13,7 +14,7 @@ export interface OriginSecrets {
   s3SecretKeyFile?: string;
 }
 
-function storageEnv(spec: CdnSpec, storagePath: string, secrets: OriginSecrets): Record<string, string> {
+function storageEnv(spec: CdnSpec, storagePath: string, secrets: OriginSecrets): OriginEnvironment {
   const storage = spec.storage;
   if (storage.kind === 'filesystem') {
     return { CDN_STORAGE_KIND: 'filesystem', CDN_STORAGE_PATH: storage.path ?? storagePath };
@@ -32,7 +33,8 @@ function storageEnv(spec: CdnSpec, storagePath: string, secrets: OriginSecrets):
   };
 }
 
-export function renderOriginEnv(spec: CdnSpec, topology: Topology, storagePath: string, secrets: OriginSecrets): Record<string, string> {
+/** NODE_ENV, then the origin's own variables (their names: origin/contract/environment.ts). */
+export function renderOriginEnv(spec: CdnSpec, topology: Topology, storagePath: string, secrets: OriginSecrets): { NODE_ENV: string } & OriginEnvironment {
   if (spec.secrets.redisPassword && !secrets.redisPasswordFile) {
     throw cdnError('CDN_ERR_CONFIG_INVALID', `secrets.redisPassword (${spec.secrets.redisPassword}) needs a file holding the password; this target provides none`);
   }

@@ -1,6 +1,6 @@
 /** Renders redis.conf for the invalidation bus. */
 import type { Topology } from '../model/topology';
-import type { RenderedFile } from '../units/units';
+import type { RenderedFile } from '../model/rendered-file';
 
 export interface RedisOptions {
   /**

@@ -12,15 +12,9 @@ import { renderOriginEnv } from '../../origin/render';
 import { secretFile, type Layout } from '../model/layout';
 import { NGINX_ERROR_LOG, NGINX_LOGROTATE_CONF, NGINX_LOGS_DIR, renderLogrotate } from '../render/nginx';
 import { renderRedis } from '../render/redis';
+import type { RenderedFile } from '../model/rendered-file';
 import type { CdnSpec } from '../model/spec';
 import { url, type EdgePlacement, type Topology } from '../model/topology';
-
-export interface RenderedFile {
-  /** Relative to the unit's directory. */
-  path: string;
-  content: string;
-  mode?: number;
-}
 
 export type Role = 'redis' | 'origin' | 'edge' | 'balancer' | 'prometheus';
 

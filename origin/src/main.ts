@@ -14,7 +14,7 @@ async function main(): Promise<void> {
   } catch (err) {
     if (err instanceof CdnError) {
       process.stderr.write(`${err.code}: ${err.message}\n`);
-      process.exit(err.status >= 1 && err.status < 100 ? err.status : 1);
+      process.exit(err.exitCode);
     }
     throw err;
   }

@@ -5,7 +5,7 @@ import { checkTag, parseSurrogateKeyHeader } from '../common/surrogate-keys';
 import { ORIGIN_CONFIG, type OriginConfig } from '../config/origin-config';
 import { PurgeService, type PurgeActor } from '../purge/purge.service';
 import { TagIndexService } from '../tags/tag-index.service';
-import { checkAssetKey, MAX_KEY_LENGTH } from './asset-key';
+import { checkAssetKey, MAX_KEY_LENGTH } from '../../contract/asset-key';
 import type { UploadRequest } from './asset-requests';
 import { cacheControlOf, versionedPath } from './cache-policy';
 import { checkDeclaredType } from './content-sniffing';

@@ -4,12 +4,6 @@ import type { AssetMetadata } from './storage/storage-driver';
 /** Versioned (content-addressed) URLs never change meaning: cache them for a year. */
 export const IMMUTABLE_CACHE_CONTROL = 'public, max-age=31536000, immutable';
 
-/**
- * Short negative caching for unknown keys: safe because creating a key publishes a
- * purge of its path, so an edge drops its cached 404 as soon as the asset exists.
- */
-export const NOT_FOUND_CACHE_CONTROL = 'public, max-age=5';
-
 /** The asset's own policy, else the first CDN_CACHE_CONTROL_BY_TYPE match, else the default. */
 export function cacheControlOf(metadata: AssetMetadata, config: OriginConfig): string {
   if (metadata.cacheControl !== null) {

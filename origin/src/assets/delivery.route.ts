@@ -1,6 +1,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { replyWithError } from '../common/cdn-exception.filter';
-import { rawKeyFromUrl } from './asset-key';
+import { rawKeyFromUrl } from '../../contract/asset-key';
 import type { ReadRequest } from './asset-requests';
 import type { DeliveryService } from './delivery.service';
 

@@ -3,13 +3,12 @@ import type { Readable } from 'node:stream';
 import { cdnError, Errors } from '../../../infra/model/errors';
 import { errorBody, type ErrorBody } from '../common/error-response';
 import { ORIGIN_CONFIG, type OriginConfig } from '../config/origin-config';
-import { checkAssetKey } from './asset-key';
+import { checkAssetKey } from '../../contract/asset-key';
 import type { ReadRequest } from './asset-requests';
-import { cacheControlOf, IMMUTABLE_CACHE_CONTROL, NOT_FOUND_CACHE_CONTROL, parseVersionedKey, VERSIONED_PREFIX } from './cache-policy';
+import { NOT_FOUND_CACHE_CONTROL } from '../../contract/cache-policy';
+import { cacheControlOf, IMMUTABLE_CACHE_CONTROL, parseVersionedKey, VERSIONED_PREFIX } from './cache-policy';
 import { decideRange, ifRangeAllows, isNotModified, type Validators } from './http-validators';
 import { STORAGE_DRIVER, type AssetMetadata, type StorageDriver } from './storage/storage-driver';
-
-export { NOT_FOUND_CACHE_CONTROL } from './cache-policy';
 
 /** A response to send: the controller copies it onto the reply as is. */
 export interface Delivery {

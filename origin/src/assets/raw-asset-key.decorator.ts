@@ -1,6 +1,6 @@
 import { createParamDecorator, ExecutionContext } from '@nestjs/common';
 import type { FastifyRequest } from 'fastify';
-import { rawKeyFromUrl } from './asset-key';
+import { rawKeyFromUrl } from '../../contract/asset-key';
 
 /**
  * The undecoded key of the request (the raw URL path after `prefix`), or null when the

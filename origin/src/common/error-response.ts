@@ -28,9 +28,9 @@ export function errorBody(def: CdnErrorDefinition, detail?: string): ErrorBody {
 
 export function toErrorResponse(err: unknown): ErrorResponse {
   if (err instanceof CdnError) {
-    // Catalogue entries with a process exit code (< 400) are not meant for HTTP.
-    if (err.status >= 400 && err.status <= 599) {
-      return { status: err.status, body: { error: err.code, message: err.message }, unexpected: false };
+    // Catalogue entries without an HTTP status (start-up and CLI errors) are not meant for HTTP.
+    if (err.httpStatus !== undefined) {
+      return { status: err.httpStatus, body: { error: err.code, message: err.message }, unexpected: false };
     }
     return internal();
   }

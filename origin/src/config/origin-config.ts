@@ -1,6 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
 import { z } from 'zod';
+import { DEFAULT_CACHE_CONTROL, DEFAULT_CACHE_CONTROL_BY_TYPE } from '../../contract/cache-policy';
+import type { OriginEnvName } from '../../contract/environment';
 import { cdnError } from '../../../infra/model/errors';
 import { Secret } from './secret';
 
@@ -73,21 +75,6 @@ export interface OriginConfig {
   readonly logLevel: 'debug' | 'info' | 'warn' | 'error' | 'silent';
 }
 
-/** CDN_DEFAULT_CACHE_CONTROL's default (the edges reading from the bucket apply it too). */
-export const DEFAULT_CACHE_CONTROL = 'public, max-age=3600';
-
-/**
- * Defaults per content type: images, fonts and media change rarely (and every change
- * is purged), HTML is short-lived. CDN_CACHE_CONTROL_BY_TYPE replaces this table.
- */
-export const DEFAULT_CACHE_CONTROL_BY_TYPE: readonly (readonly [string, string])[] = [
-  ['image/*', 'public, max-age=86400'],
-  ['font/*', 'public, max-age=86400'],
-  ['video/*', 'public, max-age=86400'],
-  ['audio/*', 'public, max-age=86400'],
-  ['text/html', 'public, max-age=60, stale-while-revalidate=60'],
-];
-
 /** S3 refuses parts under 5 MiB (except the last); a single copy is limited to 5 GiB. */
 const MIN_PART_SIZE = 5 * 1024 * 1024;
 const MAX_S3_OBJECT = 5 * 1024 * 1024 * 1024;
@@ -130,7 +117,8 @@ const redisUrl = z.string({ error: 'is required (e.g. redis://127.0.0.1:6379)' }
   }
 }, 'must be a redis:// or rediss:// URL, e.g. redis://127.0.0.1:6379');
 
-const envSchema = z.object({
+// Every name of the contract, and no other (checked by `satisfies`).
+const envShape = {
   CDN_ORIGIN_HOST: z.string().regex(/^[A-Za-z0-9.:_-]+$/, 'must be a host name or IP address').default('127.0.0.1'),
   CDN_ORIGIN_PORT: positiveInt(65535).default(3000),
   CDN_STORAGE_KIND: z.enum(['filesystem', 's3'], { error: 'must be "filesystem" or "s3"' }).default('filesystem'),
@@ -172,9 +160,9 @@ const envSchema = z.object({
     .default(DEFAULT_CACHE_CONTROL),
   CDN_CACHE_CONTROL_BY_TYPE: z.string().optional(),
   CDN_LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error', 'silent'], { error: 'must be debug, info, warn, error or silent' }).default('info'),
-});
+} satisfies Record<OriginEnvName, z.ZodType>;
+const envSchema = z.object(envShape);
 
-type EnvVar = keyof typeof envSchema.shape;
 
 const SECRET_VARS: ReadonlySet<string> = new Set(['CDN_ADMIN_TOKEN', 'CDN_REDIS_URL']);
 
@@ -187,8 +175,8 @@ function invalid(variable: string, problem: string): never {
  * as unset. `cwd` resolves a relative CDN_STORAGE_PATH.
  */
 export function loadOriginConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.cwd()): OriginConfig {
-  const input: Partial<Record<EnvVar, string>> = {};
-  for (const name of Object.keys(envSchema.shape) as EnvVar[]) {
+  const input: Partial<Record<OriginEnvName, string>> = {};
+  for (const name of Object.keys(envSchema.shape) as OriginEnvName[]) {
     const value = env[name];
     if (value !== undefined && value.trim() !== '') {
       // Tokens are trimmed below; everything else is taken as written, minus stray spaces.
@@ -200,7 +188,7 @@ export function loadOriginConfig(env: NodeJS.ProcessEnv = process.env, cwd = pro
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
     const variable = String(issue.path[0] ?? 'environment');
-    const value = input[variable as EnvVar];
+    const value = input[variable as OriginEnvName];
     // Echo the offending value, except for variables that may carry credentials.
     const echo = value !== undefined && !SECRET_VARS.has(variable) ? ` (got ${JSON.stringify(value)})` : '';
     invalid(variable, `${issue.message}${echo}`);

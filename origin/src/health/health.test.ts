@@ -6,7 +6,7 @@ import { rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import { startRedis, type RedisHandle } from '../../../test/support/redis-server';
 import { startOrigin, type OriginUnderTest } from '../../test/harness';
-import { HTTP_DURATION_BUCKETS } from '../metrics/metrics.service';
+import { LATENCY_BUCKETS } from '../../contract/metrics';
 
 let redisServer: RedisHandle;
 let origin: OriginUnderTest;
@@ -65,8 +65,8 @@ describe('GET /metrics', () => {
     const les = [...text.matchAll(/^cdn_origin_http_request_duration_seconds_bucket\{le="([^"]+)",route="\/\*",method="GET"\}/gm)].map(
       (m) => m[1],
     );
-    expect(les).toEqual([...HTTP_DURATION_BUCKETS.map(String), '+Inf']);
-    expect(HTTP_DURATION_BUCKETS).toEqual([0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]);
+    expect(les).toEqual([...LATENCY_BUCKETS.map(String), '+Inf']);
+    expect(LATENCY_BUCKETS).toEqual([0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]);
   });
 
   test('has the purge counter', () => {

@@ -1,7 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { collectDefaultMetrics, Counter, exponentialBuckets, Histogram, Registry } from 'prom-client';
+import { LATENCY_BUCKETS } from '../../contract/metrics';
 
-export const HTTP_DURATION_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 /** 256 B .. 64 MiB (http-and-security.md §2). */
 export const SIZE_BUCKETS = exponentialBuckets(256, 4, 10);
 
@@ -31,7 +31,7 @@ export class MetricsService {
     name: 'cdn_origin_http_request_duration_seconds',
     help: 'Time from receiving a request to finishing its response, by route template and method.',
     labelNames: ['route', 'method'] as const,
-    buckets: HTTP_DURATION_BUCKETS,
+    buckets: [...LATENCY_BUCKETS],
     registers: [this.registry],
   });
 
@@ -60,7 +60,7 @@ export class MetricsService {
     name: 'cdn_origin_storage_operation_duration_seconds',
     help: 'Storage driver operations, by driver and operation (a put includes receiving the body).',
     labelNames: ['driver', 'operation'] as const,
-    buckets: HTTP_DURATION_BUCKETS,
+    buckets: [...LATENCY_BUCKETS],
     registers: [this.registry],
   });
 

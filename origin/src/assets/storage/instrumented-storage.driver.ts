@@ -54,7 +54,7 @@ export class InstrumentedStorageDriver implements StorageDriver {
     try {
       return await call();
     } catch (err) {
-      failed = !(err instanceof CdnError) || err.status >= 500;
+      failed = !(err instanceof CdnError) || (err.httpStatus ?? 500) >= 500;
       throw err;
     } finally {
       this.metrics.observeStorage(this.kind, operation, Number(process.hrtime.bigint() - started) / 1e9, failed);

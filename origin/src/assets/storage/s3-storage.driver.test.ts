@@ -116,7 +116,7 @@ test('a failed verification stores nothing and removes the temporary object', as
     .put('verify/x.txt', Readable.from([Buffer.from('payload')]), {
       ...OPTIONS,
       verify: () => {
-        throw new CdnError({ code: 'CDN_ERR_CHECKSUM_MISMATCH', message: 'mismatch', status: 400 });
+        throw new CdnError({ code: 'CDN_ERR_CHECKSUM_MISMATCH', message: 'mismatch', httpStatus: 400, exitCode: 1 });
       },
     })
     .catch((e: unknown) => e);

@@ -6,7 +6,7 @@ import type { Readable } from 'node:stream';
 import { Client, CopyDestinationOptions, CopySourceOptions, type BucketItemStat } from 'minio';
 import { CdnError, cdnError } from '../../../../infra/model/errors';
 import type { S3StorageConfig } from '../../config/origin-config';
-import { checkAssetKey } from '../asset-key';
+import { checkAssetKey } from '../../../contract/asset-key';
 import type { AssetMetadata, ByteRange, ListOptions, ListPage, PutOptions, PutResult, ReceivedContent, StorageDriver } from './storage-driver';
 import { UploadDigest } from './upload-digest';
 
