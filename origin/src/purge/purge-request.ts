@@ -12,32 +12,52 @@ import { checkTag } from '../common/surrogate-keys';
 export const MAX_PURGE_ENTRIES = 1000;
 const MAX_PATH_LENGTH = 2048;
 
-export interface PurgeRequest {
-  readonly urls: readonly string[];
-  readonly prefixes: readonly string[];
-  readonly tags: readonly string[];
+const stringList = () => z.array(z.string({ error: 'must be a string' }), { error: 'must be an array of strings' }).optional();
+
+/**
+ * The one declaration of the body: it validates it (parsePurgeRequest), documents it
+ * (purge.dto.ts derives the OpenAPI request body from it) and types it (PurgeRequestBody,
+ * PurgeRequest). What a schema cannot say (the entry count, the URL, prefix and tag
+ * rules) parsePurgeRequest checks after it.
+ */
+export const purgeRequestSchema = z
+  .strictObject(
+    {
+      urls: stringList().meta({
+        description: 'Full URLs or paths; no query or fragment',
+        examples: [['/products/shoe.jpg', 'https://shop.example/cart.css']],
+      }),
+      prefixes: stringList().meta({ description: 'Path prefixes, starting and ending with /', examples: [['/banners/']] }),
+      tags: stringList().meta({ description: 'Surrogate keys (tags)', examples: [['product-42']] }),
+      soft: z
+        .boolean({ error: 'must be true or false' })
+        .default(false)
+        .meta({ description: 'Mark stale instead of evicting (edges may serve stale while revalidating)' }),
+    },
+    { error: 'the body must be a JSON object' },
+  )
+  .meta({ description: `At least one entry in urls, prefixes and tags together, at most ${MAX_PURGE_ENTRIES}` });
+
+/** The body as the schema outputs it: lists optional, `soft` defaulted to false. */
+export type PurgeRequestBody = z.output<typeof purgeRequestSchema>;
+
+type PurgeLists = Required<Pick<PurgeRequestBody, 'urls' | 'prefixes' | 'tags'>>;
+
+/**
+ * A checked purge: the three lists always present (normalised, deduplicated). `soft` is
+ * optional because publishers other than the API (asset writes) leave it out: absent is hard.
+ */
+export type PurgeRequest = { readonly [K in keyof PurgeLists]: Readonly<PurgeLists[K]> } & {
   /** Mark stale instead of evicting: edges may serve the old copy while they revalidate. */
-  readonly soft?: boolean;
-}
-
-const stringList = z.array(z.string({ error: 'must be a string' }), { error: 'must be an array of strings' }).optional();
-
-const bodySchema = z.strictObject(
-  {
-    urls: stringList,
-    prefixes: stringList,
-    tags: stringList,
-    soft: z.boolean({ error: 'must be true or false' }).optional(),
-  },
-  { error: 'the body must be a JSON object' },
-);
+  readonly soft?: PurgeRequestBody['soft'];
+};
 
 function invalid(detail: string, field?: string): never {
   throw cdnError('CDN_ERR_PURGE_INVALID', detail, { details: field ? { field } : undefined });
 }
 
 export function parsePurgeRequest(body: unknown): PurgeRequest {
-  const parsed = bodySchema.safeParse(body);
+  const parsed = purgeRequestSchema.safeParse(body);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
     if (issue.code === 'unrecognized_keys') {
@@ -70,7 +90,7 @@ export function parsePurgeRequest(body: unknown): PurgeRequest {
     return reason === undefined ? value : invalid(`tags[${i}]: ${reason}`, `tags[${i}]`);
   });
 
-  return { urls: unique(urls), prefixes: unique(prefixes), tags: unique(tags), soft: parsed.data.soft === true };
+  return { urls: unique(urls), prefixes: unique(prefixes), tags: unique(tags), soft: parsed.data.soft };
 }
 
 /**

@@ -3,7 +3,7 @@ import { ApiAcceptedResponse, ApiBody, ApiOkResponse, ApiOperation, ApiResponse,
 import type { FastifyRequest } from 'fastify';
 import { RequireToken } from '../auth/scopes.guard';
 import { JsonBody } from '../common/json-body.decorator';
-import { PurgeAcceptedDto, PurgeRequestDto, PurgeStatusDto } from './purge.dto';
+import { PurgeAcceptedDto, purgeRequestOpenApiSchema, PurgeStatusDto } from './purge.dto';
 import { PurgeStatusService, type PurgeStatus } from './purge-status.service';
 import { PurgeService } from './purge.service';
 
@@ -19,7 +19,7 @@ export class PurgeController {
   @RequireToken('purge')
   @HttpCode(HttpStatus.ACCEPTED)
   @ApiOperation({ summary: 'Purge URLs, path prefixes and tags on every edge' })
-  @ApiBody({ type: PurgeRequestDto })
+  @ApiBody({ schema: purgeRequestOpenApiSchema })
   @ApiAcceptedResponse({ type: PurgeAcceptedDto, description: 'On the invalidation stream (or merged with an identical pending purge)' })
   @ApiResponse({ status: 400, description: 'CDN_ERR_PURGE_INVALID naming the field' })
   @ApiResponse({ status: 429, description: 'CDN_ERR_RATE_LIMITED, with Retry-After' })

@@ -1,20 +1,25 @@
-import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
+import { ApiProperty, type SchemaObject } from '@nestjs/swagger';
+import { z } from 'zod';
+import { purgeRequestSchema } from './purge-request';
 
-/** OpenAPI shapes of the purge API (validation itself is purge-request.ts). */
-export class PurgeRequestDto {
-  @ApiPropertyOptional({ type: [String], example: ['/products/shoe.jpg', 'https://shop.example/cart.css'], description: 'Full URLs or paths; no query or fragment' })
-  urls?: string[];
+/**
+ * The OpenAPI request body of POST /v1/purge, derived from the schema that validates it
+ * (purge-request.ts), so the two cannot drift. `io: 'input'` because this is what callers
+ * send (`soft` optional with its default, not the parsed output where it is always set).
+ * OpenAPI 3.0 schema objects take one `example`, not JSON Schema's `examples` list.
+ */
+export const purgeRequestOpenApiSchema = z.toJSONSchema(purgeRequestSchema, {
+  target: 'openapi-3.0',
+  io: 'input',
+  override: ({ jsonSchema }) => {
+    if (Array.isArray(jsonSchema.examples)) {
+      jsonSchema.example = jsonSchema.examples[0];
+      delete jsonSchema.examples;
+    }
+  },
+}) as SchemaObject;
 
-  @ApiPropertyOptional({ type: [String], example: ['/banners/'], description: 'Path prefixes, starting and ending with /' })
-  prefixes?: string[];
-
-  @ApiPropertyOptional({ type: [String], example: ['product-42'], description: 'Surrogate keys (tags)' })
-  tags?: string[];
-
-  @ApiPropertyOptional({ description: 'Mark stale instead of evicting (edges may serve stale while revalidating)', default: false })
-  soft?: boolean;
-}
-
+/** OpenAPI shapes of the purge API's responses. */
 export class PurgeAcceptedDto {
   @ApiProperty({ format: 'uuid' })
   id!: string;

@@ -1,12 +1,13 @@
 /**
  * POST /v1/purge against the real app and a real Redis: the exact stream message, the
- * validation errors (each naming its field), and 503 (never a false 202) when Redis is
- * gone.
+ * validation errors (each naming its field), the OpenAPI request body (the validating
+ * schema's), and 503 (never a false 202) when Redis is gone.
  */
 import Redis from 'ioredis';
 import { startRedis, type RedisHandle } from '../../../test/support/redis-server';
 import { startOrigin, type OriginUnderTest } from '../../test/harness';
-import { normalisePurgeUrl } from './purge-request';
+import { normalisePurgeUrl, parsePurgeRequest, purgeRequestSchema } from './purge-request';
+import { purgeRequestOpenApiSchema } from './purge.dto';
 
 let redisServer: RedisHandle;
 let redis: Redis;
@@ -137,6 +138,54 @@ describe('POST /v1/purge', () => {
     const res = await purge({ urls: ['/' + 'a'.repeat(1024 * 1024)] });
     expect(res.status).toBe(413);
     expect(res.json().error).toBe('CDN_ERR_BODY_TOO_LARGE');
+  });
+});
+
+describe('the OpenAPI request body of POST /v1/purge', () => {
+  interface BodySchema {
+    type: string;
+    properties: Record<string, { type: string; items?: { type: string }; description?: string; example?: unknown; default?: unknown }>;
+    required?: string[];
+    additionalProperties: unknown;
+  }
+  let schema: BodySchema;
+
+  beforeAll(async () => {
+    const res = await origin.request('GET', '/docs/openapi.json');
+    expect(res.status).toBe(200);
+    const doc = res.json<{ paths: Record<string, { post: { requestBody: { content: Record<string, { schema: BodySchema }> } } }> }>();
+    schema = doc.paths['/v1/purge'].post.requestBody.content['application/json'].schema;
+  });
+
+  test('is the one derived from the zod schema that validates the body: its fields exactly, nothing else allowed', () => {
+    expect(schema).toEqual(purgeRequestOpenApiSchema);
+    expect(schema.type).toBe('object');
+    expect(Object.keys(schema.properties)).toEqual(Object.keys(purgeRequestSchema.shape));
+    expect(schema.additionalProperties).toBe(false);
+    expect(schema.required ?? []).toEqual([]);
+  });
+
+  test('documents urls, prefixes and tags as string lists with an example, and soft as a boolean defaulting to false', () => {
+    for (const list of ['urls', 'prefixes', 'tags']) {
+      expect(schema.properties[list]).toEqual({
+        type: 'array',
+        items: { type: 'string' },
+        description: expect.any(String),
+        example: expect.arrayContaining([expect.any(String)]),
+      });
+    }
+    expect(schema.properties.urls.description).toBe('Full URLs or paths; no query or fragment');
+    expect(schema.properties.soft).toEqual({ type: 'boolean', default: false, description: expect.stringContaining('stale') });
+  });
+
+  test('its examples pass the validation', () => {
+    const example = Object.fromEntries(['urls', 'prefixes', 'tags'].map((list) => [list, schema.properties[list].example]));
+    expect(parsePurgeRequest(example)).toEqual({
+      urls: ['/products/shoe.jpg', '/cart.css'],
+      prefixes: ['/banners/'],
+      tags: ['product-42'],
+      soft: false,
+    });
   });
 });
 
