@@ -263,7 +263,7 @@ ${internalServer(hostPort(topology.balancer.internal.listen), 'cdn.balancer', ST
   const conf = renderNginxConf({
     layout,
     workers: spec.workers,
-    luaRoots: [layout.balancerLuaRoot, layout.edgeLuaRoot],
+    luaRoots: [layout.balancerLuaRoot, layout.sharedLuaRoot],
     sharedDicts: { cdn_health: '1m', cdn_metrics: '4m' },
     init: `require("cdn.balancer").init(${luaString(settingsPath)})`,
     initWorker: 'require("cdn.balancer").init_worker()',

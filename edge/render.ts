@@ -503,7 +503,7 @@ ${internalServer(hostPort(edge.internal.listen), 'cdn.edge')}`;
   const conf = renderNginxConf({
     layout,
     workers: spec.workers,
-    luaRoots: [layout.edgeLuaRoot],
+    luaRoots: [layout.edgeLuaRoot, layout.sharedLuaRoot],
     sharedDicts: { cdn_gens: '16m', cdn_tags: '32m', cdn_stored: '8m', cdn_fetching: '4m', cdn_revalidated: '8m', cdn_state: '1m', cdn_metrics: '4m', ...(bucket ? { cdn_bucket: '8m' } : {}) },
     init: `require("cdn.edge").init(${luaString(settingsPath)})`,
     initWorker: 'require("cdn.edge").init_worker()',

@@ -8,9 +8,13 @@ import * as path from 'node:path';
 export interface Layout {
   /** Absolute directory holding one unit's rendered files, logs and cache. */
   unitDir(unit: string): string;
-  /** Directories that contain the `cdn` Lua package; shared modules live in the first. */
+  /**
+   * Directories that contain the `cdn` Lua package: each role's own modules, and the
+   * modules both roles use (settings, key, memo, metrics).
+   */
   edgeLuaRoot: string;
   balancerLuaRoot: string;
+  sharedLuaRoot: string;
   /** Debian's Lua library path (lua-resty-core, nginx.redis, cjson). */
   systemLuaPath: string;
   nginxModulesDir: string;
@@ -61,6 +65,7 @@ export function debianLayout(options: { repoRoot: string; stateDir: string; node
     unitDir: (unit) => path.join(stateDir, unit),
     edgeLuaRoot: path.join(repoRoot, 'edge', 'lua'),
     balancerLuaRoot: path.join(repoRoot, 'balancer', 'lua'),
+    sharedLuaRoot: path.join(repoRoot, 'lua'),
     systemLuaPath: '/usr/share/lua/5.1',
     nginxModulesDir: '/usr/lib/nginx/modules',
     nginx: '/usr/sbin/nginx',
@@ -89,6 +94,7 @@ export function containerLayout(): Layout {
     unitDir: (unit) => path.posix.join('/etc/cdn', unit),
     edgeLuaRoot: `${CONTAINER_ROOT}/edge/lua`,
     balancerLuaRoot: `${CONTAINER_ROOT}/balancer/lua`,
+    sharedLuaRoot: `${CONTAINER_ROOT}/lua`,
     systemLuaPath: '/usr/share/lua/5.1',
     nginxModulesDir: '/usr/lib/nginx/modules',
     nginx: '/usr/sbin/nginx',

@@ -44,7 +44,7 @@ function fakeEdgeConf(dir: string, id: string, port: number, internalPort: numbe
   return renderNginxConf({
     layout,
     workers: 1,
-    luaRoots: [layout.edgeLuaRoot],
+    luaRoots: [],
     sharedDicts: { fake: '1m' },
     init: '',
     initWorker: '',

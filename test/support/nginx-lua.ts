@@ -42,7 +42,7 @@ export async function startNginx(server: string, options: { http?: string; dicts
   const conf = renderNginxConf({
     layout,
     workers: 1,
-    luaRoots: [layout.balancerLuaRoot, layout.edgeLuaRoot],
+    luaRoots: [layout.balancerLuaRoot, layout.edgeLuaRoot, layout.sharedLuaRoot],
     sharedDicts: options.dicts ?? { cdn_test: '1m' },
     init: options.init ?? '',
     initWorker: options.initWorker ?? '',

@@ -9,6 +9,7 @@ import * as path from 'node:path';
 import { PACKAGES, type Role } from '../../units/units';
 import { imageBuilds } from './stack';
 import { DEFAULT_IMAGES } from '../pulumi/images';
+import { containerLayout } from '../../model/layout';
 
 const ROOT = path.resolve(__dirname, '../../..');
 const read = (f: string) => fs.readFileSync(path.join(ROOT, f), 'utf8');
@@ -30,9 +31,13 @@ describe('Dockerfiles', () => {
   });
 
   test('edge and balancer images carry the Lua the layout points nginx at', () => {
-    expect(read('edge/Dockerfile')).toContain('COPY edge/lua /opt/cdn/edge/lua');
-    expect(read('balancer/Dockerfile')).toContain('COPY balancer/lua /opt/cdn/balancer/lua');
-    expect(read('balancer/Dockerfile')).toContain('COPY edge/lua /opt/cdn/edge/lua');
+    const layout = containerLayout();
+    const copies = (f: string) => [...read(f).matchAll(/^COPY (\S+) (\S+)$/gm)].map((m) => [m[1], m[2]]);
+    // each role's own Lua and the shared modules, where the rendered lua_package_path looks
+    expect(copies('edge/Dockerfile')).toEqual(expect.arrayContaining([['lua', layout.sharedLuaRoot], ['edge/lua', layout.edgeLuaRoot]]));
+    expect(copies('balancer/Dockerfile')).toEqual(expect.arrayContaining([['lua', layout.sharedLuaRoot], ['balancer/lua', layout.balancerLuaRoot]]));
+    // the balancer no longer needs the edge's Lua
+    expect(read('balancer/Dockerfile')).not.toContain('edge/lua');
   });
 });
 
