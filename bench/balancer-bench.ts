@@ -319,7 +319,7 @@ async function failover(): Promise<FailoverResult> {
     }
     const victim = stack.services.find((s) => s.unit.name === 'edge-eu-2')!;
     const balancerUnit = stack.services.find((s) => s.unit.name === 'balancer')!.unit;
-    const statusJson = balancerUnit.health.kind === 'http' ? balancerUnit.health.url.replace('/healthz', '/status.json') : '';
+    const statusJson = balancerUnit.health?.kind === 'http' ? balancerUnit.health.url.replace('/healthz', '/status.json') : '';
     const edgeUp = async (id: string) => {
       const doc = (await (await fetch(statusJson)).json()) as { edges: { id: string; up: boolean }[] };
       return doc.edges.find((e) => e.id === id)!.up;

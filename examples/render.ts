@@ -10,12 +10,12 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { deployPlan } from '../infra/targets/pulumi/config';
 import { deployedUnits, LAYOUT } from '../infra/targets/pulumi/units';
-import { dockerAddresses, dockerTopology, objectStoreEndpoint } from '../infra/targets/docker/topology';
+import { dockerAddresses, dockerTopology } from '../infra/targets/docker/topology';
 import { secretFile } from '../infra/model/layout';
 import { NGINX_LOGROTATE_CONF } from '../infra/render/nginx';
 import { parseSpec, type CdnSpec } from '../infra/model/spec';
-import { buildUnits, type ServiceUnit } from '../infra/units/units';
-import { renderAlloyConfig, renderSystemdAlloyConfig, lokiPushUrl } from '../observability/alloy';
+import { buildUnits } from '../infra/units/stack';
+import type { ServiceUnit } from '../infra/units/units';
 
 /** The repository's examples/rendered/, from the sources (ts-jest) or from dist/. */
 export const RENDERED_DIR = (() => {
@@ -72,9 +72,9 @@ function unitFiles(dir: string, units: ServiceUnit[], only?: (u: ServiceUnit) =>
   ]);
 }
 
-function topologyOf(spec: CdnSpec) {
-  const addresses = dockerAddresses(spec, SUBNET);
-  return { addresses, topology: dockerTopology(spec, addresses, PUBLIC_URL) };
+/** The docker target's topology, with or without the stack's own object store. */
+function topologyOf(spec: CdnSpec, objectStore: boolean) {
+  return dockerTopology(spec, dockerAddresses(spec, SUBNET), PUBLIC_URL, { objectStore });
 }
 
 /** One edge is enough: the others differ only in their id and address. */
@@ -83,16 +83,14 @@ const oneEdge = (u: ServiceUnit) => u.role !== 'edge' || u.name === 'edge-eu-1';
 export function renderExamples(): ExampleFile[] {
   const raw = {};
   const plan = deployPlan(raw, parseSpec(raw));
-  const { addresses, topology } = topologyOf(plan.spec);
-  const files = unitFiles('default', deployedUnits(plan, topology, objectStoreEndpoint(addresses)), oneEdge);
-  files.push(
-    { path: 'default/alloy/config.alloy', content: renderAlloyConfig({ source: 'docker', lokiPushUrl: lokiPushUrl('http://10.89.0.32:3100'), dockerNetwork: `${plan.spec.name}-net` }) },
-    { path: 'default/alloy/systemd.alloy', content: renderSystemdAlloyConfig() },
-  );
+  const topology = topologyOf(plan.spec, plan.objectStore.kind === 'builtin');
+  const files = unitFiles('default', deployedUnits(plan, topology, { kind: 'docker', network: `${plan.spec.name}-net` }), oneEdge);
+  // what the aws target's instances ship logs with instead of the one Alloy container
+  const onInstances = deployedUnits(plan, topology, { kind: 'journal' }).find((u) => u.role === 'log-shipper')!;
+  files.push(...unitFiles('aws', [onInstances]));
   for (const [name, variant] of Object.entries(VARIANTS)) {
     const spec = parseSpec(variant.spec);
-    const { topology: t } = topologyOf(spec);
-    const unit = buildUnits({ spec, topology: t, layout: LAYOUT, adminTokenFile: secretFile(LAYOUT, 'adminToken')!, withPrometheus: false }).find((u) => u.name === variant.unit)!;
+    const unit = buildUnits({ spec, topology: topologyOf(spec, false), layout: LAYOUT, adminTokenFile: secretFile(LAYOUT, 'adminToken')!, withPrometheus: true }).find((u) => u.name === variant.unit)!;
     for (const f of unit.files.filter((x) => x.path !== NGINX_LOGROTATE_CONF)) files.push({ path: path.posix.join('variants', name, unit.name, f.path), content: f.content });
   }
   return files.sort((a, b) => a.path.localeCompare(b.path));

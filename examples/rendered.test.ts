@@ -18,9 +18,9 @@ describe('rendered examples', () => {
     expect(filesUnder(RENDERED_DIR)).toEqual(rendered.map((f) => f.path));
   });
 
-  test('the default spec shows every service the docker target runs from rendered files', () => {
+  test('the default spec shows every service the docker target gives rendered files or an environment', () => {
     const units = new Set(rendered.filter((f) => f.path.startsWith('default/')).map((f) => f.path.split('/')[1]));
-    expect([...units].sort()).toEqual(['alloy', 'balancer', 'edge-eu-1', 'origin', 'prometheus', 'redis']);
+    expect([...units].sort()).toEqual(['alloy', 'balancer', 'edge-eu-1', 'grafana', 'object-store', 'origin', 'prometheus', 'redis']);
     expect(rendered.map((f) => f.path)).toEqual(expect.arrayContaining(['default/edge-eu-1/conf/nginx.conf', 'default/balancer/conf/nginx.conf', 'default/prometheus/prometheus.yml', 'default/redis/redis.conf']));
   });
 

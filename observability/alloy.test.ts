@@ -9,7 +9,7 @@ import { deployPlan } from '../infra/targets/pulumi/config';
 import { deployedUnits } from '../infra/targets/pulumi/units';
 import { dockerAddresses, dockerTopology } from '../infra/targets/docker/topology';
 import { parseSpec } from '../infra/model/spec';
-import { ACCESS_LOGS, dockerLogDir, ERROR_LOGS, LOG_LABELS, renderAlloyConfig, renderAlloyFiles, renderSystemdAlloyConfig } from './alloy';
+import { ACCESS_LOGS, dockerLogDir, ERROR_LOGS, LOG_LABELS, lokiPushUrl, renderAlloyConfig, renderSystemdAlloyConfig } from './alloy';
 
 /** Alloy components this configuration may use (grafana.com/docs/alloy/latest/reference/components). */
 const KNOWN = ['discovery.docker', 'discovery.relabel', 'loki.source.docker', 'loki.source.journal', 'loki.source.file', 'loki.relabel', 'loki.process', 'loki.write', 'local.file_match'];
@@ -68,8 +68,14 @@ function blockOf(text: string, id: string): string {
   return '';
 }
 
+/** Both variants, the docker one with Loki by name. */
+const CONFIGS: [string, string][] = [
+  ['docker', renderAlloyConfig({ source: 'docker', lokiPushUrl: lokiPushUrl('http://loki:3100') })],
+  ['systemd', renderSystemdAlloyConfig()],
+];
+
 describe('Alloy configuration (static checks only: no Alloy binary here)', () => {
-  test.each(renderAlloyFiles().map((f) => [f.file, f.content]))('%s is well-formed and wired end to end', (_file, content) => {
+  test.each(CONFIGS)('%s is well-formed and wired end to end', (_file, content) => {
     expect(check(content)).toEqual([]);
     expect(content).toMatch(/loki\.write "loki" \{\s*endpoint \{\s*url = /);
     expect(content).toContain('stage.json');
@@ -77,7 +83,7 @@ describe('Alloy configuration (static checks only: no Alloy binary here)', () =>
   });
 
   test('docker: the socket, container labels, and the access logs; systemd: the cdn-* units\' journal', () => {
-    const [docker, systemd] = renderAlloyFiles().map((f) => f.content);
+    const [docker, systemd] = CONFIGS.map(([, content]) => content);
     expect(docker).toContain('host = "unix:///var/run/docker.sock"');
     expect(docker).toContain('__meta_docker_container_label_cdn_role');
     expect(docker).toContain(`"__path__" = "${ACCESS_LOGS.docker}"`);
@@ -90,7 +96,7 @@ describe('Alloy configuration (static checks only: no Alloy binary here)', () =>
   test('the access-log globs and the rendered unit/role extraction fit where each nginx unit writes, on both targets', () => {
     const spec = { name: 'shop', regions: [{ name: 'eu', edges: 2 }, { name: 'us', edges: 1 }] };
     const plan = deployPlan(spec, parseSpec(spec));
-    const units = deployedUnits(plan, dockerTopology(plan.spec, dockerAddresses(plan.spec, '10.89.0.0/24'), 'http://127.0.0.1:8080'), 'http://10.89.0.12:9000');
+    const units = deployedUnits(plan, dockerTopology(plan.spec, dockerAddresses(plan.spec, '10.89.0.0/24'), 'http://127.0.0.1:8080', { objectStore: true }), { kind: 'docker', network: 'shop-net' });
     const nginx = units.filter((u) => u.role === 'edge' || u.role === 'balancer');
     expect(nginx.map((u) => u.name)).toEqual(['edge-eu-1', 'edge-eu-2', 'edge-us-1', 'balancer']);
     const globRe = (glob: string) => new RegExp(`^${glob.replace(/\./g, '\\.').replace('*', '[^/]+')}$`);
@@ -117,7 +123,7 @@ describe('Alloy configuration (static checks only: no Alloy binary here)', () =>
   test('the error-log globs and the unit, role and level extraction fit where each nginx unit writes its error log', () => {
     const spec = { name: 'shop', regions: [{ name: 'eu', edges: 1 }] };
     const plan = deployPlan(spec, parseSpec(spec));
-    const units = deployedUnits(plan, dockerTopology(plan.spec, dockerAddresses(plan.spec, '10.89.0.0/24'), 'http://127.0.0.1:8080'), 'http://10.89.0.12:9000');
+    const units = deployedUnits(plan, dockerTopology(plan.spec, dockerAddresses(plan.spec, '10.89.0.0/24'), 'http://127.0.0.1:8080', { objectStore: true }), { kind: 'docker', network: 'shop-net' });
     const nginx = units.filter((u) => u.role === 'edge' || u.role === 'balancer');
     expect(nginx).toHaveLength(2);
     const globRe = (glob: string) => new RegExp(`^${glob.replace(/\./g, '\\.').replace('*', '[^/]+')}$`);

@@ -258,20 +258,8 @@ export const LOKI_URL_ENV = 'CDN_LOKI_PUSH_URL';
 
 /**
  * The systemd variant as every aws instance runs it: one file for all, the Loki
- * address comes from the environment (observability/alloy/systemd.alloy).
+ * address comes from the environment (examples/rendered/aws/alloy/config.alloy).
  */
 export function renderSystemdAlloyConfig(): string {
   return renderAlloyConfig({ source: 'systemd', lokiPushUrl: `sys.env(${q(LOKI_URL_ENV)})`, urlIsExpression: true });
-}
-
-/**
- * The files under observability/alloy/ (kept in sync by observability/alloy.test.ts).
- * docker.alloy is an example with Loki by name; the docker target renders its own
- * with Loki's address on the stack's network.
- */
-export function renderAlloyFiles(): { file: string; content: string }[] {
-  return [
-    { file: 'docker.alloy', content: renderAlloyConfig({ source: 'docker', lokiPushUrl: lokiPushUrl('http://loki:3100') }) },
-    { file: 'systemd.alloy', content: renderSystemdAlloyConfig() },
-  ];
 }

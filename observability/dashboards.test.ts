@@ -9,7 +9,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { parse } from 'yaml';
-import { LOG_LABELS, renderAlloyFiles } from './alloy';
+import { LOG_LABELS } from './alloy';
 import { DASHBOARDS, LOGQL, promqlOf, renderDashboards, type Dashboard } from './dashboards';
 import { OBSERVABILITY_DIR, writeObservabilityFiles } from './generate';
 import { DATASOURCE_UIDS, GRAFANA_DASHBOARDS_DIR, renderGrafanaDashboardsProvider, renderGrafanaDatasources } from './grafana';
@@ -18,13 +18,12 @@ const files = fs.readdirSync(path.join(OBSERVABILITY_DIR, 'dashboards')).filter(
 const onDisk = (f: string) => JSON.parse(fs.readFileSync(path.join(OBSERVABILITY_DIR, 'dashboards', f), 'utf8')) as Dashboard;
 
 describe('Grafana dashboards', () => {
-  test('the JSON files and the Alloy files are exactly what the renderers produce (run npm run observability:render)', () => {
+  test('the JSON files are exactly what the renderer produces (run npm run observability:render)', () => {
     expect(files.sort()).toEqual(Object.keys(DASHBOARDS).sort());
     for (const d of renderDashboards()) expect(fs.readFileSync(path.join(OBSERVABILITY_DIR, 'dashboards', d.file), 'utf8')).toBe(d.content);
-    for (const a of renderAlloyFiles()) expect(fs.readFileSync(path.join(OBSERVABILITY_DIR, 'alloy', a.file), 'utf8')).toBe(a.content);
     const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'cdn-obs-render-'));
     try {
-      expect(writeObservabilityFiles(tmp).length).toBe(files.length + renderAlloyFiles().length);
+      expect(writeObservabilityFiles(tmp).length).toBe(files.length);
     } finally {
       fs.rmSync(tmp, { recursive: true, force: true });
     }

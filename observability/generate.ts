@@ -1,12 +1,11 @@
 /**
- * Writes the files Grafana and Alloy read from the repository: the dashboards
- * (observability/dashboards/*.json) and the Alloy configurations
- * (observability/alloy/*.alloy). `npm run observability:render`; tests fail when the
- * files and the renderers disagree.
+ * Writes the files Grafana reads from the repository: the dashboards
+ * (observability/dashboards/*.json). `npm run observability:render`; tests fail when
+ * the files and the renderer disagree. (What the other renderers produce is shown
+ * under examples/rendered/.)
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { renderAlloyFiles } from './alloy';
 import { renderDashboards } from './dashboards';
 
 /** The repository's observability/ directory, from the sources (ts-jest) or from dist/. */
@@ -17,15 +16,11 @@ export const OBSERVABILITY_DIR = (() => {
 })();
 
 export function writeObservabilityFiles(root = OBSERVABILITY_DIR): string[] {
-  const written: string[] = [];
-  for (const [sub, files] of [['dashboards', renderDashboards()], ['alloy', renderAlloyFiles()]] as const) {
-    fs.mkdirSync(path.join(root, sub), { recursive: true });
-    for (const f of files) {
-      fs.writeFileSync(path.join(root, sub, f.file), f.content);
-      written.push(path.join(sub, f.file));
-    }
-  }
-  return written;
+  fs.mkdirSync(path.join(root, 'dashboards'), { recursive: true });
+  return renderDashboards().map((f) => {
+    fs.writeFileSync(path.join(root, 'dashboards', f.file), f.content);
+    return path.join('dashboards', f.file);
+  });
 }
 
 if (require.main === module) {

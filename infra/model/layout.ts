@@ -48,6 +48,7 @@ export const SECRET_FILES = {
   /** The edges' own (read-only) keys for the bucket, when the spec names them. */
   s3EdgeAccessKey: 's3-edge-access-key',
   s3EdgeSecretKey: 's3-edge-secret-key',
+  grafanaAdminPassword: 'grafana-admin-password',
 } as const;
 
 export type SecretName = keyof typeof SECRET_FILES;

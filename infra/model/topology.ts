@@ -33,6 +33,10 @@ export interface Topology {
   balancer: FrontPlacement;
   edges: EdgePlacement[];
   prometheus: Placement | null;
+  /** The deployed stacks' own services from images: MinIO (unless the spec names an S3 endpoint), Loki, Grafana. */
+  objectStore?: Placement;
+  loki?: Placement;
+  grafana?: Placement;
   /** The URL shoppers and storefronts use (the balancer, or a DNS name in front of it). */
   publicBaseUrl: string;
 }

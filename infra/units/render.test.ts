@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { debianLayout } from '../model/layout';
 import { parseSpec } from '../model/spec';
 import type { Topology } from '../model/topology';
-import { buildUnits } from './units';
+import { buildUnits } from './stack';
 import { scrapeTargets } from '../../observability/prometheus';
 
 const REPO = path.resolve(__dirname, '../..');

@@ -1,24 +1,45 @@
 /**
- * Service units: what each box needs to run (Debian packages, rendered files, a
- * command, a health check). Every target maps units onto its own mechanism: child
- * processes natively, containers with @pulumi/docker, systemd units from cloud-init.
- * That keeps the targets thin mappings instead of three copies of the system.
+ * Service units: what each service needs to run (Debian packages or an image,
+ * rendered files, secrets, a command, what it keeps, whom it talks to, a health
+ * check). Every target maps units onto its own mechanism, the same way for every
+ * unit: child processes natively, containers with @pulumi/docker, instances from
+ * cloud-init. That keeps the targets thin mappings instead of three copies of the
+ * system: adding a service is adding a unit here.
  */
 import * as path from 'node:path';
 import { renderBalancer } from '../../balancer/render';
 import { renderEdge } from '../../edge/render';
 import { renderPrometheus } from '../../observability/prometheus';
 import { renderOriginEnv } from '../../origin/render';
-import { secretFile, type Layout } from '../model/layout';
-import { NGINX_ERROR_LOG, NGINX_LOGROTATE_CONF, NGINX_LOGS_DIR, renderLogrotate } from '../render/nginx';
-import { renderRedis } from '../render/redis';
+import { secretFile, type Layout, type SecretName } from '../model/layout';
 import type { RenderedFile } from '../model/rendered-file';
 import type { CdnSpec } from '../model/spec';
-import { url, type EdgePlacement, type Topology } from '../model/topology';
+import { url, type EdgePlacement, type Placement, type Topology } from '../model/topology';
+import { NGINX_ERROR_LOG, NGINX_LOGROTATE_CONF, NGINX_LOGS_DIR, NGINX_OPEN_FILES, renderLogrotate } from '../render/nginx';
+import { renderRedis } from '../render/redis';
 
-export type Role = 'redis' | 'origin' | 'edge' | 'balancer' | 'prometheus';
+/** The CDN's own services: this repository's code and Debian packages, on every target. */
+export type OwnRole = 'redis' | 'origin' | 'edge' | 'balancer' | 'prometheus';
+/** Services the deployed stacks run from third-party images (never natively). */
+export type ImageRole = 'object-store' | 'grafana' | 'loki' | 'log-shipper';
+export type Role = OwnRole | ImageRole;
 
-export type HealthCheck = { kind: 'http'; url: string } | { kind: 'redis'; host: string; port: number };
+/** Third-party images by name; the targets pin each to a reference (infra/targets/pulumi/images.ts). */
+export type ThirdPartyImage = 'minio' | 'grafana' | 'loki' | 'alloy';
+
+export type HealthCheck =
+  | { kind: 'http'; url: string }
+  | { kind: 'redis'; host: string; port: number }
+  /** A command run beside the service (inside its container). */
+  | { kind: 'command'; command: string[] };
+
+/** A port other units dial: `peer` is the unit that dials it. */
+export interface Connection {
+  peer: string;
+  port: number;
+  /** What the connection is for (security group rule descriptions). */
+  purpose: string;
+}
 
 export interface ServiceUnit {
   name: string;
@@ -26,22 +47,50 @@ export interface ServiceUnit {
   region?: string;
   /** Debian packages the unit needs (the setup script, Dockerfiles and cloud-init install them). */
   packages: string[];
+  /** A third-party image the unit runs from instead (image-based units: never natively). */
+  image?: ThirdPartyImage;
+  /**
+   * Units that share one machine name it (Prometheus, Grafana and Loki: `monitoring`);
+   * every other unit is its own group. The aws target gives each group an instance.
+   */
+  group: string;
   /** Absolute directory of the unit: its files, logs, cache and data. */
   dir: string;
   /** Directories to create under `dir` before start. */
   dirs: string[];
+  /** Relative to `dir`, or absolute (image-based units: paths inside the image). */
   files: RenderedFile[];
+  /** Directories of this repository the unit reads, and where (Grafana's dashboards). */
+  trees: { source: string; target: string }[];
   command: string[];
   env: Record<string, string>;
-  health: HealthCheck;
+  /** Who the process runs as: a user name (own units, via scripts/run-unit.sh), or the uid an image runs as. */
+  user: string;
+  /** Secret files the unit reads (under the layout's secrets directory); nothing else of the secrets reaches it. */
+  secrets: SecretName[];
+  /** What outlives the process (cache, data, logs another unit reads): relative to `dir`, or absolute. */
+  volumes: string[];
+  /** Other units' volumes this one reads, read-only, and where (the log shipper reads nginx logs). */
+  reads: { unit: string; volume: string; at: string }[];
+  /** Host paths mounted read-only (the Docker socket, for the docker log shipper). */
+  hostPaths: string[];
+  /** Descriptors the process raises its limit to (nginx); the target allows at least this many. */
+  openFiles?: number;
+  health: HealthCheck | null;
   /** The URL a person uses (or null for internal-only services). */
   url: string | null;
+  /** The port people reach from outside the stack: shoppers (the internet) or operators (the stack's network). */
+  published?: { port: number; audience: 'shoppers' | 'operators' };
+  /** Who dials which of this unit's ports; nothing else may reach it. */
+  accepts: Connection[];
   /** Units that must be healthy first. */
   dependsOn: string[];
+  /** The log shipper on the aws target runs once on every machine rather than once per stack. */
+  onEveryHost?: boolean;
 }
 
-/** Debian packages per role: the single list the setup script, Dockerfiles and cloud-init share. */
-export const PACKAGES: Record<Role, string[]> = {
+/** Debian packages per own role: the single list the setup script, Dockerfiles and cloud-init share. */
+export const PACKAGES: Record<OwnRole, string[]> = {
   redis: ['redis-server'],
   origin: [],
   edge: ['nginx', 'libnginx-mod-http-lua', 'libnginx-mod-http-ndk', 'lua-resty-core', 'lua-resty-lrucache', 'lua-nginx-redis', 'lua-cjson', 'logrotate'],
@@ -49,7 +98,10 @@ export const PACKAGES: Record<Role, string[]> = {
   prometheus: ['prometheus'],
 };
 
-export interface UnitOptions {
+/** The user each own role's process runs as (created by its Debian package or the origin image). */
+export const RUN_AS: Record<OwnRole, string> = { redis: 'redis', origin: 'cdn', edge: 'root', balancer: 'root', prometheus: 'prometheus' };
+
+export interface CdnUnitOptions {
   spec: CdnSpec;
   topology: Topology;
   layout: Layout;
@@ -62,105 +114,153 @@ export function runsNginx(role: Role): boolean {
   return role === 'edge' || role === 'balancer';
 }
 
-function nginxUnit(name: string, layout: Layout, files: RenderedFile[]): Pick<ServiceUnit, 'dir' | 'dirs' | 'files' | 'command' | 'env'> {
+export function isOwnRole(role: Role): role is OwnRole {
+  return role in PACKAGES;
+}
+
+/** The fields every unit of the CDN's own services shares; the rest is the unit's own. */
+function ownUnit(name: string, role: OwnRole, layout: Layout, rest: Omit<ServiceUnit, 'name' | 'role' | 'packages' | 'group' | 'dir' | 'trees' | 'user' | 'reads' | 'hostPaths'>): ServiceUnit {
+  return { name, role, packages: PACKAGES[role], group: name, dir: layout.unitDir(name), trees: [], user: RUN_AS[role], reads: [], hostPaths: [], ...rest };
+}
+
+function nginxUnit(name: string, layout: Layout, files: RenderedFile[]): Pick<ServiceUnit, 'dirs' | 'files' | 'command' | 'env' | 'volumes' | 'openFiles'> {
   const dir = layout.unitDir(name);
   return {
-    dir,
     dirs: [NGINX_LOGS_DIR, 'cache', 'tmp', 'conf'],
     files: [...files, { path: NGINX_LOGROTATE_CONF, content: renderLogrotate(dir) }],
     command: [layout.nginx, '-p', dir, '-c', path.join(dir, 'conf', 'nginx.conf'), '-e', path.join(dir, NGINX_ERROR_LOG), '-g', 'daemon off;'],
     // scripts/run-unit.sh rotates the logs with it (the deployed targets)
     env: { CDN_LOGROTATE: path.join(dir, NGINX_LOGROTATE_CONF) },
+    // the log shipper reads logs/ from beside the container
+    volumes: [NGINX_LOGS_DIR],
+    openFiles: NGINX_OPEN_FILES,
   };
 }
+
+/** Secret files a unit of the CDN reads, given the spec: the Redis password when the bus has one, the bucket keys with S3 storage. */
+function bucketKeys(spec: CdnSpec, who: 'origin' | 'edge'): SecretName[] {
+  if (spec.storage.kind !== 's3') return [];
+  // The edges sign their bucket reads with their own (read-only) keys when the spec names them.
+  return who === 'edge' && spec.storage.edgeAccessKeySecret ? ['s3EdgeAccessKey', 's3EdgeSecretKey'] : ['s3AccessKey', 's3SecretKey'];
+}
+
+const redisPassword = (spec: CdnSpec): SecretName[] => (spec.secrets.redisPassword ? ['redisPassword'] : []);
 
 export function edgeUnit(spec: CdnSpec, topology: Topology, edge: EdgePlacement, layout: Layout, adminTokenFile?: string): ServiceUnit {
   const name = `edge-${edge.id}`;
   return {
-    name,
-    role: 'edge',
+    ...ownUnit(name, 'edge', layout, {
+      ...nginxUnit(name, layout, renderEdge(spec, topology, edge, layout, adminTokenFile)),
+      // the cache outlives the container too
+      volumes: ['cache', NGINX_LOGS_DIR],
+      // the admin token unlocks the X-Cdn-Debug headers
+      secrets: ['adminToken', ...redisPassword(spec), ...bucketKeys(spec, 'edge')],
+      health: { kind: 'http', url: url(edge.internal.reach, '/healthz') },
+      url: url(edge.traffic.reach),
+      accepts: [
+        { peer: 'balancer', port: edge.traffic.listen.port, purpose: 'traffic from the balancer' },
+        { peer: 'balancer', port: edge.internal.listen.port, purpose: 'health checks from the balancer' },
+        ...scrapedBy(topology, edge.internal),
+      ],
+      dependsOn: ['origin'],
+    }),
     region: edge.region,
-    packages: PACKAGES.edge,
-    ...nginxUnit(name, layout, renderEdge(spec, topology, edge, layout, adminTokenFile)),
-    health: { kind: 'http', url: url(edge.internal.reach, '/healthz') },
-    url: url(edge.traffic.reach),
-    dependsOn: ['origin'],
   };
 }
 
-export function buildUnits(o: UnitOptions): ServiceUnit[] {
+/** Prometheus scrapes this listener, when the stack has one. */
+function scrapedBy(topology: Topology, listener: Placement): Connection[] {
+  return topology.prometheus ? [{ peer: 'prometheus', port: listener.listen.port, purpose: 'metrics from Prometheus' }] : [];
+}
+
+const edgeNames = (topology: Topology) => topology.edges.map((e) => `edge-${e.id}`);
+
+/** The units of the CDN's own services, in dependency order. */
+export function cdnUnits(o: CdnUnitOptions): ServiceUnit[] {
   const { spec, topology, layout } = o;
   const units: ServiceUnit[] = [];
 
   const redisDir = layout.unitDir('redis');
-  units.push({
-    name: 'redis',
-    role: 'redis',
-    packages: PACKAGES.redis,
-    dir: redisDir,
-    dirs: ['data'],
-    files: renderRedis(topology, { authInclude: spec.secrets.redisPassword ? secretFile(layout, 'redisAuthConf') : undefined }),
-    command: [layout.redisServer, path.join(redisDir, 'redis.conf')],
-    env: {},
-    health: { kind: 'redis', host: topology.redis.reach.host, port: topology.redis.reach.port },
-    url: `redis://${topology.redis.reach.host}:${topology.redis.reach.port}`,
-    dependsOn: [],
-  });
+  units.push(
+    ownUnit('redis', 'redis', layout, {
+      dirs: ['data'],
+      files: renderRedis(topology, { authInclude: spec.secrets.redisPassword ? secretFile(layout, 'redisAuthConf') : undefined }),
+      command: [layout.redisServer, path.join(redisDir, 'redis.conf')],
+      env: {},
+      secrets: spec.secrets.redisPassword ? ['redisAuthConf', 'redisPassword'] : [],
+      // the purge stream edges catch up from
+      volumes: ['data'],
+      health: { kind: 'redis', host: topology.redis.reach.host, port: topology.redis.reach.port },
+      url: `redis://${topology.redis.reach.host}:${topology.redis.reach.port}`,
+      accepts: [...edgeNames(topology).map((e) => ({ peer: e, port: topology.redis.listen.port, purpose: `purge stream for ${e}` })), { peer: 'origin', port: topology.redis.listen.port, purpose: 'purges from the origin' }],
+      dependsOn: [],
+    }),
+  );
 
   const originDir = layout.unitDir('origin');
-  units.push({
-    name: 'origin',
-    role: 'origin',
-    packages: PACKAGES.origin,
-    dir: originDir,
-    dirs: ['storage'],
-    files: [],
-    command: [layout.node, layout.originEntry],
-    env: renderOriginEnv(spec, topology, path.join(originDir, 'storage'), {
-      adminTokenFile: o.adminTokenFile,
-      // Present only where the layout has a secrets directory (docker, aws).
-      redisPasswordFile: secretFile(layout, 'redisPassword'),
-      s3AccessKeyFile: secretFile(layout, 's3AccessKey'),
-      s3SecretKeyFile: secretFile(layout, 's3SecretKey'),
+  units.push(
+    ownUnit('origin', 'origin', layout, {
+      dirs: ['storage'],
+      files: [],
+      command: [layout.node, layout.originEntry],
+      env: renderOriginEnv(spec, topology, path.join(originDir, 'storage'), {
+        adminTokenFile: o.adminTokenFile,
+        // Present only where the layout has a secrets directory (docker, aws).
+        redisPasswordFile: secretFile(layout, 'redisPassword'),
+        s3AccessKeyFile: secretFile(layout, 's3AccessKey'),
+        s3SecretKeyFile: secretFile(layout, 's3SecretKey'),
+      }),
+      secrets: ['adminToken', ...redisPassword(spec), ...bucketKeys(spec, 'origin')],
+      volumes: [],
+      health: { kind: 'http', url: url(topology.origin.reach, '/readyz') },
+      url: url(topology.origin.reach),
+      published: { port: topology.origin.listen.port, audience: 'operators' },
+      accepts: [
+        ...edgeNames(topology).map((e) => ({ peer: e, port: topology.origin.listen.port, purpose: `misses from ${e}` })),
+        ...scrapedBy(topology, topology.origin),
+      ],
+      dependsOn: ['redis', ...(topology.objectStore ? ['object-store'] : [])],
     }),
-    health: { kind: 'http', url: url(topology.origin.reach, '/readyz') },
-    url: url(topology.origin.reach),
-    dependsOn: ['redis'],
-  });
+  );
 
   for (const edge of topology.edges) units.push(edgeUnit(spec, topology, edge, layout, o.adminTokenFile));
 
-  units.push({
-    name: 'balancer',
-    role: 'balancer',
-    packages: PACKAGES.balancer,
-    ...nginxUnit('balancer', layout, renderBalancer(spec, topology, layout)),
-    health: { kind: 'http', url: url(topology.balancer.internal.reach, '/healthz') },
-    url: url(topology.balancer.traffic.reach),
-    dependsOn: topology.edges.map((e) => `edge-${e.id}`),
-  });
+  const balancer = topology.balancer;
+  units.push(
+    ownUnit('balancer', 'balancer', layout, {
+      ...nginxUnit('balancer', layout, renderBalancer(spec, topology, layout)),
+      secrets: [],
+      health: { kind: 'http', url: url(balancer.internal.reach, '/healthz') },
+      url: url(balancer.traffic.reach),
+      published: { port: balancer.traffic.listen.port, audience: 'shoppers' },
+      accepts: scrapedBy(topology, balancer.internal),
+      dependsOn: edgeNames(topology),
+    }),
+  );
 
   if (o.withPrometheus && topology.prometheus) {
     const dir = layout.unitDir('prometheus');
     const p = topology.prometheus;
     units.push({
-      name: 'prometheus',
-      role: 'prometheus',
-      packages: PACKAGES.prometheus,
-      dir,
-      dirs: ['data'],
-      files: renderPrometheus(topology),
-      command: [
-        layout.prometheus,
-        `--config.file=${path.join(dir, 'prometheus.yml')}`,
-        `--storage.tsdb.path=${path.join(dir, 'data')}`,
-        `--web.listen-address=${p.listen.host}:${p.listen.port}`,
-        '--storage.tsdb.retention.time=2d',
-      ],
-      env: {},
-      health: { kind: 'http', url: url(p.reach, '/-/ready') },
-      url: url(p.reach),
-      dependsOn: ['origin', 'balancer'],
+      ...ownUnit('prometheus', 'prometheus', layout, {
+        dirs: ['data'],
+        files: renderPrometheus(topology),
+        command: [
+          layout.prometheus,
+          `--config.file=${path.join(dir, 'prometheus.yml')}`,
+          `--storage.tsdb.path=${path.join(dir, 'data')}`,
+          `--web.listen-address=${p.listen.host}:${p.listen.port}`,
+          '--storage.tsdb.retention.time=2d',
+        ],
+        env: {},
+        secrets: [],
+        volumes: ['data'],
+        health: { kind: 'http', url: url(p.reach, '/-/ready') },
+        url: url(p.reach),
+        accepts: topology.grafana ? [{ peer: 'grafana', port: p.listen.port, purpose: 'queries from Grafana' }] : [],
+        dependsOn: ['origin', 'balancer'],
+      }),
+      group: topology.grafana ? 'monitoring' : 'prometheus',
     });
   }
   return units;

@@ -53,7 +53,7 @@ beforeAll(async () => {
   profileDir = fs.mkdtempSync(path.join(os.tmpdir(), 'cdn-chromium-'));
   stack = await up({ spec: parseSpec({}), stateDir, repoRoot: REPO_ROOT, prometheus: false, detached: true });
   const unit = stack.services.find((s) => s.unit.name === 'balancer')!.unit;
-  internal = unit.health.kind === 'http' ? unit.health.url.replace(/\/healthz$/, '') : '';
+  internal = unit.health?.kind === 'http' ? unit.health.url.replace(/\/healthz$/, '') : '';
   browser = await chromium.launchPersistentContext(profileDir, { executablePath: CHROMIUM, args: ARGS, headless: true, viewport: { width: 1440, height: 900 } });
 }, 120000);
 

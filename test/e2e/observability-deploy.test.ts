@@ -51,7 +51,8 @@ describe('observability on the Pulumi targets', () => {
     const parsed = JSON.parse(raw.slice('#cloud-config\n'.length)) as { write_files: { path: string; content: string }[] };
     const files = Object.fromEntries(parsed.write_files.map((f) => [f.path, gunzipSync(Buffer.from(f.content, 'base64')).toString('utf8')]));
     for (const r of renderRules()) expect(files[`/etc/cdn/prometheus/${r.path}`]).toBe(r.content);
-    expect(files['/etc/cdn/grafana/provisioning/dashboards/cdn.yaml']).toBe(renderGrafanaDashboardsProvider());
+    // kept under the unit's directory, mounted where Grafana reads it
+    expect(files['/etc/cdn/grafana/files/etc/grafana/provisioning/dashboards/cdn.yaml']).toBe(renderGrafanaDashboardsProvider());
     const bootstrap = Object.entries(files).find(([p]) => p.endsWith('bootstrap.sh'))![1];
     expect(bootstrap).toContain(`/opt/cdn/observability/dashboards:${GRAFANA_DASHBOARDS_DIR}:ro`);
     expect(Buffer.byteLength(raw)).toBeLessThan(USER_DATA_LIMIT);

@@ -6,6 +6,28 @@ import { renderRedisAuth } from '../../render/redis';
 import { GRAFANA_APT, renderBootstrap, renderSystemdUnit, shq, systemdWord, type HostPlan } from './cloud-init';
 import type { ServiceUnit } from '../../units/units';
 
+const unit: ServiceUnit = {
+  name: 'redis',
+  role: 'redis',
+  packages: ['redis-server'],
+  group: 'redis',
+  trees: [],
+  user: 'redis',
+  secrets: [],
+  volumes: ['data'],
+  reads: [],
+  hostPaths: [],
+  accepts: [],
+  dir: '/etc/cdn/redis',
+  dirs: ['data'],
+  files: [],
+  command: ['/usr/bin/redis-server', '/etc/cdn/redis/redis.conf'],
+  env: {},
+  health: { kind: 'redis', host: '10.0.0.1', port: 6379 },
+  url: null,
+  dependsOn: [],
+};
+
 describe('cloud-init rendering', () => {
   test('systemd words escape what systemd would expand or split', () => {
     expect(systemdWord('/usr/sbin/nginx')).toBe('/usr/sbin/nginx');
@@ -20,19 +42,6 @@ describe('cloud-init rendering', () => {
     expect(shq("it's; rm -rf /")).toBe("'it'\\''s; rm -rf /'");
   });
 
-  const unit: ServiceUnit = {
-    name: 'redis',
-    role: 'redis',
-    packages: ['redis-server'],
-    dir: '/etc/cdn/redis',
-    dirs: ['data'],
-    files: [],
-    command: ['/usr/bin/redis-server', '/etc/cdn/redis/redis.conf'],
-    env: {},
-    health: { kind: 'redis', host: '10.0.0.1', port: 6379 },
-    url: null,
-    dependsOn: [],
-  };
 
   test('a systemd unit runs as its role\'s user through run-unit.sh and restarts on failure', () => {
     const text = renderSystemdUnit(unit);
@@ -52,7 +61,7 @@ describe('cloud-init rendering', () => {
 });
 
 describe('Alloy\'s repository key check (run with gpg on keys made here)', () => {
-  const host: HostPlan = { roles: [], units: [], files: [], source: { repository: 'r', ref: 'main' }, containers: [], prepare: [], logShipper: { version: '1.10.2', lokiPushUrl: 'http://10.0.0.9:3100/loki/api/v1/push' } };
+  const host: HostPlan = { roles: [], units: [], files: [], source: { repository: 'r', ref: 'main' }, containers: [], prepare: [], logShipper: { version: '1.10.2', unit: { ...unit, name: 'alloy', role: 'log-shipper', image: 'alloy', env: { CDN_LOKI_PUSH_URL: 'http://10.0.0.9:3100/loki/api/v1/push' } } } };
   let dir: string;
   beforeAll(() => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cdn-gpg-'));

@@ -5,10 +5,10 @@
  * packages with scripts/setup.sh (the list CI installs) and starts the units. Pure:
  * it takes resolved strings, so tests read exactly what an instance would get.
  */
+import * as path from 'node:path';
 import { gzipSync } from 'node:zlib';
-import { alloyRunArgs, LOKI_URL_ENV, renderSystemdAlloyConfig } from '../../../observability/alloy';
 import { CONTAINER_ROOT } from '../../model/layout';
-import type { Role, ServiceUnit } from '../../units/units';
+import type { OwnRole, ServiceUnit } from '../../units/units';
 import { RUN_UNIT, unitEnvironment } from '../pulumi/units';
 
 /** AWS refuses user data above 16 KiB. */
@@ -32,7 +32,7 @@ export interface HostContainer {
 
 export interface HostPlan {
   /** Roles whose Debian packages setup.sh installs here. */
-  roles: Role[];
+  roles: OwnRole[];
   units: ServiceUnit[];
   files: HostFile[];
   source: { repository: string; ref: string };
@@ -50,7 +50,8 @@ export interface HostPlan {
 export interface LogShipperPlan {
   /** Alloy's version (Debian package `alloy`), the same as the docker target's image. */
   version: string;
-  lokiPushUrl: string;
+  /** The log-shipper unit (infra/units/deployed.ts): its configuration file, environment and command. */
+  unit: ServiceUnit;
 }
 
 /**
@@ -69,8 +70,6 @@ export const GRAFANA_APT = {
   keyring: '/etc/apt/keyrings/grafana.gpg',
 } as const;
 
-/** Alloy's configuration on an instance: the systemd variant (observability/alloy/systemd.alloy). */
-export const ALLOY_CONFIG_PATH = '/etc/cdn/alloy/config.alloy';
 /** A drop-in for the package's alloy.service, so the package's own files stay untouched. */
 export const ALLOY_DROPIN_PATH = '/etc/systemd/system/alloy.service.d/cdn.conf';
 
@@ -113,17 +112,18 @@ WantedBy=multi-user.target
 `;
 }
 
-/** The package's alloy.service, running the CDN's configuration with Loki's address for this instance. */
+/** The package's alloy.service, running the log-shipper unit's command with its environment (Loki's address). */
 export function renderAlloyDropIn(plan: LogShipperPlan): string {
+  const env = Object.entries(plan.unit.env).map(([k, v]) => `Environment=${systemdWord(`${k}=${v}`)}`);
   return `# Rendered by the CDN's aws target: do not edit, change the stack instead.
 [Service]
 # The package's /etc/default/alloy (CONFIG_FILE, CUSTOM_ARGS) is not used.
 EnvironmentFile=
-Environment=${systemdWord(`${LOKI_URL_ENV}=${plan.lokiPushUrl}`)}
+${env.join('\n')}
 # The journal and root-owned logs (the package's postinst adds these groups too).
 SupplementaryGroups=systemd-journal adm
 ExecStart=
-ExecStart=${['/usr/bin/alloy', ...alloyRunArgs(ALLOY_CONFIG_PATH)].map(systemdWord).join(' ')}
+ExecStart=${['/usr/bin/alloy', ...plan.unit.command].map(systemdWord).join(' ')}
 `;
 }
 
@@ -132,7 +132,7 @@ function installAlloy(plan: LogShipperPlan): string[] {
   const { repository, key, fingerprint, keyring } = GRAFANA_APT;
   return [
     '# Grafana Alloy (logs to Loki) from Grafana\'s repository, at the version pinned in',
-    '# infra/deploy/images.ts; the repository key must have the fingerprint named there.',
+    '# infra/targets/pulumi/images.ts; the repository key must have the fingerprint named there.',
     '# Best effort: if the repository is unreachable or the key is not the pinned one,',
     '# nothing of it is installed and the instance still serves (its logs are not shipped).',
     '(',
@@ -235,17 +235,17 @@ function writeFile(path: string, content: string, permissions: string) {
 
 export const BOOTSTRAP_PATH = '/var/lib/cdn/bootstrap.sh';
 
+/** A unit's rendered files where its process reads them. */
+function unitFiles(u: ServiceUnit) {
+  return u.files.map((f) => writeFile(path.posix.resolve(u.dir, f.path), f.content, f.mode ? f.mode.toString(8).padStart(4, '0') : '0644'));
+}
+
 /** The instance's user data. Files carrying secrets are mode 0400; run-unit.sh hands them to the unit's user. */
 export function renderUserData(host: HostPlan): string {
   const files = [
-    ...host.units.flatMap((u) => [
-      ...u.files.map((f) => writeFile(`${u.dir}/${f.path}`, f.content, f.mode ? f.mode.toString(8).padStart(4, '0') : '0644')),
-      writeFile(`/etc/systemd/system/${systemdServiceName(u)}`, renderSystemdUnit(u), '0644'),
-    ]),
+    ...host.units.flatMap((u) => [...unitFiles(u), writeFile(`/etc/systemd/system/${systemdServiceName(u)}`, renderSystemdUnit(u), '0644')]),
     ...host.files.map((f) => writeFile(f.path, f.content, f.permissions)),
-    ...(host.logShipper
-      ? [writeFile(ALLOY_CONFIG_PATH, renderSystemdAlloyConfig(), '0644'), writeFile(ALLOY_DROPIN_PATH, renderAlloyDropIn(host.logShipper), '0644')]
-      : []),
+    ...(host.logShipper ? [...unitFiles(host.logShipper.unit), writeFile(ALLOY_DROPIN_PATH, renderAlloyDropIn(host.logShipper), '0644')] : []),
     writeFile(BOOTSTRAP_PATH, renderBootstrap(host), '0700'),
   ];
   const config = { write_files: files, runcmd: [['bash', BOOTSTRAP_PATH]] };

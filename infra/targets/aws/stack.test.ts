@@ -14,7 +14,7 @@ import { containerLayout, secretFile } from '../../model/layout';
 import { parseSpec } from '../../model/spec';
 import type { Topology } from '../../model/topology';
 import { generatedSecret, isSecret, plain, runProgram, valueOf, type ProgramRun, type RecordedResource } from '../../../test/support/pulumi-mocks';
-import { ALLOY_CONFIG_PATH, ALLOY_DROPIN_PATH, BOOTSTRAP_PATH, GRAFANA_APT, USER_DATA_LIMIT } from './cloud-init';
+import { ALLOY_DROPIN_PATH, BOOTSTRAP_PATH, GRAFANA_APT, USER_DATA_LIMIT } from './cloud-init';
 
 const INSTANCE = 'aws:ec2/instance:Instance';
 const INGRESS = 'aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule';
@@ -79,7 +79,8 @@ describe('aws target', () => {
     const urn = (n: string) => run.named(n, INSTANCE).urn;
     const deps = (n: string) => run.named(n, INSTANCE).dependencies;
     expect(deps('origin')).toEqual(expect.arrayContaining([urn('redis'), urn('object-store')]));
-    expect(deps('edge-us-east-1-3')).toEqual(expect.arrayContaining([urn('origin'), urn('redis')]));
+    // (and so after Redis, which the origin waits for)
+    expect(deps('edge-us-east-1-3')).toContain(urn('origin'));
     expect(deps('balancer')).toEqual(expect.arrayContaining(['edge-eu-west-1-1', 'edge-eu-west-1-2', 'edge-us-east-1-1', 'edge-us-east-1-2', 'edge-us-east-1-3'].map(urn)));
     // Edges across the peering boot only once the route back to the origin exists.
     expect(deps('edge-us-east-1-1')).toContain(run.named('peer-route-private-us-east-1-eu-west-1').urn);
@@ -114,12 +115,12 @@ describe('aws target', () => {
       const traffic = edgeRules.filter((r) => r.port === 8081);
       const internal = edgeRules.filter((r) => r.port === 9145);
       const byName = (n: string) => run.named(`ingress-${n}`).inputs.cidrIpv4;
-      expect(new Set(traffic.map((r) => r.cidr))).toEqual(new Set([byName('edge-eu-west-1-1-traffic')]));
+      expect(new Set(traffic.map((r) => r.cidr))).toEqual(new Set([byName('edge-eu-west-1-8081-from-balancer')]));
       expect(new Set(internal.map((r) => r.cidr)).size).toBe(2);
       expect(edgeRules.map((r) => r.port).every((p) => p === 8081 || p === 9145)).toBe(true);
-      expect(byName('edge-eu-west-1-1-traffic')).toBe(byName('edge-us-east-1-3-health'));
-      // Five edges, three rules each.
-      expect(edgeRules).toHaveLength(15);
+      expect(byName('edge-eu-west-1-8081-from-balancer')).toBe(byName('edge-us-east-1-9145-from-balancer'));
+      // A region's edges share one group: three rules per group, not per edge.
+      expect(edgeRules).toHaveLength(6);
     });
 
     test('Redis, the origin and MinIO admit only their clients', () => {
@@ -129,7 +130,12 @@ describe('aws target', () => {
       expect(ports('origin-eu-west-1')).toEqual([3000]);
       expect(ports('object-store-eu-west-1')).toEqual([9000]);
       expect(rules().filter((r) => r.group === 'object-store-eu-west-1')).toHaveLength(6); // the origin + five edges reading raw assets
-      expect(ports('monitoring-eu-west-1')).toEqual([3000, 3100]);
+      expect(ports('monitoring-eu-west-1').sort()).toEqual([3000, 3100]);
+    });
+
+    test('no two rules admit the same port from the same source into one group (AWS refuses duplicates)', () => {
+      const keys = rules().map((r) => `${r.group} ${r.port} ${r.cidr}`);
+      expect(new Set(keys).size).toBe(keys.length);
     });
 
     test('Loki admits log pushes from the stack\'s own instances only, one address each; Alloy opens no port', () => {
@@ -139,9 +145,9 @@ describe('aws target', () => {
       expect(new Set(loki.map((r) => r.cidr)).size).toBe(others.length);
       for (const r of loki) expect(r.cidr).toMatch(/^10\.0\.\d+\.\d+\/32$/);
       const cidr = (n: string) => run.named(`ingress-${n}`).inputs.cidrIpv4;
-      expect(cidr('loki-from-edge-us-east-1-2')).toBe(cidr('redis-from-edge-us-east-1-2'));
-      expect(cidr('loki-from-origin')).toBe(cidr('redis-from-origin'));
-      expect(cidr('loki-from-balancer')).toBe(cidr('edge-eu-west-1-1-traffic'));
+      expect(cidr('monitoring-eu-west-1-3100-from-edge-us-east-1-2')).toBe(cidr('redis-eu-west-1-6379-from-edge-us-east-1-2'));
+      expect(cidr('monitoring-eu-west-1-3100-from-origin')).toBe(cidr('redis-eu-west-1-6379-from-origin'));
+      expect(cidr('monitoring-eu-west-1-3100-from-balancer')).toBe(cidr('edge-eu-west-1-8081-from-balancer'));
       // Alloy's HTTP server (12345) is on each instance's loopback: no rule anywhere
       expect(rules().filter((r) => r.port === 12345)).toEqual([]);
     });
@@ -248,14 +254,14 @@ describe('aws target', () => {
 
     test('every instance runs Alloy with the rendered systemd configuration, pushing to Loki on the monitoring instance', async () => {
       const monitoringIp = new URL(await valueOf(run.result.grafanaUrl)).hostname;
-      const committed = fs.readFileSync(path.join(__dirname, '../../../observability/alloy/systemd.alloy'), 'utf8');
+      const committed = fs.readFileSync(path.join(__dirname, '../../../examples/rendered/aws/alloy/config.alloy'), 'utf8');
       for (const i of run.ofType(INSTANCE)) {
         const files = userData(run, i.name).files;
-        expect(files[ALLOY_CONFIG_PATH]).toEqual({ content: renderSystemdAlloyConfig(), permissions: '0644' });
-        expect(files[ALLOY_CONFIG_PATH].content).toBe(committed);
-        const lokiHost = i.name === 'monitoring' ? '127.0.0.1' : monitoringIp;
+        expect(files['/etc/cdn/alloy/config.alloy']).toEqual({ content: renderSystemdAlloyConfig(), permissions: '0644' });
+        expect(files['/etc/cdn/alloy/config.alloy'].content).toBe(committed);
+        // the monitoring instance too reaches Loki at its own private address
         const dropIn = files[ALLOY_DROPIN_PATH].content;
-        expect(dropIn).toContain(`Environment=CDN_LOKI_PUSH_URL=http://${lokiHost}:3100/loki/api/v1/push`);
+        expect(dropIn).toContain(`Environment=CDN_LOKI_PUSH_URL=http://${monitoringIp}:3100/loki/api/v1/push`);
         expect(dropIn).toContain('ExecStart=/usr/bin/alloy run --server.http.listen-addr=127.0.0.1:12345 --storage.path=/var/lib/alloy/data /etc/cdn/alloy/config.alloy');
         const bootstrap = files[BOOTSTRAP_PATH].content;
         // the repository key is checked before apt trusts it; the version is the image's

@@ -1,26 +1,33 @@
 /**
- * The aws target (`pulumi up -s dev`): one VPC per region (infra/aws/network.ts);
- * the balancer, origin, Redis, object store and monitoring in the primary region
- * (the spec's default region); each region's edges in that region. Every service
- * gets a network interface first, so all private addresses are known (Outputs)
- * before any instance exists; the topology is resolved from them inside one
- * `apply`, the pure renderers run there, and each instance's cloud-init carries
- * exactly the files they produce (infra/aws/cloud-init.ts).
+ * The aws target (`pulumi up -s dev`): the service units on EC2 instances, one per
+ * unit group (each edge, the balancer, the origin, Redis, the object store, and
+ * Prometheus + Grafana + Loki as `monitoring`), each mapped the same way. In named
+ * steps:
+ *
+ *   networks   one VPC per region, the primary region peered with the others (network.ts)
+ *   hosts      a security group per kind of host and region, a network interface per
+ *              host, so every private address is known (an Output) before any instance
+ *   rules      ingress derived from the units: who dials which port (`accepts`), what
+ *              is published to shoppers or operators; nothing else is open
+ *   instances  the topology resolved from the addresses in one `apply`, the renderers
+ *              run there once, and each instance's cloud-init carries exactly the
+ *              files, secrets and containers of its units (cloud-init.ts)
+ *   outputs    what `pulumi stack output` shows
  */
+import * as path from 'node:path';
 import * as aws from '@pulumi/aws';
 import * as pulumi from '@pulumi/pulumi';
-import { lokiPushUrl } from '../../../observability/alloy';
-import { GRAFANA_DASHBOARDS_DIR, renderGrafanaDashboardsProvider, renderGrafanaDatasources } from '../../../observability/grafana';
-import { CdnService, type ServiceKind } from '../pulumi/component';
+import { CONTAINER_ROOT, secretFile } from '../../model/layout';
+import { regionOrder } from '../../model/spec';
+import { url, type Placement, type Topology } from '../../model/topology';
+import { IMAGE_PORTS } from '../../units/deployed';
+import { isOwnRole, type OwnRole, type ServiceUnit } from '../../units/units';
+import { componentOf, Components } from '../pulumi/component';
 import type { AwsSettings, DeployPlan } from '../pulumi/config';
 import { alloyPackageVersion, type ImageCatalogue } from '../pulumi/images';
 import type { StackOutputs } from '../pulumi/outputs';
 import type { StackSecrets } from '../pulumi/secrets';
-import { deployedUnits, SECRETS_DIR, unitSecretFiles } from '../pulumi/units';
-import { CONTAINER_ROOT } from '../../model/layout';
-import { regionOrder } from '../../model/spec';
-import { url, type Placement, type Topology } from '../../model/topology';
-import type { ServiceUnit } from '../../units/units';
+import { deployedUnits, LAYOUT, unitSecretFiles } from '../pulumi/units';
 import { renderUserData, type HostContainer, type HostFile, type HostPlan } from './cloud-init';
 import { peer, regionNetwork, type RegionNetwork } from './network';
 
@@ -31,44 +38,90 @@ export interface AwsStackInput {
   secrets: StackSecrets;
 }
 
-export const MINIO_PORT = 9000;
-export const GRAFANA_PORT = 3000;
-export const LOKI_PORT = 3100;
-
-/** Hosts of the stack: one per service unit, plus the object store. Monitoring = Prometheus + Grafana + Loki. */
-type HostName = 'redis' | 'origin' | 'object-store' | 'balancer' | 'monitoring' | `edge-${string}`;
-
+/** One instance: the units of one group. */
 interface Host {
-  name: HostName;
-  kind: ServiceKind;
-  component: CdnService;
+  group: string;
+  units: ServiceUnit[];
   network: RegionNetwork;
+  component: pulumi.ComponentResource;
   sg: aws.ec2.SecurityGroup;
   eni: aws.ec2.NetworkInterface;
   instanceType: string;
 }
 
-export function awsStack(input: AwsStackInput): StackOutputs {
-  const { plan, settings, images, secrets } = input;
-  const spec = plan.spec;
-  const prefix = spec.name;
-  const order = regionOrder(spec);
-  const primaryRegion = order[0];
+/** Who runs where: the group's private address (a placeholder while only the shape is wanted). */
+type AddressOf = (group: string) => string;
 
-  const networks = new Map<string, RegionNetwork>();
-  spec.regions.forEach((r, i) => networks.set(r.name, regionNetwork(r.name, i, settings.firstCidrOctet, prefix)));
+/**
+ * The topology on the hosts' addresses. Shoppers reach the balancer on 80 (443 with
+ * TLS); everything else listens on the spec's ports.
+ */
+function topologyOn(plan: DeployPlan, ip: AddressOf, publicBaseUrl: string): Topology {
+  const spec = plan.spec;
+  const at = (group: string, port: number): Placement => ({ listen: { host: '0.0.0.0', port }, reach: { host: ip(group), port } });
+  return {
+    redis: at('redis', spec.ports.redis),
+    origin: at('origin', spec.ports.origin),
+    balancer: { traffic: at('balancer', spec.balancer.tls ? 443 : 80), internal: at('balancer', spec.ports.edgeInternal) },
+    edges: spec.regions.flatMap((r) =>
+      Array.from({ length: r.edges }, (_, i) => {
+        const id = `${r.name}-${i + 1}`;
+        return { id, region: r.name, index: i + 1, traffic: at(`edge-${id}`, spec.ports.edge), internal: at(`edge-${id}`, spec.ports.edgeInternal) };
+      }),
+    ),
+    prometheus: at('monitoring', spec.ports.prometheus),
+    ...(plan.objectStore.kind === 'builtin' ? { objectStore: at('object-store', IMAGE_PORTS.objectStore) } : {}),
+    loki: at('monitoring', IMAGE_PORTS.loki),
+    grafana: at('monitoring', IMAGE_PORTS.grafana),
+    publicBaseUrl,
+  };
+}
+
+/** The settings key of a group's instance type. */
+function instanceTypeOf(group: string, settings: AwsSettings): string {
+  const t = settings.instanceTypes;
+  if (group.startsWith('edge-')) return t.edge;
+  const byGroup: Record<string, string> = { balancer: t.balancer, origin: t.origin, redis: t.redis, 'object-store': t.objectStore, monitoring: t.monitoring };
+  return byGroup[group];
+}
+
+export function awsStack(input: AwsStackInput): StackOutputs {
+  const { plan, settings } = input;
+  const spec = plan.spec;
+  const primaryRegion = regionOrder(spec)[0];
+
+  // networks
+  const networks = new Map(spec.regions.map((r, i) => [r.name, regionNetwork(r.name, i, settings.firstCidrOctet, spec.name)]));
   const primary = networks.get(primaryRegion)!;
   for (const n of networks.values()) if (n !== primary) peer(primary, n);
 
-  const components = new Map<string, CdnService>();
-  const component = (kind: ServiceKind, name: string) => {
-    if (!components.has(name)) components.set(name, new CdnService(kind, name));
-    return components.get(name)!;
-  };
+  // hosts: the units' shape (groups, regions, connections) does not depend on addresses
+  const shape = deployedUnits(plan, topologyOn(plan, (g) => g, ''), { kind: 'journal' });
+  const components = new Components();
+  const hosts = createHosts(shape, networks, primary, settings, components, spec.name);
 
-  // One security group per kind of host and region; rules are added below, once every address is known.
+  // The balancer's public address exists before any instance: the origin's public base URL needs it.
+  const balancer = hosts.get('balancer')!;
+  const publicIp = new aws.ec2.Eip('balancer-ip', { domain: 'vpc', tags: { Name: `${spec.name}-balancer` } }, { parent: balancer.component, provider: primary.provider });
+  new aws.ec2.EipAssociation('balancer-ip', { allocationId: publicIp.id, networkInterfaceId: balancer.eni.id }, { parent: balancer.component, provider: primary.provider });
+  const publicBaseUrl = publicIp.publicIp.apply((ip) => (spec.balancer.tls ? `https://${ip}` : `http://${ip}`));
+
+  const groups = [...hosts.keys()];
+  const addresses = pulumi.all(groups.map((g) => hosts.get(g)!.eni.privateIp)).apply((ips) => Object.fromEntries(groups.map((g, i) => [g, ips[i]])));
+  const topology = pulumi.all([addresses, publicBaseUrl]).apply(([ip, base]) => topologyOn(plan, (g) => ip[g], base));
+  // The renderers run here, once, on resolved addresses.
+  const units = topology.apply((topo) => deployedUnits(plan, topo, { kind: 'journal' }));
+
+  createRules(shape, hosts, primary, settings);
+  createInstances(input, hosts, units, primary, [...networks.values()].flatMap((n) => n.peeringRoutes));
+  components.doneAll();
+  return outputs(input, topology, publicBaseUrl);
+}
+
+/** A security group per kind of host and region (every edge of a region shares one), and a network interface per host. */
+function createHosts(units: ServiceUnit[], networks: Map<string, RegionNetwork>, primary: RegionNetwork, settings: AwsSettings, components: Components, prefix: string): Map<string, Host> {
   const groups = new Map<string, aws.ec2.SecurityGroup>();
-  const securityGroup = (role: string, network: RegionNetwork, parent: CdnService) => {
+  const securityGroup = (role: string, network: RegionNetwork, parent: pulumi.ComponentResource) => {
     const key = `${role}-${network.region}`;
     if (!groups.has(key)) {
       const sg = new aws.ec2.SecurityGroup(
@@ -83,203 +136,141 @@ export function awsStack(input: AwsStackInput): StackOutputs {
     return groups.get(key)!;
   };
 
-  const hosts = new Map<HostName, Host>();
-  const addHost = (name: HostName, kind: ServiceKind, componentName: string, network: RegionNetwork, sgRole: string, subnet: 'public' | 'private', instanceType: string) => {
-    const parent = component(kind, componentName);
-    const sg = securityGroup(sgRole, network, parent);
-    const eni = new aws.ec2.NetworkInterface(
-      `eni-${name}`,
-      { subnetId: (subnet === 'public' ? network.publicSubnet : network.privateSubnet).id, securityGroups: [sg.id], tags: { Name: `${prefix}-${name}` } },
-      { parent, provider: network.provider },
-    );
-    hosts.set(name, { name, kind, component: parent, network, sg, eni, instanceType });
-  };
-  const t = settings.instanceTypes;
-  addHost('redis', 'InvalidationBus', 'bus', primary, 'redis', 'private', t.redis);
-  if (plan.objectStore.kind === 'builtin') addHost('object-store', 'ObjectStore', 'object-store', primary, 'object-store', 'private', t.objectStore);
-  addHost('origin', 'Origin', 'origin', primary, 'origin', 'private', t.origin);
-  for (const r of spec.regions) {
-    for (let i = 1; i <= r.edges; i++) addHost(`edge-${r.name}-${i}`, 'EdgeFleet', `edges-${r.name}`, networks.get(r.name)!, 'edge', 'private', t.edge);
+  const hosts = new Map<string, Host>();
+  for (const unit of units.filter((u) => !u.onEveryHost)) {
+    const existing = hosts.get(unit.group);
+    if (existing) {
+      existing.units.push(unit);
+      continue;
+    }
+    const network = unit.region ? networks.get(unit.region)! : primary;
+    const component = components.of(unit);
+    const sg = securityGroup(unit.role === 'edge' ? 'edge' : unit.group, network, component);
+    // Only what shoppers reach sits in the public subnet.
+    const subnet = unit.published?.audience === 'shoppers' ? network.publicSubnet : network.privateSubnet;
+    const eni = new aws.ec2.NetworkInterface(`eni-${unit.group}`, { subnetId: subnet.id, securityGroups: [sg.id], tags: { Name: `${prefix}-${unit.group}` } }, { parent: component, provider: network.provider });
+    hosts.set(unit.group, { group: unit.group, units: [unit], network, component, sg, eni, instanceType: instanceTypeOf(unit.group, settings) });
   }
-  addHost('balancer', 'Balancer', 'balancer', primary, 'balancer', 'public', t.balancer);
-  addHost('monitoring', 'Monitoring', 'monitoring', primary, 'monitoring', 'private', t.monitoring);
+  return hosts;
+}
 
-  // The balancer's public address exists before any instance: the origin's public base URL needs it.
-  const balancer = hosts.get('balancer')!;
-  const publicIp = new aws.ec2.Eip('balancer-ip', { domain: 'vpc', tags: { Name: `${prefix}-balancer` } }, { parent: balancer.component, provider: primary.provider });
-  new aws.ec2.EipAssociation('balancer-ip', { allocationId: publicIp.id, networkInterfaceId: balancer.eni.id }, { parent: balancer.component, provider: primary.provider });
-  const trafficPort = spec.balancer.tls ? 443 : 80;
-  const publicBaseUrl = publicIp.publicIp.apply((ip) => (spec.balancer.tls ? `https://${ip}` : `http://${ip}`));
-
-  const hostNames = [...hosts.keys()];
-  const addresses = pulumi.all(hostNames.map((h) => hosts.get(h)!.eni.privateIp)).apply((ips) => Object.fromEntries(hostNames.map((h, i) => [h, ips[i]])) as Record<HostName, string>);
-
-  const topologyOf = (ip: Record<HostName, string>, base: string): Topology => {
-    const at = (host: string, port: number): Placement => ({ listen: { host: '0.0.0.0', port }, reach: { host, port } });
-    return {
-      redis: at(ip.redis, spec.ports.redis),
-      origin: at(ip.origin, spec.ports.origin),
-      balancer: { traffic: at(ip.balancer, trafficPort), internal: at(ip.balancer, spec.ports.edgeInternal) },
-      edges: spec.regions.flatMap((r) =>
-        Array.from({ length: r.edges }, (_, i) => {
-          const id = `${r.name}-${i + 1}`;
-          return { id, region: r.name, index: i + 1, traffic: at(ip[`edge-${id}`], spec.ports.edge), internal: at(ip[`edge-${id}`], spec.ports.edgeInternal) };
-        }),
-      ),
-      prometheus: at(ip.monitoring, spec.ports.prometheus),
-      publicBaseUrl: base,
-    };
+/**
+ * Ingress, least privilege, derived from the units: each connection a unit accepts,
+ * from its peer's private address (/32, which also works across regions, where
+ * security-group references do not reach over a peering); published ports to the
+ * internet (shoppers) or the primary VPC (operators). Hosts that share a security
+ * group (a region's edges) get each rule once.
+ */
+function createRules(units: ServiceUnit[], hosts: Map<string, Host>, primary: RegionNetwork, settings: AwsSettings): void {
+  const groupOf = new Map(units.map((u) => [u.name, u.group]));
+  const made = new Set<string>();
+  const ingress = (host: Host, port: number, source: string, cidr: pulumi.Input<string>, description: string) => {
+    const name = `ingress-${sgKey(host)}-${port}-from-${source}`;
+    if (made.has(name)) return;
+    made.add(name);
+    new aws.vpc.SecurityGroupIngressRule(name, { securityGroupId: host.sg.id, ipProtocol: 'tcp', fromPort: port, toPort: port, cidrIpv4: cidr, description }, { parent: host.component, provider: host.network.provider });
   };
-  const topology = pulumi.all([addresses, publicBaseUrl]).apply(([ip, base]) => topologyOf(ip, base));
-  const objectStoreEndpoint = addresses.apply((ip) => (plan.objectStore.kind === 'builtin' ? url({ host: ip['object-store'], port: MINIO_PORT }) : ''));
-  // The renderers run here, once, on resolved addresses.
-  const units = pulumi.all([topology, objectStoreEndpoint]).apply(([topo, endpoint]) => deployedUnits(plan, topo, endpoint));
-
-  // Security groups: least privilege, by private address (/32) even across regions,
-  // where security-group references do not reach over a peering.
-  const ingress = (name: string, host: Host, port: number, cidr: pulumi.Input<string>, description: string) =>
-    new aws.vpc.SecurityGroupIngressRule(
-      `ingress-${name}`,
-      { securityGroupId: host.sg.id, ipProtocol: 'tcp', fromPort: port, toPort: port, cidrIpv4: cidr, description },
-      { parent: host.component, provider: host.network.provider },
-    );
-  const from = (h: HostName) => hosts.get(h)!.eni.privateIp.apply((ip) => `${ip}/32`);
-  const edgeNames = hostNames.filter((h) => h.startsWith('edge-'));
-  const p = spec.ports;
-  ingress('balancer-traffic', balancer, trafficPort, '0.0.0.0/0', 'shoppers');
-  ingress('balancer-metrics', balancer, p.edgeInternal, from('monitoring'), 'metrics from Prometheus');
-  for (const e of edgeNames) {
-    const edge = hosts.get(e)!;
-    ingress(`${e}-traffic`, edge, p.edge, from('balancer'), 'traffic from the balancer');
-    ingress(`${e}-health`, edge, p.edgeInternal, from('balancer'), 'health checks from the balancer');
-    ingress(`${e}-metrics`, edge, p.edgeInternal, from('monitoring'), 'metrics from Prometheus');
-    ingress(`origin-from-${e}`, hosts.get('origin')!, p.origin, from(e), `misses from ${e}`);
-    ingress(`redis-from-${e}`, hosts.get('redis')!, p.redis, from(e), `purge stream for ${e}`);
-    // Edges read raw assets from the bucket on misses (signed, read-only keys when the spec names them).
-    if (hosts.has('object-store')) ingress(`object-store-from-${e}`, hosts.get('object-store')!, MINIO_PORT, from(e), `asset reads from ${e}`);
+  const from = (group: string) => hosts.get(group)!.eni.privateIp.apply((ip) => `${ip}/32`);
+  for (const unit of units.filter((u) => !u.onEveryHost)) {
+    const host = hosts.get(unit.group)!;
+    for (const c of unit.accepts) {
+      const peerGroup = groupOf.get(c.peer)!;
+      // units on one machine reach each other without crossing a security group
+      if (peerGroup !== unit.group) ingress(host, c.port, peerGroup, from(peerGroup), c.purpose);
+    }
+    if (unit.published?.audience === 'shoppers') ingress(host, unit.published.port, 'internet', '0.0.0.0/0', `${unit.name} for shoppers`);
+    if (unit.published?.audience === 'operators') ingress(host, unit.published.port, 'vpc', primary.cidr, `${unit.name} from inside the primary VPC`);
   }
-  ingress('origin-api', hosts.get('origin')!, p.origin, primary.cidr, 'asset and purge API from inside the primary VPC');
-  ingress('origin-metrics', hosts.get('origin')!, p.origin, from('monitoring'), 'metrics from Prometheus');
-  ingress('redis-from-origin', hosts.get('redis')!, p.redis, from('origin'), 'purges from the origin');
-  if (hosts.has('object-store')) ingress('object-store-from-origin', hosts.get('object-store')!, MINIO_PORT, from('origin'), 'S3 API for the origin');
-  ingress('grafana', hosts.get('monitoring')!, GRAFANA_PORT, primary.cidr, 'Grafana from inside the primary VPC');
-  // Alloy on every instance pushes its logs to Loki on the monitoring instance; Alloy
-  // itself listens on its loopback only, so it needs no rule of its own.
-  for (const h of hostNames.filter((x) => x !== 'monitoring')) ingress(`loki-from-${h}`, hosts.get('monitoring')!, LOKI_PORT, from(h), `logs from Alloy on ${h}`);
   if (settings.sshCidr) {
-    for (const h of new Set([...hosts.values()].map((x) => x.sg))) {
-      const owner = [...hosts.values()].find((x) => x.sg === h)!;
-      ingress(`ssh-${[...groups.entries()].find(([, g]) => g === h)![0]}`, owner, 22, settings.sshCidr, 'SSH from the configured network');
+    const seen = new Set<aws.ec2.SecurityGroup>();
+    for (const host of hosts.values()) {
+      if (seen.has(host.sg)) continue;
+      seen.add(host.sg);
+      ingress(host, 22, 'ssh', settings.sshCidr, 'SSH from the configured network');
     }
   }
+}
 
-  // The object store's data volume, in the private subnet's zone.
-  let dataVolume: aws.ebs.Volume | undefined;
-  if (hosts.has('object-store')) {
-    const store = hosts.get('object-store')!;
-    dataVolume = new aws.ebs.Volume(
-      'object-store-data',
-      { availabilityZone: primary.privateSubnet.availabilityZone, size: settings.objectStoreVolumeGb, type: 'gp3', encrypted: true, tags: { Name: `${prefix}-object-store-data` } },
-      { parent: store.component, provider: primary.provider, protect: false },
-    );
-  }
+/** The security group's key (role-region) of a host. */
+function sgKey(host: Host): string {
+  return `${host.units[0].role === 'edge' ? 'edge' : host.group}-${host.network.region}`;
+}
 
-  const source = settings.source;
-  const secretFile = (path: string, content: pulumi.Output<string>, permissions = '0400') => content.apply((c): HostFile => ({ path, content: c, permissions }));
-  const unitHost = (u: ServiceUnit): HostName => (u.role === 'prometheus' ? 'monitoring' : (u.name as HostName));
+/** Where an image-based unit's volume lives on its instance. */
+function hostVolume(unit: ServiceUnit): string {
+  if (unit.volumes.length !== 1) throw new Error(`${unit.name}: an image-based unit keeps one volume on an instance, it has ${unit.volumes.length}`);
+  return `/var/lib/cdn-${unit.name}`;
+}
 
-  const servicePlan = (name: HostName): pulumi.Output<HostPlan> => {
-    const mine = units.apply((all) => all.filter((u) => unitHost(u) === name));
-    const secretFiles = mine.apply((us) => pulumi.all(us.flatMap((u) => unitSecretFiles(u, secrets)).map((s) => secretFile(s.path, s.content))));
-    const base = { source, containers: [] as HostContainer[], prepare: [] as string[], files: [] as HostFile[] };
-    if (name === 'object-store') {
-      return pulumi.all([secretFile(`${SECRETS_DIR}/s3-access-key`, secrets.s3AccessKey.apply((v) => `${v}\n`)), secretFile(`${SECRETS_DIR}/s3-secret-key`, secrets.s3SecretKey.apply((v) => `${v}\n`)), dataVolume!.id]).apply(
-        ([access, secret, volumeId]): HostPlan => ({
-          ...base,
-          roles: [],
-          units: [],
-          files: [access, secret],
-          dataVolume: { volumeId, mountPoint: '/var/lib/cdn-object-store' },
-          containers: [
-            {
-              name: 'cdn-object-store',
-              image: images.minio,
-              args: ['server', '/data', '--address', `:${MINIO_PORT}`],
-              env: { MINIO_ROOT_USER_FILE: `${SECRETS_DIR}/s3-access-key`, MINIO_ROOT_PASSWORD_FILE: `${SECRETS_DIR}/s3-secret-key` },
-              mounts: { '/var/lib/cdn-object-store': '/data', [SECRETS_DIR]: `${SECRETS_DIR}:ro` },
-            },
-          ],
-        }),
-      );
+/**
+ * What an instance runs: its units' files, secrets and systemd units (our own
+ * services), third-party images as containers on the host's network with their
+ * files, secrets and volumes mounted, and the log shipper.
+ */
+function hostPlanOf(host: Host, units: ServiceUnit[], input: AwsStackInput, dataVolumeId: string | undefined): pulumi.Output<HostPlan> {
+  const { settings, images, secrets } = input;
+  const shipper = units.find((u) => u.onEveryHost);
+  const own = units.filter((u) => isOwnRole(u.role));
+  // (the log shipper is installed from Grafana's repository, not run from its image)
+  const fromImages = units.filter((u) => !isOwnRole(u.role) && u !== shipper);
+  const secretFiles = pulumi.all(
+    [...own, ...fromImages].flatMap((u) => unitSecretFiles(u, secrets).map((s) => s.content.apply((content): HostFile => ({ path: s.path, content, permissions: '0400' })))),
+  );
+  return secretFiles.apply((files): HostPlan => {
+    const containers: HostContainer[] = [];
+    const prepare: string[] = [];
+    const imageFiles: HostFile[] = [];
+    for (const u of fromImages) {
+      const volume = hostVolume(u);
+      const mounts: Record<string, string> = { [volume]: u.volumes[0] };
+      for (const f of u.files) {
+        // kept under the unit's directory on the host, mounted where the image reads it
+        const onHost = path.posix.join(u.dir, 'files', f.path);
+        imageFiles.push({ path: onHost, content: f.content, permissions: '0644' });
+        mounts[onHost] = `${f.path}:ro`;
+      }
+      for (const t of u.trees) mounts[path.posix.join(CONTAINER_ROOT, t.source)] = `${t.target}:ro`;
+      for (const s of u.secrets) mounts[secretFile(LAYOUT, s)!] = `${secretFile(LAYOUT, s)!}:ro`;
+      prepare.push(`mkdir -p ${volume}`);
+      if (u.user !== '0') prepare.push(`chown ${u.user}:${u.user} ${volume} ${u.secrets.map((s) => secretFile(LAYOUT, s)).join(' ')}`.trim());
+      containers.push({ name: `cdn-${u.name}`, image: images[u.image!], args: u.command, env: u.env, mounts });
     }
-    if (name === 'monitoring') {
-      return pulumi.all([mine, secretFile(`${SECRETS_DIR}/grafana-admin-password`, secrets.grafanaAdminPassword)]).apply(([us, grafanaPassword]): HostPlan => ({
-        ...base,
-        roles: ['prometheus'],
-        units: us as ServiceUnit[],
-        files: [
-          grafanaPassword,
-          {
-            path: '/etc/cdn/grafana/provisioning/datasources/cdn.yaml',
-            content: renderGrafanaDatasources({ prometheusUrl: url({ host: '127.0.0.1', port: spec.ports.prometheus }), lokiUrl: url({ host: '127.0.0.1', port: LOKI_PORT }) }),
-            permissions: '0644',
-          },
-          { path: '/etc/cdn/grafana/provisioning/dashboards/cdn.yaml', content: renderGrafanaDashboardsProvider(), permissions: '0644' },
-        ],
-        // Grafana's and Loki's images run as uids 472 and 10001.
-        prepare: [`chown 472:472 ${SECRETS_DIR}/grafana-admin-password`, 'mkdir -p /var/lib/cdn-grafana /var/lib/cdn-loki', 'chown 472:472 /var/lib/cdn-grafana', 'chown 10001:10001 /var/lib/cdn-loki'],
-        containers: [
-          { name: 'cdn-loki', image: images.loki, args: ['-config.file=/etc/loki/local-config.yaml'], env: {}, mounts: { '/var/lib/cdn-loki': '/loki' } },
-          {
-            name: 'cdn-grafana',
-            image: images.grafana,
-            args: [],
-            env: { GF_SECURITY_ADMIN_PASSWORD__FILE: '/run/cdn/grafana-admin-password', GF_AUTH_ANONYMOUS_ENABLED: 'false', GF_ANALYTICS_REPORTING_ENABLED: 'false' },
-            mounts: {
-              '/var/lib/cdn-grafana': '/var/lib/grafana',
-              '/etc/cdn/grafana/provisioning/datasources': '/etc/grafana/provisioning/datasources:ro',
-              // the dashboards as the instance's checkout of the repository has them (observability/dashboards/)
-              '/etc/cdn/grafana/provisioning/dashboards': '/etc/grafana/provisioning/dashboards:ro',
-              [`${CONTAINER_ROOT}/observability/dashboards`]: `${GRAFANA_DASHBOARDS_DIR}:ro`,
-              [`${SECRETS_DIR}/grafana-admin-password`]: '/run/cdn/grafana-admin-password:ro',
-            },
-          },
-        ],
-      }));
-    }
-    return pulumi.all([mine, secretFiles]).apply(([us, files]): HostPlan => ({
-      ...base,
-      roles: [...new Set(us.map((u) => u.role))].filter((r) => r !== 'origin'),
-      units: us as ServiceUnit[],
-      files,
-      ...(us.some((u) => u.role === 'origin') ? { node: { version: settings.nodeVersion } } : {}),
-    }));
-  };
+    const dataVolume = dataVolumeId ? { volumeId: dataVolumeId, mountPoint: hostVolume(fromImages.find((u) => u.role === 'object-store')!) } : undefined;
+    return {
+      source: settings.source,
+      roles: [...new Set(own.map((u) => u.role))].filter((r): r is OwnRole => r !== 'origin'),
+      units: own,
+      files: [...files, ...imageFiles],
+      ...(own.some((u) => u.role === 'origin') ? { node: { version: settings.nodeVersion } } : {}),
+      containers,
+      ...(dataVolume ? { dataVolume } : {}),
+      prepare,
+      ...(shipper ? { logShipper: { version: alloyPackageVersion(images), unit: shipper } } : {}),
+    };
+  });
+}
 
-  // Every instance ships its logs with Alloy, to Loki on the monitoring instance.
-  const alloyVersion = alloyPackageVersion(images);
-  const hostPlan = (name: HostName): pulumi.Output<HostPlan> =>
-    pulumi.all([servicePlan(name), addresses]).apply(([plan, ip]) => ({
-      ...plan,
-      logShipper: { version: alloyVersion, lokiPushUrl: lokiPushUrl(url({ host: name === 'monitoring' ? '127.0.0.1' : ip.monitoring, port: LOKI_PORT })) },
-    }));
-
-  // Instances, in the units' dependency order, each waiting for the hosts its units depend on.
-  const instances = new Map<HostName, aws.ec2.Instance>();
-  const dependsOnHosts: Record<string, HostName[]> = {
-    redis: [],
-    'object-store': [],
-    origin: hosts.has('object-store') ? ['redis', 'object-store'] : ['redis'],
-    balancer: edgeNames as HostName[],
-    monitoring: ['origin', 'balancer'],
-  };
-  const creationOrder: HostName[] = ['redis', ...(hosts.has('object-store') ? (['object-store'] as HostName[]) : []), 'origin', ...(edgeNames as HostName[]), 'balancer', 'monitoring'];
-  for (const name of creationOrder) {
-    const host = hosts.get(name)!;
-    const userData = pulumi.secret(hostPlan(name).apply(renderUserData));
-    const deps = (dependsOnHosts[name] ?? ['origin', 'redis']).map((d) => instances.get(d)!);
+/** Instances, in the units' dependency order, each waiting for the hosts its units depend on. */
+function createInstances(input: AwsStackInput, hosts: Map<string, Host>, units: pulumi.Output<ServiceUnit[]>, primary: RegionNetwork, peeringRoutes: aws.ec2.Route[]): void {
+  const { settings } = input;
+  const prefix = input.plan.spec.name;
+  const instances = new Map<string, aws.ec2.Instance>();
+  for (const host of hosts.values()) {
+    // The object store's data: an EBS volume in the private subnet's zone.
+    const dataVolume = host.units.some((u) => u.role === 'object-store')
+      ? new aws.ebs.Volume(
+          `${host.group}-data`,
+          { availabilityZone: primary.privateSubnet.availabilityZone, size: settings.objectStoreVolumeGb, type: 'gp3', encrypted: true, tags: { Name: `${prefix}-${host.group}-data` } },
+          { parent: host.component, provider: primary.provider, protect: false },
+        )
+      : undefined;
+    const mine = units.apply((all) => all.filter((u) => u.group === host.group || u.onEveryHost));
+    const userData = pulumi.secret(pulumi.all([mine, dataVolume?.id]).apply(([us, volumeId]) => hostPlanOf(host, us, input, volumeId)).apply(renderUserData));
+    const deps = [...new Set(host.units.flatMap((u) => u.dependsOn).map((d) => groupOf(hosts, d)))]
+      .filter((g) => g !== host.group)
+      .map((g) => instances.get(g) ?? fail(`${host.group} depends on ${g}, whose instance comes later`));
     const instance = new aws.ec2.Instance(
-      name,
+      host.group,
       {
         ami: host.network.ami,
         instanceType: host.instanceType,
@@ -289,27 +280,46 @@ export function awsStack(input: AwsStackInput): StackOutputs {
         userDataReplaceOnChange: true,
         metadataOptions: { httpTokens: 'required', httpPutResponseHopLimit: 1, httpEndpoint: 'enabled' },
         rootBlockDevice: { volumeSize: settings.rootVolumeGb, volumeType: 'gp3', encrypted: true },
-        tags: { Name: `${prefix}-${name}`, 'cdn:role': host.kind },
+        tags: { Name: `${prefix}-${host.group}`, 'cdn:role': componentOf(host.units[0]).kind },
       },
       {
         parent: host.component,
         provider: host.network.provider,
         // The network interface moves to the replacement, so the old instance goes first.
         deleteBeforeReplace: true,
-        dependsOn: [...deps, host.network.nat, ...host.network.peeringRoutes, ...(name === 'balancer' || name === 'monitoring' ? primary.peeringRoutes : [])],
+        // A host that dials another region's units boots once the routes over the
+        // peering exist, both ways.
+        dependsOn: [...deps, host.network.nat, ...(dialsAcrossRegions(hosts, host) ? peeringRoutes : [])],
       },
     );
-    instances.set(name, instance);
-    if (name === 'object-store' && dataVolume) {
-      new aws.ec2.VolumeAttachment('object-store-data', { deviceName: '/dev/sdf', volumeId: dataVolume.id, instanceId: instance.id }, { parent: host.component, provider: primary.provider });
+    instances.set(host.group, instance);
+    if (dataVolume) {
+      new aws.ec2.VolumeAttachment(`${host.group}-data`, { deviceName: '/dev/sdf', volumeId: dataVolume.id, instanceId: instance.id }, { parent: host.component, provider: primary.provider });
     }
   }
-  for (const c of components.values()) c.done();
+}
 
+function fail(message: string): never {
+  throw new Error(message);
+}
+
+/** Whether a host dials units in another region (edges dial the origin; the balancer and Prometheus dial edges). */
+function dialsAcrossRegions(hosts: Map<string, Host>, host: Host): boolean {
+  const mine = new Set(host.units.map((u) => u.name));
+  return [...hosts.values()].some((h) => h.network !== host.network && h.units.some((u) => u.accepts.some((c) => mine.has(c.peer))));
+}
+
+function groupOf(hosts: Map<string, Host>, unitName: string): string {
+  for (const h of hosts.values()) if (h.units.some((u) => u.name === unitName)) return h.group;
+  throw new Error(`no host runs ${unitName}`);
+}
+
+function outputs(input: AwsStackInput, topology: pulumi.Output<Topology>, publicBaseUrl: pulumi.Output<string>): StackOutputs {
+  const { secrets } = input;
   return {
     balancerUrl: publicBaseUrl,
     assetBaseUrl: publicBaseUrl,
-    grafanaUrl: addresses.apply((ip) => url({ host: ip.monitoring, port: GRAFANA_PORT })),
+    grafanaUrl: topology.apply((topo) => url(topo.grafana!.reach)),
     originApiUrl: topology.apply((topo) => url(topo.origin.reach)),
     edges: topology.apply((topo) => {
       const out: Record<string, string[]> = {};

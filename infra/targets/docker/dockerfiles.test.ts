@@ -6,7 +6,7 @@
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { PACKAGES, type Role } from '../../units/units';
+import { PACKAGES, type OwnRole } from '../../units/units';
 import { imageBuilds } from './stack';
 import { DEFAULT_IMAGES } from '../pulumi/images';
 import { containerLayout } from '../../model/layout';
@@ -49,7 +49,7 @@ describe('scripts/setup.sh --role', () => {
   }
 
   test.each(Object.keys(PACKAGES))('lists exactly the %s role\'s PACKAGES', (role) => {
-    expect(rolePackages(role)).toEqual(PACKAGES[role as Role]);
+    expect(rolePackages(role)).toEqual(PACKAGES[role as OwnRole]);
   });
 
   test('every role package is in the full list CI installs', () => {

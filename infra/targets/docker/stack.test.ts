@@ -18,7 +18,7 @@ import { NGINX_LOGROTATE_CONF, NGINX_OPEN_FILES, renderLogrotate } from '../../r
 import { renderRedis } from '../../render/redis';
 import { parseSpec } from '../../model/spec';
 import { generatedSecret, isSecret, plain, runProgram, secretsIn, type ProgramRun, type RecordedResource } from '../../../test/support/pulumi-mocks';
-import { dockerAddresses, dockerTopology, objectStoreEndpoint } from './topology';
+import { dockerAddresses, dockerTopology } from './topology';
 
 const CONTAINER = 'docker:index/container:Container';
 const SPEC = { name: 'shop', regions: [{ name: 'eu', edges: 2 }, { name: 'us', edges: 3 }] };
@@ -40,7 +40,7 @@ function fileIn(c: RecordedResource, file: string): string {
 /** The topology the test expects: the spec's ports on fixed addresses of the default subnet. */
 function expectedTopology() {
   const plan = deployPlan(SPEC, parseSpec(SPEC));
-  return { plan, topology: dockerTopology(plan.spec, dockerAddresses(plan.spec, '10.89.0.0/24'), 'http://127.0.0.1:8080') };
+  return { plan, topology: dockerTopology(plan.spec, dockerAddresses(plan.spec, '10.89.0.0/24'), 'http://127.0.0.1:8080', { objectStore: true }) };
 }
 
 describe('docker target', () => {
@@ -93,7 +93,7 @@ describe('docker target', () => {
     const layout = containerLayout();
     for (const edge of topology.edges) {
       const c = run.named(`edge-${edge.id}`, CONTAINER);
-      const spec = specWithObjectStore(plan, objectStoreEndpoint(dockerAddresses(plan.spec, '10.89.0.0/24')));
+      const spec = specWithObjectStore(plan, 'http://10.89.0.12:9000');
       for (const f of renderEdge(spec, topology, edge, layout, secretFile(layout, 'adminToken'))) {
         expect(fileIn(c, `/etc/cdn/edge-${edge.id}/${f.path}`)).toBe(f.content);
       }
@@ -221,7 +221,7 @@ describe('docker target', () => {
     }
     expect(volumes.filter((v) => v.volumeName?.endsWith('-logs'))).toHaveLength(6);
     expect(volumes).toContainEqual({ hostPath: DOCKER_SOCKET, containerPath: DOCKER_SOCKET, readOnly: true });
-    expect(volumes).toContainEqual({ volumeName: 'shop-alloy', containerPath: '/var/lib/alloy/data' });
+    expect(volumes).toContainEqual({ volumeName: 'shop-alloy-data', containerPath: '/var/lib/alloy/data' });
     // Loki itself is published nowhere
     expect(loki.inputs.ports ?? []).toEqual([]);
   });

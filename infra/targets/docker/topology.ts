@@ -6,15 +6,12 @@
  */
 import { cdnError } from '../../model/errors';
 import { edgeIdentities, type CdnSpec } from '../../model/spec';
-import { url, type Placement, type Topology } from '../../model/topology';
+import type { Placement, Topology } from '../../model/topology';
+import { IMAGE_PORTS } from '../../units/deployed';
 
-/** Host numbers inside the subnet; edges count up from EDGE_BASE. */
-export const HOST = { redis: 10, origin: 11, objectStore: 12, balancer: 20, prometheus: 30, grafana: 31, loki: 32, alloy: 33 } as const;
+/** Host numbers inside the subnet, by unit name; edges count up from EDGE_BASE. */
+export const HOST: Record<string, number> = { redis: 10, origin: 11, 'object-store': 12, balancer: 20, prometheus: 30, grafana: 31, loki: 32, alloy: 33 };
 const EDGE_BASE = 100;
-
-export const MINIO_PORT = 9000;
-export const GRAFANA_PORT = 3000;
-export const LOKI_PORT = 3100;
 
 function toInt(ip: string): number {
   return ip.split('.').reduce((acc, o) => acc * 256 + Number(o), 0);
@@ -24,17 +21,8 @@ function toIp(n: number): string {
   return [24, 16, 8, 0].map((s) => (n >>> s) & 255).join('.');
 }
 
-export interface DockerAddresses {
-  redis: string;
-  origin: string;
-  objectStore: string;
-  balancer: string;
-  prometheus: string;
-  grafana: string;
-  loki: string;
-  alloy: string;
-  edges: Record<string, string>;
-}
+/** Each unit's address on the stack's network, by unit name. */
+export type DockerAddresses = Record<string, string>;
 
 export function dockerAddresses(spec: CdnSpec, subnet: string): DockerAddresses {
   const [base, bitsText] = subnet.split('/');
@@ -50,30 +38,23 @@ export function dockerAddresses(spec: CdnSpec, subnet: string): DockerAddresses 
   }
   const at = (host: number) => toIp((network + host) >>> 0);
   return {
-    redis: at(HOST.redis),
-    origin: at(HOST.origin),
-    objectStore: at(HOST.objectStore),
-    balancer: at(HOST.balancer),
-    prometheus: at(HOST.prometheus),
-    grafana: at(HOST.grafana),
-    loki: at(HOST.loki),
-    alloy: at(HOST.alloy),
-    edges: Object.fromEntries(edges.map((e, i) => [e.id, at(EDGE_BASE + i)])),
+    ...Object.fromEntries(Object.entries(HOST).map(([name, host]) => [name, at(host)])),
+    ...Object.fromEntries(edges.map((e, i) => [`edge-${e.id}`, at(EDGE_BASE + i)])),
   };
 }
 
-export function dockerTopology(spec: CdnSpec, a: DockerAddresses, publicBaseUrl: string): Topology {
+/** `objectStore`: whether the stack runs its own (no S3 endpoint in the spec). */
+export function dockerTopology(spec: CdnSpec, a: DockerAddresses, publicBaseUrl: string, options: { objectStore: boolean }): Topology {
   const at = (host: string, port: number): Placement => ({ listen: { host: '0.0.0.0', port }, reach: { host, port } });
   return {
     redis: at(a.redis, spec.ports.redis),
     origin: at(a.origin, spec.ports.origin),
     balancer: { traffic: at(a.balancer, spec.ports.balancer), internal: at(a.balancer, spec.ports.edgeInternal) },
-    edges: edgeIdentities(spec).map((e) => ({ ...e, traffic: at(a.edges[e.id], spec.ports.edge), internal: at(a.edges[e.id], spec.ports.edgeInternal) })),
+    edges: edgeIdentities(spec).map((e) => ({ ...e, traffic: at(a[`edge-${e.id}`], spec.ports.edge), internal: at(a[`edge-${e.id}`], spec.ports.edgeInternal) })),
     prometheus: at(a.prometheus, spec.ports.prometheus),
+    ...(options.objectStore ? { objectStore: at(a['object-store'], IMAGE_PORTS.objectStore) } : {}),
+    loki: at(a.loki, IMAGE_PORTS.loki),
+    grafana: at(a.grafana, IMAGE_PORTS.grafana),
     publicBaseUrl,
   };
-}
-
-export function objectStoreEndpoint(a: DockerAddresses): string {
-  return url({ host: a.objectStore, port: MINIO_PORT });
 }

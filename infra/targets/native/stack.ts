@@ -10,7 +10,8 @@ import { cdnError } from '../../model/errors';
 import { debianLayout, SECRET_FILES, type Layout, type SecretName } from '../../model/layout';
 import { renderRedisAuth } from '../../render/redis';
 import type { CdnSpec } from '../../model/spec';
-import { buildUnits, type ServiceUnit } from '../../units/units';
+import { buildUnits } from '../../units/stack';
+import type { ServiceUnit } from '../../units/units';
 import { isAlive, startAll, stopAll, type RunningService } from './supervisor';
 import { nativeTopology } from './topology';
 

@@ -100,8 +100,11 @@ function redisPing(host: string, port: number, timeoutMs: number): Promise<boole
   });
 }
 
-export async function checkHealth(check: HealthCheck, timeoutMs = 1000): Promise<boolean> {
+/** Whether a service answers its health check (one without a check counts as healthy once it runs). */
+export async function checkHealth(check: HealthCheck | null, timeoutMs = 1000): Promise<boolean> {
+  if (check === null) return true;
   if (check.kind === 'redis') return redisPing(check.host, check.port, timeoutMs);
+  if (check.kind === 'command') return commandSucceeds(check.command, timeoutMs);
   try {
     const res = await fetch(check.url, { signal: AbortSignal.timeout(timeoutMs) });
     await res.arrayBuffer();
@@ -109,6 +112,13 @@ export async function checkHealth(check: HealthCheck, timeoutMs = 1000): Promise
   } catch {
     return false;
   }
+}
+
+/** A check command run on this machine (beside the service, natively). */
+function commandSucceeds(command: string[], timeoutMs: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    execFile(command[0], command.slice(1), { timeout: timeoutMs }, (err) => resolve(!err));
+  });
 }
 
 function tail(file: string, lines = 15): string {

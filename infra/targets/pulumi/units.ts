@@ -1,14 +1,16 @@
 /**
- * What both Pulumi targets do with the service units: render them for the
- * container/instance layout, add the secret files each unit reads and the
+ * What both Pulumi targets do with the service units: build them for the
+ * container/instance layout, give each the secret files it lists, and the
  * environment scripts/run-unit.sh needs. Docker maps the result onto containers,
  * aws onto cloud-init + systemd; neither renders anything itself.
  */
 import * as pulumi from '@pulumi/pulumi';
 import { CONTAINER_ROOT, containerLayout, secretFile, type Layout, type SecretName } from '../../model/layout';
+import { url, type Topology } from '../../model/topology';
 import { renderRedisAuth } from '../../render/redis';
-import type { Topology } from '../../model/topology';
-import { buildUnits, type Role, type ServiceUnit } from '../../units/units';
+import type { LogShipping } from '../../units/deployed';
+import { buildUnits } from '../../units/stack';
+import { isOwnRole, type ServiceUnit } from '../../units/units';
 import { specWithObjectStore, type DeployPlan } from './config';
 import type { StackSecrets } from './secrets';
 
@@ -17,86 +19,58 @@ export const SECRETS_DIR = LAYOUT.secretsDir!;
 /** The images' ENTRYPOINT and the systemd units' ExecStart wrapper. */
 export const RUN_UNIT = `${CONTAINER_ROOT}/scripts/run-unit.sh`;
 
-/** The user each role's process runs as (created by its Debian package or the origin image). */
-export const RUN_AS: Record<Role, string> = { redis: 'redis', origin: 'cdn', edge: 'root', balancer: 'root', prometheus: 'prometheus' };
-
 export interface SecretFile {
   path: string;
   content: pulumi.Output<string>;
 }
 
-/** Which secrets each role reads; nothing else lands on its container or instance. */
-const ROLE_SECRETS: Record<Role, SecretName[]> = {
-  redis: ['redisAuthConf', 'redisPassword'],
-  origin: ['adminToken', 'redisPassword', 's3AccessKey', 's3SecretKey'],
-  // the admin token unlocks the edge's X-Cdn-Debug headers; the bucket keys sign
-  // its reads of raw assets (see roleSecrets)
-  edge: ['adminToken', 'redisPassword'],
-  balancer: [],
-  prometheus: [],
-};
-
-/**
- * The edges read raw assets from the bucket with their own keys when the spec names
- * them, else with the origin's (what edgeSettings points at: the same choice).
- */
-function roleSecrets(role: Role, secrets: StackSecrets): SecretName[] {
-  if (role !== 'edge') return ROLE_SECRETS[role];
-  return [...ROLE_SECRETS.edge, ...(secrets.s3EdgeAccessKey ? (['s3EdgeAccessKey', 's3EdgeSecretKey'] as const) : (['s3AccessKey', 's3SecretKey'] as const))];
-}
-
+/** A secret's file content: the value on one line, or the redis.conf include holding it. */
 function secretContent(name: SecretName, secrets: StackSecrets): pulumi.Output<string> {
-  switch (name) {
-    case 'adminToken':
-      return secrets.adminToken.apply((v) => `${v}\n`);
-    case 'redisPassword':
-      return secrets.redisPassword.apply((v) => `${v}\n`);
-    case 'redisAuthConf':
-      return secrets.redisPassword.apply(renderRedisAuth);
-    case 's3AccessKey':
-      return secrets.s3AccessKey.apply((v) => `${v}\n`);
-    case 's3SecretKey':
-      return secrets.s3SecretKey.apply((v) => `${v}\n`);
-    case 's3EdgeAccessKey':
-      return secrets.s3EdgeAccessKey!.apply((v) => `${v}\n`);
-    case 's3EdgeSecretKey':
-      return secrets.s3EdgeSecretKey!.apply((v) => `${v}\n`);
-  }
+  if (name === 'redisAuthConf') return secrets.redisPassword.apply(renderRedisAuth);
+  const value = { adminToken: secrets.adminToken, redisPassword: secrets.redisPassword, s3AccessKey: secrets.s3AccessKey, s3SecretKey: secrets.s3SecretKey, s3EdgeAccessKey: secrets.s3EdgeAccessKey, s3EdgeSecretKey: secrets.s3EdgeSecretKey, grafanaAdminPassword: secrets.grafanaAdminPassword }[name];
+  if (!value) throw new Error(`the stack has no value for the secret ${name}`);
+  return value.apply((v) => `${v}\n`);
 }
 
+/** The files of the secrets a unit lists; nothing else of the secrets lands on its container or instance. */
 export function unitSecretFiles(unit: ServiceUnit, secrets: StackSecrets): SecretFile[] {
-  return roleSecrets(unit.role, secrets).map((name) => ({ path: secretFile(LAYOUT, name)!, content: pulumi.secret(secretContent(name, secrets)) }));
+  return unit.secrets.map((name) => ({ path: secretFile(LAYOUT, name)!, content: pulumi.secret(secretContent(name, secrets)) }));
 }
 
-/** The environment of a unit's process: run-unit.sh's settings, then the unit's own. */
+/** The environment of a unit's process: run-unit.sh's settings for the CDN's own units, then the unit's own. */
 export function unitEnvironment(unit: ServiceUnit): Record<string, string> {
+  if (!isOwnRole(unit.role)) return unit.env;
   return {
     CDN_UNIT_DIR: unit.dir,
     CDN_UNIT_DIRS: unit.dirs.join(' '),
-    CDN_RUN_AS: RUN_AS[unit.role],
+    CDN_RUN_AS: unit.user,
     CDN_SECRETS_DIR: SECRETS_DIR,
     ...unit.env,
   };
 }
 
-/** The units of a deployed stack, rendered for the container/instance layout. */
-export function deployedUnits(plan: DeployPlan, topology: Topology, objectStoreEndpoint: string): ServiceUnit[] {
+/** The units of a deployed stack, for the container/instance layout, with the stack's own object store when it has one. */
+export function deployedUnits(plan: DeployPlan, topology: Topology, logShipping: LogShipping): ServiceUnit[] {
   return buildUnits({
-    spec: specWithObjectStore(plan, objectStoreEndpoint),
+    spec: specWithObjectStore(plan, topology.objectStore ? url(topology.objectStore.reach) : ''),
     topology,
     layout: LAYOUT,
     adminTokenFile: secretFile(LAYOUT, 'adminToken')!,
     withPrometheus: true,
+    logShipping,
   });
 }
 
-/** A health probe run next to the service (inside its container or on its host). */
-export function localHealthCommand(unit: ServiceUnit): string[] {
-  if (unit.health.kind === 'redis') {
+/** A health probe run next to the service (inside its container or on its host), or null for none. */
+export function localHealthCommand(unit: ServiceUnit): string[] | null {
+  const health = unit.health;
+  if (!health) return null;
+  if (health.kind === 'command') return ['CMD', ...health.command];
+  if (health.kind === 'redis') {
     const passwordFile = secretFile(LAYOUT, 'redisPassword');
-    return ['CMD-SHELL', `REDISCLI_AUTH="$(cat ${passwordFile})" redis-cli -p ${unit.health.port} ping | grep -q PONG`];
+    return ['CMD-SHELL', `REDISCLI_AUTH="$(cat ${passwordFile})" redis-cli -p ${health.port} ping | grep -q PONG`];
   }
-  const u = new URL(unit.health.url);
+  const u = new URL(health.url);
   u.hostname = '127.0.0.1';
   return ['CMD', 'curl', '-fsS', '-o', '/dev/null', u.toString()];
 }
