@@ -149,7 +149,7 @@ const COOKIE_BYPASS = `            # A bypass cookie (cache.bypassCookies): answ
 `;
 
 interface CacheLocationOptions {
-  /** The cdn.edge function that runs as header filter. */
+  /** The header filter function, e.g. `require("cdn.edge").header_filter`. */
   headerFilter: string;
   /** proxy_pass target: the internal hop, with the original URI after a rewrite. */
   upstream: string;
@@ -250,7 +250,7 @@ ${DROP_OVERRIDE_HEADERS}
             # object, not to the ones served from the cache.
             proxy_hide_header X-Request-Id;
 
-            header_filter_by_lua_block { require("cdn.edge").${o.headerFilter}(${o.sizedAtLog ? 'true' : ''}) }
+            header_filter_by_lua_block { ${o.headerFilter}(${o.sizedAtLog ? 'true' : ''}) }
 ${o.sizedAtLog ? '            log_by_lua_block { require("cdn.edge").log_sent_bytes() }\n' : ''}`;
 }
 
@@ -311,7 +311,7 @@ function bucketLocations(): string {
             return 404 '${JSON.stringify({ error: Errors.CDN_ERR_ASSET_NOT_FOUND.code, message: Errors.CDN_ERR_ASSET_NOT_FOUND.message })}\\n';
         }
         location @bucket_refused {
-            content_by_lua_block { require("cdn.edge").bucket_refused() }
+            content_by_lua_block { require("cdn.edge.fetch").bucket_refused() }
         }
 `;
 }
@@ -336,7 +336,7 @@ export function renderEdge(spec: CdnSpec, topology: Topology, edge: EdgePlacemen
             if ($cdn_method_unsliced) {
                 rewrite ^ /__cdn_partial last;
             }
-${cacheLocation({ headerFilter: 'slice_header_filter', upstream: 'http://fetch', sizedAtLog: true, bypassCookies, slice: slice!.size })}        }
+${cacheLocation({ headerFilter: 'require("cdn.edge").slice_header_filter', upstream: 'http://fetch', sizedAtLog: true, bypassCookies, slice: slice!.size })}        }
 `,
     )
     .join('');
@@ -418,16 +418,16 @@ ${OPEN_FILE_CACHE}        set $cdn_reject "";
             if ($http_range) {
                 rewrite ^ /__cdn_partial last;
             }
-${cacheLocation({ headerFilter: 'header_filter', upstream: 'http://fetch', sizedAtLog: false, bypassCookies })}        }
+${cacheLocation({ headerFilter: 'require("cdn.edge").header_filter', upstream: 'http://fetch', sizedAtLog: false, bypassCookies })}        }
 ${slicedLocations}
 
         location = /__cdn_partial {
             internal;
-${cacheLocation({ headerFilter: 'header_filter', upstream: 'http://fetch$request_uri', sizedAtLog: true, bypassCookies })}        }
+${cacheLocation({ headerFilter: 'require("cdn.edge").header_filter', upstream: 'http://fetch$request_uri', sizedAtLog: true, bypassCookies })}        }
 
         location = /__cdn_debug {
             internal;
-${cacheLocation({ headerFilter: 'debug_header_filter', upstream: 'http://fetch$request_uri', sizedAtLog: true, bypassCookies })}        }
+${cacheLocation({ headerFilter: 'require("cdn.edge.debug").header_filter', upstream: 'http://fetch$request_uri', sizedAtLog: true, bypassCookies })}        }
 
         # The origin's operational endpoints are for monitoring, not the internet
         # (exact matches: a regex location would be tried on every request).
@@ -461,7 +461,7 @@ ${cacheLocation({ headerFilter: 'debug_header_filter', upstream: 'http://fetch$r
         # revalidated.lua).
         set $cdn_fetch_key "";
         set $cdn_fetch_validator "";
-${bucket ? BUCKET_VARIABLES : ''}        set_by_lua_block $cdn_upstream { return require("cdn.edge").upstream() }
+${bucket ? BUCKET_VARIABLES : ''}        set_by_lua_block $cdn_upstream { return require("cdn.edge.fetch").upstream() }
         proxy_ssl_server_name on;
         proxy_ssl_name $cdn_upstream_sni;
         proxy_ssl_verify on;
@@ -472,8 +472,8 @@ ${bucket ? BUCKET_VARIABLES : ''}        set_by_lua_block $cdn_upstream { return
         proxy_buffer_size 16k;
         # Retries only for idempotent requests, on connection errors only.
         proxy_next_upstream error timeout;
-        header_filter_by_lua_block { require("cdn.edge").fetch_header_filter() }
-${bucket ? '        body_filter_by_lua_block { require("cdn.edge").fetch_body_filter() }\n' : ''}
+        header_filter_by_lua_block { require("cdn.edge.fetch").header_filter() }
+${bucket ? '        body_filter_by_lua_block { require("cdn.edge.fetch").body_filter() }\n' : ''}
         # A failed revalidation must look like a connection error to the public
         # server: nginx only honours a response's own stale-if-error (and so
         # must-revalidate and the grace) for those; for 5xx statuses it would
@@ -499,7 +499,7 @@ ${bucket ? BUCKET_JUMP : ''}            if ($http_x_cdn_cache_state = "EXPIRED")
         }
 ${bucket ? bucketLocations() : ''}    }
 
-${internalServer(hostPort(edge.internal.listen), 'cdn.edge')}`;
+${internalServer(hostPort(edge.internal.listen), 'cdn.edge.internal')}`;
   const conf = renderNginxConf({
     layout,
     workers: spec.workers,

@@ -1,0 +1,230 @@
+-- The internal hop (a unix socket between the public server's cache and the
+-- upstreams): nginx.conf's fetch server calls `upstream` (set_by_lua),
+-- `header_filter`, `body_filter` (with S3 storage) and, from @bucket_refused,
+-- `bucket_refused`. Every miss and revalidation passes here, never a hit.
+--
+-- Freshness is decided once, in the header filter, before nginx stores the
+-- response. What browsers must see is kept in X-Cdn-* fields that nginx does
+-- not interpret (X-Cdn-Meta, see meta.lua); the public server restores them.
+local key = require "cdn.key"
+local freshness = require "cdn.edge.freshness"
+local invalidation = require "cdn.edge.invalidation"
+local stored_paths = require "cdn.edge.stored"
+local bucket = require "cdn.edge.bucket"
+local revalidated = require "cdn.edge.revalidated"
+local meta = require "cdn.edge.meta"
+
+local var = ngx.var
+local header = ngx.header
+local ngx_exit = ngx.exit
+local now = ngx.time
+local ngx_now = ngx.now
+local parse_http_time = ngx.parse_http_time
+local get_headers = ngx.resp.get_headers
+local log = ngx.log
+local WARN = ngx.WARN
+local pcall = pcall
+local max = math.max
+local sub = string.sub
+local find = string.find
+local byte = string.byte
+local concat = table.concat
+local type = type
+local meta_value = meta.value
+
+local _M = { _VERSION = "0.1.0" }
+
+-- the edge's settings, given by edge.lua's init
+local settings
+
+local DEFAULT_UPSTREAM = "http://origin"
+
+
+-- init_by_lua (from edge.lua's init): the settings this hop reads per request.
+function _M.init(s)
+    settings = s
+    if settings.bucket then
+        bucket.init(settings.bucket)
+    end
+end
+
+
+-- A field as one string: list fields joined, single-value fields by their
+-- first line (origins behind middleware send duplicates).
+local function field(h, name, list)
+    local v = h[name]
+    if type(v) ~= "table" then
+        return v
+    end
+    return list and concat(v, ", ") or v[1]
+end
+
+
+-- Header filter: freshness, X-Cdn-Meta, and the Cache-Control and
+-- X-Accel-Expires that tell nginx whether and how long to store the response.
+function _M.header_filter()
+    local h = get_headers(0)
+    local t = now()
+    -- a read from the bucket: its headers become the origin's, and the request's
+    -- Authorization is the edge's signature, not the client's
+    local object = var.cdn_s3_object
+    local authorization
+    if object and object ~= "" then
+        authorization = var.cdn_client_auth == "1"
+        local out, why = bucket.response(ngx.status, h, object)
+        if not out then
+            log(WARN, "edge: ", object, " is not an asset (", why, "): 404")
+            ngx.status = 404
+            header["Content-Length"] = 0
+            ngx.ctx.discard_body = true
+            out = bucket.response(404, h, object)
+        end
+        h = out
+    else
+        authorization = var.http_authorization ~= nil
+    end
+    local ok, d = pcall(freshness.decide, {
+        status = ngx.status,
+        now = t,
+        authorization = authorization,
+        set_cookie = h["set-cookie"] ~= nil,
+        slice = var.http_x_cdn_slice ~= nil,
+        cache_control = field(h, "cache-control", true),
+        cdn_cache_control = field(h, "cdn-cache-control", true),
+        surrogate_control = field(h, "surrogate-control", true),
+        expires = field(h, "expires"),
+        date = field(h, "date"),
+        age = field(h, "age"),
+        vary = field(h, "vary", true),
+        parse_http_time = parse_http_time,
+        grace = settings.grace,
+    })
+    if not ok then
+        -- a response the rules cannot read is passed on, never stored
+        log(WARN, "edge: freshness failed, not storing: ", d)
+        d = { store = false, ttl = 0, age = 0 }
+    end
+    local expires_header = h["expires"]
+    header["Expires"] = nil
+    header["Age"] = nil
+    -- this hop's own Server line would be stored and parsed on every hit
+    header["Server"] = nil
+    header["CDN-Cache-Control"] = nil
+    header["Surrogate-Control"] = nil
+    local ttl = d.revalidate and -1 or d.ttl
+    -- Cut off from the purge stream, the edge cannot promise a purge will reach
+    -- it, so nothing it stores now stays fresh longer than the cap.
+    local cap = settings.busDownMaxTtl
+    if ttl > cap and invalidation.disconnected_for() > 0 then
+        ttl = cap
+    end
+    local meta_record = meta_value(t - d.age, t + ttl, d.store,
+        h["cache-status"] ~= nil, field(h, "content-length"), ngx_now(),
+        field(h, "cache-control", true))
+    header["X-Cdn-Meta"] = meta_record
+    -- what the stored copy is now (see revalidated.lua): a 304 to a
+    -- revalidation renews it; a newly stored response starts without a record
+    local cache_key = var.cdn_fetch_key
+    if d.store and cache_key ~= "" then
+        if ngx.status == 304 then
+            local validator = var.cdn_fetch_validator
+            if validator ~= "" then
+                revalidated.record(cache_key, validator, meta_record,
+                                   max(ttl, 0) + max(d.swr, d.sie) + 1)
+            end
+        else
+            local validator = revalidated.validator(field(h, "etag"),
+                                                    field(h, "last-modified"))
+            if validator then
+                revalidated.forget(cache_key, validator)
+            end
+        end
+    end
+    if not d.store then
+        header["Cache-Control"] = nil
+        header["X-Accel-Expires"] = 0
+    else
+        -- Order matters to nginx: it reads stale-* from a Cache-Control that
+        -- comes before X-Accel-Expires, and ignores an Expires that comes after.
+        header["Cache-Control"] = "stale-while-revalidate=" .. d.swr
+                                  .. ", stale-if-error=" .. d.sie
+        -- "@1" stores the response already expired: revalidated before reuse
+        header["X-Accel-Expires"] = ttl > 0 and ttl or "@1"
+    end
+    header["Expires"] = expires_header
+end
+
+
+-- The header filter's companion: the body of a bucket object that turned out
+-- not to be an asset is not passed on (its 404 has no body).
+function _M.body_filter()
+    if ngx.ctx.discard_body then
+        ngx.arg[1] = ""
+    end
+end
+
+
+-- The bucket refused a signed read or failed. Logged, then the connection is
+-- dropped so the public server treats it as an upstream error (stale-if-error
+-- may serve the stored copy; nothing is stored).
+function _M.bucket_refused()
+    bucket.log_refusal(var.cdn_s3_object)
+    return ngx_exit(444)
+end
+
+
+-- set_by_lua: the upstream for this request. Hosts match exactly, path
+-- prefixes by the longest, "*" catches the rest; what no external origin
+-- claims goes to the bucket when it is a raw asset read with S3 storage
+-- (setting $cdn_s3_object), else to the CDN's own origin. Also sets
+-- $cdn_fetch_uri, the raw path with the query as keyed, and marks a GET's path
+-- as possibly stored before it leaves (see stored.lua).
+function _M.upstream()
+    -- (read before a bucket read drops the request's headers)
+    local cache_key = var.http_x_cdn_key
+    if cache_key then
+        var.cdn_fetch_key = cache_key
+        -- a revalidation: the stored copy's validator, as nginx sent it
+        if var.http_x_cdn_cache_state == "EXPIRED" then
+            var.cdn_fetch_validator = revalidated.validator(
+                var.http_if_none_match, var.http_if_modified_since) or ""
+        end
+    end
+    local request_uri = var.request_uri
+    local q = find(request_uri, "?", 1, true)
+    local raw_path = q and sub(request_uri, 1, q - 1) or request_uri
+    local query = key.query(var.args)
+    var.cdn_fetch_uri = raw_path .. (query ~= "" and "?" .. query or "")
+    -- (HEAD misses are fetched as GET)
+    if var.request_method == "GET" then
+        local path = key.path(request_uri)
+        if path then
+            stored_paths.fetching(path)
+        end
+    end
+    local routes = settings.origins
+    if #routes > 0 then
+        local host = key.host(var.http_host)
+        local uri = var.uri
+        for i = 1, #routes do
+            local r = routes[i]
+            local m = r.match
+            if m == "*" or m == host
+               or (byte(m, 1) == 47 and sub(uri, 1, #m) == m) then -- "/"
+                var.cdn_upstream_sni = r.sni
+                return r.upstream
+            end
+        end
+    end
+    -- (slices come from the origin: a bucket read is of the whole object)
+    local object = not var.http_x_cdn_slice and bucket.claim(var.request_method, raw_path)
+    if object then
+        var.cdn_client_auth = var.http_authorization and "1" or ""
+        var.cdn_s3_object = object
+        return bucket.prepare(object)
+    end
+    return DEFAULT_UPSTREAM
+end
+
+
+return _M
