@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import * as path from 'node:path';
 import { DROP_OVERRIDE_HEADERS, internalServer, luaString, renderNginxConf } from '../infra/render/nginx';
 import type { Layout } from '../infra/model/layout';
+import { LATENCY_BUCKETS } from '../origin/contract/metrics';
 import { regionOrder, type CdnSpec } from '../infra/model/spec';
 import { hostPort, type Topology } from '../infra/model/topology';
 import type { RenderedFile } from '../infra/model/rendered-file';
@@ -44,6 +45,8 @@ export interface BalancerSettings {
   hosts: string[] | null;
   /** Certificate files nginx serves (spec balancer.tls): their expiry is exported on /metrics. */
   tlsCertificates: string[];
+  /** Bounds of the latency histograms, in seconds: the same on every layer. */
+  latencyBuckets: number[];
 }
 
 export function balancerSettings(spec: CdnSpec, topology: Topology): BalancerSettings {
@@ -69,6 +72,7 @@ export function balancerSettings(spec: CdnSpec, topology: Topology): BalancerSet
     boundedLoad: b.boundedLoad,
     hosts: b.hosts ? [...b.hosts] : null,
     tlsCertificates: b.tls ? [b.tls.cert] : [],
+    latencyBuckets: [...LATENCY_BUCKETS],
   };
   const revision = createHash('sha256').update(JSON.stringify(body)).digest('hex').slice(0, 12);
   return { revision, ...body };

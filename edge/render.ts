@@ -7,6 +7,7 @@ import { DROP_OVERRIDE_HEADERS, internalServer, luaString, renderNginxConf } fro
 import { Errors } from '../infra/model/errors';
 import { MAX_KEY_LENGTH, RESERVED_FIRST_SEGMENTS, RESERVED_KEYS } from '../origin/contract/asset-key';
 import { DEFAULT_CACHE_CONTROL, DEFAULT_CACHE_CONTROL_BY_TYPE, NOT_FOUND_CACHE_CONTROL } from '../origin/contract/cache-policy';
+import { LATENCY_BUCKETS } from '../origin/contract/metrics';
 import { secretFile, type Layout } from '../infra/model/layout';
 import type { CdnSpec } from '../infra/model/spec';
 import { hostPort, type EdgePlacement, type Topology } from '../infra/model/topology';
@@ -31,6 +32,8 @@ export interface EdgeSettings {
   origins: ExternalRoute[];
   /** With S3 storage: the bucket raw assets are read from on misses (see cdn/edge/bucket.lua). */
   bucket?: BucketSettings;
+  /** Bounds of the latency histograms, in seconds: the same on every layer. */
+  latencyBuckets: number[];
 }
 
 export interface BucketSettings {
@@ -118,6 +121,7 @@ export function edgeSettings(spec: CdnSpec, topology: Topology, edge: EdgePlacem
     origins: externalRoutes(spec).map(({ match, upstream, sni }) => ({ match, upstream, sni })),
     ...(adminTokenFile ? { adminTokenFile } : {}),
     ...(bucket ? { bucket } : {}),
+    latencyBuckets: [...LATENCY_BUCKETS],
   };
 }
 

@@ -19,9 +19,6 @@ local WARN = ngx.WARN
 local _M = { _VERSION = "0.1.0" }
 local mt = { __index = _M }
 
--- Latency buckets in seconds, shared by every layer (see http-and-security.md §2).
-_M.LATENCY_BUCKETS = { 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
-                       1, 2.5, 5, 10 }
 
 
 local function label_value(v)
@@ -46,12 +43,16 @@ local function series(name, labels, values)
 end
 
 
-function _M.new(dict_name)
+-- latency_buckets: the default bounds of histograms, in seconds. Every layer uses
+-- the same ones (origin/contract/metrics.ts), which the renderers put in each
+-- service's settings, so histograms aggregate across origin, edges and balancer.
+function _M.new(dict_name, latency_buckets)
     local dict = ngx.shared[dict_name]
     if not dict then
         return nil, "no such lua_shared_dict: " .. tostring(dict_name)
     end
-    return setmetatable({ dict = dict, meta = {}, order = {} }, mt)
+    return setmetatable({ dict = dict, meta = {}, order = {},
+                          latency_buckets = latency_buckets }, mt)
 end
 
 
@@ -77,8 +78,11 @@ end
 
 
 function _M:histogram(name, help, labels, buckets)
-    return self:register(name, "histogram", help, labels,
-                        buckets or _M.LATENCY_BUCKETS)
+    buckets = buckets or self.latency_buckets
+    if not buckets then
+        error("histogram " .. name .. " needs buckets: none given, and no latency buckets", 2)
+    end
+    return self:register(name, "histogram", help, labels, buckets)
 end
 
 

@@ -10,6 +10,7 @@ import * as path from 'node:path';
 import { chromium, type BrowserContext } from 'playwright-core';
 import { up, type UpResult } from '../../infra/targets/native/stack';
 import { parseSpec } from '../../infra/model/spec';
+import { LATENCY_BUCKETS } from '../../origin/contract/metrics';
 import { REPO_ROOT } from '../support/nginx-lua';
 import { rawExchange, unexpectedErrors } from './balancer-harness';
 
@@ -150,6 +151,9 @@ describe('balancer status page', () => {
     expect(text).toMatch(/cdn_balancer_requests_total\{edge="eu-1",region="eu",status_class="2xx"\} \d+/);
     expect(text).toMatch(/cdn_balancer_edge_cache_total\{edge="[a-z]+-\d",region="[a-z]+",result="hit"\} \d+/);
     expect(text).toMatch(/cdn_balancer_request_duration_seconds_bucket\{edge="eu-1",region="eu",le="\+Inf"\} \d+/);
+    // the latency buckets of every layer (origin/contract/metrics.ts), from the rendered settings
+    const les = [...text.matchAll(/^cdn_balancer_request_duration_seconds_bucket\{edge="eu-1",region="eu",le="([^"]+)"\}/gm)].map((m) => m[1]);
+    expect(les).toEqual([...LATENCY_BUCKETS.map(String), '+Inf']);
     expect(text).toContain('cdn_balancer_edge_up{edge="us-1",region="us"} 0');
     expect(text).toContain('cdn_balancer_edge_up{edge="eu-1",region="eu"} 1');
   });

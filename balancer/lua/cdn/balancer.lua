@@ -151,7 +151,7 @@ function _M.init(settings_path)
     end
     front.init(settings)
     inflight.init(edges)
-    stats.init(edges, region_list, checker, shared)
+    stats.init(edges, region_list, checker, shared, settings.latencyBuckets)
     -- init_by_lua runs as nginx loads its configuration: what it reads here is
     -- what nginx loaded with ssl_certificate
     certificates.init(settings.tlsCertificates)

@@ -53,6 +53,7 @@ local regions        -- array of { name, nodes }
 local checker        -- cdn.balancer.health instance
 local dict           -- holds in-flight counts and the rates document
 local metrics
+local latency_buckets -- seconds, as every layer's histograms
 local history = {}   -- fleet requests/s, oldest first (worker 0)
 local prev = {}      -- node id -> totals at the previous rate computation
 
@@ -64,7 +65,9 @@ end
 
 -- edge_list: array of nodes ({ id, region, k_load }); region_list: array of
 -- { name, nodes }. Called from init_by_lua.
-function _M.init(edge_list, region_list, health_checker, shared)
+-- buckets: the latency histogram's bounds in seconds (the settings' latencyBuckets).
+function _M.init(edge_list, region_list, health_checker, shared, buckets)
+    latency_buckets = buckets
     edges = edge_list
     nodes = {}
     for i, n in ipairs(edge_list) do
@@ -91,7 +94,7 @@ local function quantile(counts, total, q)
     if total <= 0 then
         return nil
     end
-    local bounds = metrics_lib.LATENCY_BUCKETS
+    local bounds = latency_buckets
     local rank, seen, lower = q * total, 0, 0
     for i = 1, #bounds do
         local c = counts[i] or 0
@@ -214,7 +217,7 @@ end
 
 function _M.init_worker()
     local err
-    metrics, err = metrics_lib.new("cdn_metrics")
+    metrics, err = metrics_lib.new("cdn_metrics", latency_buckets)
     if not metrics then
         return nil, "failed to create metrics: " .. tostring(err)
     end

@@ -27,7 +27,7 @@ local metrics
 function _M.init_worker(s)
     settings = s
     local err
-    metrics, err = metrics_lib.new("cdn_metrics")
+    metrics, err = metrics_lib.new("cdn_metrics", settings.latencyBuckets)
     if not metrics then
         log(WARN, "edge: metrics disabled: ", err)
         return nil
