@@ -268,7 +268,10 @@ ${internalServer(hostPort(topology.balancer.internal.listen), 'cdn.balancer', ST
     layout,
     workers: spec.workers,
     luaRoots: [layout.balancerLuaRoot, layout.sharedLuaRoot],
-    sharedDicts: { cdn_health: '1m', cdn_metrics: '4m' },
+    sharedDicts: {
+      cdn_health: { size: '1m', holds: "Each edge's health: checks, failures, up or down" },
+      cdn_metrics: { size: '4m', holds: 'Counters and histograms served on /metrics' },
+    },
     init: `require("cdn.balancer").init(${luaString(settingsPath)})`,
     initWorker: 'require("cdn.balancer").init_worker()',
     continueRequestId: false,

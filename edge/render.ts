@@ -165,7 +165,8 @@ interface CacheLocationOptions {
 }
 
 /** Outside sliced locations a client's own X-Cdn-Slice must not let a 206 be stored. */
-const NOT_A_SLICE = `            proxy_set_header X-Cdn-Slice "";
+const NOT_A_SLICE = `            # Not a slice: a client's own X-Cdn-Slice must not let a 206 be stored.
+            proxy_set_header X-Cdn-Slice "";
 `;
 
 /**
@@ -199,7 +200,7 @@ function cacheLocation(o: CacheLocationOptions): string {
             set $cdn_request "$cdn_range_ignored$http_accept_encoding\\n$http_accept\\n$http_host$request_uri";
             set_by_lua_block $cdn_cache_key { return require("cdn.edge").cache_key() }
             if ($cdn_cache_key = "") {
-                return 400 "bad request: $cdn_reject\n";
+                return 400 "bad request: $cdn_reject\\n";
             }
 
             proxy_cache edge;
@@ -236,6 +237,7 @@ ${o.bypassCookies ? COOKIE_BYPASS : ''}            proxy_cache_methods GET HEAD;
             # The admin token of a debug request never leaves the edge.
             proxy_set_header X-Cdn-Debug "";
 ${DROP_OVERRIDE_HEADERS}
+            # 16 KiB buffers: nginx's 4 KiB ones cost about twice the CPU per 100 KiB response.
             proxy_connect_timeout 2s;
             proxy_read_timeout 30s;
             proxy_buffers 16 16k;
@@ -266,7 +268,8 @@ ${o.sizedAtLog ? '            log_by_lua_block { require("cdn.edge").log_sent_by
  * been idle for `inactive`. renderNginxConf's descriptor limit leaves room for
  * `max` beside the connections. Exported for the benchmark's tuned reference.
  */
-export const OPEN_FILE_CACHE = `        open_file_cache max=4096 inactive=30s;
+export const OPEN_FILE_CACHE = `        # Hot cache files stay open: a HIT skips an open, fstat and close.
+        open_file_cache max=4096 inactive=30s;
         open_file_cache_valid 30s;
 `;
 
@@ -351,6 +354,9 @@ ${cacheLocation({ headerFilter: 'require("cdn.edge").slice_header_filter', upstr
     proxy_temp_path tmp;
     client_body_temp_path tmp;
 
+    # The CDN's own origin: misses for the assets it stores, and whatever no
+    # external origin or the bucket answers. max_fails=0: one origin, never
+    # marked down (a failed fetch is served stale within its limits instead).
     upstream origin {
         server ${hostPort(topology.origin.reach)} max_fails=0;
         keepalive 32;
@@ -388,16 +394,21 @@ ${bucket ? bucketUpstream(spec) : ''}
 
 ${cookieBypassMap(spec.cache.bypassCookies)}
 ${slice ? UNSLICED_METHODS : ''}
+    # PURGE and BAN are methods other caches take; here purging is the origin's
+    # API, with a token.
     map $request_method $cdn_method_refused {
         default 0;
         PURGE 1;
         BAN 1;
     }
 
+    # Shopper traffic, from the balancer.
     server {
         listen ${hostPort(edge.traffic.listen)} backlog=4096;
         server_name _;
-${OPEN_FILE_CACHE}        set $cdn_reject "";
+${OPEN_FILE_CACHE}        # Set by the key lookup: why a target is refused (400), and for the
+        # one request that refreshes a soft-purged object.
+        set $cdn_reject "";
         set $cdn_refresh "";
 
         # Purging is an API of the origin with a token, never a method here.
@@ -425,10 +436,14 @@ ${OPEN_FILE_CACHE}        set $cdn_reject "";
 ${cacheLocation({ headerFilter: 'require("cdn.edge").header_filter', upstream: 'http://fetch', sizedAtLog: false, bypassCookies })}        }
 ${slicedLocations}
 
+        # HEAD and Range requests (rewritten from "location /"): the same lookup,
+        # with the bytes actually sent counted in the log phase.
         location = /__cdn_partial {
             internal;
 ${cacheLocation({ headerFilter: 'require("cdn.edge").header_filter', upstream: 'http://fetch$request_uri', sizedAtLog: true, bypassCookies })}        }
 
+        # Requests with X-Cdn-Debug: the same lookup; with the admin token the
+        # response also names the cache key, the variant and the tags.
         location = /__cdn_debug {
             internal;
 ${cacheLocation({ headerFilter: 'require("cdn.edge.debug").header_filter', upstream: 'http://fetch$request_uri', sizedAtLog: true, bypassCookies })}        }
@@ -440,6 +455,10 @@ ${cacheLocation({ headerFilter: 'require("cdn.edge.debug").header_filter', upstr
         location = /readyz { return 404; }
     }
 
+    # The internal hop, on a unix socket: picks the origin of a miss and decides,
+    # from the response's headers, whether and how long the public server above
+    # stores it (nginx decides that while reading the headers, before any Lua
+    # filter of the public server could change them).
     server {
         listen unix:${fetchSocket};
         access_log off;
@@ -508,7 +527,16 @@ ${internalServer(hostPort(edge.internal.listen), 'cdn.edge.internal')}`;
     layout,
     workers: spec.workers,
     luaRoots: [layout.edgeLuaRoot, layout.sharedLuaRoot],
-    sharedDicts: { cdn_gens: '16m', cdn_tags: '32m', cdn_stored: '8m', cdn_fetching: '4m', cdn_revalidated: '8m', cdn_state: '1m', cdn_metrics: '4m', ...(bucket ? { cdn_bucket: '8m' } : {}) },
+    sharedDicts: {
+      cdn_gens: { size: '16m', holds: 'Invalidation generations per path and prefix, part of every cache key (purges)' },
+      cdn_tags: { size: '32m', holds: 'The paths each Surrogate-Key tag was fetched for (tag purges)' },
+      cdn_stored: { size: '8m', holds: 'Paths that may have a stored response (invalidation by unsafe methods)' },
+      cdn_fetching: { size: '4m', holds: 'GETs on their way to the origin (a write meanwhile still invalidates them)' },
+      cdn_revalidated: { size: '8m', holds: "What the last 304 said of a stored response (nginx keeps the stored headers)" },
+      cdn_state: { size: '1m', holds: "The purge reader's position and connection state" },
+      cdn_metrics: { size: '4m', holds: 'Counters and histograms served on /metrics' },
+      ...(bucket ? { cdn_bucket: { size: '8m', holds: 'Sha256, Cache-Control and tags of objects read from the bucket (a 304 from S3 repeats none)' } } : {}),
+    },
     init: `require("cdn.edge").init(${luaString(settingsPath)})`,
     initWorker: 'require("cdn.edge").init_worker()',
     continueRequestId: true,

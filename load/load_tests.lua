@@ -10,7 +10,7 @@
 -- Environment: CDN_LOAD_PREFIX (shop), CDN_LOAD_IMAGES (200), CDN_LOAD_BUNDLES (50),
 -- CDN_LOAD_ZIPF_S (0.9), CDN_LOAD_SEED (42).
 --
--- Plain wrk is closed-loop: it understates tails (http-and-security.md §5). Use wrk2
+-- Plain wrk is closed-loop: it understates tails (docs/design-notes.md §2). Use wrk2
 -- (-R) or k6 (load/k6/) for latency SLOs; this script is for throughput and hit ratio.
 
 local prefix = os.getenv("CDN_LOAD_PREFIX") or "shop"

@@ -1,5 +1,5 @@
 /**
- * Grafana Alloy configuration shipping the CDN's logs to Loki (http-and-security.md §2;
+ * Grafana Alloy configuration shipping the CDN's logs to Loki (docs/design-notes.md §1;
  * Promtail is end-of-life). Two variants:
  *
  *   docker   containers' stdout/stderr through the Docker socket (the origin's pino
@@ -7,13 +7,13 @@
  *            containers' `cdn.role` and `cdn.unit` labels; plus nginx JSON access logs
  *            from files under /var/log/cdn/<unit>/access.log (each nginx unit's logs
  *            directory is a volume, mounted read-only into Alloy's container:
- *            infra/docker/stack.ts).
+ *            infra/targets/docker/stack.ts).
  *   systemd  the cdn-*.service units' journal (aws instances), plus the nginx access
  *            logs of the units on the host (/etc/cdn/<unit>/logs/access.log), where
- *            Alloy runs from Grafana's Debian package (infra/aws/cloud-init.ts).
+ *            Alloy runs from Grafana's Debian package (infra/targets/aws/cloud-init.ts).
  *
- * Both access-log globs are derived from where nginx writes (infra/nginx.ts) and
- * where units live (infra/layout.ts), so they cannot drift apart.
+ * Both access-log globs are derived from where nginx writes (infra/render/nginx.ts) and
+ * where units live (infra/model/layout.ts), so they cannot drift apart.
  *
  * Only low-cardinality fields become labels: `role`, `unit`, `level` (origin) and
  * `cache` (nginx's upstream cache status); request ids, URIs and statuses stay in the
@@ -179,7 +179,7 @@ ${stages}  stage.label_drop {
 }
 
 function accessLogSource(glob: string): string {
-  return `// nginx JSON access logs (edges and balancer): log_format cdn_json in infra/nginx.ts.
+  return `// nginx JSON access logs (edges and balancer): log_format cdn_json in infra/render/nginx.ts.
 ${nginxLogSource(
   'access_logs',
   glob,

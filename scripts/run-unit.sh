@@ -1,5 +1,5 @@
 #!/bin/sh
-# Runs one service unit (infra/units.ts) the same way in a container (the images'
+# Runs one service unit (infra/units/units.ts) the same way in a container (the images'
 # ENTRYPOINT) and on an EC2 instance (systemd ExecStart): creates the unit's
 # directories, hands them and the secret files to the user the unit runs as, then
 # replaces itself with the unit's command, so signals reach the service directly.

@@ -10,8 +10,8 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 
-# The one list of Debian packages (infra/units.ts PACKAGES names the same ones per role;
-# infra/docker/dockerfiles.test.ts checks that both agree).
+# The one list of Debian packages (infra/units/units.ts PACKAGES names the same ones per role;
+# infra/targets/docker/dockerfiles.test.ts checks that both agree).
 PACKAGES=(
   nginx libnginx-mod-http-lua libnginx-mod-http-ndk
   lua-resty-core lua-resty-lrucache lua-nginx-redis lua-cjson logrotate

@@ -85,7 +85,7 @@ export const CONTAINER_ROOT = '/opt/cdn';
 
 /**
  * Paths inside the images (edge/Dockerfile, balancer/Dockerfile, origin/Dockerfile,
- * infra/docker/Dockerfile) and on EC2 instances, where cloud-init checks the
+ * infra/targets/docker/Dockerfile) and on EC2 instances, where cloud-init checks the
  * repository out at /opt/cdn: rendered files under /etc/cdn/<unit>, secrets under
  * /etc/cdn/secrets, Lua and the built origin under /opt/cdn. nginx masters start
  * as root (to bind and to read secrets) and drop their workers to www-data.

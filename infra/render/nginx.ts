@@ -53,8 +53,8 @@ export interface NginxMainOptions {
   workers: number;
   /** Lua package roots, searched in order. */
   luaRoots: string[];
-  /** `lua_shared_dict` name -> size. */
-  sharedDicts: Record<string, string>;
+  /** `lua_shared_dict` name -> its size and what it holds (rendered as a comment). */
+  sharedDicts: Record<string, { size: string; holds: string }>;
   /** init_by_lua call, e.g. `require("cdn.edge").init("/path/edge.json")`. */
   init: string;
   initWorker: string;
@@ -86,7 +86,8 @@ ${extra ? extra + '\n' : ''}        location / { return 404; }
  * Headers that let a client rewrite the method or URL behind a cache (poisoning,
  * CPDoS): never passed upstream.
  */
-export const DROP_OVERRIDE_HEADERS = `            proxy_set_header X-HTTP-Method-Override "";
+export const DROP_OVERRIDE_HEADERS = `            # Method and URL overrides never reach an origin (cache poisoning, CPDoS).
+            proxy_set_header X-HTTP-Method-Override "";
             proxy_set_header X-Original-URL "";
             proxy_set_header X-Rewrite-URL "";`;
 
@@ -114,9 +115,9 @@ function requestIdMap(continueIncoming: boolean): string {
 export function renderNginxConf(o: NginxMainOptions): string {
   const luaPath = [...o.luaRoots.map((r) => `${r}/?.lua`), `${o.layout.systemLuaPath}/?.lua`, ';'].join(';');
   const dicts = Object.entries(o.sharedDicts)
-    .map(([name, size]) => `    lua_shared_dict ${name} ${size};`)
+    .map(([name, d]) => `    # ${d.holds}\n    lua_shared_dict ${name} ${d.size};`)
     .join('\n');
-  return `# Rendered by the CDN's renderer: do not edit, change the spec instead.
+  const conf = `# Rendered by the CDN's renderer: do not edit, change the spec instead.
 load_module ${o.layout.nginxModulesDir}/ndk_http_module.so;
 load_module ${o.layout.nginxModulesDir}/ngx_http_lua_module.so;
 
@@ -160,12 +161,17 @@ http {
     access_log ${NGINX_ACCESS_LOG} cdn_json buffer=64k flush=1s;
 ${requestIdMap(o.continueRequestId)}
 
+    # The service's Lua, then Debian's Lua libraries (lua-resty-core, cjson, nginx.redis).
     lua_package_path ${luaString(luaPath)};
+    # Memory every worker shares (each zone's size is fixed at start).
 ${dicts}
+    # Settings are read once, as nginx loads this file; each worker then starts its timers.
     init_by_lua_block { ${o.init} }
     init_worker_by_lua_block { ${o.initWorker} }
 
 ${o.http}
 }
 `;
+  // blocks a spec leaves out would otherwise leave runs of blank lines
+  return conf.replace(/\n{3,}/g, '\n\n');
 }

@@ -1,7 +1,7 @@
 /**
  * Front-door safety at the balancer, over raw sockets because framing is the point:
  * every malformed request is refused and the connection closed, so a pipelined
- * request behind it is never answered (http-and-security.md §6 scenarios 9, 10, 18).
+ * request behind it is never answered (docs/design-notes.md §3, scenarios 9, 10, 18).
  * Where nginx 1.22 refuses by itself the test pins its answer; the rest is the
  * balancer's Lua (cdn.balancer.front).
  */

@@ -45,7 +45,7 @@ function fakeEdgeConf(dir: string, id: string, port: number, internalPort: numbe
     layout,
     workers: 1,
     luaRoots: [],
-    sharedDicts: { fake: '1m' },
+    sharedDicts: { fake: { size: '1m', holds: 'nothing: a fake edge' } },
     init: '',
     initWorker: '',
     continueRequestId: true,

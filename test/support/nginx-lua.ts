@@ -43,7 +43,7 @@ export async function startNginx(server: string, options: { http?: string; dicts
     layout,
     workers: 1,
     luaRoots: [layout.balancerLuaRoot, layout.edgeLuaRoot, layout.sharedLuaRoot],
-    sharedDicts: options.dicts ?? { cdn_test: '1m' },
+    sharedDicts: Object.fromEntries(Object.entries(options.dicts ?? { cdn_test: '1m' }).map(([name, size]) => [name, { size, holds: 'a test zone' }])),
     init: options.init ?? '',
     initWorker: options.initWorker ?? '',
     continueRequestId: false,

@@ -2,7 +2,7 @@ import { Injectable } from '@nestjs/common';
 import { collectDefaultMetrics, Counter, exponentialBuckets, Histogram, Registry } from 'prom-client';
 import { LATENCY_BUCKETS } from '../../contract/metrics';
 
-/** 256 B .. 64 MiB (http-and-security.md §2). */
+/** 256 B .. 64 MiB (docs/design-notes.md §1). */
 export const SIZE_BUCKETS = exponentialBuckets(256, 4, 10);
 
 /** Route label for requests that matched no route (never the raw path: unbounded). */

@@ -39,7 +39,7 @@ local signer
 -- which a 304 from S3 does not repeat (see prepare)
 local policies = ngx.shared.cdn_bucket
 
--- The origin's key rules, rendered from origin/src/assets/asset-key.ts.
+-- The origin's key rules, rendered from origin/contract/asset-key.ts.
 local reserved_first
 local reserved
 local max_key_length

@@ -1,5 +1,5 @@
 -- The edge's internal listener (health and metrics, never published; rendered
--- by infra/nginx.ts internalServer): `serve_health` and `serve_metrics`, and
+-- by infra/render/nginx.ts internalServer): `serve_health` and `serve_metrics`, and
 -- the metric families they export. Not to be confused with the internal hop
 -- of misses (fetch.lua).
 --
