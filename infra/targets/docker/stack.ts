@@ -18,7 +18,7 @@ import type { ImageCatalogue } from '../pulumi/images';
 import type { StackOutputs } from '../pulumi/outputs';
 import type { StackSecrets } from '../pulumi/secrets';
 import { deployedUnits, localHealthCommand, unitEnvironment, unitSecretFiles } from '../pulumi/units';
-import { dockerAddresses, dockerTopology } from './topology';
+import { dockerAddresses, dockerTopology, type DockerAddresses } from './topology';
 
 export interface DockerStackInput {
   plan: DeployPlan;
@@ -67,20 +67,32 @@ function volumeKey(volume: string): string {
 }
 
 export function dockerStack(input: DockerStackInput): StackOutputs {
-  const { plan, settings, secrets } = input;
-  const prefix = plan.spec.name;
+  const { plan, settings } = input;
   const balancerUrl = url({ host: settings.bindAddress, port: settings.balancerPort });
   const addresses = dockerAddresses(plan.spec, settings.subnet);
   const topology = dockerTopology(plan.spec, addresses, balancerUrl, { objectStore: plan.objectStore.kind === 'builtin' });
-  const networkName = `${prefix}-net`;
+  const networkName = `${plan.spec.name}-net`;
   const units = deployedUnits(plan, topology, { kind: 'docker', network: networkName });
 
   const network = createNetwork(networkName, settings.subnet);
   const images = createImages(input, units);
+  const containers = createContainers(input, units, { network, addresses, images });
+  return outputs(input, topology, balancerUrl, containers.get('grafana'));
+}
+
+interface ContainerContext {
+  network: docker.Network;
+  addresses: DockerAddresses;
+  images: (unit: ServiceUnit) => pulumi.Input<string>;
+}
+
+/** One container per unit, each after the units it depends on, with its volumes; under its service's component. */
+function createContainers(input: DockerStackInput, units: ServiceUnit[], ctx: ContainerContext): Map<string, docker.Container> {
+  const { settings, secrets } = input;
+  const prefix = input.plan.spec.name;
   // Published on this machine: the balancer for shoppers, Grafana for operators; the
   // origin's API stays on the stack's network (reachable from this machine by address).
   const hostPorts: Record<string, number> = { balancer: settings.balancerPort, grafana: settings.grafanaPort };
-
   const components = new Components();
   const containers = new Map<string, docker.Container>();
   const volumes = new Map<string, docker.Volume>();
@@ -96,7 +108,7 @@ export function dockerStack(input: DockerStackInput): StackOutputs {
         name: `${prefix}-${unit.name}`,
         ...CAPPED_OUTPUT,
         hostname: unit.name,
-        image: images(unit),
+        image: ctx.images(unit),
         // (an image's own command when the unit names none)
         command: unit.command.length > 0 ? unit.command : undefined,
         envs: envList(unitEnvironment(unit)),
@@ -108,7 +120,7 @@ export function dockerStack(input: DockerStackInput): StackOutputs {
           ...unit.hostPaths.map((p) => ({ hostPath: p, containerPath: p, readOnly: true })),
         ],
         ports: unit.published && hostPorts[unit.name] ? [{ internal: unit.published.port, external: hostPorts[unit.name], ip: settings.bindAddress }] : [],
-        networksAdvanced: [{ name: network.name, ipv4Address: addresses[unit.name], aliases: [unit.name] }],
+        networksAdvanced: [{ name: ctx.network.name, ipv4Address: ctx.addresses[unit.name], aliases: [unit.name] }],
         // What the log shipper (observability/alloy.ts) turns into the Loki labels role and unit.
         labels: [
           { label: 'cdn.role', value: unit.role },
@@ -126,7 +138,7 @@ export function dockerStack(input: DockerStackInput): StackOutputs {
     containers.set(unit.name, container);
   }
   components.doneAll();
-  return outputs(input, topology, balancerUrl, containers.get('grafana'));
+  return containers;
 }
 
 /** The stack's bridge network, where every unit has its fixed address. */
