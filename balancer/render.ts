@@ -5,7 +5,7 @@
  */
 import { createHash } from 'node:crypto';
 import * as path from 'node:path';
-import { DROP_OVERRIDE_HEADERS, internalServer, luaString, renderNginxConf } from '../infra/render/nginx';
+import { clientLimits, DROP_OVERRIDE_HEADERS, internalServer, luaString, renderNginxConf } from '../infra/render/nginx';
 import type { Layout } from '../infra/model/layout';
 import { LATENCY_BUCKETS } from '../origin/contract/metrics';
 import { regionOrder, type CdnSpec } from '../infra/model/spec';
@@ -249,6 +249,8 @@ ${DROP_OVERRIDE_HEADERS}
             proxy_next_upstream_tries ${b.retries + 1};
             proxy_buffers 16 16k;
             proxy_buffer_size 16k;
+            # Bodies are passed on as they arrive, not read whole first.
+            proxy_request_buffering off;
             proxy_pass http://edges;
             # Methods that get one try only. nginx itself never sends a POST, PATCH
             # or LOCK to the next edge once one had it (a failed connect is retried:
@@ -267,6 +269,7 @@ ${internalServer(hostPort(topology.balancer.internal.listen), 'cdn.balancer', ST
   const conf = renderNginxConf({
     layout,
     workers: spec.workers,
+    client: clientLimits(spec),
     luaRoots: [layout.balancerLuaRoot, layout.sharedLuaRoot],
     sharedDicts: {
       cdn_health: { size: '1m', holds: "Each edge's health: checks, failures, up or down" },

@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import Redis from 'ioredis';
-import { ADMIN_TOKEN, startEdge, type EdgeHarness } from '../test/support/edge-harness';
+import { DEBUG_TOKEN, startEdge, type EdgeHarness } from '../test/support/edge-harness';
 import { rawRequest, waitFor } from '../test/support/http';
 
 let edge: EdgeHarness;
@@ -99,6 +99,27 @@ describe('freshness', () => {
     await get(shared, { Authorization: 'Bearer a' });
     expect((await get(shared, { Authorization: 'Bearer a' })).cacheStatus).toContain('hit');
     expect(originHits(shared)).toBe(1);
+  });
+
+  test.each([
+    ['CDN-Cache-Control max-age beside Cache-Control no-cache', { 'Cache-Control': 'no-cache', 'CDN-Cache-Control': 'max-age=300' }],
+    ['Surrogate-Control max-age beside Cache-Control private', { 'Cache-Control': 'private', 'Surrogate-Control': 'max-age=300' }],
+    ['CDN-Cache-Control private', { 'CDN-Cache-Control': 'private, max-age=300' }],
+  ])('a private answer is never served to the next client: %s on a request with Authorization', async (_, headers) => {
+    const path = fresh('auth-cdn-field');
+    edge.setOrigin((req) => ({ headers, body: req.headers.authorization ? 'victim data' : 'anonymous' }));
+    await get(path, { Authorization: 'Bearer victim' });
+    const next = await get(path);
+    expect(next.body).toBe('anonymous');
+    expect(originHits(path)).toBe(2);
+  });
+
+  test('private in CDN-Cache-Control forbids storing, also without Authorization', async () => {
+    const path = fresh('cdn-cc-private');
+    edge.setOrigin(() => ({ headers: { 'CDN-Cache-Control': 'private, max-age=300', 'Cache-Control': 'public, max-age=300' }, body: 'x' }));
+    await get(path);
+    await get(path);
+    expect(originHits(path)).toBe(2);
   });
 
   test('CDN-Cache-Control wins over Cache-Control for the edge, and neither it nor Surrogate-Control reaches browsers', async () => {
@@ -573,11 +594,11 @@ describe('soft purge', () => {
 });
 
 describe('debug headers', () => {
-  test('X-Cdn-Debug with the admin token shows the key, variant and tags; without it, nothing', async () => {
+  test('X-Cdn-Debug with the debug token shows the key, variant and tags; without it, nothing', async () => {
     const path = fresh('debug');
     edge.setOrigin(() => ({ headers: { 'Cache-Control': 'public, max-age=300', 'Surrogate-Key': 'sku-1 shoes' }, body: 'x' }));
     await get(`${path}?b=2&a=1&utm_source=x`);
-    const shown = await rawRequest(edge.url, `${path}?b=2&a=1&utm_source=x`, { headers: { 'X-Cdn-Debug': ADMIN_TOKEN, 'Accept-Encoding': 'gzip, br' } });
+    const shown = await rawRequest(edge.url, `${path}?b=2&a=1&utm_source=x`, { headers: { 'X-Cdn-Debug': DEBUG_TOKEN, 'Accept-Encoding': 'gzip, br' } });
     expect(shown.status).toBe(200);
     expect(shown.headers['cache-status']).toContain('hit');
     expect(String(shown.headers['x-cdn-debug-key'])).toMatch(new RegExp(`^127\\.0\\.0\\.1:\\d+${path}\\?a=1&b=2#`));
@@ -604,7 +625,7 @@ describe('review findings (regressions)', () => {
   test('X-Cdn-Debug neither reaches the origin nor opens its operational endpoints', async () => {
     edge.setOrigin((req) => ({ headers: { 'Cache-Control': 'no-store' }, body: `origin saw ${req.url} debug=${req.headers['x-cdn-debug'] ?? '-'}` }));
     expect((await rawRequest(edge.url, '/metrics', { headers: { 'X-Cdn-Debug': 'x' } })).status).toBe(404);
-    const r = await rawRequest(edge.url, fresh('dbg'), { headers: { 'X-Cdn-Debug': ADMIN_TOKEN } });
+    const r = await rawRequest(edge.url, fresh('dbg'), { headers: { 'X-Cdn-Debug': DEBUG_TOKEN } });
     expect(r.body.toString()).toContain('debug=-');
   });
 

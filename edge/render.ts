@@ -3,13 +3,14 @@
  * Pure: the same inputs give the same bytes on every target.
  */
 import * as path from 'node:path';
-import { DROP_OVERRIDE_HEADERS, internalServer, luaString, renderNginxConf } from '../infra/render/nginx';
+import { clientLimits, DROP_OVERRIDE_HEADERS, internalServer, luaString, renderNginxConf } from '../infra/render/nginx';
 import { Errors } from '../infra/model/errors';
 import { MAX_KEY_LENGTH, RESERVED_FIRST_SEGMENTS, RESERVED_KEYS } from '../origin/contract/asset-key';
 import { DEFAULT_CACHE_CONTROL, DEFAULT_CACHE_CONTROL_BY_TYPE, NOT_FOUND_CACHE_CONTROL } from '../origin/contract/cache-policy';
 import { LATENCY_BUCKETS } from '../origin/contract/metrics';
+import { SANDBOX_CSP, SANDBOXED_SUFFIX, SANDBOXED_TYPES } from '../origin/contract/sandbox';
 import { secretFile, type Layout } from '../infra/model/layout';
-import type { CdnSpec } from '../infra/model/spec';
+import { durationSeconds, type CdnSpec } from '../infra/model/spec';
 import { hostPort, type EdgePlacement, type Topology } from '../infra/model/topology';
 import type { RenderedFile } from '../infra/model/rendered-file';
 
@@ -23,8 +24,8 @@ export interface EdgeSettings {
   grace: number;
   /** Longest freshness given to responses stored while the purge stream is unreachable. */
   busDownMaxTtl: number;
-  /** File holding the admin token, which unlocks the X-Cdn-Debug response headers. */
-  adminTokenFile?: string;
+  /** File holding the debug token, which unlocks the X-Cdn-Debug response headers (and nothing else). */
+  debugTokenFile?: string;
   /**
    * External origins in matching order: hosts, then path prefixes (longest first),
    * then the catch-all. Requests matching none go to the CDN's own origin.
@@ -34,6 +35,11 @@ export interface EdgeSettings {
   bucket?: BucketSettings;
   /** Bounds of the latency histograms, in seconds: the same on every layer. */
   latencyBuckets: number[];
+  /**
+   * Seconds a purge counter outlives its last purge: a day more than the cache
+   * keeps an entry nobody asks for (cache.inactive), so counters do not pile up.
+   */
+  generationTtl: number;
 }
 
 export interface BucketSettings {
@@ -55,6 +61,8 @@ export interface BucketSettings {
   maxKeyLength: number;
   reservedFirstSegments: string[];
   reservedKeys: string[];
+  /** The origin's sandbox for documents that could run script (origin/contract/sandbox.ts). */
+  sandbox: { csp: string; types: string[]; suffix: string };
 }
 
 export interface ExternalRoute {
@@ -104,11 +112,12 @@ export function bucketSettings(spec: CdnSpec, layout?: Layout): BucketSettings |
     maxKeyLength: MAX_KEY_LENGTH,
     reservedFirstSegments: [...RESERVED_FIRST_SEGMENTS],
     reservedKeys: [...RESERVED_KEYS],
+    sandbox: { csp: SANDBOX_CSP, types: [...SANDBOXED_TYPES], suffix: SANDBOXED_SUFFIX },
   };
 }
 
 /** `layout` locates the Redis password file when the spec names a Redis password and the target provides secret files. */
-export function edgeSettings(spec: CdnSpec, topology: Topology, edge: EdgePlacement, layout?: Layout, adminTokenFile?: string): EdgeSettings {
+export function edgeSettings(spec: CdnSpec, topology: Topology, edge: EdgePlacement, layout?: Layout, debugTokenFile?: string): EdgeSettings {
   const passwordFile = spec.secrets.redisPassword && layout ? secretFile(layout, 'redisPassword') : undefined;
   const bucket = bucketSettings(spec, layout);
   return {
@@ -119,9 +128,10 @@ export function edgeSettings(spec: CdnSpec, topology: Topology, edge: EdgePlacem
     grace: spec.cache.grace,
     busDownMaxTtl: spec.purge.busDownMaxTtl,
     origins: externalRoutes(spec).map(({ match, upstream, sni }) => ({ match, upstream, sni })),
-    ...(adminTokenFile ? { adminTokenFile } : {}),
+    ...(debugTokenFile ? { debugTokenFile } : {}),
     ...(bucket ? { bucket } : {}),
     latencyBuckets: [...LATENCY_BUCKETS],
+    generationTtl: durationSeconds(spec.cache.inactive) + 86400,
   };
 }
 
@@ -197,7 +207,7 @@ const UNSLICED_METHODS = `
  */
 function cacheLocation(o: CacheLocationOptions): string {
   return `${o.slice ? sliceDirectives(o.slice) : NOT_A_SLICE}            # The request's signature, one variable for the Lua key lookup.
-            set $cdn_request "$cdn_range_ignored$http_accept_encoding\\n$http_accept\\n$http_host$request_uri";
+            set $cdn_request "$cdn_fat_request$cdn_range_ignored$http_accept_encoding\\n$http_accept\\n$http_host$request_uri";
             set_by_lua_block $cdn_cache_key { return require("cdn.edge").cache_key() }
             if ($cdn_cache_key = "") {
                 return 400 "bad request: $cdn_reject\\n";
@@ -234,7 +244,7 @@ ${o.bypassCookies ? COOKIE_BYPASS : ''}            proxy_cache_methods GET HEAD;
             proxy_set_header X-Cdn-Cache-State $upstream_cache_status;
             # Under which key a 304 to a revalidation is recorded (revalidated.lua).
             proxy_set_header X-Cdn-Key $cdn_cache_key${o.slice ? '$slice_range' : ''};
-            # The admin token of a debug request never leaves the edge.
+            # The debug token of a debug request never leaves the edge.
             proxy_set_header X-Cdn-Debug "";
 ${DROP_OVERRIDE_HEADERS}
             # 16 KiB buffers: nginx's 4 KiB ones cost about twice the CPU per 100 KiB response.
@@ -323,7 +333,7 @@ function bucketLocations(): string {
 `;
 }
 
-export function renderEdge(spec: CdnSpec, topology: Topology, edge: EdgePlacement, layout: Layout, adminTokenFile?: string): RenderedFile[] {
+export function renderEdge(spec: CdnSpec, topology: Topology, edge: EdgePlacement, layout: Layout, debugTokenFile?: string): RenderedFile[] {
   const dir = layout.unitDir(`edge-${edge.id}`);
   const settingsPath = path.join(dir, 'edge.json');
   const fetchSocket = path.join(dir, 'fetch.sock');
@@ -378,6 +388,19 @@ ${bucket ? bucketUpstream(spec) : ''}
         keepalive 64;
     }
 
+    # A GET or HEAD with a body (RFC 9110 §9.3.1: content that has no meaning) is
+    # refused by the key lookup (400) rather than passed on: an origin that reads
+    # it could shape a stored response the key does not describe (fat GET cache
+    # poisoning). Plain requests are exact matches: no regex runs for them.
+    map "$request_method:$http_content_length$http_transfer_encoding" $cdn_fat_request {
+        "GET:" "";
+        "HEAD:" "";
+        "GET:0" "";
+        "HEAD:0" "";
+        "~^(GET|HEAD):" "!";
+        default "";
+    }
+
     # RFC 9110 §14.2: an unparsable Range is ignored (the whole body, 200);
     # nginx would answer 416, so the key lookup drops it.
     map $http_range $cdn_range_ignored {
@@ -406,7 +429,13 @@ ${slice ? UNSLICED_METHODS : ''}
     server {
         listen ${hostPort(edge.traffic.listen)} backlog=4096;
         server_name _;
-${OPEN_FILE_CACHE}        # Set by the key lookup: why a target is refused (400), and for the
+${OPEN_FILE_CACHE}        # One range per response: a multi-range request gets the whole object
+        # (1,100 ranges once made a 124 KB multipart answer of a small one).
+        max_ranges 1;
+        # Bodies (forms, carts to an external origin) are passed on as they arrive,
+        # not read whole first: an origin that refuses them answers at once.
+        proxy_request_buffering off;
+        # Set by the key lookup: why a target is refused (400), and for the
         # one request that refreshes a soft-purged object.
         set $cdn_reject "";
         set $cdn_refresh "";
@@ -418,7 +447,7 @@ ${OPEN_FILE_CACHE}        # Set by the key lookup: why a target is refused (400)
 
         location / {
             # With an X-Cdn-Debug header the same lookup runs in a location whose
-            # header filter adds the key, variant and tags (for the admin token
+            # header filter adds the key, variant and tags (for the debug token
             # only). One native test here keeps that Lua off every other request;
             # being inside "location /", it never reaches the exact matches below.
             if ($http_x_cdn_debug) {
@@ -442,7 +471,7 @@ ${slicedLocations}
             internal;
 ${cacheLocation({ headerFilter: 'require("cdn.edge").header_filter', upstream: 'http://fetch$request_uri', sizedAtLog: true, bypassCookies })}        }
 
-        # Requests with X-Cdn-Debug: the same lookup; with the admin token the
+        # Requests with X-Cdn-Debug: the same lookup; with the debug token the
         # response also names the cache key, the variant and the tags.
         location = /__cdn_debug {
             internal;
@@ -462,6 +491,7 @@ ${cacheLocation({ headerFilter: 'require("cdn.edge.debug").header_filter', upstr
     server {
         listen unix:${fetchSocket};
         access_log off;
+        proxy_request_buffering off;
         set $cdn_upstream_sni "";
         proxy_http_version 1.1;
         proxy_set_header Connection "";
@@ -526,6 +556,7 @@ ${internalServer(hostPort(edge.internal.listen), 'cdn.edge.internal')}`;
   const conf = renderNginxConf({
     layout,
     workers: spec.workers,
+    client: clientLimits(spec),
     luaRoots: [layout.edgeLuaRoot, layout.sharedLuaRoot],
     sharedDicts: {
       cdn_gens: { size: '16m', holds: 'Invalidation generations per path and prefix, part of every cache key (purges)' },
@@ -544,6 +575,6 @@ ${internalServer(hostPort(edge.internal.listen), 'cdn.edge.internal')}`;
   });
   return [
     { path: 'conf/nginx.conf', content: conf },
-    { path: 'edge.json', content: JSON.stringify(edgeSettings(spec, topology, edge, layout, adminTokenFile), null, 2) + '\n' },
+    { path: 'edge.json', content: JSON.stringify(edgeSettings(spec, topology, edge, layout, debugTokenFile), null, 2) + '\n' },
   ];
 }

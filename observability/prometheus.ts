@@ -18,7 +18,8 @@ export interface ScrapeTarget {
 
 export function scrapeTargets(topology: Topology): ScrapeTarget[] {
   return [
-    { job: 'origin', address: hostPort(topology.origin.reach), labels: {} },
+    // metrics are on the origin's API listener (the delivery one serves assets only)
+    { job: 'origin', address: hostPort(topology.originApi.reach), labels: {} },
     ...topology.edges.map((e) => ({
       job: 'edge' as const,
       address: hostPort(e.internal.reach),

@@ -2,11 +2,13 @@
 import { cdnError } from '../infra/model/errors';
 import type { OriginEnvironment } from './contract/environment';
 import type { CdnSpec } from '../infra/model/spec';
-import { url, type Topology } from '../infra/model/topology';
+import type { Topology } from '../infra/model/topology';
 
 export interface OriginSecrets {
   /** Path of a file holding the admin token (never the token itself). */
   adminTokenFile: string;
+  /** Path of a file holding the debug token (scope `debug`: the edges' X-Cdn-Debug). */
+  debugTokenFile: string;
   /** File holding the Redis password; required when the spec names one (`secrets.redisPassword`). */
   redisPasswordFile?: string;
   /** Files holding the S3 access and secret keys; required with `storage.kind: s3`. */
@@ -42,18 +44,16 @@ export function renderOriginEnv(spec: CdnSpec, topology: Topology, storagePath: 
     NODE_ENV: 'production',
     CDN_ORIGIN_HOST: topology.origin.listen.host,
     CDN_ORIGIN_PORT: String(topology.origin.listen.port),
+    CDN_ORIGIN_API_PORT: String(topology.originApi.listen.port),
     ...storageEnv(spec, storagePath, secrets),
     CDN_REDIS_URL: `redis://${topology.redis.reach.host}:${topology.redis.reach.port}`,
     ...(spec.secrets.redisPassword ? { CDN_REDIS_PASSWORD_FILE: secrets.redisPasswordFile! } : {}),
     CDN_ADMIN_TOKEN_FILE: secrets.adminTokenFile,
+    CDN_DEBUG_TOKEN_FILE: secrets.debugTokenFile,
     CDN_PUBLIC_BASE_URL: topology.publicBaseUrl,
     CDN_PURGE_STREAM: spec.purge.stream,
     CDN_PURGE_STREAM_MAXLEN: String(spec.purge.maxLen),
     // The edges that must apply a purge before the origin reports it complete.
     CDN_EDGE_IDS: topology.edges.map((e) => e.id).join(','),
   };
-}
-
-export function originUrl(topology: Topology): string {
-  return url(topology.origin.reach);
 }

@@ -13,4 +13,5 @@ export const originApiUrl = outputs.originApiUrl;
 export const edges = outputs.edges;
 export const prometheusUrl = outputs.prometheusUrl;
 export const adminToken = outputs.adminToken;
+export const debugToken = outputs.debugToken;
 export const grafanaAdminPassword = outputs.grafanaAdminPassword;

@@ -40,6 +40,8 @@ export interface Layout {
 /** Secret files a target may provide, by purpose; renderers name paths, never values. */
 export const SECRET_FILES = {
   adminToken: 'admin-token',
+  /** Unlocks the edges' X-Cdn-Debug headers, nothing else (the admin token never reaches an edge). */
+  debugToken: 'debug-token',
   redisPassword: 'redis-password',
   /** redis.conf `include`s this one: it holds `requirepass`, so redis.conf itself stays free of secrets. */
   redisAuthConf: 'redis-auth.conf',

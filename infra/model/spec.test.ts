@@ -32,6 +32,8 @@ describe('parseSpec', () => {
       retries: 1,
       connectTimeout: 1,
       maxConnsPerClient: 256,
+      maxRequestBody: '16m',
+      clientTimeout: 10,
     });
     const b = parseSpec({ balancer: { health: { fall: 3 }, hosts: ['shop.example'], cidrRegions: [{ cidr: '2001:db8::/32', region: 'us' }] } }).balancer;
     expect(b.health).toEqual({ interval: 1, timeout: 0.5, fall: 3, rise: 2 });

@@ -115,6 +115,10 @@ const balancer = z
     connectTimeout: seconds(30).default(1),
     /** Requests in progress per client address (limit_conn); trusted proxies are not limited. */
     maxConnsPerClient: z.number().int().min(1).max(100000).default(256),
+    /** Largest request body shoppers may send (forms, carts); larger ones get 413 before they are read. */
+    maxRequestBody: size.default('16m'),
+    /** Seconds a client may take to send its header, or between two reads of its body; then it is cut off. */
+    clientTimeout: seconds(300).default(10),
     /** TLS termination on the public listener: PEM file paths on the balancer's host. */
     tls: z.object({ cert: z.string().min(1), key: z.string().min(1) }).strict().optional(),
     /** Hosts the CDN serves; others get 421. Absent: any host. */
@@ -129,6 +133,8 @@ const balancer = z
 const secrets = z
   .object({
     adminToken: z.string().min(1).default('CDN_ADMIN_TOKEN'),
+    /** The token that unlocks the edges' X-Cdn-Debug headers (scope `debug` only). */
+    debugToken: z.string().min(1).default('CDN_DEBUG_TOKEN'),
     redisPassword: z.string().min(1).optional(),
   })
   .strict();
@@ -181,15 +187,17 @@ export const cdnSpecSchema = z
         edge: port.default(8081),
         edgeInternal: port.default(9145),
         origin: port.default(3000),
+        /** The origin's API (never reached through the edges). */
+        originApi: port.default(3001),
         redis: port.default(6379),
         prometheus: port.default(9090),
       })
       .strict()
-      .default({ balancer: 8080, edge: 8081, edgeInternal: 9145, origin: 3000, redis: 6379, prometheus: 9090 }),
+      .default({ balancer: 8080, edge: 8081, edgeInternal: 9145, origin: 3000, originApi: 3001, redis: 6379, prometheus: 9090 }),
     workers: z.number().int().min(1).max(64).default(1),
     storage: storage.default({ kind: 'filesystem' }),
     origins: z.array(externalOrigin).default([]),
-    secrets: secrets.default({ adminToken: 'CDN_ADMIN_TOKEN' }),
+    secrets: secrets.default({ adminToken: 'CDN_ADMIN_TOKEN', debugToken: 'CDN_DEBUG_TOKEN' }),
     purge: z
       .object({
         stream: z.string().min(1).default('cdn:purges'),
@@ -236,6 +244,13 @@ export function parseSpec(input: unknown): CdnSpec {
   if (result.success) return result.data;
   const lines = result.error.issues.map((issue) => `${formatPath(issue.path) || '(spec)'}: ${issue.message}`);
   throw cdnError('CDN_ERR_SPEC_INVALID', lines.join('; '), { details: { issues: lines } });
+}
+
+/** A duration such as `7d`, `12h`, `30m`, `45s` (the spec's durations), in seconds. */
+export function durationSeconds(duration: string): number {
+  const m = /^([1-9][0-9]*)([smhd])$/.exec(duration);
+  if (!m) throw cdnError('CDN_ERR_SPEC_INVALID', `expected a duration such as 7d, got ${duration}`);
+  return Number(m[1]) * { s: 1, m: 60, h: 3600, d: 86400 }[m[2] as 's' | 'm' | 'h' | 'd'];
 }
 
 /** The edges a spec asks for, with stable ids (`<region>-<n>`). */

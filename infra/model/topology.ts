@@ -29,7 +29,10 @@ export interface EdgePlacement extends EdgeIdentity, FrontPlacement {}
 
 export interface Topology {
   redis: Placement;
+  /** The origin's delivery listener: what the edges fetch from (GET and HEAD of assets only). */
   origin: Placement;
+  /** The origin's API listener (asset and purge API, docs, health, metrics): operators and monitoring only. */
+  originApi: Placement;
   balancer: FrontPlacement;
   edges: EdgePlacement[];
   prometheus: Placement | null;

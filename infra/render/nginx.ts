@@ -5,6 +5,7 @@
  */
 import * as path from 'node:path';
 import type { Layout } from '../model/layout';
+import type { CdnSpec } from '../model/spec';
 
 /**
  * Where an nginx unit writes its logs, relative to its directory (the `-p` prefix):
@@ -63,8 +64,15 @@ export interface NginxMainOptions {
    * new one (the balancer: ids from the internet are not trusted).
    */
   continueRequestId: boolean;
+  /** What a client may send, and how slowly (spec balancer.maxRequestBody, clientTimeout). */
+  client: { maxBody: string; timeoutSeconds: number };
   /** Everything inside `http { }` after the common part. */
   http: string;
+}
+
+/** The client limits of the spec, the same at the balancer and the edges. */
+export function clientLimits(spec: CdnSpec): NginxMainOptions['client'] {
+  return { maxBody: spec.balancer.maxRequestBody, timeoutSeconds: spec.balancer.clientTimeout };
 }
 
 /**
@@ -83,13 +91,23 @@ ${extra ? extra + '\n' : ''}        location / { return 404; }
 }
 
 /**
- * Headers that let a client rewrite the method or URL behind a cache (poisoning,
- * CPDoS): never passed upstream.
+ * Headers that let a client rewrite the method, URL, scheme, host or client address
+ * an origin believes, none of them in the cache key (poisoning, CPDoS): never
+ * passed upstream. The forwarding headers the CDN means (X-Forwarded-For, -Proto)
+ * are set by the balancer itself.
  */
-export const DROP_OVERRIDE_HEADERS = `            # Method and URL overrides never reach an origin (cache poisoning, CPDoS).
-            proxy_set_header X-HTTP-Method-Override "";
-            proxy_set_header X-Original-URL "";
-            proxy_set_header X-Rewrite-URL "";`;
+const OVERRIDE_HEADERS = [
+  // method overrides
+  'X-HTTP-Method-Override', 'X-HTTP-Method', 'X-Method-Override',
+  // URL overrides
+  'X-Original-URL', 'X-Rewrite-URL', 'X-Forwarded-Prefix',
+  // scheme, host and client address claims
+  'X-Forwarded-Scheme', 'X-Forwarded-Ssl', 'Front-End-Https', 'X-Forwarded-Server', 'X-Host', 'X-Original-Host', 'True-Client-IP', 'X-Client-IP',
+];
+
+export const DROP_OVERRIDE_HEADERS = `            # Method, URL, scheme, host and client-address overrides never reach an
+            # origin: none is in the cache key (cache poisoning, CPDoS).
+${OVERRIDE_HEADERS.map((h) => `            proxy_set_header ${h} "";`).join('\n')}`;
 
 export function luaString(s: string): string {
   return JSON.stringify(s);
@@ -152,7 +170,16 @@ http {
     # oversized headers are refused (431/400) here rather than cached downstream.
     client_header_buffer_size 4k;
     large_client_header_buffers 4 16k;
-    client_max_body_size 128m;
+    # A storefront's forms and carts, not uploads (those go to the origin's API):
+    # a larger body is refused (413) on its Content-Length, before it is read.
+    client_max_body_size ${o.client.maxBody};
+    # Slow clients (slowloris, a byte of body every few seconds) lose their
+    # connection instead of holding it: the header must arrive, and the body and
+    # the response move, within this many seconds.
+    client_header_timeout ${o.client.timeoutSeconds}s;
+    client_body_timeout ${o.client.timeoutSeconds}s;
+    send_timeout ${Math.max(30, o.client.timeoutSeconds)}s;
+    reset_timedout_connection on;
     # A request id shared across balancer, edge and origin logs.
     log_format cdn_json escape=json '{"ts":"$time_iso8601","req_id":"$cdn_request_id",'
         '"host":"$host","method":"$request_method","uri":"$request_uri","status":$status,'

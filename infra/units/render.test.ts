@@ -21,6 +21,7 @@ function fixedTopology(edges: { id: string; region: string; index: number }[]): 
   return {
     redis: p('redis', 6379),
     origin: p('origin', 3000),
+    originApi: p('origin', 3001),
     balancer: { traffic: p('balancer', 8080), internal: p('balancer', 9145) },
     edges: edges.map((e) => ({ ...e, traffic: p(`edge-${e.id}`, 8081), internal: p(`edge-${e.id}`, 9145) })),
     prometheus: p('prometheus', 9090),
@@ -33,7 +34,7 @@ function unitsFor(input: unknown, stateDir: string, secretsDir?: string) {
   const edges = spec.regions.flatMap((r) => Array.from({ length: r.edges }, (_, i) => ({ id: `${r.name}-${i + 1}`, region: r.name, index: i + 1 })));
   const topology = fixedTopology(edges);
   const layout = debianLayout({ repoRoot: REPO, stateDir, secretsDir });
-  return { spec, topology, units: buildUnits({ spec, topology, layout, adminTokenFile: '/run/secrets/admin-token', withPrometheus: true }) };
+  return { spec, topology, units: buildUnits({ spec, topology, layout, adminTokenFile: '/run/secrets/admin-token', debugTokenFile: '/run/secrets/debug-token', withPrometheus: true }) };
 }
 
 describe('renderers', () => {
@@ -105,6 +106,7 @@ describe('renderers', () => {
       maxKeyLength: 1024,
       reservedFirstSegments: ['v1'],
       reservedKeys: expect.arrayContaining(['healthz', 'docs/openapi.json']),
+      sandbox: { csp: expect.stringContaining('sandbox'), types: ['text/xml', 'application/xml'], suffix: '+xml' },
     });
     expect(shared.conf).toContain('server minio.internal:9000 max_fails=0;');
     expect(shared.conf).toContain('proxy_pass $cdn_upstream$cdn_s3_object;');
@@ -119,7 +121,7 @@ describe('renderers', () => {
   test('edge settings point at Redis and the purge stream; the balancer lists every edge per region', () => {
     const { units } = unitsFor({ regions: [{ name: 'eu', edges: 2 }, { name: 'us', edges: 1 }], purge: { stream: 'shop:purges' } }, dir);
     const edge = JSON.parse(units.find((u) => u.name === 'edge-us-1')!.files.find((f) => f.path === 'edge.json')!.content);
-    expect(edge).toEqual({ id: 'us-1', region: 'us', stream: 'shop:purges', redis: { host: 'redis', port: 6379 }, grace: 86400, busDownMaxTtl: 60, origins: [], adminTokenFile: '/run/secrets/admin-token', latencyBuckets: [...LATENCY_BUCKETS] });
+    expect(edge).toEqual({ id: 'us-1', region: 'us', stream: 'shop:purges', redis: { host: 'redis', port: 6379 }, grace: 86400, busDownMaxTtl: 60, origins: [], debugTokenFile: '/run/secrets/debug-token', latencyBuckets: [...LATENCY_BUCKETS], generationTtl: 7 * 86400 + 86400 });
     const balancer = JSON.parse(units.find((u) => u.name === 'balancer')!.files.find((f) => f.path === 'balancer.json')!.content);
     expect(balancer.order).toEqual(['eu', 'us']);
     expect(balancer.regions).toEqual([

@@ -106,6 +106,8 @@ export interface CdnUnitOptions {
   topology: Topology;
   layout: Layout;
   adminTokenFile: string;
+  /** The debug token's file: the edges get it, never the admin token. */
+  debugTokenFile: string;
   withPrometheus: boolean;
 }
 
@@ -146,15 +148,15 @@ function bucketKeys(spec: CdnSpec, who: 'origin' | 'edge'): SecretName[] {
 
 const redisPassword = (spec: CdnSpec): SecretName[] => (spec.secrets.redisPassword ? ['redisPassword'] : []);
 
-export function edgeUnit(spec: CdnSpec, topology: Topology, edge: EdgePlacement, layout: Layout, adminTokenFile?: string): ServiceUnit {
+export function edgeUnit(spec: CdnSpec, topology: Topology, edge: EdgePlacement, layout: Layout, debugTokenFile?: string): ServiceUnit {
   const name = `edge-${edge.id}`;
   return {
     ...ownUnit(name, 'edge', layout, {
-      ...nginxUnit(name, layout, renderEdge(spec, topology, edge, layout, adminTokenFile)),
+      ...nginxUnit(name, layout, renderEdge(spec, topology, edge, layout, debugTokenFile)),
       // the cache outlives the container too
       volumes: ['cache', NGINX_LOGS_DIR],
-      // the admin token unlocks the X-Cdn-Debug headers
-      secrets: ['adminToken', ...redisPassword(spec), ...bucketKeys(spec, 'edge')],
+      // the debug token unlocks the X-Cdn-Debug headers, and nothing at the origin
+      secrets: ['debugToken', ...redisPassword(spec), ...bucketKeys(spec, 'edge')],
       health: { kind: 'http', url: url(edge.internal.reach, '/healthz') },
       url: url(edge.traffic.reach),
       accepts: [
@@ -205,25 +207,27 @@ export function cdnUnits(o: CdnUnitOptions): ServiceUnit[] {
       command: [layout.node, layout.originEntry],
       env: renderOriginEnv(spec, topology, path.join(originDir, 'storage'), {
         adminTokenFile: o.adminTokenFile,
+        debugTokenFile: o.debugTokenFile,
         // Present only where the layout has a secrets directory (docker, aws).
         redisPasswordFile: secretFile(layout, 'redisPassword'),
         s3AccessKeyFile: secretFile(layout, 's3AccessKey'),
         s3SecretKeyFile: secretFile(layout, 's3SecretKey'),
       }),
-      secrets: ['adminToken', ...redisPassword(spec), ...bucketKeys(spec, 'origin')],
+      secrets: ['adminToken', 'debugToken', ...redisPassword(spec), ...bucketKeys(spec, 'origin')],
       volumes: [],
-      health: { kind: 'http', url: url(topology.origin.reach, '/readyz') },
-      url: url(topology.origin.reach),
-      published: { port: topology.origin.listen.port, audience: 'operators' },
+      health: { kind: 'http', url: url(topology.originApi.reach, '/readyz') },
+      // what operators use: the API (the delivery listener serves the edges only)
+      url: url(topology.originApi.reach),
+      published: { port: topology.originApi.listen.port, audience: 'operators' },
       accepts: [
         ...edgeNames(topology).map((e) => ({ peer: e, port: topology.origin.listen.port, purpose: `misses from ${e}` })),
-        ...scrapedBy(topology, topology.origin),
+        ...scrapedBy(topology, topology.originApi),
       ],
       dependsOn: ['redis', ...(topology.objectStore ? ['object-store'] : [])],
     }),
   );
 
-  for (const edge of topology.edges) units.push(edgeUnit(spec, topology, edge, layout, o.adminTokenFile));
+  for (const edge of topology.edges) units.push(edgeUnit(spec, topology, edge, layout, o.debugTokenFile));
 
   const balancer = topology.balancer;
   units.push(

@@ -7,6 +7,7 @@ import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fa
 import type { DestinationStream } from 'pino';
 import { OriginModule } from './app.module';
 import { registerDeliveryRoute } from './assets/delivery.route';
+import { restrictDeliveryConnections } from './delivery-listener';
 import { DeliveryService } from './assets/delivery.service';
 import { CdnExceptionFilter } from './common/cdn-exception.filter';
 import { toErrorResponse } from './common/error-response';
@@ -37,6 +38,8 @@ export async function createOriginApp(config: OriginConfig, options: CreateOrigi
   const log = createOriginLog(config.logLevel, options.logDestination);
   const fastifyOptions: FastifyHttpOptions<Server> = {
     logger: false,
+    // A request, its body included, that takes longer is answered 408 and cut off.
+    requestTimeout: config.requestTimeoutMs,
     // The balancer's X-Request-Id (forwarded by the edge), or a fresh one.
     genReqId: (request) => requestIdOf(request.headers['x-request-id']),
     // HEAD routes are declared where they make sense (assets, healthz); see DeliveryController.
@@ -57,6 +60,7 @@ export async function createOriginApp(config: OriginConfig, options: CreateOrigi
     void reply.header('x-request-id', request.id);
     done();
   });
+  restrictDeliveryConnections(fastify);
 
   const app = await NestFactory.create<NestFastifyApplication>(OriginModule.forRoot(config, log), adapter, {
     bodyParser: false,

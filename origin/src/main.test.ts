@@ -66,14 +66,19 @@ test('no token at all: exit 2 naming CDN_ADMIN_TOKEN', async () => {
 describe('a running origin', () => {
   let redis: RedisHandle;
   let started: Started;
+  /** The API listener. */
   let port: number;
+  /** The delivery listener, the one the edges reach. */
+  let deliveryPort: number;
 
   beforeAll(async () => {
     redis = await startRedis();
     port = await freePort();
+    deliveryPort = await freePort();
     started = startMain({
       CDN_ORIGIN_HOST: '127.0.0.1',
-      CDN_ORIGIN_PORT: String(port),
+      CDN_ORIGIN_PORT: String(deliveryPort),
+      CDN_ORIGIN_API_PORT: String(port),
       CDN_STORAGE_PATH: join(dir, 'storage'),
       CDN_REDIS_URL: redis.url,
       CDN_ADMIN_TOKEN: SECRET,
@@ -92,6 +97,19 @@ describe('a running origin', () => {
       started.child.kill('SIGKILL');
     }
     await redis?.stop();
+  });
+
+  test('the delivery listener serves assets and nothing of the API, without reading a refused body', async () => {
+    expect((await send(port, 'PUT', '/v1/assets/listeners/a.txt', { headers: { authorization: `Bearer ${SECRET}`, 'content-type': 'text/plain' }, body: 'asset' })).status).toBe(201);
+    const asset = await send(deliveryPort, 'GET', '/listeners/a.txt');
+    expect([asset.status, asset.body.toString()]).toEqual([200, 'asset']);
+    for (const [method, path] of [['GET', '/readyz'], ['GET', '/metrics'], ['GET', '/docs/openapi.json'], ['GET', '/v1/assets/listeners/a.txt'], ['DELETE', '/v1/assets/listeners/a.txt'], ['POST', '/v1/purge']]) {
+      const res = await send(deliveryPort, method, path, { headers: { authorization: `Bearer ${SECRET}` } });
+      expect([method, path, res.status]).toEqual([method, path, 404]);
+      expect(res.headers.connection).toBe('close');
+    }
+    // the asset is still there: the DELETE never reached the API
+    expect((await send(deliveryPort, 'GET', '/listeners/a.txt')).status).toBe(200);
   });
 
   test('SIGTERM waits for an in-flight upload, then exits 0; the token is never printed', async () => {

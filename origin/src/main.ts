@@ -2,6 +2,7 @@ import 'reflect-metadata';
 import { CdnError } from '../../infra/model/errors';
 import { createOriginApp } from './app';
 import { loadOriginConfig } from './config/origin-config';
+import { listenForDelivery } from './delivery-listener';
 import { HealthService } from './health/health.service';
 
 /** Longest wait for in-flight requests (uploads) on SIGTERM/SIGINT before giving up. */
@@ -25,11 +26,13 @@ async function main(): Promise<void> {
     log.flush();
     process.exit(code);
   };
-  await app.listen(config.port, config.host);
+  await app.listen(config.apiPort, config.host);
+  const delivery = await listenForDelivery(app.getHttpServer(), config.port, config.host);
   const where = config.storage.kind === 'filesystem' ? config.storage.path : `${config.storage.endpoint}/${config.storage.bucket}`;
+  const hostInUrl = config.host.includes(':') ? `[${config.host}]` : config.host;
   log.info(
     { context: 'Origin', storage: config.storage.kind, edges: config.purge.edgeIds },
-    `listening on http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${config.port} ` +
+    `delivery on http://${hostInUrl}:${config.port}, API on http://${hostInUrl}:${config.apiPort} ` +
       `(storage ${config.storage.kind} at ${where}, public base ${config.publicBaseUrl})`,
   );
 
@@ -49,6 +52,8 @@ async function main(): Promise<void> {
       exit(1);
     }, SHUTDOWN_TIMEOUT_MS);
     timer.unref();
+    // no new connections from the edges; the app's close waits for the open ones
+    delivery.close();
     app.close().then(
       () => {
         log.info({ context: 'Origin' }, 'closed');

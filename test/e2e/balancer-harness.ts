@@ -14,7 +14,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { renderBalancer } from '../../balancer/render';
 import { debianLayout } from '../../infra/model/layout';
-import { renderNginxConf } from '../../infra/render/nginx';
+import { clientLimits, renderNginxConf } from '../../infra/render/nginx';
 import { freePort } from '../../infra/targets/native/ports';
 import { checkHealth, isAlive, reloadUnit, reportsRevision, startAll, stopPid, type RunningService } from '../../infra/targets/native/supervisor';
 import { parseSpec, type CdnSpecInput } from '../../infra/model/spec';
@@ -44,6 +44,7 @@ function fakeEdgeConf(dir: string, id: string, port: number, internalPort: numbe
   return renderNginxConf({
     layout,
     workers: 1,
+    client: clientLimits(parseSpec({})),
     luaRoots: [],
     sharedDicts: { fake: { size: '1m', holds: 'nothing: a fake edge' } },
     init: '',
@@ -174,6 +175,7 @@ function topologyFor(edges: FakeEdge[], ports: { traffic: number; internal: numb
   return {
     redis: at(1),
     origin: at(1),
+    originApi: at(1),
     balancer: { traffic: at(ports.traffic), internal: at(ports.internal) },
     edges: placements,
     prometheus: null,

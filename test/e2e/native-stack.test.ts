@@ -158,9 +158,9 @@ describe('native stack', () => {
     expect(noToken.status).toBe(401);
     const wrong = await fetch(`${stack.state.origin}/v1/purge`, { method: 'POST', body: '{"urls":["/x"]}', headers: { 'Content-Type': 'application/json', Authorization: 'Bearer nope' } });
     expect(wrong.status).toBe(401);
-    // and through the balancer too
+    // through the CDN the API is not there at all (test/attacks covers it in full)
     const viaBalancer = await fetch(`${stack.state.balancer}/v1/purge`, { method: 'POST', body: '{"urls":["/x"]}', headers: { 'Content-Type': 'application/json' } });
-    expect(viaBalancer.status).toBe(401);
+    expect(viaBalancer.status).toBe(404);
   });
 
   test('a key with .. gets 400 at the origin, the edge and the balancer', async () => {

@@ -18,7 +18,8 @@ import { REPO_ROOT } from './nginx-lua';
 import { startRedis, type RedisHandle } from './redis-server';
 
 /** The admin token the harness gives its edge. */
-export const ADMIN_TOKEN = 'edge-harness-admin-token';
+/** The token the harness's edge accepts in X-Cdn-Debug. */
+export const DEBUG_TOKEN = 'edge-harness-debug-token';
 
 export interface OriginReply {
   status?: number;
@@ -86,15 +87,17 @@ export async function startEdge(specInput: CdnSpecInput = {}, options: EdgeOptio
   const topology: Topology = {
     redis: at(redis.port),
     origin: at(originPort),
+    // (the edge only reaches the delivery listener; nothing here serves an API)
+    originApi: at(await freePort()),
     balancer: { traffic: at(await freePort()), internal: at(await freePort()) },
     edges: [edgePlacement],
     prometheus: null,
     publicBaseUrl: 'http://127.0.0.1',
   };
   const layout = debianLayout({ repoRoot: REPO_ROOT, stateDir: dir });
-  const adminTokenFile = path.join(dir, 'admin-token');
-  fs.writeFileSync(adminTokenFile, `${ADMIN_TOKEN}\n`, { mode: 0o600 });
-  const unit = edgeUnit(spec, topology, edgePlacement, layout, adminTokenFile);
+  const debugTokenFile = path.join(dir, 'debug-token');
+  fs.writeFileSync(debugTokenFile, `${DEBUG_TOKEN}\n`, { mode: 0o600 });
+  const unit = edgeUnit(spec, topology, edgePlacement, layout, debugTokenFile);
   for (const [name, size] of Object.entries(options.dicts ?? {})) {
     const conf = unit.files.find((f) => f.path === 'conf/nginx.conf')!;
     const resized = conf.content.replace(new RegExp(`lua_shared_dict ${name} \\S+;`), `lua_shared_dict ${name} ${size};`);

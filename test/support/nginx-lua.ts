@@ -8,7 +8,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { debianLayout } from '../../infra/model/layout';
-import { renderNginxConf } from '../../infra/render/nginx';
+import { clientLimits, renderNginxConf } from '../../infra/render/nginx';
+import { parseSpec } from '../../infra/model/spec';
 import { freePort } from '../../infra/targets/native/ports';
 import { checkHealth, stopPid } from '../../infra/targets/native/supervisor';
 
@@ -42,6 +43,7 @@ export async function startNginx(server: string, options: { http?: string; dicts
   const conf = renderNginxConf({
     layout,
     workers: 1,
+    client: clientLimits(parseSpec({})),
     luaRoots: [layout.balancerLuaRoot, layout.edgeLuaRoot, layout.sharedLuaRoot],
     sharedDicts: Object.fromEntries(Object.entries(options.dicts ?? { cdn_test: '1m' }).map(([name, size]) => [name, { size, holds: 'a test zone' }])),
     init: options.init ?? '',

@@ -127,7 +127,10 @@ describe('aws target', () => {
       const ports = (group: string) => [...new Set(rules().filter((r) => r.group === group).map((r) => r.port))];
       expect(ports('redis-eu-west-1')).toEqual([6379]);
       expect(rules().filter((r) => r.group === 'redis-eu-west-1')).toHaveLength(6); // five edges + the origin
-      expect(ports('origin-eu-west-1')).toEqual([3000]);
+      // delivery (3000) from the edges; the API (3001) from the VPC and Prometheus
+      expect(ports('origin-eu-west-1').sort()).toEqual([3000, 3001]);
+      const origin = rules().filter((r) => r.group === 'origin-eu-west-1');
+      expect(origin.filter((r) => r.port === 3000).every((r) => r.cidr.endsWith('/32'))).toBe(true);
       expect(ports('object-store-eu-west-1')).toEqual([9000]);
       expect(rules().filter((r) => r.group === 'object-store-eu-west-1')).toHaveLength(6); // the origin + five edges reading raw assets
       expect(ports('monitoring-eu-west-1').sort()).toEqual([3000, 3100]);
@@ -181,6 +184,7 @@ describe('aws target', () => {
       return {
         redis: p(redis.hostname, 6379),
         origin: p(origin.hostname, 3000),
+        originApi: p(origin.hostname, 3001),
         // The edge renderer reads neither the balancer's nor Prometheus's placement.
         balancer: { traffic: p('unused', 80), internal: p('unused', 9145) },
         edges: [...edgesById.entries()].map(([id, e]) => {
@@ -198,17 +202,17 @@ describe('aws target', () => {
       const originEnv = userData(run, 'origin').files['/etc/systemd/system/cdn-origin.service'].content;
       const env = (k: string) => new RegExp(`Environment=${k}=(\\S+)`).exec(originEnv)![1];
       const storage = { kind: 's3' as const, endpoint: env('CDN_S3_ENDPOINT'), bucket: env('CDN_S3_BUCKET'), region: 'us-east-1', accessKeySecret: 'objectStoreAccessKey', secretKeySecret: 'objectStoreSecretKey' };
-      const spec = { ...parseSpec(SPEC), storage, secrets: { adminToken: 'CDN_ADMIN_TOKEN', redisPassword: 'redisPassword' } };
+      const spec = { ...parseSpec(SPEC), storage, secrets: { adminToken: 'CDN_ADMIN_TOKEN', debugToken: 'CDN_DEBUG_TOKEN', redisPassword: 'redisPassword' } };
       for (const edge of topology.edges) {
         const files = userData(run, `edge-${edge.id}`).files;
-        for (const f of renderEdge(spec, topology, edge, containerLayout(), secretFile(containerLayout(), 'adminToken'))) expect(files[`/etc/cdn/edge-${edge.id}/${f.path}`].content).toBe(f.content);
+        for (const f of renderEdge(spec, topology, edge, containerLayout(), secretFile(containerLayout(), 'debugToken'))) expect(files[`/etc/cdn/edge-${edge.id}/${f.path}`].content).toBe(f.content);
       }
       expect(topology.publicBaseUrl).toMatch(/^http:\/\/203\.0\.113\.\d+$/);
     });
 
     test('the balancer instance writes exactly the balancer renderer\'s files', () => {
       const topology = topologyFromBalancer();
-      const spec = { ...parseSpec(SPEC), secrets: { adminToken: 'CDN_ADMIN_TOKEN', redisPassword: 'redisPassword' } };
+      const spec = { ...parseSpec(SPEC), secrets: { adminToken: 'CDN_ADMIN_TOKEN', debugToken: 'CDN_DEBUG_TOKEN', redisPassword: 'redisPassword' } };
       const files = userData(run, 'balancer').files;
       const balancerTopology = { ...topology, balancer: { traffic: { listen: { host: '0.0.0.0', port: 80 }, reach: { host: 'x', port: 80 } }, internal: { listen: { host: '0.0.0.0', port: 9145 }, reach: { host: 'x', port: 9145 } } } };
       for (const f of renderBalancer(spec, balancerTopology, containerLayout())) expect(files[`/etc/cdn/balancer/${f.path}`].content).toBe(f.content);
@@ -239,7 +243,8 @@ describe('aws target', () => {
       const topology = topologyFromBalancer();
       const prom = userData(run, 'monitoring').files['/etc/cdn/prometheus/prometheus.yml'].content;
       for (const e of topology.edges) expect(prom).toContain(`"${e.internal.reach.host}:9145"`);
-      expect(prom).toContain(`"${topology.origin.reach.host}:3000"`);
+      // the origin's metrics are on its API listener
+      expect(prom).toContain(`"${topology.originApi.reach.host}:3001"`);
       expect((prom.match(/- targets:/g) ?? []).length).toBe(topology.edges.length + 2);
     });
 

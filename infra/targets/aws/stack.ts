@@ -62,6 +62,7 @@ function topologyOn(plan: DeployPlan, ip: AddressOf, publicBaseUrl: string): Top
   return {
     redis: at('redis', spec.ports.redis),
     origin: at('origin', spec.ports.origin),
+    originApi: at('origin', spec.ports.originApi),
     balancer: { traffic: at('balancer', spec.balancer.tls ? 443 : 80), internal: at('balancer', spec.ports.edgeInternal) },
     edges: spec.regions.flatMap((r) =>
       Array.from({ length: r.edges }, (_, i) => {
@@ -320,7 +321,7 @@ function outputs(input: AwsStackInput, topology: pulumi.Output<Topology>, public
     balancerUrl: publicBaseUrl,
     assetBaseUrl: publicBaseUrl,
     grafanaUrl: topology.apply((topo) => url(topo.grafana!.reach)),
-    originApiUrl: topology.apply((topo) => url(topo.origin.reach)),
+    originApiUrl: topology.apply((topo) => url(topo.originApi.reach)),
     edges: topology.apply((topo) => {
       const out: Record<string, string[]> = {};
       for (const e of topo.edges) (out[e.region] ??= []).push(url(e.traffic.reach));
@@ -328,6 +329,7 @@ function outputs(input: AwsStackInput, topology: pulumi.Output<Topology>, public
     }),
     prometheusUrl: topology.apply((topo) => url(topo.prometheus!.reach)),
     adminToken: pulumi.secret(secrets.adminToken),
+    debugToken: pulumi.secret(secrets.debugToken),
     grafanaAdminPassword: pulumi.secret(secrets.grafanaAdminPassword),
   };
 }

@@ -81,7 +81,7 @@ describe('docker target', () => {
     const external = await runProgram(config({ 'cdn:spec': { ...SPEC, storage }, ...keys }), program, Object.keys(keys));
     const edge = external.named('edge-eu-1', CONTAINER);
     const files = uploads(edge).map((u) => u.file).filter((f) => f.includes('/secrets/'));
-    expect(files.sort()).toEqual(['/etc/cdn/secrets/admin-token', '/etc/cdn/secrets/redis-password', '/etc/cdn/secrets/s3-edge-access-key', '/etc/cdn/secrets/s3-edge-secret-key'].sort());
+    expect(files.sort()).toEqual(['/etc/cdn/secrets/debug-token', '/etc/cdn/secrets/redis-password', '/etc/cdn/secrets/s3-edge-access-key', '/etc/cdn/secrets/s3-edge-secret-key'].sort());
     expect(fileIn(edge, '/etc/cdn/secrets/s3-edge-secret-key')).toBe('edge-secret\n');
     expect(JSON.parse(fileIn(edge, '/etc/cdn/edge-eu-1/edge.json')).bucket).toMatchObject({ upstream: 'https://bucket', host: 's3.example', secretKeyFile: '/etc/cdn/secrets/s3-edge-secret-key' });
     for (const c of external.ofType(CONTAINER)) expect(JSON.stringify(plain(c.inputs.envs) ?? [])).not.toMatch(/edge-secret|origin-secret/);
@@ -94,7 +94,7 @@ describe('docker target', () => {
     for (const edge of topology.edges) {
       const c = run.named(`edge-${edge.id}`, CONTAINER);
       const spec = specWithObjectStore(plan, 'http://10.89.0.12:9000');
-      for (const f of renderEdge(spec, topology, edge, layout, secretFile(layout, 'adminToken'))) {
+      for (const f of renderEdge(spec, topology, edge, layout, secretFile(layout, 'debugToken'))) {
         expect(fileIn(c, `/etc/cdn/edge-${edge.id}/${f.path}`)).toBe(f.content);
       }
     }
@@ -140,8 +140,8 @@ describe('docker target', () => {
 
   test('secrets reach containers only as secret files, never in environment variables', () => {
     const secretValues = run.ofType('random:index/randomPassword:RandomPassword').map((r) => generatedSecret(r.name));
-    // Admin token, Redis password, both MinIO keys, Grafana's admin password.
-    expect(secretValues).toHaveLength(5);
+    // Admin and debug tokens, Redis password, both MinIO keys, Grafana's admin password.
+    expect(secretValues).toHaveLength(6);
     for (const c of run.ofType(CONTAINER)) {
       const env = (c.inputs.envs ?? []).join('\n');
       for (const v of secretValues) expect(env).not.toContain(v);
@@ -153,11 +153,12 @@ describe('docker target', () => {
     }
     const origin = run.named('origin', CONTAINER);
     expect(uploads(origin).map((u) => u.file).filter((f) => f.includes('/secrets/')).sort()).toEqual(
-      ['/etc/cdn/secrets/admin-token', '/etc/cdn/secrets/redis-password', '/etc/cdn/secrets/s3-access-key', '/etc/cdn/secrets/s3-secret-key'].sort(),
+      ['/etc/cdn/secrets/admin-token', '/etc/cdn/secrets/debug-token', '/etc/cdn/secrets/redis-password', '/etc/cdn/secrets/s3-access-key', '/etc/cdn/secrets/s3-secret-key'].sort(),
     );
     // Edges sign their bucket reads; with the stack's own MinIO they have no keys of their own.
+    // They get the debug token (X-Cdn-Debug), never the admin token.
     expect(uploads(run.named('edge-eu-1', CONTAINER)).map((u) => u.file).filter((f) => f.includes('/secrets/')).sort()).toEqual(
-      ['/etc/cdn/secrets/admin-token', '/etc/cdn/secrets/redis-password', '/etc/cdn/secrets/s3-access-key', '/etc/cdn/secrets/s3-secret-key'].sort(),
+      ['/etc/cdn/secrets/debug-token', '/etc/cdn/secrets/redis-password', '/etc/cdn/secrets/s3-access-key', '/etc/cdn/secrets/s3-secret-key'].sort(),
     );
     // The balancer needs no secret at all.
     expect(uploads(run.named('balancer', CONTAINER)).filter((u) => u.file.includes('/secrets/'))).toEqual([]);
@@ -255,7 +256,8 @@ describe('docker target', () => {
     expect(await value(out.balancerUrl)).toBe('http://127.0.0.1:8080');
     expect(await value(out.assetBaseUrl)).toBe('http://127.0.0.1:8080');
     expect(await value(out.grafanaUrl)).toBe('http://127.0.0.1:3000');
-    expect(await value(out.originApiUrl)).toBe('http://10.89.0.11:3000');
+    // the API listener; the delivery one (3000) is the edges'
+    expect(await value(out.originApiUrl)).toBe('http://10.89.0.11:3001');
     expect(await value(out.edges)).toEqual({
       eu: ['http://10.89.0.100:8081', 'http://10.89.0.101:8081'],
       us: ['http://10.89.0.102:8081', 'http://10.89.0.103:8081', 'http://10.89.0.104:8081'],

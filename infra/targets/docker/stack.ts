@@ -213,10 +213,11 @@ function outputs(input: DockerStackInput, topology: ReturnType<typeof dockerTopo
     balancerUrl: pulumi.output(balancerUrl),
     assetBaseUrl: pulumi.output(topology.publicBaseUrl),
     grafanaUrl: grafana ? grafana.id.apply(() => grafanaUrl) : pulumi.output(grafanaUrl),
-    originApiUrl: pulumi.output(url(topology.origin.reach)),
+    originApiUrl: pulumi.output(url(topology.originApi.reach)),
     edges: pulumi.output(edges),
     prometheusUrl: pulumi.output(url(topology.prometheus!.reach)),
     adminToken: pulumi.secret(secrets.adminToken),
+    debugToken: pulumi.secret(secrets.debugToken),
     grafanaAdminPassword: pulumi.secret(secrets.grafanaAdminPassword),
   };
 }

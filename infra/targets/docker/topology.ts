@@ -49,6 +49,7 @@ export function dockerTopology(spec: CdnSpec, a: DockerAddresses, publicBaseUrl:
   return {
     redis: at(a.redis, spec.ports.redis),
     origin: at(a.origin, spec.ports.origin),
+    originApi: at(a.origin, spec.ports.originApi),
     balancer: { traffic: at(a.balancer, spec.ports.balancer), internal: at(a.balancer, spec.ports.edgeInternal) },
     edges: edgeIdentities(spec).map((e) => ({ ...e, traffic: at(a[`edge-${e.id}`], spec.ports.edge), internal: at(a[`edge-${e.id}`], spec.ports.edgeInternal) })),
     prometheus: at(a.prometheus, spec.ports.prometheus),

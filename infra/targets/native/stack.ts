@@ -26,6 +26,8 @@ export interface StackState {
   redis: string;
   prometheus: string | null;
   adminTokenFile: string;
+  /** The token edges accept in X-Cdn-Debug (it grants nothing at the origin's API). */
+  debugTokenFile: string;
   stateDir: string;
   detached: boolean;
   supervisorPid: number;
@@ -77,10 +79,13 @@ export function assertPackages(layout: Layout): void {
   }
 }
 
-/** The admin token: CDN_ADMIN_TOKEN if set, else a token generated once into the state directory. */
-export function adminTokenFile(stateDir: string, env: NodeJS.ProcessEnv = process.env): string {
-  const file = path.join(stateDir, 'admin-token');
-  const fromEnv = env.CDN_ADMIN_TOKEN?.trim();
+/**
+ * A token's file: the value of the environment variable `variable` if set, else a
+ * token generated once into the state directory (`<state-dir>/<name>`, mode 0600).
+ */
+function tokenFile(stateDir: string, name: string, variable: string, env: NodeJS.ProcessEnv): string {
+  const file = path.join(stateDir, name);
+  const fromEnv = env[variable]?.trim();
   if (fromEnv) {
     fs.writeFileSync(file, fromEnv + '\n', { mode: 0o600 });
   } else if (!fs.existsSync(file)) {
@@ -88,6 +93,16 @@ export function adminTokenFile(stateDir: string, env: NodeJS.ProcessEnv = proces
   }
   fs.chmodSync(file, 0o600);
   return file;
+}
+
+/** The admin token: CDN_ADMIN_TOKEN if set, else one generated once into the state directory. */
+export function adminTokenFile(stateDir: string, env: NodeJS.ProcessEnv = process.env): string {
+  return tokenFile(stateDir, SECRET_FILES.adminToken, 'CDN_ADMIN_TOKEN', env);
+}
+
+/** The debug token (X-Cdn-Debug on the edges): CDN_DEBUG_TOKEN if set, else generated once. */
+export function debugTokenFile(stateDir: string, env: NodeJS.ProcessEnv = process.env): string {
+  return tokenFile(stateDir, SECRET_FILES.debugToken, 'CDN_DEBUG_TOKEN', env);
 }
 
 export function readState(stateDir: string): StackState | null {
@@ -110,7 +125,7 @@ export function isRunning(state: StackState | null): boolean {
   return !!state && state.services.some((s) => isAlive(s.pid));
 }
 
-function stateOf(units: ServiceUnit[], running: RunningService[], o: { stateDir: string; tokenFile: string; detached: boolean }): StackState {
+function stateOf(units: ServiceUnit[], running: RunningService[], o: { stateDir: string; tokenFile: string; debugTokenFile: string; detached: boolean }): StackState {
   const pidOf = (name: string) => running.find((r) => r.unit.name === name)?.pid ?? 0;
   const urlOf = (name: string) => units.find((u) => u.name === name)?.url ?? null;
   // the balancer's health check is on its internal listener, as is its status page
@@ -123,6 +138,7 @@ function stateOf(units: ServiceUnit[], running: RunningService[], o: { stateDir:
     redis: urlOf('redis')!,
     prometheus: urlOf('prometheus'),
     adminTokenFile: o.tokenFile,
+    debugTokenFile: o.debugTokenFile,
     stateDir: o.stateDir,
     detached: o.detached,
     supervisorPid: process.pid,
@@ -181,12 +197,13 @@ export async function up(o: UpOptions): Promise<UpResult> {
   const withPrometheus = o.prometheus !== false && fs.existsSync(layout.prometheus);
   const topology = await nativeTopology(o.spec, { balancerPort: o.balancerPort, withPrometheus });
   const tokenFile = adminTokenFile(stateDir);
-  const units = buildUnits({ spec: o.spec, topology, layout, adminTokenFile: tokenFile, withPrometheus });
+  const debugFile = debugTokenFile(stateDir);
+  const units = buildUnits({ spec: o.spec, topology, layout, adminTokenFile: tokenFile, debugTokenFile: debugFile, withPrometheus });
   const running = await startAll(units, {
     timeoutMs: o.timeoutMs ?? 30000,
     onStarted: (svc) => o.log?.(`  ${svc.unit.name.padEnd(12)} healthy  ${svc.unit.url ?? ''}`),
   });
-  const state = stateOf(units, running, { stateDir, tokenFile, detached: o.detached });
+  const state = stateOf(units, running, { stateDir, tokenFile, debugTokenFile: debugFile, detached: o.detached });
   writeState(stateDir, state);
   return {
     state,

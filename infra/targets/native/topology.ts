@@ -20,10 +20,11 @@ export async function nativeTopology(spec: CdnSpec, request: NativePortRequest):
   const balancer = { traffic: balancerTraffic, internal: await next() };
   const redis = await next();
   const origin = await next();
+  const originApi = await next();
   const edges = [];
   for (const id of edgeIdentities(spec)) {
     edges.push({ ...id, traffic: await next(), internal: await next() });
   }
   const prometheus = request.withPrometheus ? at(await portOrFree(spec.ports.prometheus, 'prometheus', false, taken, HOST)) : null;
-  return { redis, origin, balancer, edges, prometheus, publicBaseUrl: url(balancerTraffic.reach) };
+  return { redis, origin, originApi, balancer, edges, prometheus, publicBaseUrl: url(balancerTraffic.reach) };
 }

@@ -14,5 +14,7 @@ export interface StackOutputs {
   prometheusUrl: pulumi.Output<string>;
   /** Secrets: `pulumi stack output --show-secrets adminToken`. */
   adminToken: pulumi.Output<string>;
+  /** The token for the edges' X-Cdn-Debug headers: `pulumi stack output --show-secrets debugToken`. */
+  debugToken: pulumi.Output<string>;
   grafanaAdminPassword: pulumi.Output<string>;
 }

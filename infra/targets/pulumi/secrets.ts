@@ -11,6 +11,8 @@ import type { DeployPlan } from './config';
 
 export interface StackSecrets {
   adminToken: pulumi.Output<string>;
+  /** The edges' X-Cdn-Debug token (scope debug only). */
+  debugToken: pulumi.Output<string>;
   redisPassword: pulumi.Output<string>;
   s3AccessKey: pulumi.Output<string>;
   s3SecretKey: pulumi.Output<string>;
@@ -59,6 +61,7 @@ export function resolveSecrets(config: pulumi.Config, plan: DeployPlan, parent?:
         }
       : {}),
     adminToken: resolveSecret(config, spec.secrets.adminToken, true, parent),
+    debugToken: resolveSecret(config, spec.secrets.debugToken, true, parent),
     redisPassword: resolveSecret(config, spec.secrets.redisPassword ?? 'redisPassword', true, parent),
     s3AccessKey: resolveSecret(config, s3Refs!.accessKeySecret, generateS3, parent),
     s3SecretKey: resolveSecret(config, s3Refs!.secretKeySecret, generateS3, parent),

@@ -27,7 +27,7 @@ export interface SecretFile {
 /** A secret's file content: the value on one line, or the redis.conf include holding it. */
 function secretContent(name: SecretName, secrets: StackSecrets): pulumi.Output<string> {
   if (name === 'redisAuthConf') return secrets.redisPassword.apply(renderRedisAuth);
-  const value = { adminToken: secrets.adminToken, redisPassword: secrets.redisPassword, s3AccessKey: secrets.s3AccessKey, s3SecretKey: secrets.s3SecretKey, s3EdgeAccessKey: secrets.s3EdgeAccessKey, s3EdgeSecretKey: secrets.s3EdgeSecretKey, grafanaAdminPassword: secrets.grafanaAdminPassword }[name];
+  const value = { adminToken: secrets.adminToken, debugToken: secrets.debugToken, redisPassword: secrets.redisPassword, s3AccessKey: secrets.s3AccessKey, s3SecretKey: secrets.s3SecretKey, s3EdgeAccessKey: secrets.s3EdgeAccessKey, s3EdgeSecretKey: secrets.s3EdgeSecretKey, grafanaAdminPassword: secrets.grafanaAdminPassword }[name];
   if (!value) throw new Error(`the stack has no value for the secret ${name}`);
   return value.apply((v) => `${v}\n`);
 }
@@ -56,6 +56,7 @@ export function deployedUnits(plan: DeployPlan, topology: Topology, logShipping:
     topology,
     layout: LAYOUT,
     adminTokenFile: secretFile(LAYOUT, 'adminToken')!,
+    debugTokenFile: secretFile(LAYOUT, 'debugToken')!,
     withPrometheus: true,
     logShipping,
   });

@@ -15,10 +15,13 @@ import type { DeliveryService } from './delivery.service';
  * HEAD is explicit (the app turns Fastify's automatic HEAD routes off): the automatic
  * one would open the file only to drain it, and would replace Content-Length with 0.
  */
+/** The delivery route's pattern: the only route the delivery listener serves. */
+export const DELIVERY_ROUTE = '/*';
+
 export function registerDeliveryRoute(fastify: FastifyInstance, delivery: DeliveryService): void {
   fastify.route({
     method: ['GET', 'HEAD'],
-    url: '/*',
+    url: DELIVERY_ROUTE,
     handler: async (request: FastifyRequest, reply: FastifyReply) => {
       try {
         const response = await delivery.deliver(rawKeyFromUrl(request.raw.url ?? '', '/'), readRequestOf(request));

@@ -6,6 +6,7 @@ import { ORIGIN_CONFIG, type OriginConfig } from '../config/origin-config';
 import { checkAssetKey } from '../../contract/asset-key';
 import type { ReadRequest } from './asset-requests';
 import { NOT_FOUND_CACHE_CONTROL } from '../../contract/cache-policy';
+import { needsSandbox, SANDBOX_CSP } from '../../contract/sandbox';
 import { cacheControlOf, IMMUTABLE_CACHE_CONTROL, parseVersionedKey, VERSIONED_PREFIX } from './cache-policy';
 import { decideRange, ifRangeAllows, isNotModified, type Validators } from './http-validators';
 import { STORAGE_DRIVER, type AssetMetadata, type StorageDriver } from './storage/storage-driver';
@@ -19,9 +20,6 @@ export interface Delivery {
 
 /** A read that races overwrites gives up after this many fresh stats (then 503). */
 const MAX_READ_ATTEMPTS = 3;
-
-/** SVGs opened directly must not run scripts (they are served inline, as images). */
-const SVG_CSP = "default-src 'none'; style-src 'unsafe-inline'; sandbox";
 
 /**
  * The public side of assets: GET and HEAD /{key} and the versioned
@@ -110,8 +108,9 @@ export class DeliveryService {
     if (metadata.tags.length > 0) {
       headers['surrogate-key'] = metadata.tags.join(' ');
     }
-    if (metadata.contentType.toLowerCase().startsWith('image/svg+xml')) {
-      headers['content-security-policy'] = SVG_CSP;
+    // SVG and XML opened directly must not run scripts
+    if (needsSandbox(metadata.contentType)) {
+      headers['content-security-policy'] = SANDBOX_CSP;
     }
     return headers;
   }

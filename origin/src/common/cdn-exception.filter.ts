@@ -42,6 +42,11 @@ export function replyWithError(exception: unknown, request: FastifyRequest | und
       return;
     }
 
+    // A body not read to its end (a refused or oversized upload) is not drained
+    // to keep the connection: it is closed once the answer is out.
+    if (response.status === 413 || (request !== undefined && !request.raw.complete)) {
+      void reply.header('Connection', 'close');
+    }
     if (response.status === 401) {
       void reply.header('WWW-Authenticate', 'Bearer realm="cdn-origin"');
     }

@@ -24,8 +24,8 @@ export function bodyStream(request: FastifyRequest): Readable {
 }
 
 /**
- * Consumes up to `limit` bytes of the body and parses them as JSON. Past the limit the
- * rest is drained (not buffered) and 413 is raised, so the connection stays usable.
+ * Consumes up to `limit` bytes of the body and parses them as JSON. Past the limit 413
+ * is raised and the rest is left unread: the error response closes the connection.
  */
 export async function readJsonBody(request: FastifyRequest, limit: number): Promise<unknown> {
   const contentType = String(request.headers['content-type'] ?? '');
@@ -50,7 +50,7 @@ export async function readJsonBody(request: FastifyRequest, limit: number): Prom
       size += chunk.length;
       if (size > limit) {
         cleanup();
-        source.resume();
+        source.pause();
         reject(cdnError('CDN_ERR_BODY_TOO_LARGE', `the limit is ${limit} bytes`));
         return;
       }

@@ -6,7 +6,9 @@
 export const MAX_TAG_LENGTH = 128;
 export const MAX_TAGS_PER_ASSET = 64;
 
-const TAG = /^[\x21-\x7e]+$/;
+// Printable ASCII without the comma: edges split Surrogate-Key on spaces and
+// commas alike, so a tag with a comma would be indexed as two and never purged.
+const TAG = /^[\x21-\x2b\x2d-\x7e]+$/;
 
 /** Returns a reason when the tag is not acceptable, or undefined. */
 export function checkTag(tag: string): string | undefined {
@@ -17,7 +19,7 @@ export function checkTag(tag: string): string | undefined {
     return `tag is longer than ${MAX_TAG_LENGTH} characters`;
   }
   if (!TAG.test(tag)) {
-    return 'tag must contain only printable ASCII characters (0x21-0x7E), no spaces';
+    return 'tag must contain only printable ASCII characters (0x21-0x7E), no spaces or commas';
   }
   return undefined;
 }

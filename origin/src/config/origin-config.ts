@@ -35,7 +35,12 @@ export interface S3StorageConfig {
 
 export type StorageConfig = FilesystemStorageConfig | S3StorageConfig;
 
-export const SCOPES = ['upload', 'purge', 'admin'] as const;
+/**
+ * What a token may do: upload assets, purge, or everything (admin). `debug` grants
+ * nothing here: it is the scope of the token the edges accept in X-Cdn-Debug, listed
+ * so the origin knows every token there is.
+ */
+export const SCOPES = ['upload', 'purge', 'admin', 'debug'] as const;
 export type Scope = (typeof SCOPES)[number];
 
 export interface ApiToken {
@@ -59,7 +64,10 @@ export interface PurgeConfig {
 
 export interface OriginConfig {
   readonly host: string;
+  /** The delivery listener, which the edges reach: GET and HEAD of assets, nothing else. */
   readonly port: number;
+  /** The API listener (asset and purge API, docs, health, metrics): for operators and monitoring only. */
+  readonly apiPort: number;
   /** Base of the public URLs returned to clients (the balancer), without trailing slash. */
   readonly publicBaseUrl: string;
   readonly storage: StorageConfig;
@@ -68,6 +76,8 @@ export interface OriginConfig {
   /** Every accepted token: the admin token (name "admin") first, then CDN_TOKENS_FILE's. */
   readonly tokens: readonly ApiToken[];
   readonly purge: PurgeConfig;
+  /** A request (its body included) taking longer is cut off: a slow upload cannot hold a connection forever. */
+  readonly requestTimeoutMs: number;
   readonly maxUploadBytes: number;
   readonly defaultCacheControl: string;
   /** Cache-Control by content type ("image/*", "text/html"), first match wins; else the default. */
@@ -121,6 +131,7 @@ const redisUrl = z.string({ error: 'is required (e.g. redis://127.0.0.1:6379)' }
 const envShape = {
   CDN_ORIGIN_HOST: z.string().regex(/^[A-Za-z0-9.:_-]+$/, 'must be a host name or IP address').default('127.0.0.1'),
   CDN_ORIGIN_PORT: positiveInt(65535).default(3000),
+  CDN_ORIGIN_API_PORT: positiveInt(65535).default(3001),
   CDN_STORAGE_KIND: z.enum(['filesystem', 's3'], { error: 'must be "filesystem" or "s3"' }).default('filesystem'),
   CDN_STORAGE_PATH: z.string().optional(),
   CDN_S3_ENDPOINT: httpUrl.optional(),
@@ -138,6 +149,7 @@ const envShape = {
   CDN_REDIS_PASSWORD_FILE: z.string().optional(),
   CDN_ADMIN_TOKEN: z.string().optional(),
   CDN_ADMIN_TOKEN_FILE: z.string().optional(),
+  CDN_DEBUG_TOKEN_FILE: z.string().optional(),
   CDN_TOKENS_FILE: z.string().optional(),
   CDN_PUBLIC_BASE_URL: httpUrl.optional(),
   CDN_PURGE_STREAM: z
@@ -153,6 +165,7 @@ const envShape = {
   CDN_PURGE_DEDUP_WINDOW_MS: nonNegativeInt(60_000).default(2000),
   CDN_PURGE_RATE_LIMIT: positiveInt(100_000).default(20),
   CDN_MAX_UPLOAD_BYTES: positiveInt(Number.MAX_SAFE_INTEGER).default(104_857_600),
+  CDN_REQUEST_TIMEOUT_SECONDS: positiveInt(3600).default(300),
   CDN_DEFAULT_CACHE_CONTROL: z
     .string()
     .max(1024)
@@ -201,12 +214,16 @@ export function loadOriginConfig(env: NodeJS.ProcessEnv = process.env, cwd = pro
   if (storage.kind === 's3' && env_.CDN_MAX_UPLOAD_BYTES > MAX_S3_OBJECT) {
     invalid('CDN_MAX_UPLOAD_BYTES', `must be at most ${MAX_S3_OBJECT} with S3 storage (a single server-side copy commits an upload)`);
   }
+  if (env_.CDN_ORIGIN_API_PORT === env_.CDN_ORIGIN_PORT) {
+    invalid('CDN_ORIGIN_API_PORT', `must differ from CDN_ORIGIN_PORT (${env_.CDN_ORIGIN_PORT}): the API is never served where the edges reach`);
+  }
   const adminToken = readAdminToken(env_.CDN_ADMIN_TOKEN, env_.CDN_ADMIN_TOKEN_FILE);
   const fileTokens = env_.CDN_TOKENS_FILE === undefined ? [] : readTokensFile(env_.CDN_TOKENS_FILE);
 
   return {
     host,
     port: env_.CDN_ORIGIN_PORT,
+    apiPort: env_.CDN_ORIGIN_API_PORT,
     publicBaseUrl: env_.CDN_PUBLIC_BASE_URL ?? `http://${hostInUrl}:${env_.CDN_ORIGIN_PORT}`,
     storage,
     redis: {
@@ -214,7 +231,11 @@ export function loadOriginConfig(env: NodeJS.ProcessEnv = process.env, cwd = pro
       password: env_.CDN_REDIS_PASSWORD_FILE === undefined ? null : readSecretFile('CDN_REDIS_PASSWORD_FILE', env_.CDN_REDIS_PASSWORD_FILE),
     },
     adminToken,
-    tokens: [{ name: 'admin', token: adminToken, scopes: ['admin'] }, ...fileTokens],
+    tokens: [
+      { name: 'admin', token: adminToken, scopes: ['admin'] },
+      ...(env_.CDN_DEBUG_TOKEN_FILE === undefined ? [] : [{ name: 'debug', token: readSecretFile('CDN_DEBUG_TOKEN_FILE', env_.CDN_DEBUG_TOKEN_FILE), scopes: ['debug'] as Scope[] }]),
+      ...fileTokens,
+    ],
     purge: {
       stream: env_.CDN_PURGE_STREAM,
       maxLen: env_.CDN_PURGE_STREAM_MAXLEN,
@@ -224,6 +245,7 @@ export function loadOriginConfig(env: NodeJS.ProcessEnv = process.env, cwd = pro
       ratePerSecond: env_.CDN_PURGE_RATE_LIMIT,
     },
     maxUploadBytes: env_.CDN_MAX_UPLOAD_BYTES,
+    requestTimeoutMs: env_.CDN_REQUEST_TIMEOUT_SECONDS * 1000,
     defaultCacheControl: env_.CDN_DEFAULT_CACHE_CONTROL,
     cacheControlByType:
       env_.CDN_CACHE_CONTROL_BY_TYPE === undefined ? DEFAULT_CACHE_CONTROL_BY_TYPE : parseCacheControlByType(env_.CDN_CACHE_CONTROL_BY_TYPE),
@@ -311,7 +333,7 @@ const tokensFileSchema = z.array(
   z.strictObject({
     name: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'must be 1-64 of A-Z a-z 0-9 _ . -'),
     token: z.string().regex(/^[\x21-\x7e]{16,512}$/, 'must be 16-512 printable ASCII characters without spaces'),
-    scopes: z.array(z.enum(SCOPES, { error: 'must be "upload", "purge" or "admin"' })).min(1, 'must name at least one scope'),
+    scopes: z.array(z.enum(SCOPES, { error: 'must be "upload", "purge", "admin" or "debug"' })).min(1, 'must name at least one scope'),
   }),
   { error: 'must be a JSON array of {name, token, scopes}' },
 );

@@ -1,6 +1,7 @@
 import { Controller, Get, HttpCode, HttpStatus, Param, Post, Req } from '@nestjs/common';
 import { ApiAcceptedResponse, ApiBody, ApiOkResponse, ApiOperation, ApiResponse, ApiTags } from '@nestjs/swagger';
 import type { FastifyRequest } from 'fastify';
+import { hasScope } from '../auth/bearer-token';
 import { RequireToken } from '../auth/scopes.guard';
 import { JsonBody } from '../common/json-body.decorator';
 import { PurgeAcceptedDto, purgeRequestOpenApiSchema, PurgeStatusDto } from './purge.dto';
@@ -22,10 +23,12 @@ export class PurgeController {
   @ApiBody({ schema: purgeRequestOpenApiSchema })
   @ApiAcceptedResponse({ type: PurgeAcceptedDto, description: 'On the invalidation stream (or merged with an identical pending purge)' })
   @ApiResponse({ status: 400, description: 'CDN_ERR_PURGE_INVALID naming the field' })
+  @ApiResponse({ status: 403, description: 'CDN_ERR_FORBIDDEN: purging everything (prefix "/") needs the admin scope' })
   @ApiResponse({ status: 429, description: 'CDN_ERR_RATE_LIMITED, with Retry-After' })
   @ApiResponse({ status: 503, description: 'CDN_ERR_BUS_UNAVAILABLE: Redis is down, nothing was published' })
   async purge(@JsonBody() body: unknown, @Req() request: FastifyRequest): Promise<{ id: string }> {
-    const accepted = await this.purges.purgeFromApi(body, { token: request.apiToken?.name ?? 'unknown', requestId: request.id });
+    const token = request.apiToken;
+    const accepted = await this.purges.purgeFromApi(body, { token: token?.name ?? 'unknown', requestId: request.id }, token !== undefined && hasScope(token, 'admin'));
     return { id: accepted.id };
   }
 

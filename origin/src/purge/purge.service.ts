@@ -79,8 +79,12 @@ export class PurgeService {
   }
 
   /** POST /v1/purge: checks the body, the rate, merges duplicates, publishes, audits. */
-  async purgeFromApi(body: unknown, actor: PurgeActor): Promise<PurgeAccepted> {
+  /** `mayPurgeEverything`: the token holds the admin scope (a prefix "/" empties every edge's cache). */
+  async purgeFromApi(body: unknown, actor: PurgeActor, mayPurgeEverything: boolean): Promise<PurgeAccepted> {
     const request = parsePurgeRequest(body);
+    if (request.prefixes.includes('/') && !mayPurgeEverything) {
+      throw cdnError('CDN_ERR_FORBIDDEN', 'purging everything (prefix "/") needs the admin scope');
+    }
     await this.enforceRateLimit(actor.token);
     const fingerprint = fingerprintOf(request);
     const duplicate = await this.findPendingDuplicate(fingerprint);

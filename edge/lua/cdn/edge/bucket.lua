@@ -25,6 +25,7 @@ local now = ngx.time
 local log = ngx.log
 local ERR = ngx.ERR
 local find = string.find
+local match = string.match
 local sub = string.sub
 local lower = string.lower
 local byte = string.byte
@@ -42,6 +43,7 @@ local policies = ngx.shared.cdn_bucket
 -- The origin's key rules, rendered from origin/contract/asset-key.ts.
 local reserved_first
 local reserved
+local sandboxed  -- media types served with the sandbox CSP (and any *+xml)
 local max_key_length
 local READS = { GET = true, HEAD = true }
 
@@ -53,7 +55,6 @@ local KEPT = {
     ["connection"] = true, ["transfer-encoding"] = true, ["keep-alive"] = true,
 }
 
-local SVG_CSP = "default-src 'none'; style-src 'unsafe-inline'; sandbox"
 
 
 -- init_by_lua: `c` is the edge settings' "bucket" entry. The keys are read
@@ -71,6 +72,7 @@ function _M.init(c)
     config = c
     reserved_first = set_of(c.reservedFirstSegments)
     reserved = set_of(c.reservedKeys)
+    sandboxed = set_of(c.sandbox.types)
     max_key_length = c.maxKeyLength
     signer = s3.new({
         access_key = settings_loader.read_secret(c.accessKeyFile),
@@ -186,6 +188,15 @@ local function drop_s3_headers(h)
 end
 
 
+-- SVG and XML opened directly must not run scripts: the origin's rule
+-- (origin/contract/sandbox.ts), handed over in the settings.
+local function needs_sandbox(content_type)
+    local essence = lower(match(content_type, "^%s*([^;%s]+)") or "")
+    local suffix = config.sandbox.suffix
+    return sandboxed[essence] or sub(essence, -#suffix) == suffix
+end
+
+
 -- Fetch hop header filter, for a response from the bucket (or the 404 the hop
 -- made of one): rewrites the headers into the origin's and returns the table
 -- the freshness rules read. Returns nil, reason for an object that is not an
@@ -229,8 +240,8 @@ function _M.response(status, h, object)
     if status == 200 then
         header["X-Content-Type-Options"] = "nosniff"
         local ct = one(h["content-type"])
-        if ct and find(lower(ct), "^image/svg%+xml") then
-            header["Content-Security-Policy"] = SVG_CSP
+        if ct and needs_sandbox(ct) then
+            header["Content-Security-Policy"] = config.sandbox.csp
         end
     end
     return out

@@ -98,14 +98,18 @@ function _M.decide(r)
     local own = _M.parse(r.cdn_cache_control) or _M.parse(r.surrogate_control)
     local d = own or cc
 
-    if d["no-store"] or (not own and d["private"]) then
+    -- `private` in the field that speaks for this cache forbids storing, whichever
+    -- field that is (RFC 9111 §5.2.2.7, RFC 9213 §2: CDN-Cache-Control takes the
+    -- same directives).
+    if d["no-store"] or d["private"] then
         out.reason = "no-store"
         return out
     end
     -- RFC 9111 §3.5: a shared cache stores responses to authorized requests only
-    -- when the response explicitly allows it.
-    if r.authorization and not own
-       and not (cc["public"] or cc["s-maxage"] or cc["must-revalidate"]) then
+    -- when the response explicitly allows it, in the field that speaks for this
+    -- cache: a CDN-specific field with only max-age does not (the victim's data
+    -- would reach the next anonymous client).
+    if r.authorization and not (d["public"] or d["s-maxage"] or d["must-revalidate"]) then
         out.reason = "authorization"
         return out
     end

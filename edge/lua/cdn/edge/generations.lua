@@ -11,6 +11,7 @@ local stored_paths = require "cdn.edge.stored"
 
 local find = string.find
 local sub = string.sub
+local floor = math.floor
 local tostring = tostring
 local log = ngx.log
 local WARN = ngx.WARN
@@ -18,6 +19,12 @@ local WARN = ngx.WARN
 local _M = { _VERSION = "0.1.0" }
 
 local dict = ngx.shared.cdn_gens
+-- Seconds a path's or prefix's counter outlives its last purge (settings
+-- generationTtl: longer than the cache keeps an entry nobody asks for). By then
+-- every entry keyed with an older generation has been evicted as inactive, so
+-- the counter can go; one that comes back starts from the clock (see
+-- bump_generation), above any value it had.
+local counter_ttl = 0
 
 local ALL = "all"
 local EPOCH = "epoch"
@@ -37,7 +44,8 @@ end
 -- not a restart; the disk cache survives both. A fresh epoch per start keeps
 -- entries stored before a restart (under generations we no longer know) from
 -- ever matching again.
-function _M.init()
+function _M.init(ttl)
+    counter_ttl = ttl or 0
     if not dict then
         error("lua_shared_dict cdn_gens is missing", 2)
     end
@@ -85,12 +93,18 @@ end
 local function bump_generation(key)
     local v, err = dict:incr(key, 1)
     if v then
+        if counter_ttl > 0 then
+            dict:expire(key, counter_ttl)
+        end
         return v
     end
     if err == "not found" then
-        local ok, aerr = dict:safe_add(key, 1)
+        -- from the clock, not from 1: a counter that expired and comes back must
+        -- never return to a value it had (an entry keyed with it may be on disk)
+        local start = floor(ngx.now() * 1000)
+        local ok, aerr = dict:safe_add(key, start, counter_ttl)
         if ok then
-            return 1
+            return start
         end
         if aerr == "exists" then
             return dict:incr(key, 1)
@@ -155,7 +169,8 @@ end
 function _M.refreshed(path, variant)
     local soft = dict:get("s:" .. path)
     if soft then
-        dict:safe_set("d:" .. path .. ":" .. soft .. ":" .. variant, true)
+        -- (goes with its soft-purge counter)
+        dict:safe_set("d:" .. path .. ":" .. soft .. ":" .. variant, true, counter_ttl)
     end
 end
 

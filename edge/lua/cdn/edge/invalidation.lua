@@ -12,6 +12,7 @@ local cjson = require "cjson.safe"
 local redis = require "cdn.redis"
 local generations = require "cdn.edge.generations"
 local tags = require "cdn.edge.tags"
+local stored_paths = require "cdn.edge.stored"
 local key = require "cdn.key"
 
 local ipairs = ipairs
@@ -80,7 +81,9 @@ function _M.apply(msg)
     if type(msg.urls) == "table" then
         for _, u in ipairs(msg.urls) do
             local path = key.purge_path(u)
-            if path then
+            -- a path that cannot have a stored response costs no counter: purges
+            -- of never-fetched URLs must not fill the zone (and force a reset)
+            if path and stored_paths.may_exist(path) then
                 if soft then
                     generations.soft_purge_path(path)
                 else

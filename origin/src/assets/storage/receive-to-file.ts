@@ -10,9 +10,10 @@ import { UploadDigest } from './upload-digest';
  * hashing and counting it. Rejects, after the file is closed, when the source ends early
  * (client gone), errors, or exceeds `maxBytes`; the caller removes the file.
  *
- * The source is never destroyed: on 413 its remainder is drained instead, because
- * destroying an HTTP request also destroys its socket and the client would never see
- * the error response.
+ * The source is never destroyed, because destroying an HTTP request also destroys its
+ * socket and the client would never see the error response; on a failure it is left
+ * unread, and the error response closes the connection (replyWithError), so a huge
+ * or endless body is never drained.
  */
 export function receiveToFile(source: Readable, path: string, maxBytes: number, computeMd5 = false): Promise<ReceivedContent> {
   return new Promise<ReceivedContent>((resolve, reject) => {
@@ -37,7 +38,7 @@ export function receiveToFile(source: Readable, path: string, maxBytes: number, 
       failure = err;
       detach();
       if (!sourceEnded && !source.destroyed) {
-        source.resume();
+        source.pause();
       }
       if (out.closed) {
         reject(err);

@@ -290,8 +290,9 @@ export class S3StorageDriver implements StorageDriver {
           }
         }
       } catch (err) {
+        // left unread: the error response closes the connection (replyWithError)
         if (!body.destroyed && !body.readableEnded) {
-          body.resume();
+          body.pause();
         }
         if (err instanceof CdnError) {
           throw err;
