@@ -207,7 +207,7 @@ const UNSLICED_METHODS = `
  */
 function cacheLocation(o: CacheLocationOptions): string {
   return `${o.slice ? sliceDirectives(o.slice) : NOT_A_SLICE}            # The request's signature, one variable for the Lua key lookup.
-            set $cdn_request "$cdn_fat_request$cdn_range_ignored$http_accept_encoding\\n$http_accept\\n$http_host$request_uri";
+            set $cdn_request "$cdn_range_ignored$http_accept_encoding\\n$http_accept\\n$http_host$request_uri";
             set_by_lua_block $cdn_cache_key { return require("cdn.edge").cache_key() }
             if ($cdn_cache_key = "") {
                 return 400 "bad request: $cdn_reject\\n";
@@ -388,19 +388,6 @@ ${bucket ? bucketUpstream(spec) : ''}
         keepalive 64;
     }
 
-    # A GET or HEAD with a body (RFC 9110 §9.3.1: content that has no meaning) is
-    # refused by the key lookup (400) rather than passed on: an origin that reads
-    # it could shape a stored response the key does not describe (fat GET cache
-    # poisoning). Plain requests are exact matches: no regex runs for them.
-    map "$request_method:$http_content_length$http_transfer_encoding" $cdn_fat_request {
-        "GET:" "";
-        "HEAD:" "";
-        "GET:0" "";
-        "HEAD:0" "";
-        "~^(GET|HEAD):" "!";
-        default "";
-    }
-
     # RFC 9110 §14.2: an unparsable Range is ignored (the whole body, 200);
     # nginx would answer 416, so the key lookup drops it.
     map $http_range $cdn_range_ignored {
@@ -535,6 +522,13 @@ ${bucket ? '        body_filter_by_lua_block { require("cdn.edge.fetch").body_fi
         # failures on to @drop.
         recursive_error_pages on;
         location / {
+            # A GET or HEAD with a body (RFC 9110 §9.3.1: content with no meaning):
+            # an origin that reads it could shape a stored response the key does
+            # not describe (fat GET poisoning). Refused on the way to the origin;
+            # a HIT passes no body anywhere, so the hit path pays nothing for it.
+            if ($cdn_upstream = "") {
+                return 400 "bad request: a GET or HEAD request with a body\\n";
+            }
 ${bucket ? BUCKET_JUMP : ''}            if ($http_x_cdn_cache_state = "EXPIRED") {
                 return 418;
             }

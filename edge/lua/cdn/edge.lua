@@ -67,8 +67,7 @@ local AE_CLASS_CACHE_SIZE = 500
 -- traced) each ngx.var read costs about as much as nginx's whole cache lookup.
 --
 -- $cdn_request -> a computed key entry (see request_entry):
---   "[! for a GET or HEAD with a body]<1 if Range is ignored, else 0>
---    <Accept-Encoding>\n<Accept>\n<Host><URI>"
+--   "<1 if Range is ignored, else 0><Accept-Encoding>\n<Accept>\n<Host><URI>"
 local requests_seen
 local seq, seq_tick
 local KEY_CACHE_SIZE = 20000
@@ -150,10 +149,6 @@ end
 -- sequence: { seq, key, soft-purged path or nil, variant, new Accept-Encoding,
 -- new Accept, drop Range }; or nil and the reason the target is refused.
 local function request_entry(request)
-    -- "!": a GET or HEAD with a body ($cdn_fat_request)
-    if byte(request, 1) == 33 then
-        return nil, "a GET or HEAD request with a body"
-    end
     local path, err = key.path(var.request_uri)
     if not path then
         return nil, err

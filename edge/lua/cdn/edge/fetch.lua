@@ -24,6 +24,7 @@ local get_headers = ngx.resp.get_headers
 local log = ngx.log
 local WARN = ngx.WARN
 local pcall = pcall
+local tonumber = tonumber
 local max = math.max
 local sub = string.sub
 local find = string.find
@@ -180,6 +181,11 @@ end
 -- $cdn_fetch_uri, the raw path with the query as keyed, and marks a GET's path
 -- as possibly stored before it leaves (see stored.lua).
 function _M.upstream()
+    -- A GET with a body ("" makes nginx.conf answer 400; HEAD misses arrive as GET).
+    if var.request_method == "GET"
+       and (var.http_transfer_encoding or (tonumber(var.content_length) or 0) > 0) then
+        return ""
+    end
     -- (read before a bucket read drops the request's headers)
     local cache_key = var.http_x_cdn_key
     if cache_key then
