@@ -440,8 +440,6 @@ export const RULES_BY_TYPE: Record<string, Check> = {
   'aws:ec2/routeTableAssociation:RouteTableAssociation': nothing,
   'aws:ec2/eipAssociation:EipAssociation': nothing,
   'aws:ec2/volumeAttachment:VolumeAttachment': nothing,
-  // One per region; its only input is the region, which the validated spec names.
-  'pulumi:providers:aws': nothing,
   // docker
   'docker:index/container:Container': all(checkDockerName('docker-container-name', SOURCES.dockerNames, 'container'), checkImageReference('image')),
   'docker:index/volume:Volume': checkDockerName('docker-volume-name', SOURCES.dockerVolumeNames, 'volume'),
@@ -455,9 +453,17 @@ export const RULES_BY_TYPE: Record<string, Check> = {
 
 /** The project's own components (infra/targets/pulumi/component.ts): type token only. */
 const COMPONENT_TYPE = /^cdn:service:/;
+/**
+ * The stack resource and providers (the aws target's one per region, and the default
+ * providers the engine adds, which a policy pack sees): nothing a cloud names, and
+ * their only inputs are provider settings (a region from the validated spec).
+ */
+const ENGINE_TYPE = /^pulumi:(pulumi:Stack$|providers:)/;
 
 function checksFor(type: string): Check | undefined {
-  return RULES_BY_TYPE[type] ?? (COMPONENT_TYPE.test(type) ? checkTypeToken : undefined);
+  if (RULES_BY_TYPE[type]) return RULES_BY_TYPE[type];
+  if (COMPONENT_TYPE.test(type)) return checkTypeToken;
+  return ENGINE_TYPE.test(type) ? nothing : undefined;
 }
 
 /** Names, limits and known types: every resource against the rules of its type. */
