@@ -1,10 +1,23 @@
 /**
  * Runs a Pulumi program under `pulumi.runtime.setMocks` and records every resource
- * it registers: type, name, inputs (secrets unwrapped), parent and dependencies.
- * Each call installs fresh mocks and config, so runs (and test files) share no
- * runtime state; jest also gives every test file its own module registry.
+ * it registers: type, name, inputs (secrets unwrapped), parent and dependencies;
+ * also what the pre-flight rules (infra/targets/pulumi/preflight.ts) need and mocks
+ * never show: every config key the program read, and whether a resource was
+ * registered from inside an Output's `apply` callback (which `pulumi preview` does
+ * not show while the value is unknown). Each call installs fresh mocks and config,
+ * so runs (and test files) share no runtime state; jest also gives every test file
+ * its own module registry.
  */
+import { AsyncLocalStorage } from 'node:async_hooks';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import * as pulumi from '@pulumi/pulumi';
+import { parse } from 'yaml';
+
+const REPO_ROOT = path.resolve(__dirname, '../..');
+
+/** The project Pulumi.yaml names: URNs carry it, as they would on a real run. */
+export const PROJECT: string = parse(fs.readFileSync(path.join(REPO_ROOT, 'Pulumi.yaml'), 'utf8')).name;
 
 export interface RecordedResource {
   type: string;
@@ -14,6 +27,11 @@ export interface RecordedResource {
   inputs: Record<string, any>;
   parent: string;
   dependencies: string[];
+  /**
+   * Set when the resource was registered while an Output's apply callback ran:
+   * where it was registered and where that apply was called.
+   */
+  registeredInApply?: string;
 }
 
 export interface ProgramRun<T> {
@@ -21,6 +39,8 @@ export interface ProgramRun<T> {
   resources: RecordedResource[];
   ofType(type: string): RecordedResource[];
   named(name: string, type?: string): RecordedResource;
+  /** Every stack config key the program read (`cdn:target`, ...), set or not, in the order first read. */
+  configReads: string[];
 }
 
 /** The value the mocks give a RandomPassword of this name. */
@@ -46,9 +66,64 @@ function computed(type: string, name: string, inputs: Record<string, any>, seq: 
   }
 }
 
+/** The apply call the current code runs inside (a source location), if any; async work started there keeps it. */
+const insideApply = new AsyncLocalStorage<string>();
+
+/** The first stack frame outside Pulumi's SDK and this file (file:line:column): where the program called something. */
+function programFrame(stack: string | undefined): string {
+  const frames = (stack ?? '').split('\n').slice(1).map((l) => l.trim());
+  const frame = frames.find((f) => !f.includes(`${path.sep}node_modules${path.sep}`) && !f.includes(__filename) && !f.includes('node:'));
+  // `at fn (file:line:col)` or `at file:line:col`: keep file:line:col, relative to the repository
+  const location = /\(([^()]+)\)$/.exec(frame ?? '')?.[1] ?? (frame ?? 'unknown').replace(/^at /, '');
+  return location.replace(`${REPO_ROOT}${path.sep}`, '');
+}
+
+/**
+ * Runs every apply callback inside `insideApply`, marked with the place the program
+ * called `.apply` (pulumi.all(...).apply too: it returns the same Output class), and
+ * notes where each resource registered inside one was constructed (`sites`, by
+ * `type::name`). Whether a registration happened inside an apply is decided where the
+ * engine receives it (the monitor hook below, which the async context reaches); the
+ * construction site only makes the finding precise. Returns the undo.
+ */
+function trackApplyCallbacks(sites: Map<string, string>): () => void {
+  const proto = (pulumi.Output as unknown as { prototype: { apply: (func: (v: unknown) => unknown, runWithUnknowns?: boolean) => unknown } }).prototype;
+  const originalApply = proto.apply;
+  proto.apply = function (this: unknown, func: (v: unknown) => unknown, runWithUnknowns?: boolean) {
+    const site = programFrame(new Error().stack);
+    return originalApply.call(this, (v: unknown) => insideApply.run(site, () => func(v)), runWithUnknowns);
+  };
+  // Every Resource constructor calls runtime/resource's registerResource(res, parent, type, name, ...) synchronously.
+  const runtimeResource = require('@pulumi/pulumi/runtime/resource') as { registerResource: (...args: unknown[]) => unknown };
+  const originalRegister = runtimeResource.registerResource;
+  runtimeResource.registerResource = function (this: unknown, ...args: unknown[]) {
+    if (insideApply.getStore() !== undefined) sites.set(`${String(args[2])}::${String(args[3])}`, programFrame(new Error().stack));
+    return originalRegister.apply(this, args);
+  };
+  return () => {
+    proto.apply = originalApply;
+    runtimeResource.registerResource = originalRegister;
+  };
+}
+
+/** Records every config key read through pulumi.Config (which reads them all through runtime/config's getConfig). Returns the undo. */
+function trackConfigReads(reads: Set<string>): () => void {
+  const runtimeConfig = require('@pulumi/pulumi/runtime/config') as { getConfig: (key: string) => string | undefined };
+  const original = runtimeConfig.getConfig;
+  runtimeConfig.getConfig = (key: string) => {
+    reads.add(key);
+    return original(key);
+  };
+  return () => {
+    runtimeConfig.getConfig = original;
+  };
+}
+
 export async function runProgram<T>(config: Record<string, unknown>, program: () => T, secretKeys: string[] = []): Promise<ProgramRun<T>> {
   const resources: RecordedResource[] = [];
-  const pending = new Map<string, { parent: string; dependencies: string[] }>();
+  const pending = new Map<string, { parent: string; dependencies: string[]; registeredInApply?: string }>();
+  const configReads = new Set<string>();
+  const constructedAt = new Map<string, string>();
   let seq = 0;
   await pulumi.runtime.setMocks(
     {
@@ -64,7 +139,7 @@ export async function runProgram<T>(config: Record<string, unknown>, program: ()
         return {};
       },
     },
-    'shop-cdn',
+    PROJECT,
     'test',
     false,
   );
@@ -72,7 +147,14 @@ export async function runProgram<T>(config: Record<string, unknown>, program: ()
   const monitor = pulumi.runtime.getMonitor() as any;
   const register = monitor.registerResource.bind(monitor);
   monitor.registerResource = (req: any, callback: any) => {
-    pending.set(`${req.getType()}::${req.getName()}`, { parent: req.getParent(), dependencies: req.getDependenciesList() });
+    // The registration was started inside an apply callback: the async context carries it here.
+    const applySite = insideApply.getStore();
+    const registeredAt = constructedAt.get(`${req.getType()}::${req.getName()}`) ?? 'an unknown place';
+    pending.set(`${req.getType()}::${req.getName()}`, {
+      parent: req.getParent(),
+      dependencies: req.getDependenciesList(),
+      ...(applySite ? { registeredInApply: `registered at ${registeredAt}, inside the apply called at ${applySite}` } : {}),
+    });
     return register(req, (err: unknown, response: any) => {
       const recorded = resources.find((r) => r.type === req.getType() && r.name === req.getName() && r.urn === '');
       if (recorded && response) recorded.urn = response.getUrn();
@@ -93,18 +175,22 @@ export async function runProgram<T>(config: Record<string, unknown>, program: ()
       last = resources.length;
     }
   };
+  const untrack = [trackApplyCallbacks(constructedAt), trackConfigReads(configReads)];
   let result: T;
   try {
     result = program();
+    await settle();
   } catch (err) {
     await settle();
     throw err;
+  } finally {
+    untrack.forEach((undo) => undo());
   }
-  await settle();
   const ofType = (type: string) => resources.filter((r) => r.type === type);
   return {
     result,
     resources,
+    configReads: [...configReads],
     ofType,
     named(name, type) {
       const found = resources.filter((r) => r.name === name && (!type || r.type === type));
@@ -112,6 +198,28 @@ export async function runProgram<T>(config: Record<string, unknown>, program: ()
       return found[0];
     },
   };
+}
+
+/** An output as `pulumi stack output` would have it: whether it is known, and its value. */
+export interface ResolvedOutput {
+  known: boolean;
+  value: unknown;
+}
+
+/** Resolves every Output of a program's result (the stack outputs), known or not. */
+export async function resolveOutputs(result: object): Promise<Record<string, ResolvedOutput>> {
+  const out: Record<string, ResolvedOutput> = {};
+  for (const [key, o] of Object.entries(result)) {
+    if (!pulumi.Output.isInstance(o)) {
+      out[key] = { known: true, value: o };
+      continue;
+    }
+    // isKnown and promise(withUnknowns) are what the runtime itself reads when it exports a stack output.
+    const internal = o as unknown as { isKnown: Promise<boolean>; promise(withUnknowns?: boolean): Promise<unknown> };
+    const [known, value] = await Promise.all([internal.isKnown, internal.promise(true)]);
+    out[key] = { known, value: plain(value) };
+  }
+  return out;
 }
 
 /** The value of an Output (secret or not). */

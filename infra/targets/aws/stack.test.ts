@@ -90,7 +90,7 @@ describe('aws target', () => {
   });
 
   describe('security groups', () => {
-    const groupOf = (rule: RecordedResource) => String(rule.inputs.securityGroupId).replace(/^sg-/, '').replace(/-id$/, '');
+    const groupOf = (rule: RecordedResource) => String(rule.inputs.securityGroupId).replace(/-sg-id$/, '');
     const rules = () => run.ofType(INGRESS).map((r) => ({ group: groupOf(r), port: r.inputs.fromPort as number, to: r.inputs.toPort as number, cidr: r.inputs.cidrIpv4 as string }));
 
     test('the internet reaches the balancer on port 80 and nothing else', () => {

@@ -125,8 +125,10 @@ function createHosts(units: ServiceUnit[], networks: Map<string, RegionNetwork>,
   const securityGroup = (role: string, network: RegionNetwork, parent: pulumi.ComponentResource) => {
     const key = `${role}-${network.region}`;
     if (!groups.has(key)) {
+      // Pulumi names the group `<logical name>-<7 random characters>` and AWS refuses a
+      // group name that begins with `sg-` (pre-flight rule aws-security-group-name).
       const sg = new aws.ec2.SecurityGroup(
-        `sg-${key}`,
+        `${key}-sg`,
         { vpcId: network.vpc.id, description: `CDN ${role} (${network.region})`, tags: { Name: `${prefix}-${key}` } },
         { parent, provider: network.provider },
       );
