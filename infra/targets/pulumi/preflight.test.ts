@@ -14,6 +14,7 @@ import { program } from '../../../stacks/program';
 import { PROJECT, resolveOutputs, runProgram, type ProgramRun, type RecordedResource } from '../../../test/support/pulumi-mocks';
 import {
   checkGraph,
+  checkInternalNotPublic,
   checkNoResourcesInApply,
   checkOutputs,
   checkProjectFile,
@@ -210,6 +211,20 @@ describe('pre-flight rules bite', () => {
     ]);
     expect(rules(found)).toEqual(['resource-type-known', 'resource-type-known', 'random-password-length', 'urn-unique']);
     expect(rules(checkResources([resource('cdn:service:Edge Fleet:x', 'e')]))).toEqual(['type-token']);
+  });
+
+  test('nothing internal is reachable from the internet: world-open ports other than 80/443, and docker ports published by other units or on every interface, are findings', () => {
+    const rule = (name: string, inputs: Record<string, unknown>) => resource('aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule', name, { securityGroupId: 'sg', ipProtocol: 'tcp', description: 'x', ...inputs });
+    const found = checkInternalNotPublic([
+      rule('shoppers', { fromPort: 80, toPort: 80, cidrIpv4: '0.0.0.0/0' }),
+      rule('redis', { fromPort: 6379, toPort: 6379, cidrIpv4: '0.0.0.0/0' }),
+      rule('api', { fromPort: 3001, toPort: 3001, cidrIpv6: '::/0' }),
+      rule('inside', { fromPort: 3001, toPort: 3001, cidrIpv4: '10.20.0.0/16' }),
+      resource('docker:index/container:Container', 'balancer', { name: 'shop-balancer', ports: [{ internal: 8080, external: 8080, ip: '127.0.0.1' }] }),
+      resource('docker:index/container:Container', 'origin', { name: 'shop-origin', ports: [{ internal: 3001, external: 3001, ip: '127.0.0.1' }] }),
+      resource('docker:index/container:Container', 'grafana', { name: 'shop-grafana', ports: [{ internal: 3000, external: 3000 }] }),
+    ]);
+    expect(found.map((f) => f.subject.split('::')[1])).toEqual(['redis', 'api', 'origin', 'grafana']);
   });
 
   test('outputs: unknown, missing or holding undefined are reported', () => {

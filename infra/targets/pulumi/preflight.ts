@@ -66,6 +66,9 @@ export const SOURCES = {
   typeToken: 'https://www.pulumi.com/docs/reference/pkg/nodejs/pulumi/pulumi/functions/resourceType.html',
   apply: 'https://www.pulumi.com/docs/iac/concepts/inputs-outputs/apply/',
   outputs: 'https://github.com/pulumi/pulumi/blob/master/sdk/nodejs/runtime/rpc.ts',
+  /** This project's own rule: nothing internal reachable from the internet. */
+  internal: 'docs/security.md',
+  dockerPublish: 'https://docs.docker.com/engine/network/#published-ports',
 } as const;
 
 function finding(rule: string, subject: string, message: string, source: string): Finding {
@@ -593,9 +596,49 @@ export function checkOutputs(outputs: Record<string, OutputValue>, expected: rea
   return out;
 }
 
+/** What shoppers may reach from the internet: the balancer's HTTP and HTTPS ports. */
+export const PUBLIC_PORTS = [80, 443];
+/** Units people reach from outside a docker stack: the balancer (shoppers), Grafana (operators). */
+export const PUBLISHED_UNITS = ['balancer', 'grafana'];
+
+/**
+ * Nothing internal (Redis, the object store, the origin's API and delivery ports,
+ * metrics, health) is reachable from the internet: on aws no ingress rule opens any
+ * other port to 0.0.0.0/0 or ::/0; on docker only the balancer and Grafana publish a
+ * port, each on an explicit host address (Docker's default is every interface).
+ */
+export function checkInternalNotPublic(resources: readonly GraphResource[]): Finding[] {
+  const out: Finding[] = [];
+  for (const r of resources.filter((x) => x.type === 'aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule')) {
+    const i = r.inputs;
+    const world = i.cidrIpv4 === '0.0.0.0/0' || i.cidrIpv6 === '::/0';
+    const ports = Array.from({ length: Number(i.toPort) - Number(i.fromPort) + 1 }, (_, k) => Number(i.fromPort) + k);
+    if (world && (i.ipProtocol === '-1' || ports.some((p) => !PUBLIC_PORTS.includes(p)))) {
+      out.push(finding('internal-not-public', subjectOf(r), `opens ${i.ipProtocol === '-1' ? 'every port' : `port ${i.fromPort}-${i.toPort}`} to the internet; only ${PUBLIC_PORTS.join(' and ')} (the balancer) may be`, SOURCES.internal));
+    }
+  }
+  for (const r of resources.filter((x) => x.type === 'docker:index/container:Container')) {
+    const ports = (r.inputs.ports ?? []) as { internal: number; external?: number; ip?: string }[];
+    if (ports.length === 0) continue;
+    if (!PUBLISHED_UNITS.includes(r.name)) {
+      out.push(finding('internal-not-public', subjectOf(r), `publishes ${ports.map((p) => p.internal).join(', ')}; only ${PUBLISHED_UNITS.join(' and ')} may publish a port`, SOURCES.internal));
+    }
+    for (const p of ports.filter((x) => !x.ip)) {
+      out.push(finding('internal-not-public', subjectOf(r), `publishes ${p.internal} on every interface of the host; name the address (cdn:docker.bindAddress)`, SOURCES.dockerPublish));
+    }
+  }
+  return out;
+}
+
 /** Every rule over a program's recorded resources. */
 export function checkGraph(resources: readonly GraphResource[]): Finding[] {
-  return [...checkResources(resources), ...checkUniqueUrns(resources), ...checkUniqueSecurityGroupRules(resources), ...checkNoResourcesInApply(resources)];
+  return [
+    ...checkResources(resources),
+    ...checkUniqueUrns(resources),
+    ...checkUniqueSecurityGroupRules(resources),
+    ...checkNoResourcesInApply(resources),
+    ...checkInternalNotPublic(resources),
+  ];
 }
 
 /** Findings as lines, one per finding, for a test failure or a report. */
