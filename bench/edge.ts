@@ -219,17 +219,30 @@ async function purgeLatency(edge: EdgeHarness): Promise<{ count: number; p50: nu
   return { count: latencies.length, p50: percentile(latencies, 50), p99: percentile(latencies, 99), max: Math.max(...latencies) };
 }
 
+export interface StackPurgeLatency {
+  count: number;
+  edges: number;
+  /** From the 202 until the last edge fetched again. */
+  p50: number;
+  p99: number;
+  max: number;
+  /** From the 202 until each edge fetched again, by edge id. */
+  perEdge: Record<string, number[]>;
+}
+
 /**
  * The same through the whole native stack (2 regions x 2 edges, the real origin):
  * from the purge API's 202 until every edge, queried directly, has fetched the
- * purged object again. On `existing` (left running) when given, else on a stack of its own.
+ * purged object again. On `existing` (left running) when given, else on a stack of
+ * its own (with a Redis replica for the second region when `regionalReplicas`).
  */
-export async function purgeLatencyThroughStack(existing?: UpResult): Promise<{ count: number; edges: number; p50: number; p99: number; max: number }> {
+export async function purgeLatencyThroughStack(existing?: UpResult, options: { regionalReplicas?: boolean } = {}): Promise<StackPurgeLatency> {
   const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'cdn-bench-stack-'));
-  const stack = existing ?? (await up({ spec: parseSpec({}), stateDir, repoRoot: REPO_ROOT, prometheus: false, detached: true }));
+  const stack = existing ?? (await up({ spec: parseSpec({}), stateDir, repoRoot: REPO_ROOT, prometheus: false, regionalReplicas: options.regionalReplicas, detached: true }));
   const token = fs.readFileSync(stack.state.adminTokenFile, 'utf8').trim();
   const auth = { Authorization: `Bearer ${token}` };
   const latencies: number[] = [];
+  const perEdge: Record<string, number[]> = Object.fromEntries(stack.state.edges.map((e) => [e.id, []]));
   try {
     for (let i = 0; i < PURGES; i++) {
       const key = `bench/purge-${i}.txt`;
@@ -255,7 +268,10 @@ export async function purgeLatencyThroughStack(existing?: UpResult): Promise<{ c
           for (;;) {
             const r = await fetch(`${e.url}/${key}`);
             await r.arrayBuffer();
-            if (r.headers.get('cache-status')?.includes('fwd=')) return;
+            if (r.headers.get('cache-status')?.includes('fwd=')) {
+              perEdge[e.id].push(Number(process.hrtime.bigint() - start) / 1e6);
+              return;
+            }
             if (Number(process.hrtime.bigint() - start) > 5e9) throw new Error(`purge ${i} not applied by ${e.id} within 5 s`);
           }
         }),
@@ -266,7 +282,7 @@ export async function purgeLatencyThroughStack(existing?: UpResult): Promise<{ c
     if (!existing) await stack.stop();
     fs.rmSync(stateDir, { recursive: true, force: true });
   }
-  return { count: latencies.length, edges: stack.state.edges.length, p50: percentile(latencies, 50), p99: percentile(latencies, 99), max: Math.max(...latencies) };
+  return { count: latencies.length, edges: stack.state.edges.length, p50: percentile(latencies, 50), p99: percentile(latencies, 99), max: Math.max(...latencies), perEdge };
 }
 
 export function git(args: string[]): string {

@@ -18,8 +18,13 @@ export interface EdgeSettings {
   id: string;
   region: string;
   stream: string;
-  /** `passwordFile` (mode 0600) holds the Redis password when the bus requires one. */
+  /**
+   * Where the edge follows the purge stream: its region's replica, else the primary.
+   * `passwordFile` (mode 0600) holds the Redis password when the bus requires one.
+   */
   redis: { host: string; port: number; passwordFile?: string };
+  /** The primary, when the stream is read from a replica: acknowledgements are writes. */
+  acknowledge?: { host: string; port: number };
   /** Default seconds of stale-if-error when the origin does not say. */
   grace: number;
   /** Longest freshness given to responses stored while the purge stream is unreachable. */
@@ -120,11 +125,14 @@ export function bucketSettings(spec: CdnSpec, layout?: Layout): BucketSettings |
 export function edgeSettings(spec: CdnSpec, topology: Topology, edge: EdgePlacement, layout?: Layout, debugTokenFile?: string): EdgeSettings {
   const passwordFile = spec.secrets.redisPassword && layout ? secretFile(layout, 'redisPassword') : undefined;
   const bucket = bucketSettings(spec, layout);
+  const replica = topology.redisReplicas?.[edge.region];
+  const read = replica ?? topology.redis;
   return {
     id: edge.id,
     region: edge.region,
     stream: spec.purge.stream,
-    redis: { host: topology.redis.reach.host, port: topology.redis.reach.port, ...(passwordFile ? { passwordFile } : {}) },
+    redis: { host: read.reach.host, port: read.reach.port, ...(passwordFile ? { passwordFile } : {}) },
+    ...(replica ? { acknowledge: { host: topology.redis.reach.host, port: topology.redis.reach.port } } : {}),
     grace: spec.cache.grace,
     busDownMaxTtl: spec.purge.busDownMaxTtl,
     origins: externalRoutes(spec).map(({ match, upstream, sni }) => ({ match, upstream, sni })),

@@ -14,6 +14,7 @@ export interface LocalUpFlags {
   port?: string;
   spec?: string;
   prometheus?: boolean;
+  regionalReplicas?: boolean;
   /** Repeated: "URL" (catch-all), "host=URL" or "/prefix/=URL". */
   origin?: string[];
 }
@@ -81,6 +82,7 @@ export class LocalUpAction {
       repoRoot: REPO_ROOT,
       balancerPort: intFlag('port', flags.port, 1, 65535),
       prometheus: flags.prometheus,
+      regionalReplicas: !!flags.regionalReplicas,
       detached: !!flags.detach,
       log: out,
     });

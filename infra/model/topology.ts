@@ -28,7 +28,14 @@ export interface FrontPlacement {
 export interface EdgePlacement extends EdgeIdentity, FrontPlacement {}
 
 export interface Topology {
+  /** The purge stream's Redis: the origin writes to it, the edges acknowledge to it. */
   redis: Placement;
+  /**
+   * Read-only replicas of it by region: a region's edges follow the purge stream from
+   * their own replica, so they keep serving and catch up when the link between
+   * regions flaps. Regions without one read the primary.
+   */
+  redisReplicas?: Record<string, Placement>;
   /** The origin's delivery listener: what the edges fetch from (GET and HEAD of assets only). */
   origin: Placement;
   /** The origin's API listener (asset and purge API, docs, health, metrics): operators and monitoring only. */

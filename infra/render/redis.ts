@@ -8,12 +8,32 @@ export interface RedisOptions {
    * last so redis.conf itself never carries the password.
    */
   authInclude?: string;
+  /** Render a read-only replica of the primary for this region (topology.redisReplicas). */
+  replicaOf?: string;
 }
 
 export function renderRedis(topology: Topology, options: RedisOptions = {}): RenderedFile[] {
+  const listen = options.replicaOf ? topology.redisReplicas![options.replicaOf].listen : topology.redis.listen;
+  const replica = options.replicaOf
+    ? `# A read-only replica of the primary, for the edges of region ${options.replicaOf}: it
+# keeps answering while the link to the primary is down (replica-serve-stale-data)
+# and catches up with a partial resync when it returns.
+replicaof ${topology.redis.reach.host} ${topology.redis.reach.port}
+replica-read-only yes
+replica-serve-stale-data yes
+# The stream's backlog a replica may need after a flap: partial resyncs, not full ones.
+repl-backlog-size 64mb
+`
+    : topology.redisReplicas
+      ? `# Regional replicas sync from here: start a full sync at once (Redis waits 5 s
+# for more replicas by default), so a new or returning region catches up quickly.
+repl-diskless-sync-delay 0
+repl-backlog-size 64mb
+`
+      : '';
   const conf = `# Rendered by the CDN's renderer: do not edit, change the spec instead.
-bind ${topology.redis.listen.host}
-port ${topology.redis.listen.port}
+bind ${listen.host}
+port ${listen.port}
 protected-mode yes
 daemonize no
 dir ./data
@@ -22,7 +42,7 @@ logfile ""
 appendonly yes
 appendfsync everysec
 save ""
-${options.authInclude ? `# Clients authenticate with the password in this secret file.\ninclude ${options.authInclude}\n` : ''}`;
+${replica}${options.authInclude ? `# Clients authenticate with the password in this secret file (a replica to its primary too).\ninclude ${options.authInclude}\n` : ''}`;
   return [{ path: 'redis.conf', content: conf }];
 }
 
@@ -35,5 +55,6 @@ export function renderRedisAuth(password: string): string {
   if (!/^[\x21-\x7e]{16,}$/.test(password) || /["'\\]/.test(password)) {
     throw new Error('the Redis password must be at least 16 visible ASCII characters without quotes, backslashes or spaces');
   }
-  return `requirepass "${password}"\n`;
+  // masterauth: a replica authenticates to its primary with the same password
+  return `requirepass "${password}"\nmasterauth "${password}"\n`;
 }

@@ -150,6 +150,7 @@ const redisPassword = (spec: CdnSpec): SecretName[] => (spec.secrets.redisPasswo
 
 export function edgeUnit(spec: CdnSpec, topology: Topology, edge: EdgePlacement, layout: Layout, debugTokenFile?: string): ServiceUnit {
   const name = `edge-${edge.id}`;
+  const replica = topology.redisReplicas?.[edge.region];
   return {
     ...ownUnit(name, 'edge', layout, {
       ...nginxUnit(name, layout, renderEdge(spec, topology, edge, layout, debugTokenFile)),
@@ -164,9 +165,34 @@ export function edgeUnit(spec: CdnSpec, topology: Topology, edge: EdgePlacement,
         { peer: 'balancer', port: edge.internal.listen.port, purpose: 'health checks from the balancer' },
         ...scrapedBy(topology, edge.internal),
       ],
-      dependsOn: ['origin'],
+      // (its region's replica of the purge stream, when there is one)
+      dependsOn: ['origin', ...(replica ? [replicaName(edge.region)] : [])],
     }),
     region: edge.region,
+  };
+}
+
+/** The unit of a region's read-only replica of the purge stream's Redis. */
+export const replicaName = (region: string) => `redis-${region}`;
+
+function redisReplicaUnit(spec: CdnSpec, topology: Topology, region: string, layout: Layout): ServiceUnit {
+  const name = replicaName(region);
+  const placement = topology.redisReplicas![region];
+  const edges = topology.edges.filter((e) => e.region === region).map((e) => `edge-${e.id}`);
+  return {
+    ...ownUnit(name, 'redis', layout, {
+      dirs: ['data'],
+      files: renderRedis(topology, { replicaOf: region, authInclude: spec.secrets.redisPassword ? secretFile(layout, 'redisAuthConf') : undefined }),
+      command: [layout.redisServer, path.join(layout.unitDir(name), 'redis.conf')],
+      env: {},
+      secrets: spec.secrets.redisPassword ? ['redisAuthConf', 'redisPassword'] : [],
+      volumes: ['data'],
+      health: { kind: 'redis', host: placement.reach.host, port: placement.reach.port },
+      url: `redis://${placement.reach.host}:${placement.reach.port}`,
+      accepts: edges.map((e) => ({ peer: e, port: placement.listen.port, purpose: `purge stream for ${e}` })),
+      dependsOn: ['redis'],
+    }),
+    region,
   };
 }
 
@@ -194,10 +220,17 @@ export function cdnUnits(o: CdnUnitOptions): ServiceUnit[] {
       volumes: ['data'],
       health: { kind: 'redis', host: topology.redis.reach.host, port: topology.redis.reach.port },
       url: `redis://${topology.redis.reach.host}:${topology.redis.reach.port}`,
-      accepts: [...edgeNames(topology).map((e) => ({ peer: e, port: topology.redis.listen.port, purpose: `purge stream for ${e}` })), { peer: 'origin', port: topology.redis.listen.port, purpose: 'purges from the origin' }],
+      accepts: [
+        // edges read the stream here, or only acknowledge here when their region has a replica
+        ...edgeNames(topology).map((e) => ({ peer: e, port: topology.redis.listen.port, purpose: `purge stream for ${e}` })),
+        ...Object.keys(topology.redisReplicas ?? {}).map((r) => ({ peer: replicaName(r), port: topology.redis.listen.port, purpose: `replication to ${r}` })),
+        { peer: 'origin', port: topology.redis.listen.port, purpose: 'purges from the origin' },
+      ],
       dependsOn: [],
     }),
   );
+
+  for (const region of Object.keys(topology.redisReplicas ?? {})) units.push(redisReplicaUnit(spec, topology, region, layout));
 
   const originDir = layout.unitDir('origin');
   units.push(

@@ -128,7 +128,7 @@ describe('Alloy\'s repository key check (run with gpg on keys made here)', () =>
 
 describe('Redis password file', () => {
   test('holds a quoted requirepass line', () => {
-    expect(renderRedisAuth('A'.repeat(32))).toBe(`requirepass "${'A'.repeat(32)}"\n`);
+    expect(renderRedisAuth('A'.repeat(32))).toBe(`requirepass "${'A'.repeat(32)}"\nmasterauth "${'A'.repeat(32)}"\n`);
   });
 
   test.each([['short'], ['has space in it ok ok'], ['quote"quote"quote"1'], ['back\\slash\\back\\slash']])('refuses %j', (pw) => {

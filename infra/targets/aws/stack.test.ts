@@ -60,8 +60,10 @@ describe('aws target', () => {
   test('one instance per edge in its own region, and the central services in the primary region', () => {
     const instances = run.ofType(INSTANCE);
     expect(instances.map((i) => i.name).sort()).toEqual(
-      ['balancer', 'edge-eu-west-1-1', 'edge-eu-west-1-2', 'edge-us-east-1-1', 'edge-us-east-1-2', 'edge-us-east-1-3', 'monitoring', 'object-store', 'origin', 'redis'].sort(),
+      ['balancer', 'edge-eu-west-1-1', 'edge-eu-west-1-2', 'edge-us-east-1-1', 'edge-us-east-1-2', 'edge-us-east-1-3', 'monitoring', 'object-store', 'origin', 'redis', 'redis-us-east-1'].sort(),
     );
+    // the second region's replica of the purge stream lives in that region
+    expect(run.named('eni-redis-us-east-1').inputs.subnetId).toBe('private-us-east-1-id');
     const fleet = run.named('edges-us-east-1', 'cdn:service:EdgeFleet');
     expect(instances.filter((i) => i.parent === fleet.urn).map((i) => i.name)).toEqual(['edge-us-east-1-1', 'edge-us-east-1-2', 'edge-us-east-1-3']);
     for (const i of instances) {
@@ -126,7 +128,9 @@ describe('aws target', () => {
     test('Redis, the origin and MinIO admit only their clients', () => {
       const ports = (group: string) => [...new Set(rules().filter((r) => r.group === group).map((r) => r.port))];
       expect(ports('redis-eu-west-1')).toEqual([6379]);
-      expect(rules().filter((r) => r.group === 'redis-eu-west-1')).toHaveLength(6); // five edges + the origin
+      // five edges (the us ones only acknowledge here) + the origin + the us replica
+      expect(rules().filter((r) => r.group === 'redis-eu-west-1')).toHaveLength(7);
+      expect(rules().filter((r) => r.group === 'redis-us-east-1-us-east-1').map((r) => r.port)).toEqual([6379, 6379, 6379]);
       // delivery (3000) from the edges; the API (3001) from the VPC and Prometheus
       expect(ports('origin-eu-west-1').sort()).toEqual([3000, 3001]);
       const origin = rules().filter((r) => r.group === 'origin-eu-west-1');
@@ -180,9 +184,12 @@ describe('aws target', () => {
       const env = (k: string) => new RegExp(`Environment=${k}=(\\S+)`).exec(originEnv)![1];
       const redis = new URL(env('CDN_REDIS_URL'));
       const p = (host: string, port: number) => ({ listen: { host: '0.0.0.0', port }, reach: { host, port } });
+      // the us edges read the purge stream from their region's replica
+      const replica = JSON.parse(userData(run, 'edge-us-east-1-1').files['/etc/cdn/edge-us-east-1-1/edge.json'].content).redis.host;
       const origin = new URL(userData(run, 'edge-eu-west-1-1').files['/etc/cdn/edge-eu-west-1-1/conf/nginx.conf'].content.match(/server ([\d.]+:3000)/)![0].replace('server ', 'http://'));
       return {
         redis: p(redis.hostname, 6379),
+        redisReplicas: { 'us-east-1': p(replica, 6379) },
         origin: p(origin.hostname, 3000),
         originApi: p(origin.hostname, 3001),
         // The edge renderer reads neither the balancer's nor Prometheus's placement.
@@ -250,7 +257,7 @@ describe('aws target', () => {
 
     test('secrets are files of mode 0400 and the user data is a Pulumi secret', () => {
       const redis = userData(run, 'redis').files;
-      expect(redis['/etc/cdn/secrets/redis-auth.conf']).toEqual({ content: `requirepass "${generatedSecret('secret-redis-password')}"\n`, permissions: '0400' });
+      expect(redis['/etc/cdn/secrets/redis-auth.conf']).toEqual({ content: `requirepass "${generatedSecret('secret-redis-password')}"\nmasterauth "${generatedSecret('secret-redis-password')}"\n`, permissions: '0400' });
       expect(redis['/etc/cdn/redis/redis.conf'].content).toContain('include /etc/cdn/secrets/redis-auth.conf');
       expect(redis['/etc/cdn/redis/redis.conf'].content).not.toContain(generatedSecret('secret-redis-password'));
       expect(Object.keys(userData(run, 'balancer').files).filter((f) => f.includes('/secrets/'))).toEqual([]);

@@ -21,7 +21,7 @@ import { CONTAINER_ROOT, secretFile } from '../../model/layout';
 import { regionOrder } from '../../model/spec';
 import { url, type Placement, type Topology } from '../../model/topology';
 import { IMAGE_PORTS } from '../../units/deployed';
-import { isOwnRole, type OwnRole, type ServiceUnit } from '../../units/units';
+import { isOwnRole, replicaName, type OwnRole, type ServiceUnit } from '../../units/units';
 import { componentOf, Components } from '../pulumi/component';
 import type { AwsSettings, DeployPlan } from '../pulumi/config';
 import { alloyPackageVersion, type ImageCatalogue } from '../pulumi/images';
@@ -59,8 +59,11 @@ type AddressOf = (group: string) => string;
 function topologyOn(plan: DeployPlan, ip: AddressOf, publicBaseUrl: string): Topology {
   const spec = plan.spec;
   const at = (group: string, port: number): Placement => ({ listen: { host: '0.0.0.0', port }, reach: { host: ip(group), port } });
+  // every region but the primary reads the purge stream from a replica of its own
+  const replicas = Object.fromEntries(regionOrder(spec).slice(1).map((r) => [r, at(replicaName(r), spec.ports.redis)]));
   return {
     redis: at('redis', spec.ports.redis),
+    ...(Object.keys(replicas).length > 0 ? { redisReplicas: replicas } : {}),
     origin: at('origin', spec.ports.origin),
     originApi: at('origin', spec.ports.originApi),
     balancer: { traffic: at('balancer', spec.balancer.tls ? 443 : 80), internal: at('balancer', spec.ports.edgeInternal) },
@@ -82,6 +85,7 @@ function topologyOn(plan: DeployPlan, ip: AddressOf, publicBaseUrl: string): Top
 function instanceTypeOf(group: string, settings: AwsSettings): string {
   const t = settings.instanceTypes;
   if (group.startsWith('edge-')) return t.edge;
+  if (group.startsWith('redis-')) return t.redis;
   const byGroup: Record<string, string> = { balancer: t.balancer, origin: t.origin, redis: t.redis, 'object-store': t.objectStore, monitoring: t.monitoring };
   return byGroup[group];
 }

@@ -133,7 +133,7 @@ describe('docker target', () => {
     expect(conf).toBe(renderRedis(topology, { authInclude: '/etc/cdn/secrets/redis-auth.conf' })[0].content);
     const password = generatedSecret('secret-redis-password');
     expect(conf).not.toContain(password);
-    expect(fileIn(redis, '/etc/cdn/secrets/redis-auth.conf')).toBe(`requirepass "${password}"\n`);
+    expect(fileIn(redis, '/etc/cdn/secrets/redis-auth.conf')).toBe(`requirepass "${password}"\nmasterauth "${password}"\n`);
     const edgeSettings = JSON.parse(fileIn(run.named('edge-eu-1', CONTAINER), '/etc/cdn/edge-eu-1/edge.json'));
     expect(edgeSettings.redis).toEqual({ host: '10.89.0.10', port: 6379, passwordFile: '/etc/cdn/secrets/redis-password' });
   });

@@ -42,6 +42,8 @@ export interface UpOptions {
   balancerPort?: number;
   /** Run Prometheus when it is installed (default), or never. */
   prometheus?: boolean;
+  /** A Redis replica for every region but the first, its edges following the purge stream there (as on aws). */
+  regionalReplicas?: boolean;
   detached: boolean;
   timeoutMs?: number;
   log?: (line: string) => void;
@@ -195,7 +197,7 @@ export async function up(o: UpOptions): Promise<UpResult> {
     throw cdnError('CDN_ERR_STACK_RUNNING', `${stateDir}; stop it with: cdn local down --state-dir ${stateDir}`);
   }
   const withPrometheus = o.prometheus !== false && fs.existsSync(layout.prometheus);
-  const topology = await nativeTopology(o.spec, { balancerPort: o.balancerPort, withPrometheus });
+  const topology = await nativeTopology(o.spec, { balancerPort: o.balancerPort, withPrometheus, regionalReplicas: o.regionalReplicas });
   const tokenFile = adminTokenFile(stateDir);
   const debugFile = debugTokenFile(stateDir);
   const units = buildUnits({ spec: o.spec, topology, layout, adminTokenFile: tokenFile, debugTokenFile: debugFile, withPrometheus });

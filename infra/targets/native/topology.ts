@@ -1,5 +1,5 @@
 /** The native topology: every service on 127.0.0.1, each on a free port. */
-import { edgeIdentities, type CdnSpec } from '../../model/spec';
+import { edgeIdentities, regionOrder, type CdnSpec } from '../../model/spec';
 import { url, type Placement, type Topology } from '../../model/topology';
 import { freePort, portOrFree } from './ports';
 
@@ -9,6 +9,8 @@ export interface NativePortRequest {
   /** A balancer port the user asked for (error if busy); default: 8080 if free, else any. */
   balancerPort?: number;
   withPrometheus: boolean;
+  /** A read-only Redis replica for every region but the first (how the aws target runs), its edges reading from it. */
+  regionalReplicas?: boolean;
 }
 
 export async function nativeTopology(spec: CdnSpec, request: NativePortRequest): Promise<Topology> {
@@ -19,6 +21,8 @@ export async function nativeTopology(spec: CdnSpec, request: NativePortRequest):
   const balancerTraffic = at(await portOrFree(request.balancerPort ?? spec.ports.balancer, 'balancer', strict, taken, HOST));
   const balancer = { traffic: balancerTraffic, internal: await next() };
   const redis = await next();
+  const redisReplicas: Record<string, Placement> = {};
+  if (request.regionalReplicas) for (const region of regionOrder(spec).slice(1)) redisReplicas[region] = await next();
   const origin = await next();
   const originApi = await next();
   const edges = [];
@@ -26,5 +30,14 @@ export async function nativeTopology(spec: CdnSpec, request: NativePortRequest):
     edges.push({ ...id, traffic: await next(), internal: await next() });
   }
   const prometheus = request.withPrometheus ? at(await portOrFree(spec.ports.prometheus, 'prometheus', false, taken, HOST)) : null;
-  return { redis, origin, originApi, balancer, edges, prometheus, publicBaseUrl: url(balancerTraffic.reach) };
+  return {
+    redis,
+    ...(Object.keys(redisReplicas).length > 0 ? { redisReplicas } : {}),
+    origin,
+    originApi,
+    balancer,
+    edges,
+    prometheus,
+    publicBaseUrl: url(balancerTraffic.reach),
+  };
 }

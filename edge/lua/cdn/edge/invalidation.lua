@@ -215,6 +215,31 @@ local function checked_position(red, stream, from, reached)
 end
 
 
+-- Where the edge acknowledges what it applied: on the connection it reads from,
+-- or, when it reads its region's replica (read-only), on a connection to the
+-- primary, opened for each acknowledgement and kept alive between them. A
+-- failed one is retried with the next (the latest id is what counts).
+local function acknowledge(ctx, red, last_id)
+    local target = red
+    if ctx.acknowledge then
+        target = redis:new()
+        target:set_timeouts(1000, 1000, 1000)
+        local ok, err = target:connect(ctx.acknowledge.host, ctx.acknowledge.port)
+        if ok and ctx.password and target:get_reused_times() == 0 then
+            ok, err = target:auth(ctx.password)
+        end
+        if not ok then
+            return nil, "failed to reach the primary: " .. tostring(err)
+        end
+    end
+    local ok, err = target:hset(ctx.stream .. ":applied", ctx.edge_id, last_id)
+    if ctx.acknowledge and ok then
+        target:set_keepalive(60000, 1)
+    end
+    return ok, err
+end
+
+
 local function follow(ctx)
     local red = redis:new()
     red:set_timeouts(1000, 1000, BLOCK_MS + 1000)
@@ -253,7 +278,7 @@ local function follow(ctx)
                 last_id, applied_any = applied, true
                 state:set("last_id", last_id)
                 state:incr("applied_total", #res[1][2], 0)
-                local hok, herr = red:hset(ctx.stream .. ":applied", ctx.edge_id, last_id)
+                local hok, herr = acknowledge(ctx, red, last_id)
                 if not hok then
                     warnlog("failed to acknowledge ", last_id, ": ", herr)
                 end
@@ -323,6 +348,7 @@ function _M.start(settings)
     end
     local ctx = {
         redis = settings.redis,
+        acknowledge = settings.acknowledge,
         password = settings.redis_password,
         stream = settings.stream,
         edge_id = settings.id,
