@@ -5,7 +5,7 @@
 import { rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import { startRedis, type RedisHandle } from '../../../test/support/redis-server';
-import { startOrigin, type OriginUnderTest } from '../../test/harness';
+import { eventually, startOrigin, type OriginUnderTest } from '../../test/harness';
 import { LATENCY_BUCKETS } from '../../contract/metrics';
 
 let redisServer: RedisHandle;
@@ -41,10 +41,15 @@ describe('GET /metrics', () => {
     await origin.request('GET', '/m/a.txt');
     await origin.request('GET', '/m/secret-product-name.txt');
     await origin.request('GET', '/healthz');
-    const res = await origin.request('GET', '/metrics');
-    expect(res.status).toBe(200);
-    expect(res.headers['content-type']).toMatch(/^text\/plain; version=0\.0\.4/);
-    text = res.body.toString();
+    // A request is counted once its response has finished streaming, which can be
+    // after the client read it: read the metrics until the four requests are in.
+    await eventually(async () => {
+      const res = await origin.request('GET', '/metrics');
+      expect(res.status).toBe(200);
+      expect(res.headers['content-type']).toMatch(/^text\/plain; version=0\.0\.4/);
+      text = res.body.toString();
+      return text.includes('route="/*",method="GET",status_class="2xx"} 1') && text.includes('route="/*",method="GET",status_class="4xx"} 1');
+    }, 3000);
   });
 
   test('has the default process metrics', () => {
