@@ -146,6 +146,12 @@ export const ASSUME_ROLE_EC2 = JSON.stringify({
   Statement: [{ Effect: 'Allow', Principal: { Service: 'ec2.amazonaws.com' }, Action: 'sts:AssumeRole' }],
 });
 
+/** An instance's profile, and the grants on its role the instance waits for (IAM applies them apart). */
+export interface InstanceAccess {
+  profile: aws.iam.InstanceProfile;
+  grants: pulumi.Resource[];
+}
+
 /** An instance's role and profile: read its own secrets and the artefact; Session Manager. */
 export function createInstanceProfile(
   group: string,
@@ -154,16 +160,16 @@ export function createInstanceProfile(
   network: RegionNetwork,
   parent: pulumi.Resource,
   stack: string,
-): aws.iam.InstanceProfile {
+): InstanceAccess {
   const o = { parent, provider: network.provider };
   const tags = { Name: `${stack}-${group}`, 'cdn:stack': stack };
   const role = new aws.iam.Role(`role-${group}`, { assumeRolePolicy: ASSUME_ROLE_EC2, description: `CDN ${stack}: the ${group} instance`, tags }, o);
-  new aws.iam.RolePolicyAttachment(`role-${group}-ssm`, { role: role.name, policyArn: aws.iam.ManagedPolicy.AmazonSSMManagedInstanceCore }, o);
+  const ssm = new aws.iam.RolePolicyAttachment(`role-${group}-ssm`, { role: role.name, policyArn: aws.iam.ManagedPolicy.AmazonSSMManagedInstanceCore }, o);
   const artefactArn = pulumi.interpolate`${artefact.bucket.arn}/${artefact.key}`;
-  new aws.iam.RolePolicy(
+  const read = new aws.iam.RolePolicy(
     `role-${group}-read`,
     { role: role.id, policy: pulumi.all([pulumi.all(secrets.map((p) => p.arn)), artefactArn]).apply(([arns, object]) => instancePolicy(arns, object)) },
     o,
   );
-  return new aws.iam.InstanceProfile(`profile-${group}`, { role: role.name, tags }, o);
+  return { profile: new aws.iam.InstanceProfile(`profile-${group}`, { role: role.name, tags }, o), grants: [read, ssm] };
 }

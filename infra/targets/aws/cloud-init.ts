@@ -212,8 +212,8 @@ export function preamble(): string[] {
     `# A failed step marks the boot (the readiness check's message points here) and stops it.`,
     `fail() { echo "cdn bootstrap failed: $*" | tee ${BOOTSTRAP_FAILED} >&2; exit 1; }`,
     `trap 'fail "exit $? at line $LINENO: $BASH_COMMAND"' ERR`,
-    // five tries, 3 s apart then longer; the last one's failure is the step's
-    'retry() { local i; for i in 1 2 3 4; do "$@" && return 0; sleep $((i * 3)); done; "$@"; }',
+    // five tries over about a minute (a new role's grants take seconds to apply); the last one's failure is the step's
+    'retry() { local i; for i in 1 2 3 4; do "$@" && return 0; sleep $((i * 6)); done; "$@"; }',
     'fetch() { curl -fsSL --retry 5 --retry-delay 3 --retry-connrefused "$@"; }',
     `# apt (setup.sh's too) waits for the dpkg lock instead of failing while unattended-upgrades holds it.`,
     `printf 'DPkg::Lock::Timeout "${APT_LOCK_TIMEOUT}";\\nAcquire::Retries "5";\\n' > /etc/apt/apt.conf.d/80cdn-bootstrap`,

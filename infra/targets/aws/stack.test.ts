@@ -409,7 +409,9 @@ describe('aws target', () => {
       expect(run.named('artefacts', 'aws:s3/bucketOwnershipControls:BucketOwnershipControls').inputs.rule).toEqual({ objectOwnership: 'BucketOwnerEnforced' });
       expect(JSON.parse(run.named('artefacts', 'aws:s3/bucketPolicy:BucketPolicy').inputs.policy).Statement[0]).toMatchObject({ Effect: 'Deny', Condition: { Bool: { 'aws:SecureTransport': 'false' } } });
       // every instance boots after its secrets and the artefact exist
-      expect(run.named('edge-us-east-1-1', INSTANCE).dependencies).toEqual(expect.arrayContaining([object.urn, run.named('debug-token-us-east-1').urn]));
+      expect(run.named('edge-us-east-1-1', INSTANCE).dependencies).toEqual(
+        expect.arrayContaining([object.urn, run.named('debug-token-us-east-1').urn, run.named('role-edge-us-east-1-1-read').urn, run.named('role-edge-us-east-1-1-ssm').urn]),
+      );
     });
 
     test('pulumi up waits for the balancer\'s readiness answer, after every instance', async () => {

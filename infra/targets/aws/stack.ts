@@ -335,7 +335,7 @@ function createInstances(
         )
       : undefined;
     const regionParameters = parameters.get(host.network.region)!;
-    const profile = createInstanceProfile(
+    const access = createInstanceProfile(
       host.group,
       secretsOf(host.units).map((s) => regionParameters.get(s)!),
       artefact,
@@ -355,7 +355,7 @@ function createInstances(
         ami: host.network.ami,
         instanceType: host.instanceType,
         primaryNetworkInterface: { networkInterfaceId: host.eni.id },
-        iamInstanceProfile: profile.name,
+        iamInstanceProfile: access.profile.name,
         userData,
         // A changed file means a new instance: cloud-init runs once (immutable hosts).
         userDataReplaceOnChange: true,
@@ -376,6 +376,8 @@ function createInstances(
           ...(dialsAcrossRegions(hosts, host) ? peeringRoutes : []),
           ...secretsOf(host.units).map((s) => regionParameters.get(s)!),
           artefact.object,
+          // the role's grants exist before the instance reads with them
+          ...access.grants,
         ],
       },
     );
