@@ -179,6 +179,12 @@ ${placeholders}
     }`;
 }
 
+/**
+ * The public readiness answer (200 ready / 503 not ready): every edge checked, its
+ * last check passed, in rotation. Deployments poll it; it reveals nothing else.
+ */
+export const READY_PATH = '/.well-known/cdn-ready';
+
 const STATUS_LOCATIONS = `        # Traffic status (the VTS replacement): a page, its JSON, and /metrics above.
         location = /status { content_by_lua_block { require("cdn.balancer").serve_status() } }
         location = /status.json { content_by_lua_block { require("cdn.balancer").serve_status_json() } }
@@ -226,6 +232,13 @@ ${tlsDirectives(spec)}        client_body_temp_path tmp;
         }
 ${b.hosts ? REFUSE_UNKNOWN_HOST : ''}        # Statistics for every request of this server, refused ones included.
         log_by_lua_block { require("cdn.balancer").log() }
+
+        # Readiness for deployments (the aws target's readiness check polls it):
+        # 200 when every edge has passed its health check and is in rotation, 503
+        # otherwise, and nothing more. Answered here, never proxied or cached.
+        location = ${READY_PATH} {
+            content_by_lua_block { require("cdn.balancer").serve_ready() }
+        }
 
         location / {
             proxy_http_version 1.1;

@@ -15,3 +15,5 @@ export const prometheusUrl = outputs.prometheusUrl;
 export const adminToken = outputs.adminToken;
 export const debugToken = outputs.debugToken;
 export const grafanaAdminPassword = outputs.grafanaAdminPassword;
+// aws only (undefined, so not exported, on docker)
+export const artefactSha256 = outputs.artefactSha256;

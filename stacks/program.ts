@@ -5,8 +5,9 @@
  */
 import * as path from 'node:path';
 import * as pulumi from '@pulumi/pulumi';
+import { packArtefact } from '../infra/targets/aws/artefact';
 import { awsStack } from '../infra/targets/aws/stack';
-import { awsSettingsSchema, deployPlan, dockerSettingsSchema, imageCatalogue, parseSettings } from '../infra/targets/pulumi/config';
+import { deployPlan, dockerSettingsSchema, imageCatalogue, parseAwsSettings, parseSettings } from '../infra/targets/pulumi/config';
 import type { StackOutputs } from '../infra/targets/pulumi/outputs';
 import { resolveSecrets } from '../infra/targets/pulumi/secrets';
 import { dockerStack } from '../infra/targets/docker/stack';
@@ -23,7 +24,9 @@ export function program(): StackOutputs {
   const config = new pulumi.Config('cdn');
   const rawSpec = config.getObject<unknown>('spec');
   const { target, spec } = stackConfig({ 'cdn:target': config.get('target'), 'cdn:spec': rawSpec });
-  const plan = deployPlan(rawSpec, spec);
+  // With its own object store, the aws stack gives the edges read-only keys (a MinIO user its
+  // object-store instance creates); docker keeps them on the root keys (see the README).
+  const plan = deployPlan(rawSpec, spec, { readOnlyEdgeKeys: target === 'aws' });
   const images = imageCatalogue(config.getObject<unknown>('images'));
   // Settings are checked before any resource exists, so a bad stack fails whole.
   if (target === 'docker') {
@@ -31,8 +34,10 @@ export function program(): StackOutputs {
     return dockerStack({ plan, settings, images, secrets: resolveSecrets(config, plan), repoRoot: repoRoot() });
   }
   if (config.getObject<unknown>('aws') === undefined) {
-    throw cdnError('CDN_ERR_CONFIG_INVALID', 'cdn:aws is not set; at least cdn:aws.source.repository is needed (see the README, "Deploying with Pulumi")');
+    throw cdnError('CDN_ERR_CONFIG_INVALID', 'cdn:aws is not set; at least cdn:aws.amis (the Debian 12 AMI of each region) is needed (see the README, "Deploying with Pulumi")');
   }
-  const settings = parseSettings('cdn:aws', awsSettingsSchema, config.getObject<unknown>('aws'));
-  return awsStack({ plan, settings, images, secrets: resolveSecrets(config, plan) });
+  const settings = parseAwsSettings(config.getObject<unknown>('aws'), spec);
+  // What the instances run: this working tree's build, packed (refused when dist/ is stale).
+  const artefact = packArtefact(repoRoot());
+  return awsStack({ plan, settings, images, secrets: resolveSecrets(config, plan), artefact });
 }

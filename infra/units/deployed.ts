@@ -33,6 +33,47 @@ export interface DeployedUnitsInput {
   /** The CDN's own units, already built: the log shipper reads their logs. */
   units: ServiceUnit[];
   logShipping?: LogShipping;
+  /**
+   * The edges read the stack's own object store with their own read-only keys: the
+   * object store's unit creates that user (postStart) on this bucket.
+   */
+  objectStoreEdgeUser?: { bucket: string };
+}
+
+/** The MinIO policy of the edges' user: read objects of the stack's bucket, list it (so a missing key is 404, not 403). */
+export function edgeReadPolicy(bucket: string): object {
+  return {
+    Version: '2012-10-17',
+    Statement: [
+      { Effect: 'Allow', Action: ['s3:GetObject'], Resource: [`arn:aws:s3:::${bucket}/*`] },
+      { Effect: 'Allow', Action: ['s3:ListBucket'], Resource: [`arn:aws:s3:::${bucket}`] },
+    ],
+  };
+}
+
+export const EDGE_POLICY_NAME = 'cdn-edge-read';
+
+/**
+ * Inside the MinIO container (its image ships mc and sh, not grep): the edges' user
+ * with read-only access to the bucket. Root credentials reach mc through MC_HOST_*
+ * (not its command line); every command is idempotent, so a replaced instance with
+ * the same data volume runs it again harmlessly (mc before late 2024 refuses to
+ * attach a policy twice: that answer counts as done).
+ */
+function edgeUserScript(layout: Layout, port: number, bucket: string): string {
+  const file = (s: Parameters<typeof secretFile>[1]) => secretFile(layout, s)!;
+  const policy = JSON.stringify(edgeReadPolicy(bucket));
+  return [
+    `MC_HOST_cdn="http://$(cat ${file('s3AccessKey')}):$(cat ${file('s3SecretKey')})@127.0.0.1:${port}"`,
+    'export MC_HOST_cdn',
+    `edge_key="$(cat ${file('s3EdgeAccessKey')})"`,
+    `printf '%s' '${policy}' > /tmp/${EDGE_POLICY_NAME}.json`,
+    `mc admin policy create cdn ${EDGE_POLICY_NAME} /tmp/${EDGE_POLICY_NAME}.json >/dev/null`,
+    `rm -f /tmp/${EDGE_POLICY_NAME}.json`,
+    `mc admin user add cdn "$edge_key" "$(cat ${file('s3EdgeSecretKey')})" >/dev/null`,
+    `out="$(mc admin policy attach cdn ${EDGE_POLICY_NAME} --user "$edge_key" 2>&1)" || case "$out" in *"already in effect"*) ;; *) echo "$out" >&2; exit 1 ;; esac`,
+    '',
+  ].join('\n');
 }
 
 /** The fields an image-based unit leaves at their defaults. */
@@ -73,7 +114,10 @@ export function deployedServiceUnits(input: DeployedUnitsInput): ServiceUnit[] {
         command: ['server', '/data', '--address', `:${port}`],
         // MinIO's root user is the origin's key pair
         env: { MINIO_ROOT_USER_FILE: secretFile(layout, 's3AccessKey')!, MINIO_ROOT_PASSWORD_FILE: secretFile(layout, 's3SecretKey')! },
-        secrets: ['s3AccessKey', 's3SecretKey'],
+        secrets: ['s3AccessKey', 's3SecretKey', ...(input.objectStoreEdgeUser ? (['s3EdgeAccessKey', 's3EdgeSecretKey'] as const) : [])],
+        ...(input.objectStoreEdgeUser
+          ? { postStart: { purpose: "The edges' read-only user (s3:GetObject, s3:ListBucket on the stack's bucket)", script: edgeUserScript(layout, port, input.objectStoreEdgeUser.bucket) } }
+          : {}),
         volumes: ['/data'],
         health: { kind: 'command', command: ['mc', 'ready', 'local'] },
         accepts: [

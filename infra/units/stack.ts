@@ -14,7 +14,10 @@ export interface UnitOptions extends CdnUnitOptions {
 /** Every unit of the stack, each after the units it depends on. */
 export function buildUnits(o: UnitOptions): ServiceUnit[] {
   const units = cdnUnits(o);
-  return inDependencyOrder([...units, ...deployedServiceUnits({ topology: o.topology, layout: o.layout, units, logShipping: o.logShipping })]);
+  const storage = o.spec.storage;
+  // With the stack's own object store and edge keys in the spec, the object store creates the edges' user.
+  const edgeUser = storage.kind === 's3' && storage.edgeAccessKeySecret ? { bucket: storage.bucket } : undefined;
+  return inDependencyOrder([...units, ...deployedServiceUnits({ topology: o.topology, layout: o.layout, units, logShipping: o.logShipping, objectStoreEdgeUser: edgeUser })]);
 }
 
 /** A stable topological order: units keep their order unless one must wait for a later one. */

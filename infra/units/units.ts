@@ -87,6 +87,12 @@ export interface ServiceUnit {
   dependsOn: string[];
   /** The log shipper on the aws target runs once on every machine rather than once per stack. */
   onEveryHost?: boolean;
+  /**
+   * A shell script (sh) run inside the unit's container once its health check passes,
+   * reading secrets from their files: the object store's read-only user for the edges.
+   * Targets that cannot run it do not give the unit the secrets it needs (see deployed.ts).
+   */
+  postStart?: { purpose: string; script: string };
 }
 
 /** Debian packages per own role: the single list the setup script, Dockerfiles and cloud-init share. */

@@ -11,6 +11,7 @@ import { GRAFANA_DASHBOARDS_DIR, GRAFANA_PROVISIONING, renderGrafanaDashboardsPr
 import { renderRules } from '../../observability/rules';
 import { program } from '../../stacks/program';
 import { USER_DATA_LIMIT } from '../../infra/targets/aws/cloud-init';
+import { artefactEntries } from '../../infra/targets/aws/artefact';
 import { plain, runProgram, type RecordedResource } from '../support/pulumi-mocks';
 import { REPO_ROOT } from '../support/nginx-lua';
 
@@ -38,12 +39,12 @@ describe('observability on the Pulumi targets', () => {
     }
   });
 
-  test('aws: the monitoring instance writes the rule files and the provider, mounts the checkout\'s dashboards, and its user data fits', async () => {
+  test('aws: the monitoring instance writes the rule files and the provider, mounts the artefact\'s dashboards, and its user data fits', async () => {
     const run = await runProgram(
       {
         'cdn:target': 'aws',
         'cdn:spec': { name: 'shop', regions: [{ name: 'eu-west-1', edges: 2 }, { name: 'us-east-1', edges: 3 }], defaultRegion: 'eu-west-1' },
-        'cdn:aws': { source: { repository: 'https://git.example/shop-cdn.git', ref: 'abc123' } },
+        'cdn:aws': { amis: { 'eu-west-1': 'ami-0123456789abcdef0', 'us-east-1': 'ami-0fedcba9876543210' } },
       },
       program,
     );
@@ -55,6 +56,8 @@ describe('observability on the Pulumi targets', () => {
     expect(files['/etc/cdn/grafana/files/etc/grafana/provisioning/dashboards/cdn.yaml']).toBe(renderGrafanaDashboardsProvider());
     const bootstrap = Object.entries(files).find(([p]) => p.endsWith('bootstrap.sh'))![1];
     expect(bootstrap).toContain(`/opt/cdn/observability/dashboards:${GRAFANA_DASHBOARDS_DIR}:ro`);
+    // the dashboards come with the artefact unpacked at /opt/cdn
+    expect(artefactEntries(REPO_ROOT).has('observability/dashboards/cdn-overview.json')).toBe(true);
     expect(Buffer.byteLength(raw)).toBeLessThan(USER_DATA_LIMIT);
   });
 });

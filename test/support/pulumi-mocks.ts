@@ -41,11 +41,36 @@ export interface ProgramRun<T> {
   named(name: string, type?: string): RecordedResource;
   /** Every stack config key the program read (`cdn:target`, ...), set or not, in the order first read. */
   configReads: string[];
+  /** The provider functions the program invoked (token, the provider's region, inputs). */
+  calls: RecordedCall[];
+}
+
+export interface RecordedCall {
+  token: string;
+  region: string;
+  inputs: Record<string, any>;
 }
 
 /** The value the mocks give a RandomPassword of this name. */
 export function generatedSecret(resourceName: string): string {
   return `generated${resourceName.replace(/[^A-Za-z0-9]/g, '')}0123456789`;
+}
+
+/** The AWS region a logical name ends in (`admin-token-eu-west-1`), for realistic ARNs. */
+function regionOfName(name: string): string {
+  return /([a-z]{2}-[a-z]+-\d)$/.exec(name)?.[1] ?? 'eu-west-1';
+}
+
+/**
+ * EC2's instance-type offerings per availability zone, as the mocks answer
+ * aws.ec2.getInstanceTypeOfferings (location type availability-zone): every zone
+ * a-f of a region offers every type asked for, except that us-east-1e offers no t3
+ * type (as in the real us-east-1); zones come unsorted, as EC2 does not promise an order.
+ */
+export function instanceTypeOfferings(region: string, types: string[]): { instanceTypes: string[]; locations: string[]; locationTypes: string[] } {
+  const zones = ['e', 'c', 'a', 'f', 'b', 'd'].map((z) => `${region}${z}`);
+  const pairs = zones.flatMap((zone) => types.filter((t) => !(zone === 'us-east-1e' && t.startsWith('t3.'))).map((t) => [t, zone]));
+  return { instanceTypes: pairs.map((p) => p[0]), locations: pairs.map((p) => p[1]), locationTypes: pairs.map(() => 'availability-zone') };
 }
 
 /** Values the providers would compute, so the program sees realistic outputs. */
@@ -58,7 +83,15 @@ function computed(type: string, name: string, inputs: Record<string, any>, seq: 
     case 'aws:ec2/eip:Eip':
       return { publicIp: `203.0.113.${(seq % 250) + 1}` };
     case 'aws:ec2/subnet:Subnet':
-      return { availabilityZone: 'zone-a' };
+      return { availabilityZone: inputs.availabilityZone ?? 'zone-a' };
+    case 'aws:ssm/parameter:Parameter':
+      return { arn: `arn:aws:ssm:${regionOfName(name)}:123456789012:parameter${inputs.name}` };
+    case 'aws:iam/role:Role':
+      return { name: `${name}-0123abc`, arn: `arn:aws:iam::123456789012:role/${name}-0123abc` };
+    case 'aws:iam/instanceProfile:InstanceProfile':
+      return { name: `${name}-0123abc`, arn: `arn:aws:iam::123456789012:instance-profile/${name}-0123abc` };
+    case 'aws:s3/bucket:Bucket':
+      return { bucket: `${name}-0123abc`, arn: `arn:aws:s3:::${name}-0123abc` };
     case 'docker:index/remoteImage:RemoteImage':
       return { imageId: `sha256:${name}` };
     default:
@@ -124,6 +157,7 @@ export async function runProgram<T>(config: Record<string, unknown>, program: ()
   const pending = new Map<string, { parent: string; dependencies: string[]; registeredInApply?: string }>();
   const configReads = new Set<string>();
   const constructedAt = new Map<string, string>();
+  const calls: RecordedCall[] = [];
   let seq = 0;
   await pulumi.runtime.setMocks(
     {
@@ -135,7 +169,13 @@ export async function runProgram<T>(config: Record<string, unknown>, program: ()
         return { id, state: { ...args.inputs, ...computed(args.type, args.name, args.inputs, seq++) } };
       },
       call(args) {
-        if (args.token === 'aws:ec2/getAmi:getAmi') return { id: 'ami-debian12', name: 'debian-12-amd64-20250101' };
+        if (args.token === 'aws:ec2/getInstanceTypeOfferings:getInstanceTypeOfferings') {
+          // the provider reference is `<urn>::<id>`; the aws target names its providers aws-<region>
+          const region = /::aws-([a-z0-9-]+)::/.exec(`${args.provider ?? ''}::`)?.[1] ?? 'eu-west-1';
+          const types = (args.inputs.filters ?? []).find((f: { name: string }) => f.name === 'instance-type')?.values ?? [];
+          calls.push({ token: args.token, region, inputs: args.inputs });
+          return { id: region, ...instanceTypeOfferings(region, types) };
+        }
         return {};
       },
     },
@@ -191,6 +231,7 @@ export async function runProgram<T>(config: Record<string, unknown>, program: ()
     result,
     resources,
     configReads: [...configReads],
+    calls,
     ofType,
     named(name, type) {
       const found = resources.filter((r) => r.name === name && (!type || r.type === type));

@@ -28,6 +28,7 @@ local var = ngx.var
 local header = ngx.header
 local ngx_exit = ngx.exit
 local say = ngx.say
+local get_method = ngx.req.get_method
 local ngx_print = ngx.print
 local log = ngx.log
 local ERR = ngx.ERR
@@ -405,6 +406,27 @@ end
 function _M.serve_health()
     header["Content-Type"] = "application/json"
     say('{"status":"ok","revision":"', revision, '"}')
+end
+
+
+-- GET /.well-known/cdn-ready on the public listener (deployments poll it, see
+-- infra/targets/aws/readiness.ts): 200 when every edge has passed its health
+-- check and is in rotation, 503 otherwise. It says nothing else: no edge, no
+-- count, no revision; /status.json stays on the internal listener.
+function _M.serve_ready()
+    header["Cache-Control"] = "no-store"
+    local method = get_method()
+    if method ~= "GET" and method ~= "HEAD" then
+        header["Allow"] = "GET, HEAD"
+        return ngx_exit(405)
+    end
+    header["Content-Type"] = "text/plain"
+    if checker:all_ready() then
+        say("ready")
+    else
+        ngx.status = 503
+        say("not ready")
+    end
 end
 
 

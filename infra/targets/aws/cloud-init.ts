@@ -1,15 +1,19 @@
 /**
  * User data for the aws target's instances: a `#cloud-config` (JSON is YAML) that
- * writes the units' rendered files, secrets and systemd units, and a bootstrap
- * script that checks the repository out at /opt/cdn, installs the role's Debian
- * packages with scripts/setup.sh (the list CI installs) and starts the units. Pure:
- * it takes resolved strings, so tests read exactly what an instance would get.
+ * writes the units' rendered files and systemd units, and a bootstrap script that
+ * installs the SSM agent, unpacks the artefact `pulumi up` packed (artefact.ts) at
+ * /opt/cdn after checking its sha256, fetches the units' secrets from SSM Parameter
+ * Store into their files, installs the role's Debian packages with scripts/setup.sh
+ * (the list CI installs) and starts the units. No secret value is in the user data
+ * (anyone with ec2:DescribeInstanceAttribute reads it). Pure: it takes resolved
+ * strings, so tests read exactly what an instance would get.
  */
 import * as path from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { CONTAINER_ROOT } from '../../model/layout';
 import type { OwnRole, ServiceUnit } from '../../units/units';
 import { RUN_UNIT, unitEnvironment } from '../pulumi/units';
+import { BOOTSTRAP_FAILED } from './readiness';
 
 /** AWS refuses user data above 16 KiB. */
 export const USER_DATA_LIMIT = 16384;
@@ -28,15 +32,37 @@ export interface HostContainer {
   env: Record<string, string>;
   /** host path -> container path */
   mounts: Record<string, string>;
+  /** Run inside the container once `ready` succeeds there (the unit's postStart: the object store's edge user). */
+  postStart?: { ready: string[]; purpose: string; script: string };
+}
+
+/** A secret the bootstrap fetches: an SSM SecureString parameter, written where the unit reads it (0400). */
+export interface HostSecret {
+  parameter: string;
+  path: string;
+}
+
+/** The artefact (artefact.ts) in the stack's bucket. */
+export interface HostArtefact {
+  bucket: string;
+  key: string;
+  /** The bucket's region (the primary region). */
+  region: string;
+  sha256: string;
 }
 
 export interface HostPlan {
+  /** The instance's region: its SSM parameters and the SSM agent's download. */
+  region: string;
   /** Roles whose Debian packages setup.sh installs here. */
   roles: OwnRole[];
   units: ServiceUnit[];
+  /** Rendered files (never secrets). */
   files: HostFile[];
-  source: { repository: string; ref: string };
-  /** The origin host also installs Node.js and runs the full setup (npm ci + build), as CI does. */
+  /** The secrets the host's units list, fetched at boot. */
+  secrets: HostSecret[];
+  artefact: HostArtefact;
+  /** The origin host also installs Node.js and the origin's npm dependencies from the artefact's lockfile. */
   node?: { version: string };
   containers: HostContainer[];
   /** An EBS volume formatted once and mounted (the object store's data). */
@@ -136,8 +162,10 @@ function installAlloy(plan: LogShipperPlan): string[] {
     '# Best effort: if the repository is unreachable or the key is not the pinned one,',
     '# nothing of it is installed and the instance still serves (its logs are not shipped).',
     '(',
+    // a failure in here is not the boot's: no failure mark, the block just ends
+    'trap - ERR',
     `install -d -m 0755 ${shq(keyring.slice(0, keyring.lastIndexOf('/')))}`,
-    `curl -fsSL ${key} -o /tmp/grafana.key`,
+    `fetch ${key} -o /tmp/grafana.key`,
     // the primary keys' fingerprints, one a line: exactly the pinned one may be there
     'gnupghome="$(mktemp -d)"',
     `primary="$(GNUPGHOME="$gnupghome" gpg --quiet --show-keys --with-colons /tmp/grafana.key | awk -F: '$1=="pub"{p=1;next} $1=="fpr"&&p{print $10;p=0}')"`,
@@ -145,7 +173,7 @@ function installAlloy(plan: LogShipperPlan): string[] {
     `[ "$primary" = ${fingerprint} ] || { echo "apt.grafana.com key is $primary, expected ${fingerprint}" >&2; exit 1; }`,
     `gpg --dearmor < /tmp/grafana.key > ${keyring}`,
     `echo "deb [signed-by=${keyring}] ${repository}" > /etc/apt/sources.list.d/grafana.list`,
-    'apt-get update -qq',
+    'retry apt-get update -qq',
     // Grafana's packages carry the Debian revision -1
     `apt-get install -y -qq --no-install-recommends alloy=${plan.version}-1`,
     `) || echo "warning: Grafana Alloy was not installed; this instance's logs are not shipped to Loki" >&2`,
@@ -155,14 +183,76 @@ function installAlloy(plan: LogShipperPlan): string[] {
 /** Debian services that would compete with the units for their ports after a reboot. */
 const PACKAGE_SERVICES = ['nginx.service', 'redis-server.service', 'prometheus.service'];
 
-export function renderBootstrap(host: HostPlan): string {
-  const lines = [
+/** Where the bootstrap keeps its state: the artefact while it is checked, its marks. */
+export const STATE_DIR = '/var/lib/cdn';
+export const BOOTSTRAP_DONE = `${STATE_DIR}/bootstrap.done`;
+export const ARTEFACT_DOWNLOAD = `${STATE_DIR}/artefact.tar`;
+
+/** How long apt waits for the dpkg lock (unattended-upgrades runs on a fresh Debian AMI), in seconds. */
+export const APT_LOCK_TIMEOUT = 600;
+
+/**
+ * AWS's SSM agent package for Debian, from the instance's region (Debian's AMIs do
+ * not ship it). The URL form is the one AWS documents for manual installs on Debian
+ * (s3.<region>.amazonaws.com/amazon-ssm-<region>/latest/debian_amd64/); checked here
+ * against public install scripts, not fetched (no AWS access from this machine).
+ */
+export function ssmAgentUrl(region: string): string {
+  return `https://s3.${region}.amazonaws.com/amazon-ssm-${region}/latest/debian_amd64/amazon-ssm-agent.deb`;
+}
+
+/** The first lines of every bootstrap: strict mode, the failure mark, retries, apt's lock timeout. */
+export function preamble(): string[] {
+  return [
     '#!/bin/bash',
     "# Rendered by the CDN's aws target: installs what this instance runs, then starts it.",
-    'set -euo pipefail',
-    'export DEBIAN_FRONTEND=noninteractive',
-    'apt-get update -qq',
-    `apt-get install -y -qq --no-install-recommends git ca-certificates curl xz-utils gnupg${host.containers.length ? ' docker.io' : ''}`,
+    'set -Eeuo pipefail',
+    'export DEBIAN_FRONTEND=noninteractive AWS_PAGER=""',
+    `mkdir -p ${STATE_DIR} && rm -f ${BOOTSTRAP_FAILED} ${BOOTSTRAP_DONE}`,
+    `# A failed step marks the boot (the readiness check's message points here) and stops it.`,
+    `fail() { echo "cdn bootstrap failed: $*" | tee ${BOOTSTRAP_FAILED} >&2; exit 1; }`,
+    `trap 'fail "exit $? at line $LINENO: $BASH_COMMAND"' ERR`,
+    // five tries over about a minute (a new role's grants take seconds to apply); the last one's failure is the step's
+    'retry() { local i; for i in 1 2 3 4; do "$@" && return 0; sleep $((i * 6)); done; "$@"; }',
+    'fetch() { curl -fsSL --retry 5 --retry-delay 3 --retry-connrefused "$@"; }',
+    `# apt (setup.sh's too) waits for the dpkg lock instead of failing while unattended-upgrades holds it.`,
+    `printf 'DPkg::Lock::Timeout "${APT_LOCK_TIMEOUT}";\\nAcquire::Retries "5";\\n' > /etc/apt/apt.conf.d/80cdn-bootstrap`,
+  ];
+}
+
+/** Bootstrap lines downloading the artefact, checking its sha256 and unpacking it at /opt/cdn. */
+export function artefactLines(a: HostArtefact): string[] {
+  return [
+    '# What runs is exactly what pulumi up packed: the artefact, checked against its sha256.',
+    `retry aws s3 cp --only-show-errors --region ${a.region} ${shq(`s3://${a.bucket}/${a.key}`)} ${ARTEFACT_DOWNLOAD}`,
+    `echo "${a.sha256}  ${ARTEFACT_DOWNLOAD}" | sha256sum --check --quiet --strict - || fail "artefact ${a.key}: sha256 is not ${a.sha256}"`,
+    `mkdir -p ${CONTAINER_ROOT} && tar -xf ${ARTEFACT_DOWNLOAD} -C ${CONTAINER_ROOT} --no-same-owner && rm -f ${ARTEFACT_DOWNLOAD}`,
+  ];
+}
+
+/** Bootstrap lines writing each secret from SSM into its file, 0400 and root's, never printed. */
+export function secretLines(region: string, secrets: HostSecret[]): string[] {
+  if (secrets.length === 0) return [];
+  const dirs = [...new Set(secrets.map((s) => path.posix.dirname(s.path)))];
+  return [
+    '# Secrets: SSM SecureString parameters (this instance\'s role may read exactly these), into the files the units read.',
+    `secret() { (trap - ERR; umask 0377 && retry aws ssm get-parameter --region ${region} --with-decryption --name "$1" --query Parameter.Value --output text > "$2") || fail "cannot read the SSM parameter $1"; }`,
+    `install -d -m 0700 ${dirs.join(' ')}`,
+    ...secrets.map((s) => `secret ${shq(s.parameter)} ${shq(s.path)}`),
+  ];
+}
+
+export function renderBootstrap(host: HostPlan): string {
+  const lines = [
+    ...preamble(),
+    'retry apt-get update -qq',
+    `retry apt-get install -y -qq --no-install-recommends ca-certificates curl xz-utils gnupg awscli${host.containers.length ? ' docker.io' : ''}`,
+    '# Access is through Session Manager (no SSH key, no port 22): the SSM agent, first, so a failed boot can be looked at.',
+    `fetch -o /tmp/amazon-ssm-agent.deb ${ssmAgentUrl(host.region)}`,
+    'retry apt-get install -y -qq /tmp/amazon-ssm-agent.deb && rm -f /tmp/amazon-ssm-agent.deb',
+    'systemctl enable --now amazon-ssm-agent.service',
+    ...artefactLines(host.artefact),
+    ...secretLines(host.region, host.secrets),
   ];
   if (host.logShipper) lines.push(...installAlloy(host.logShipper));
   if (host.node) {
@@ -170,25 +260,17 @@ export function renderBootstrap(host: HostPlan): string {
     const tarball = `node-v${v}-linux-x64.tar.xz`;
     lines.push(
       '# Node.js 20 from the official tarball, checked against the release checksums.',
-      `cd /tmp && curl -fsSLO https://nodejs.org/dist/v${v}/${tarball} && curl -fsSLO https://nodejs.org/dist/v${v}/SHASUMS256.txt`,
+      `cd /tmp && fetch -O https://nodejs.org/dist/v${v}/${tarball} && fetch -O https://nodejs.org/dist/v${v}/SHASUMS256.txt`,
       `grep ' ${tarball}$' SHASUMS256.txt | sha256sum -c -`,
       `tar -xJf ${tarball} -C /usr/local --strip-components=1 --no-same-owner`,
-      // The npm the lockfile and its allowScripts policy are made with.
-      'npm install -g npm@11',
       'id cdn >/dev/null 2>&1 || useradd --system --user-group --home-dir /nonexistent --shell /usr/sbin/nologin cdn',
+      '# The origin\'s npm dependencies from the artefact\'s lockfile (npm checks each against its integrity); no install scripts.',
+      `cd ${CONTAINER_ROOT} && retry npm ci --omit=dev --ignore-scripts --no-audit --no-fund --loglevel=error`,
     );
   }
-  lines.push(
-    '# The repository at the configured ref: Lua modules, scripts, the origin sources.',
-    `[ -d ${CONTAINER_ROOT}/.git ] || git clone --quiet ${shq(host.source.repository)} ${CONTAINER_ROOT}`,
-    `git -C ${CONTAINER_ROOT} checkout --quiet --detach ${shq(host.source.ref)}`,
-  );
   if (host.roles.length > 0 || host.node) {
     const roles = host.node ? [...host.roles, 'origin'] : host.roles;
-    lines.push(
-      '# The same Debian packages CI installs, for this role only.',
-      `${CONTAINER_ROOT}/scripts/setup.sh${host.node ? '' : ' --system'} --role ${[...new Set(roles)].join(',')}`,
-    );
+    lines.push('# The same Debian packages CI installs, for this role only.', `${CONTAINER_ROOT}/scripts/setup.sh --system --role ${[...new Set(roles)].join(',')}`);
   }
   lines.push('# Services run as the units below, never from the packages\' own init scripts.', `systemctl mask --now ${PACKAGE_SERVICES.join(' ')} 2>/dev/null || true`);
   if (host.dataVolume) {
@@ -197,7 +279,7 @@ export function renderBootstrap(host: HostPlan): string {
     lines.push(
       '# The data volume: wait for the attachment, format it once, mount it for good.',
       `dev=""; for i in $(seq 1 120); do for d in ${byId} /dev/xvdf /dev/sdf; do [ -b "$d" ] && dev="$d" && break 2; done; sleep 5; done`,
-      '[ -n "$dev" ] || { echo "data volume did not attach" >&2; exit 1; }',
+      '[ -n "$dev" ] || fail "data volume did not attach"',
       'blkid "$dev" >/dev/null || mkfs.ext4 -q -L cdn-data "$dev"',
       `mkdir -p ${mountPoint}`,
       `grep -q ' ${mountPoint} ' /etc/fstab || echo "LABEL=cdn-data ${mountPoint} ext4 defaults,nofail 0 2" >> /etc/fstab`,
@@ -219,13 +301,33 @@ export function renderBootstrap(host: HostPlan): string {
       shq(c.image),
       ...c.args.map(shq),
     ];
-    lines.push(`docker rm -f ${c.name} >/dev/null 2>&1 || true`, args.join(' '));
+    // a pull that fails is retried; the container is created once
+    lines.push(`retry docker pull -q ${shq(c.image)} >/dev/null`, `docker rm -f ${c.name} >/dev/null 2>&1 || true`, args.join(' '));
+    if (c.postStart) lines.push(...postStartLines(c.name, c.postStart));
   }
   // last: the units' logs exist by now (Alloy would pick them up later anyway)
   if (host.logShipper) {
     lines.push('systemctl daemon-reload', '[ ! -x /usr/bin/alloy ] || systemctl enable --now alloy.service');
   }
+  lines.push(`touch ${BOOTSTRAP_DONE}`);
   return lines.join('\n') + '\n';
+}
+
+/** The heredoc delimiter of a container's postStart script. */
+export const POST_START_EOF = 'CDN_POST_START';
+
+/** Waits (up to 2 minutes) for the container to be ready, then runs the unit's postStart script inside it. */
+function postStartLines(container: string, p: NonNullable<HostContainer['postStart']>): string[] {
+  if (p.script.split('\n').includes(POST_START_EOF)) throw new Error(`${container}: its postStart script contains the line ${POST_START_EOF}`);
+  const ready = `docker exec ${container} ${p.ready.map(shq).join(' ')} >/dev/null 2>&1`;
+  return [
+    `# ${p.purpose}: inside ${container}, once it is ready.`,
+    `for i in $(seq 1 60); do ${ready} && break; sleep 2; done`,
+    `${ready} || fail "${container} was not ready after 2 minutes"`,
+    `docker exec -i ${container} sh -eu <<'${POST_START_EOF}'`,
+    ...p.script.replace(/\n$/, '').split('\n'),
+    POST_START_EOF,
+  ];
 }
 
 function writeFile(path: string, content: string, permissions: string) {

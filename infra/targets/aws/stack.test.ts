@@ -3,7 +3,10 @@
  * group rule, and the user data each instance boots with (decoded and compared with
  * the renderers' own output).
  */
+import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { ACCESS_LOGS, renderSystemdAlloyConfig } from '../../../observability/alloy';
@@ -13,13 +16,17 @@ import { program } from '../../../stacks/program';
 import { containerLayout, secretFile } from '../../model/layout';
 import { parseSpec } from '../../model/spec';
 import type { Topology } from '../../model/topology';
-import { generatedSecret, isSecret, plain, runProgram, valueOf, type ProgramRun, type RecordedResource } from '../../../test/support/pulumi-mocks';
-import { ALLOY_DROPIN_PATH, BOOTSTRAP_PATH, GRAFANA_APT, USER_DATA_LIMIT } from './cloud-init';
+import { generatedSecret, instanceTypeOfferings, isSecret, plain, runProgram, valueOf, type ProgramRun, type RecordedResource } from '../../../test/support/pulumi-mocks';
+import { READY_PATH } from '../../../balancer/render';
+import { EDGE_POLICY_NAME, edgeReadPolicy } from '../../units/deployed';
+import { chooseZone } from './network';
+import { ALLOY_DROPIN_PATH, BOOTSTRAP_DONE, BOOTSTRAP_PATH, GRAFANA_APT, POST_START_EOF, USER_DATA_LIMIT } from './cloud-init';
 
 const INSTANCE = 'aws:ec2/instance:Instance';
 const INGRESS = 'aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule';
 const SPEC = { name: 'shop', regions: [{ name: 'eu-west-1', edges: 2 }, { name: 'us-east-1', edges: 3 }], defaultRegion: 'eu-west-1' };
-const AWS = { source: { repository: 'https://git.example/shop-cdn.git', ref: 'abc123' } };
+const AMIS = { 'eu-west-1': 'ami-0123456789abcdef0', 'us-east-1': 'ami-0fedcba9876543210' };
+const AWS = { amis: AMIS };
 
 function config(extra: Record<string, unknown> = {}) {
   return { 'cdn:target': 'aws', 'cdn:spec': SPEC, 'cdn:aws': AWS, ...extra };
@@ -67,7 +74,8 @@ describe('aws target', () => {
     const fleet = run.named('edges-us-east-1', 'cdn:service:EdgeFleet');
     expect(instances.filter((i) => i.parent === fleet.urn).map((i) => i.name)).toEqual(['edge-us-east-1-1', 'edge-us-east-1-2', 'edge-us-east-1-3']);
     for (const i of instances) {
-      expect(i.inputs.ami).toBe('ami-debian12');
+      // the AMI pinned for the instance's region
+      expect(i.inputs.ami).toBe(i.name.includes('us-east-1') ? AMIS['us-east-1'] : AMIS['eu-west-1']);
       expect(i.inputs.metadataOptions.httpTokens).toBe('required');
       expect(i.inputs.rootBlockDevice.encrypted).toBe(true);
     }
@@ -87,7 +95,7 @@ describe('aws target', () => {
     // Edges across the peering boot only once the route back to the origin exists.
     expect(deps('edge-us-east-1-1')).toContain(run.named('peer-route-private-us-east-1-eu-west-1').urn);
     // MinIO's data lives on its own encrypted EBS volume.
-    expect(run.named('object-store-data', 'aws:ebs/volume:Volume').inputs).toMatchObject({ encrypted: true, size: 100, availabilityZone: 'zone-a' });
+    expect(run.named('object-store-data', 'aws:ebs/volume:Volume').inputs).toMatchObject({ encrypted: true, size: 100, availabilityZone: 'eu-west-1a' });
     expect(run.named('object-store-data', 'aws:ec2/volumeAttachment:VolumeAttachment').inputs.instanceId).toBe('object-store-id');
   });
 
@@ -159,12 +167,10 @@ describe('aws target', () => {
       expect(rules().filter((r) => r.port === 12345)).toEqual([]);
     });
 
-    test('an SSH network opens port 22 from it only; the whole internet is refused', async () => {
-      const ssh = await runProgram(config({ 'cdn:aws': { ...AWS, sshCidr: '198.51.100.0/24' } }), program);
-      const sshRules = ssh.ofType(INGRESS).filter((r) => r.inputs.fromPort === 22);
-      expect(sshRules.length).toBeGreaterThan(0);
-      expect(sshRules.every((r) => r.inputs.cidrIpv4 === '198.51.100.0/24')).toBe(true);
-      await expect(runProgram(config({ 'cdn:aws': { ...AWS, sshCidr: '0.0.0.0/0' } }), program)).rejects.toThrow(/cdn:aws.sshCidr: SSH must not be open to the whole internet/);
+    test('there is no SSH setting any more: sshCidr is refused, pointing at Session Manager', async () => {
+      for (const sshCidr of ['198.51.100.0/24', '0.0.0.0/0']) {
+        await expect(runProgram(config({ 'cdn:aws': { ...AWS, sshCidr } }), program)).rejects.toThrow(/cdn:aws.sshCidr: SSH is closed on every instance and no key is installed; reach an instance with Session Manager \(aws ssm start-session --target <instance-id>/);
+      }
     });
 
     test('with TLS in the spec the balancer opens 443 instead of 80', async () => {
@@ -208,7 +214,8 @@ describe('aws target', () => {
       // The stack's own MinIO, as the origin was told about it: the edges read raw assets there too.
       const originEnv = userData(run, 'origin').files['/etc/systemd/system/cdn-origin.service'].content;
       const env = (k: string) => new RegExp(`Environment=${k}=(\\S+)`).exec(originEnv)![1];
-      const storage = { kind: 's3' as const, endpoint: env('CDN_S3_ENDPOINT'), bucket: env('CDN_S3_BUCKET'), region: 'us-east-1', accessKeySecret: 'objectStoreAccessKey', secretKeySecret: 'objectStoreSecretKey' };
+      // (the edges sign with their own read-only keys: the object store's instance creates that MinIO user)
+      const storage = { kind: 's3' as const, endpoint: env('CDN_S3_ENDPOINT'), bucket: env('CDN_S3_BUCKET'), region: 'us-east-1', accessKeySecret: 'objectStoreAccessKey', secretKeySecret: 'objectStoreSecretKey', edgeAccessKeySecret: 'objectStoreEdgeAccessKey', edgeSecretKeySecret: 'objectStoreEdgeSecretKey' };
       const spec = { ...parseSpec(SPEC), storage, secrets: { adminToken: 'CDN_ADMIN_TOKEN', debugToken: 'CDN_DEBUG_TOKEN', redisPassword: 'redisPassword' } };
       for (const edge of topology.edges) {
         const files = userData(run, `edge-${edge.id}`).files;
@@ -226,7 +233,7 @@ describe('aws target', () => {
       expect(files['/etc/cdn/balancer/conf/nginx.conf'].content).toContain('listen 0.0.0.0:80 ');
     });
 
-    test('systemd runs each unit\'s command through run-unit.sh, and bootstrap installs with setup.sh', () => {
+    test('systemd runs each unit\'s command through run-unit.sh, and bootstrap installs the artefact and setup.sh\'s packages', () => {
       const edge = userData(run, 'edge-us-east-1-2').files;
       const service = edge['/etc/systemd/system/cdn-edge-us-east-1-2.service'].content;
       expect(service).toContain(
@@ -234,13 +241,18 @@ describe('aws target', () => {
       );
       expect(service).toContain('Environment=CDN_RUN_AS=root');
       const bootstrap = edge[BOOTSTRAP_PATH].content;
-      expect(bootstrap).toContain('git clone --quiet https://git.example/shop-cdn.git /opt/cdn');
-      expect(bootstrap).toContain('git -C /opt/cdn checkout --quiet --detach abc123');
-      expect(bootstrap).toContain('/opt/cdn/scripts/setup.sh --system --role edge');
+      // no git: the artefact this run packed, from the stack's bucket, checked against its sha256
+      expect(bootstrap).not.toContain('git ');
+      const sha = run.ofType('aws:s3/bucketObjectv2:BucketObjectv2')[0].inputs.tags['cdn:sha256'];
+      expect(bootstrap).toContain(`retry aws s3 cp --only-show-errors --region eu-west-1 s3://artefacts-0123abc/artefacts/${sha}.tar /var/lib/cdn/artefact.tar\n`);
+      expect(bootstrap).toContain(`echo "${sha}  /var/lib/cdn/artefact.tar" | sha256sum --check --quiet --strict -`);
+      expect(bootstrap.indexOf('tar -xf /var/lib/cdn/artefact.tar -C /opt/cdn')).toBeLessThan(bootstrap.indexOf('/opt/cdn/scripts/setup.sh --system --role edge'));
       expect(bootstrap).toContain('systemctl enable --now cdn-edge-us-east-1-2.service');
-      // The origin builds as CI does: the full setup (npm ci + build) on Node 20.
+      // The origin runs the built origin from the artefact, its npm dependencies from the artefact's lockfile.
       const origin = userData(run, 'origin').files[BOOTSTRAP_PATH].content;
-      expect(origin).toMatch(/\/opt\/cdn\/scripts\/setup\.sh --role origin\n/);
+      expect(origin).toMatch(/\/opt\/cdn\/scripts\/setup\.sh --system --role origin\n/);
+      expect(origin).toContain('cd /opt/cdn && retry npm ci --omit=dev --ignore-scripts');
+      expect(origin.indexOf('npm ci')).toBeGreaterThan(origin.indexOf('tar -xf /var/lib/cdn/artefact.tar'));
       expect(origin).toContain("grep ' node-v20.19.5-linux-x64.tar.xz$' SHASUMS256.txt | sha256sum -c -");
       expect(userData(run, 'redis').files[BOOTSTRAP_PATH].content).toContain('setup.sh --system --role redis');
       expect(userData(run, 'monitoring').files[BOOTSTRAP_PATH].content).toContain('setup.sh --system --role prometheus');
@@ -255,13 +267,49 @@ describe('aws target', () => {
       expect((prom.match(/- targets:/g) ?? []).length).toBe(topology.edges.length + 2);
     });
 
-    test('secrets are files of mode 0400 and the user data is a Pulumi secret', () => {
+    test('no secret value is anywhere in any instance\'s user data; each instance fetches its units\' secrets from SSM at boot', () => {
+      const values = run.ofType('random:index/randomPassword:RandomPassword').map((r) => generatedSecret(r.name));
+      expect(values.length).toBeGreaterThanOrEqual(7);
+      for (const i of run.ofType(INSTANCE)) {
+        const { raw, files } = userData(run, i.name);
+        const everything = [raw, ...Object.values(files).map((f) => f.content)].join('\n');
+        for (const v of values) expect(everything).not.toContain(v);
+        // nothing secret flowed into it, so Pulumi does not mark it secret either (a preview shows its diff)
+        expect(isSecret(i.inputs.userData)).toBe(false);
+        expect(Object.keys(files).filter((f) => f.includes('/secrets/'))).toEqual([]);
+      }
       const redis = userData(run, 'redis').files;
-      expect(redis['/etc/cdn/secrets/redis-auth.conf']).toEqual({ content: `requirepass "${generatedSecret('secret-redis-password')}"\nmasterauth "${generatedSecret('secret-redis-password')}"\n`, permissions: '0400' });
       expect(redis['/etc/cdn/redis/redis.conf'].content).toContain('include /etc/cdn/secrets/redis-auth.conf');
-      expect(redis['/etc/cdn/redis/redis.conf'].content).not.toContain(generatedSecret('secret-redis-password'));
-      expect(Object.keys(userData(run, 'balancer').files).filter((f) => f.includes('/secrets/'))).toEqual([]);
-      for (const i of run.ofType(INSTANCE)) expect(isSecret(i.inputs.userData)).toBe(true);
+      const bootstrap = redis[BOOTSTRAP_PATH].content;
+      expect(bootstrap).toContain('secret() { (trap - ERR; umask 0377 && retry aws ssm get-parameter --region eu-west-1 --with-decryption --name "$1" --query Parameter.Value --output text > "$2") || fail "cannot read the SSM parameter $1"; }');
+      expect(bootstrap).toContain('secret /shop/redis-auth.conf /etc/cdn/secrets/redis-auth.conf\n');
+      expect(bootstrap).toContain('secret /shop/redis-password /etc/cdn/secrets/redis-password\n');
+      // the secrets are in place before any unit starts
+      expect(bootstrap.indexOf('secret /shop/redis-auth.conf')).toBeLessThan(bootstrap.indexOf('systemctl enable --now cdn-redis.service'));
+      // exactly the units' secrets: the balancer lists none, an edge its own three
+      expect(userData(run, 'balancer').files[BOOTSTRAP_PATH].content).not.toMatch(/^secret /m);
+      const edgeSecrets = userData(run, 'edge-us-east-1-1').files[BOOTSTRAP_PATH].content.match(/^secret \S+/gm);
+      expect(edgeSecrets).toEqual(['secret /shop/debug-token', 'secret /shop/redis-password', 'secret /shop/s3-edge-access-key', 'secret /shop/s3-edge-secret-key']);
+      expect(userData(run, 'edge-us-east-1-1').files[BOOTSTRAP_PATH].content).toContain('aws ssm get-parameter --region us-east-1 ');
+    });
+
+    test('the secrets are SSM SecureString parameters, one per secret and region that reads it, named under the stack', () => {
+      const params = run.ofType('aws:ssm/parameter:Parameter');
+      for (const p of params) {
+        expect(p.inputs.type).toBe('SecureString');
+        expect(p.inputs.name).toMatch(/^\/shop\/[a-z0-9.-]+$/);
+        expect(isSecret(p.inputs.value)).toBe(true);
+      }
+      const byRegion = (region: string) => params.filter((p) => p.name.endsWith(region)).map((p) => p.inputs.name).sort();
+      // us-east-1 has edges and their Redis replica: what they read, nothing else
+      expect(byRegion('us-east-1')).toEqual(['/shop/debug-token', '/shop/redis-auth.conf', '/shop/redis-password', '/shop/s3-edge-access-key', '/shop/s3-edge-secret-key']);
+      expect(byRegion('eu-west-1')).toEqual(
+        ['/shop/admin-token', '/shop/debug-token', '/shop/grafana-admin-password', '/shop/redis-auth.conf', '/shop/redis-password', '/shop/s3-access-key', '/shop/s3-edge-access-key', '/shop/s3-edge-secret-key', '/shop/s3-secret-key'].sort(),
+      );
+      // the value is the secret file's content without its final newline (get-parameter --output text adds it)
+      const auth = params.find((p) => p.name === 'redis-auth-conf-eu-west-1')!;
+      expect(plain(auth.inputs.value)).toBe(`requirepass "${generatedSecret('secret-redis-password')}"\nmasterauth "${generatedSecret('secret-redis-password')}"`);
+      expect(plain(params.find((p) => p.name === 'admin-token-eu-west-1')!.inputs.value)).toBe(generatedSecret('secret-cdn-admin-token'));
     });
 
     test('every instance runs Alloy with the rendered systemd configuration, pushing to Loki on the monitoring instance', async () => {
@@ -281,7 +329,7 @@ describe('aws target', () => {
         expect(check).toBeGreaterThan(0);
         expect(bootstrap.indexOf('signed-by=/etc/apt/keyrings/grafana.gpg')).toBeGreaterThan(check);
         expect(bootstrap).toContain('apt-get install -y -qq --no-install-recommends alloy=1.10.2-1\n');
-        expect(bootstrap.trimEnd().split('\n').slice(-2)).toEqual(['systemctl daemon-reload', '[ ! -x /usr/bin/alloy ] || systemctl enable --now alloy.service']);
+        expect(bootstrap.trimEnd().split('\n').slice(-3)).toEqual(['systemctl daemon-reload', '[ ! -x /usr/bin/alloy ] || systemctl enable --now alloy.service', `touch ${BOOTSTRAP_DONE}`]);
       }
       // the nginx units on an instance write where the configuration reads
       const edge = userData(run, 'edge-us-east-1-2').files['/etc/cdn/edge-us-east-1-2/conf/nginx.conf'].content;
@@ -291,6 +339,150 @@ describe('aws target', () => {
 
     test('every instance\'s user data fits AWS\'s 16 KiB limit', () => {
       for (const i of run.ofType(INSTANCE)) expect(Buffer.byteLength(userData(run, i.name).raw)).toBeLessThan(USER_DATA_LIMIT);
+    });
+  });
+
+  describe('production-grade', () => {
+    test('both subnets of a region are in the first zone, sorted, that offers every instance type its hosts use', () => {
+      for (const region of ['eu-west-1', 'us-east-1']) {
+        expect(run.named(`public-${region}`).inputs.availabilityZone).toBe(`${region}a`);
+        expect(run.named(`private-${region}`).inputs.availabilityZone).toBe(`${region}a`);
+      }
+      const asked = run.calls.filter((c) => c.token === 'aws:ec2/getInstanceTypeOfferings:getInstanceTypeOfferings').map((c) => [c.region, c.inputs.locationType, c.inputs.filters]);
+      expect(asked).toEqual([
+        ['eu-west-1', 'availability-zone', [{ name: 'instance-type', values: ['t3.medium', 't3.small'] }]],
+        // us-east-1 runs edges only
+        ['us-east-1', 'availability-zone', [{ name: 'instance-type', values: ['t3.small'] }]],
+      ]);
+    });
+
+    test('the zone choice skips a zone that refuses a type (t3 in us-east-1e) and fails, naming the key, when no zone offers them all', () => {
+      const offer = (pairs: [string, string][]) => ({ instanceTypes: pairs.map((p) => p[0]), locations: pairs.map((p) => p[1]) });
+      expect(chooseZone('us-east-1', ['t3.small'], offer([['t3.small', 'us-east-1f'], ['t3.small', 'us-east-1b']]))).toBe('us-east-1b');
+      const offerings = instanceTypeOfferings('us-east-1', ['t3.small', 'm5.large']);
+      expect(offerings.locations.filter((z, i) => z === 'us-east-1e' && offerings.instanceTypes[i].startsWith('t3.'))).toEqual([]);
+      expect(chooseZone('us-east-1', ['m5.large'], { instanceTypes: ['m5.large'], locations: ['us-east-1e'] })).toBe('us-east-1e');
+      // a zone that has one type but not the other is passed over
+      expect(chooseZone('us-east-1', ['m5.large', 't3.small'], offer([['m5.large', 'us-east-1a'], ['t3.small', 'us-east-1b'], ['m5.large', 'us-east-1c'], ['t3.small', 'us-east-1c']]))).toBe('us-east-1c');
+      expect(() => chooseZone('us-east-1', ['m5.large', 't3.small'], offer([['m5.large', 'us-east-1e'], ['t3.small', 'us-east-1a']]))).toThrow(
+        /cdn:aws.instanceTypes: no availability zone of us-east-1 offers all of m5.large, t3.small \(us-east-1a: t3.small; us-east-1e: m5.large\)/,
+      );
+    });
+
+    test('each instance has its own instance profile: its units\' parameters, the artefact, Session Manager, no other parameter', () => {
+      const instances = run.ofType(INSTANCE);
+      for (const i of instances) {
+        expect(i.inputs.iamInstanceProfile).toBe(`profile-${i.name}-0123abc`);
+        expect(run.named(`role-${i.name}-ssm`).inputs).toEqual({ role: `role-${i.name}-0123abc`, policyArn: 'arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore' });
+        expect(JSON.parse(run.named(`role-${i.name}`).inputs.assumeRolePolicy).Statement).toEqual([{ Effect: 'Allow', Principal: { Service: 'ec2.amazonaws.com' }, Action: 'sts:AssumeRole' }]);
+      }
+      const sha = await_sha();
+      const artefactArn = `arn:aws:s3:::artefacts-0123abc/artefacts/${sha}.tar`;
+      const policy = (group: string) => JSON.parse(run.named(`role-${group}-read`).inputs.policy).Statement;
+      const params = (region: string, names: string[]) => names.map((n) => `arn:aws:ssm:${region}:123456789012:parameter/shop/${n}`);
+      const edge = params('us-east-1', ['debug-token', 'redis-password', 's3-edge-access-key', 's3-edge-secret-key']);
+      expect(policy('edge-us-east-1-2')).toEqual([
+        { Sid: 'ReadOwnSecrets', Effect: 'Allow', Action: ['ssm:GetParameter', 'ssm:GetParameters'], Resource: edge },
+        { Sid: 'ReadTheArtefact', Effect: 'Allow', Action: 's3:GetObject', Resource: artefactArn },
+        // AmazonSSMManagedInstanceCore allows ssm:GetParameter(s) on every parameter: denied here
+        { Sid: 'NoOtherParameters', Effect: 'Deny', Action: ['ssm:GetParameter', 'ssm:GetParameters', 'ssm:GetParametersByPath', 'ssm:GetParameterHistory'], NotResource: edge },
+      ]);
+      expect(policy('origin')[0].Resource).toEqual(params('eu-west-1', ['admin-token', 'debug-token', 'redis-password', 's3-access-key', 's3-secret-key']));
+      // the balancer reads no secret at all
+      expect(policy('balancer')).toEqual([
+        { Sid: 'ReadTheArtefact', Effect: 'Allow', Action: 's3:GetObject', Resource: artefactArn },
+        { Sid: 'NoOtherParameters', Effect: 'Deny', Action: ['ssm:GetParameter', 'ssm:GetParameters', 'ssm:GetParametersByPath', 'ssm:GetParameterHistory'], Resource: '*' },
+      ]);
+      // no kms grant: the aws/ssm key lets the account's principals decrypt through SSM
+      for (const i of instances) expect(JSON.stringify(policy(i.name))).not.toContain('kms:');
+    });
+
+    function await_sha(): string {
+      return run.ofType('aws:s3/bucketObjectv2:BucketObjectv2')[0].inputs.tags['cdn:sha256'];
+    }
+
+    test('the artefact: its own private, versioned, encrypted bucket; the object named by its sha256; the sha256 in the outputs', async () => {
+      const sha = await_sha();
+      expect(sha).toMatch(/^[0-9a-f]{64}$/);
+      expect(await valueOf(run.result.artefactSha256!)).toBe(sha);
+      const object = run.ofType('aws:s3/bucketObjectv2:BucketObjectv2')[0];
+      expect(object.inputs.key).toBe(`artefacts/${sha}.tar`);
+      expect(object.inputs.bucket).toBe('artefacts-id');
+      const packed = await (object.inputs.source as { path: Promise<string> }).path;
+      expect(createHash('sha256').update(fs.readFileSync(packed)).digest('hex')).toBe(sha);
+      expect(run.named('artefacts', 'aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock').inputs).toMatchObject({ blockPublicAcls: true, blockPublicPolicy: true, ignorePublicAcls: true, restrictPublicBuckets: true });
+      expect(run.named('artefacts', 'aws:s3/bucketVersioning:BucketVersioning').inputs.versioningConfiguration).toEqual({ status: 'Enabled' });
+      expect(run.named('artefacts', 'aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration').inputs.rules[0].applyServerSideEncryptionByDefault).toEqual({ sseAlgorithm: 'AES256' });
+      expect(run.named('artefacts', 'aws:s3/bucketOwnershipControls:BucketOwnershipControls').inputs.rule).toEqual({ objectOwnership: 'BucketOwnerEnforced' });
+      expect(JSON.parse(run.named('artefacts', 'aws:s3/bucketPolicy:BucketPolicy').inputs.policy).Statement[0]).toMatchObject({ Effect: 'Deny', Condition: { Bool: { 'aws:SecureTransport': 'false' } } });
+      // every instance boots after its secrets and the artefact exist
+      expect(run.named('edge-us-east-1-1', INSTANCE).dependencies).toEqual(
+        expect.arrayContaining([object.urn, run.named('debug-token-us-east-1').urn, run.named('role-edge-us-east-1-1-read').urn, run.named('role-edge-us-east-1-1-ssm').urn]),
+      );
+    });
+
+    test('pulumi up waits for the balancer\'s readiness answer, after every instance', async () => {
+      const [check] = run.ofType('pulumi-nodejs:dynamic/cdn:ReadinessCheck');
+      expect(check.name).toBe('readiness');
+      expect(check.inputs.url).toBe(`${await valueOf(run.result.balancerUrl)}${READY_PATH}`);
+      expect(check.inputs).toMatchObject({ timeoutSeconds: 1200, intervalSeconds: 10, requestTimeoutSeconds: 5, revision: await_sha() });
+      expect(check.inputs.host).toBeUndefined();
+      const instances = run.ofType(INSTANCE);
+      expect(check.dependencies).toEqual(expect.arrayContaining(instances.map((i) => i.urn)));
+      expect((check.inputs.instances as { name: string; id: string; region: string }[]).find((i) => i.name === 'edge-us-east-1-3')).toEqual({ name: 'edge-us-east-1-3', id: 'edge-us-east-1-3-id', region: 'us-east-1' });
+      expect(check.inputs.instances).toHaveLength(instances.length);
+      // the provider's code travels with the resource (Pulumi serialized it)
+      expect(check.inputs.__provider).toContain('function /*probeOnce*/');
+    });
+
+    test('the edges read the bucket with their own read-only keys; the object store creates that MinIO user at boot', () => {
+      const edgeJson = JSON.parse(userData(run, 'edge-eu-west-1-1').files['/etc/cdn/edge-eu-west-1-1/edge.json'].content);
+      expect(JSON.stringify(edgeJson)).toContain('/etc/cdn/secrets/s3-edge-access-key');
+      expect(JSON.stringify(edgeJson)).not.toContain('/etc/cdn/secrets/s3-access-key');
+      const boot = userData(run, 'object-store').files[BOOTSTRAP_PATH].content;
+      const lines = boot.split('\n');
+      const open = lines.indexOf(`docker exec -i cdn-object-store sh -eu <<'${POST_START_EOF}'`);
+      expect(open).toBeGreaterThan(lines.findIndex((l) => l.startsWith('docker run -d --name cdn-object-store')));
+      const script = lines.slice(open + 1, lines.indexOf(POST_START_EOF, open)).join('\n');
+      expect(script).toContain(`mc admin policy create cdn ${EDGE_POLICY_NAME} `);
+      expect(script).toContain(JSON.stringify(edgeReadPolicy('shop-assets')));
+      // the MinIO container gets the edge keys' files too (it creates the user with them)
+      expect(boot).toContain('-v /etc/cdn/secrets/s3-edge-access-key:/etc/cdn/secrets/s3-edge-access-key:ro');
+      expect(edgeReadPolicy('shop-assets')).toEqual({
+        Version: '2012-10-17',
+        Statement: [
+          { Effect: 'Allow', Action: ['s3:GetObject'], Resource: ['arn:aws:s3:::shop-assets/*'] },
+          { Effect: 'Allow', Action: ['s3:ListBucket'], Resource: ['arn:aws:s3:::shop-assets'] },
+        ],
+      });
+
+      // run, with a stand-in mc: root keys in MC_HOST_cdn (never on mc's command line), the user, its policy
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cdn-mc-'));
+      try {
+        fs.mkdirSync(path.join(dir, 'bin'));
+        for (const [f, v] of Object.entries({ 's3-access-key': 'ROOTKEY', 's3-secret-key': 'ROOTSECRET', 's3-edge-access-key': 'EDGEKEY', 's3-edge-secret-key': 'EDGESECRET' })) fs.writeFileSync(path.join(dir, f), `${v}\n`);
+        const mc = (attach: string) =>
+          fs.writeFileSync(path.join(dir, 'bin', 'mc'), `#!/bin/sh\necho "$MC_HOST_cdn | $*" >> ${dir}/calls\ncase "$*" in *"policy attach"*) ${attach} ;; esac\n`, { mode: 0o755 });
+        const runScript = () => spawnSync('sh', ['-eu', '-c', script.replaceAll(`/tmp/${EDGE_POLICY_NAME}`, `${dir}/${EDGE_POLICY_NAME}`).replaceAll('/etc/cdn/secrets', dir)], { encoding: 'utf8', env: { ...process.env, PATH: `${dir}/bin:${process.env.PATH}` } });
+        mc('exit 0');
+        const first = runScript();
+        expect(first.stderr).toBe('');
+        expect(first.status).toBe(0);
+        expect(fs.readFileSync(path.join(dir, 'calls'), 'utf8').trim().split('\n')).toEqual([
+          `http://ROOTKEY:ROOTSECRET@127.0.0.1:9000 | admin policy create cdn ${EDGE_POLICY_NAME} ${dir}/${EDGE_POLICY_NAME}.json`,
+          'http://ROOTKEY:ROOTSECRET@127.0.0.1:9000 | admin user add cdn EDGEKEY EDGESECRET',
+          `http://ROOTKEY:ROOTSECRET@127.0.0.1:9000 | admin policy attach cdn ${EDGE_POLICY_NAME} --user EDGEKEY`,
+        ]);
+        // a second boot on the same data: an mc that refuses to attach twice is not a failure
+        mc(`echo "mc: <ERROR> Unable to make user/group policy association. The specified policy change is already in effect." >&2; exit 1`);
+        expect(runScript().status).toBe(0);
+        mc('echo "mc: <ERROR> Unable to attach the policy" >&2; exit 1');
+        const failed = runScript();
+        expect(failed.status).toBe(1);
+        expect(failed.stderr).toContain('Unable to attach the policy');
+      } finally {
+        fs.rmSync(dir, { recursive: true, force: true });
+      }
     });
   });
 
@@ -306,8 +498,16 @@ describe('aws target', () => {
   });
 
   test('config errors name the key', async () => {
-    await expect(runProgram(config({ 'cdn:aws': {} }), program)).rejects.toThrow(/cdn:aws.source: required: the git repository/);
-    await expect(runProgram(config({ 'cdn:aws': undefined }), program)).rejects.toThrow(/cdn:aws is not set/);
+    await expect(runProgram(config({ 'cdn:aws': {} }), program)).rejects.toThrow(
+      /cdn:aws.amis: required: the Debian 12 AMI of each region of cdn:spec \(eu-west-1, us-east-1\), pinned .* Find one with: aws ec2 describe-images --region eu-west-1 --owners 136693071363 /,
+    );
+    await expect(runProgram(config({ 'cdn:aws': undefined }), program)).rejects.toThrow(/cdn:aws is not set; at least cdn:aws.amis/);
+    await expect(runProgram(config({ 'cdn:aws': { amis: { 'eu-west-1': AMIS['eu-west-1'] } } }), program)).rejects.toThrow(
+      /cdn:aws.amis.us-east-1: required \(every region of cdn:spec has its AMI\); find it with: aws ec2 describe-images --region us-east-1 --owners 136693071363/,
+    );
+    await expect(runProgram(config({ 'cdn:aws': { amis: { ...AMIS, 'ap-south-1': 'ami-0123456789abcdef0' } } }), program)).rejects.toThrow(/cdn:aws.amis.ap-south-1: no region of cdn:spec is named ap-south-1/);
+    await expect(runProgram(config({ 'cdn:aws': { amis: { ...AMIS, 'us-east-1': 'debian-12' } } }), program)).rejects.toThrow(/cdn:aws.amis.us-east-1: expected an AMI id such as ami-0123456789abcdef0/);
+    await expect(runProgram(config({ 'cdn:aws': { ...AWS, source: { repository: 'https://git.example/shop-cdn.git' } } }), program)).rejects.toThrow(/cdn:aws.source: instances no longer check out a git ref; they run the artefact pulumi up packs/);
     await expect(runProgram(config({ 'cdn:aws': { ...AWS, instanceTypes: { edge: 'huge' } } }), program)).rejects.toThrow(/cdn:aws.instanceTypes.edge: expected an EC2 instance type/);
     const external = { ...SPEC, storage: { kind: 's3', endpoint: 'https://s3.eu-west-1.amazonaws.com', bucket: 'shop-assets', accessKeySecret: 's3Key', secretKeySecret: 's3Secret' } };
     await expect(runProgram(config({ 'cdn:spec': external }), program)).rejects.toThrow(/cdn:s3Key is not set; set it with: pulumi config set --secret cdn:s3Key/);

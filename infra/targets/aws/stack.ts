@@ -4,19 +4,26 @@
  * Prometheus + Grafana + Loki as `monitoring`), each mapped the same way. In named
  * steps:
  *
- *   networks   one VPC per region, the primary region peered with the others (network.ts)
+ *   networks   one VPC per region, its subnets in a zone offering the region's
+ *              instance types, the primary region peered with the others (network.ts)
  *   hosts      a security group per kind of host and region, a network interface per
  *              host, so every private address is known (an Output) before any instance
  *   rules      ingress derived from the units: who dials which port (`accepts`), what
- *              is published to shoppers or operators; nothing else is open
+ *              is published to shoppers or operators; nothing else is open (no SSH:
+ *              Session Manager)
+ *   secrets    an SSM SecureString parameter per secret and region (access.ts)
+ *   artefact   the packed build (artefact.ts) in the stack's bucket, by its sha256
  *   instances  the topology resolved from the addresses in one `apply`, the renderers
  *              run there once, and each instance's cloud-init carries exactly the
- *              files, secrets and containers of its units (cloud-init.ts)
+ *              files and containers of its units (cloud-init.ts), no secret value;
+ *              its instance profile reads exactly its units' secrets and the artefact
+ *   readiness  `pulumi up` waits for the balancer to say every edge serves (readiness.ts)
  *   outputs    what `pulumi stack output` shows
  */
 import * as path from 'node:path';
 import * as aws from '@pulumi/aws';
 import * as pulumi from '@pulumi/pulumi';
+import { READY_PATH } from '../../../balancer/render';
 import { CONTAINER_ROOT, secretFile } from '../../model/layout';
 import { regionOrder } from '../../model/spec';
 import { url, type Placement, type Topology } from '../../model/topology';
@@ -27,15 +34,20 @@ import type { AwsSettings, DeployPlan } from '../pulumi/config';
 import { alloyPackageVersion, type ImageCatalogue } from '../pulumi/images';
 import type { StackOutputs } from '../pulumi/outputs';
 import type { StackSecrets } from '../pulumi/secrets';
-import { deployedUnits, LAYOUT, unitSecretFiles } from '../pulumi/units';
+import { deployedUnits, LAYOUT } from '../pulumi/units';
+import { createArtefactBucket, createInstanceProfile, createParameters, parameterName, secretsOf, type ArtefactObject, type Parameters } from './access';
+import type { Artefact } from './artefact';
 import { renderUserData, type HostContainer, type HostFile, type HostPlan } from './cloud-init';
 import { peer, regionNetwork, type RegionNetwork } from './network';
+import { ReadinessCheck } from './readiness';
 
 export interface AwsStackInput {
   plan: DeployPlan;
   settings: AwsSettings;
   images: ImageCatalogue;
   secrets: StackSecrets;
+  /** The packed build the instances run (artefact.ts). */
+  artefact: Artefact;
 }
 
 /** One instance: the units of one group. */
@@ -90,18 +102,35 @@ function instanceTypeOf(group: string, settings: AwsSettings): string {
   return byGroup[group];
 }
 
+/** The region a unit's host is in: its own (edges), else the primary region. */
+function regionOfUnit(unit: ServiceUnit, primaryRegion: string): string {
+  return unit.region ?? primaryRegion;
+}
+
+/** Every instance type the hosts of a region use. */
+function instanceTypesIn(units: ServiceUnit[], region: string, primaryRegion: string, settings: AwsSettings): string[] {
+  const groups = new Set(units.filter((u) => !u.onEveryHost && regionOfUnit(u, primaryRegion) === region).map((u) => u.group));
+  return [...new Set([...groups].map((g) => instanceTypeOf(g, settings)))].sort();
+}
+
 export function awsStack(input: AwsStackInput): StackOutputs {
   const { plan, settings } = input;
   const spec = plan.spec;
   const primaryRegion = regionOrder(spec)[0];
+  // The units' shape (groups, regions, connections, secrets) does not depend on addresses.
+  const shape = deployedUnits(plan, topologyOn(plan, (g) => g, ''), { kind: 'journal' });
 
   // networks
-  const networks = new Map(spec.regions.map((r, i) => [r.name, regionNetwork(r.name, i, settings.firstCidrOctet, spec.name)]));
+  const networks = new Map(
+    spec.regions.map((r, i) => [
+      r.name,
+      regionNetwork({ region: r.name, index: i, firstOctet: settings.firstCidrOctet, prefix: spec.name, ami: settings.amis[r.name], instanceTypes: instanceTypesIn(shape, r.name, primaryRegion, settings) }),
+    ]),
+  );
   const primary = networks.get(primaryRegion)!;
   for (const n of networks.values()) if (n !== primary) peer(primary, n);
 
-  // hosts: the units' shape (groups, regions, connections) does not depend on addresses
-  const shape = deployedUnits(plan, topologyOn(plan, (g) => g, ''), { kind: 'journal' });
+  // hosts
   const components = new Components();
   const hosts = createHosts(shape, networks, primary, settings, components, spec.name);
 
@@ -117,8 +146,34 @@ export function awsStack(input: AwsStackInput): StackOutputs {
   // The renderers run here, once, on resolved addresses.
   const units = topology.apply((topo) => deployedUnits(plan, topo, { kind: 'journal' }));
 
-  createRules(shape, hosts, primary, settings);
-  createInstances(input, hosts, units, primary, [...networks.values()].flatMap((n) => n.peeringRoutes));
+  // rules
+  createRules(shape, hosts, primary);
+
+  // secrets and artefact
+  const parameters = createParameters(
+    [...hosts.values()].map((h) => ({ region: h.network.region, network: h.network, units: h.units })),
+    input.secrets,
+    spec.name,
+  );
+  const artefact = createArtefactBucket(input.artefact, primary, spec.name);
+
+  // instances
+  const instances = createInstances(input, hosts, units, primary, [...networks.values()].flatMap((n) => n.peeringRoutes), parameters, artefact);
+
+  // readiness: pulumi up fails unless the balancer says every edge serves
+  new ReadinessCheck(
+    'readiness',
+    {
+      url: pulumi.interpolate`${publicBaseUrl}${READY_PATH}`,
+      host: spec.balancer.hosts?.[0],
+      timeoutSeconds: settings.readinessTimeoutMinutes * 60,
+      intervalSeconds: 10,
+      requestTimeoutSeconds: 5,
+      instances: pulumi.all([...instances].map(([group, instance]) => instance.id.apply((id) => ({ name: group, id, region: hosts.get(group)!.network.region })))),
+      revision: input.artefact.sha256,
+    },
+    { parent: balancer.component, dependsOn: [...instances.values()] },
+  );
   components.doneAll();
   return outputs(input, topology, publicBaseUrl);
 }
@@ -136,7 +191,7 @@ function createHosts(units: ServiceUnit[], networks: Map<string, RegionNetwork>,
         { vpcId: network.vpc.id, description: `CDN ${role} (${network.region})`, tags: { Name: `${prefix}-${key}` } },
         { parent, provider: network.provider },
       );
-      // Outbound: packages, the repository, external origins.
+      // Outbound: packages, the artefact, SSM (parameters, Session Manager), external origins.
       new aws.vpc.SecurityGroupEgressRule(`egress-${key}`, { securityGroupId: sg.id, ipProtocol: '-1', cidrIpv4: '0.0.0.0/0', description: 'outbound' }, { parent, provider: network.provider });
       groups.set(key, sg);
     }
@@ -166,9 +221,10 @@ function createHosts(units: ServiceUnit[], networks: Map<string, RegionNetwork>,
  * from its peer's private address (/32, which also works across regions, where
  * security-group references do not reach over a peering); published ports to the
  * internet (shoppers) or the primary VPC (operators). Hosts that share a security
- * group (a region's edges) get each rule once.
+ * group (a region's edges) get each rule once. No SSH: operators use Session Manager,
+ * which needs only the instances' outbound HTTPS.
  */
-function createRules(units: ServiceUnit[], hosts: Map<string, Host>, primary: RegionNetwork, settings: AwsSettings): void {
+function createRules(units: ServiceUnit[], hosts: Map<string, Host>, primary: RegionNetwork): void {
   const groupOf = new Map(units.map((u) => [u.name, u.group]));
   const made = new Set<string>();
   const ingress = (host: Host, port: number, source: string, cidr: pulumi.Input<string>, description: string) => {
@@ -188,14 +244,6 @@ function createRules(units: ServiceUnit[], hosts: Map<string, Host>, primary: Re
     if (unit.published?.audience === 'shoppers') ingress(host, unit.published.port, 'internet', '0.0.0.0/0', `${unit.name} for shoppers`);
     if (unit.published?.audience === 'operators') ingress(host, unit.published.port, 'vpc', primary.cidr, `${unit.name} from inside the primary VPC`);
   }
-  if (settings.sshCidr) {
-    const seen = new Set<aws.ec2.SecurityGroup>();
-    for (const host of hosts.values()) {
-      if (seen.has(host.sg)) continue;
-      seen.add(host.sg);
-      ingress(host, 22, 'ssh', settings.sshCidr, 'SSH from the configured network');
-    }
-  }
 }
 
 /** The security group's key (role-region) of a host. */
@@ -209,70 +257,99 @@ function hostVolume(unit: ServiceUnit): string {
   return `/var/lib/cdn-${unit.name}`;
 }
 
+/** What the bootstrap needs of the artefact, resolved. */
+interface ArtefactRef {
+  bucket: string;
+  key: string;
+  region: string;
+  sha256: string;
+}
+
 /**
- * What an instance runs: its units' files, secrets and systemd units (our own
- * services), third-party images as containers on the host's network with their
- * files, secrets and volumes mounted, and the log shipper.
+ * What an instance runs: its units' files and systemd units (our own services),
+ * third-party images as containers on the host's network with their files, secrets
+ * and volumes mounted, the log shipper; the secrets its units list, by parameter name
+ * (their values never reach the user data), and the artefact.
  */
-function hostPlanOf(host: Host, units: ServiceUnit[], input: AwsStackInput, dataVolumeId: string | undefined): pulumi.Output<HostPlan> {
-  const { settings, images, secrets } = input;
+function hostPlanOf(host: Host, units: ServiceUnit[], input: AwsStackInput, dataVolumeId: string | undefined, artefact: ArtefactRef): HostPlan {
+  const { settings, images } = input;
+  const prefix = input.plan.spec.name;
   const shipper = units.find((u) => u.onEveryHost);
   const own = units.filter((u) => isOwnRole(u.role));
   // (the log shipper is installed from Grafana's repository, not run from its image)
   const fromImages = units.filter((u) => !isOwnRole(u.role) && u !== shipper);
-  const secretFiles = pulumi.all(
-    [...own, ...fromImages].flatMap((u) => unitSecretFiles(u, secrets).map((s) => s.content.apply((content): HostFile => ({ path: s.path, content, permissions: '0400' })))),
-  );
-  return secretFiles.apply((files): HostPlan => {
-    const containers: HostContainer[] = [];
-    const prepare: string[] = [];
-    const imageFiles: HostFile[] = [];
-    for (const u of fromImages) {
-      const volume = hostVolume(u);
-      const mounts: Record<string, string> = { [volume]: u.volumes[0] };
-      for (const f of u.files) {
-        // kept under the unit's directory on the host, mounted where the image reads it
-        const onHost = path.posix.join(u.dir, 'files', f.path);
-        imageFiles.push({ path: onHost, content: f.content, permissions: '0644' });
-        mounts[onHost] = `${f.path}:ro`;
-      }
-      for (const t of u.trees) mounts[path.posix.join(CONTAINER_ROOT, t.source)] = `${t.target}:ro`;
-      for (const s of u.secrets) mounts[secretFile(LAYOUT, s)!] = `${secretFile(LAYOUT, s)!}:ro`;
-      prepare.push(`mkdir -p ${volume}`);
-      if (u.user !== '0') prepare.push(`chown ${u.user}:${u.user} ${volume} ${u.secrets.map((s) => secretFile(LAYOUT, s)).join(' ')}`.trim());
-      containers.push({ name: `cdn-${u.name}`, image: images[u.image!], args: u.command, env: u.env, mounts });
+  const secrets = secretsOf([...own, ...fromImages]).map((s) => ({ parameter: parameterName(prefix, s), path: secretFile(LAYOUT, s)! }));
+  const containers: HostContainer[] = [];
+  const prepare: string[] = [];
+  const imageFiles: HostFile[] = [];
+  for (const u of fromImages) {
+    const volume = hostVolume(u);
+    const mounts: Record<string, string> = { [volume]: u.volumes[0] };
+    for (const f of u.files) {
+      // kept under the unit's directory on the host, mounted where the image reads it
+      const onHost = path.posix.join(u.dir, 'files', f.path);
+      imageFiles.push({ path: onHost, content: f.content, permissions: '0644' });
+      mounts[onHost] = `${f.path}:ro`;
     }
-    const dataVolume = dataVolumeId ? { volumeId: dataVolumeId, mountPoint: hostVolume(fromImages.find((u) => u.role === 'object-store')!) } : undefined;
-    return {
-      source: settings.source,
-      roles: [...new Set(own.map((u) => u.role))].filter((r): r is OwnRole => r !== 'origin'),
-      units: own,
-      files: [...files, ...imageFiles],
-      ...(own.some((u) => u.role === 'origin') ? { node: { version: settings.nodeVersion } } : {}),
-      containers,
-      ...(dataVolume ? { dataVolume } : {}),
-      prepare,
-      ...(shipper ? { logShipper: { version: alloyPackageVersion(images), unit: shipper } } : {}),
-    };
-  });
+    for (const t of u.trees) mounts[path.posix.join(CONTAINER_ROOT, t.source)] = `${t.target}:ro`;
+    for (const s of u.secrets) mounts[secretFile(LAYOUT, s)!] = `${secretFile(LAYOUT, s)!}:ro`;
+    prepare.push(`mkdir -p ${volume}`);
+    if (u.user !== '0') prepare.push(`chown ${u.user}:${u.user} ${volume} ${u.secrets.map((s) => secretFile(LAYOUT, s)).join(' ')}`.trim());
+    const postStart = u.postStart && u.health?.kind === 'command' ? { ready: u.health.command, ...u.postStart } : undefined;
+    if (u.postStart && !postStart) throw new Error(`${u.name}: a postStart script needs a command health check to wait for`);
+    containers.push({ name: `cdn-${u.name}`, image: images[u.image!], args: u.command, env: u.env, mounts, ...(postStart ? { postStart } : {}) });
+  }
+  const dataVolume = dataVolumeId ? { volumeId: dataVolumeId, mountPoint: hostVolume(fromImages.find((u) => u.role === 'object-store')!) } : undefined;
+  return {
+    region: host.network.region,
+    roles: [...new Set(own.map((u) => u.role))].filter((r): r is OwnRole => r !== 'origin'),
+    units: own,
+    files: imageFiles,
+    secrets,
+    artefact,
+    ...(own.some((u) => u.role === 'origin') ? { node: { version: settings.nodeVersion } } : {}),
+    containers,
+    ...(dataVolume ? { dataVolume } : {}),
+    prepare,
+    ...(shipper ? { logShipper: { version: alloyPackageVersion(images), unit: shipper } } : {}),
+  };
 }
 
 /** Instances, in the units' dependency order, each waiting for the hosts its units depend on. */
-function createInstances(input: AwsStackInput, hosts: Map<string, Host>, units: pulumi.Output<ServiceUnit[]>, primary: RegionNetwork, peeringRoutes: aws.ec2.Route[]): void {
+function createInstances(
+  input: AwsStackInput,
+  hosts: Map<string, Host>,
+  units: pulumi.Output<ServiceUnit[]>,
+  primary: RegionNetwork,
+  peeringRoutes: aws.ec2.Route[],
+  parameters: Parameters,
+  artefact: ArtefactObject,
+): Map<string, aws.ec2.Instance> {
   const { settings } = input;
   const prefix = input.plan.spec.name;
   const instances = new Map<string, aws.ec2.Instance>();
+  const artefactRef = artefact.bucket.bucket.apply((bucket): ArtefactRef => ({ bucket, key: artefact.key, region: artefact.region, sha256: artefact.sha256 }));
   for (const host of hosts.values()) {
     // The object store's data: an EBS volume in the private subnet's zone.
     const dataVolume = host.units.some((u) => u.role === 'object-store')
       ? new aws.ebs.Volume(
           `${host.group}-data`,
-          { availabilityZone: primary.privateSubnet.availabilityZone, size: settings.objectStoreVolumeGb, type: 'gp3', encrypted: true, tags: { Name: `${prefix}-${host.group}-data` } },
+          { availabilityZone: primary.zone, size: settings.objectStoreVolumeGb, type: 'gp3', encrypted: true, tags: { Name: `${prefix}-${host.group}-data` } },
           { parent: host.component, provider: primary.provider, protect: false },
         )
       : undefined;
+    const regionParameters = parameters.get(host.network.region)!;
+    const access = createInstanceProfile(
+      host.group,
+      secretsOf(host.units).map((s) => regionParameters.get(s)!),
+      artefact,
+      host.network,
+      host.component,
+      prefix,
+    );
     const mine = units.apply((all) => all.filter((u) => u.group === host.group || u.onEveryHost));
-    const userData = pulumi.secret(pulumi.all([mine, dataVolume?.id]).apply(([us, volumeId]) => hostPlanOf(host, us, input, volumeId)).apply(renderUserData));
+    // No secret value is in here (the parameters' names only): the user data is readable with ec2:DescribeInstanceAttribute.
+    const userData = pulumi.all([mine, dataVolume?.id, artefactRef]).apply(([us, volumeId, ref]) => renderUserData(hostPlanOf(host, us, input, volumeId, ref)));
     const deps = [...new Set(host.units.flatMap((u) => u.dependsOn).map((d) => groupOf(hosts, d)))]
       .filter((g) => g !== host.group)
       .map((g) => instances.get(g) ?? fail(`${host.group} depends on ${g}, whose instance comes later`));
@@ -282,6 +359,7 @@ function createInstances(input: AwsStackInput, hosts: Map<string, Host>, units: 
         ami: host.network.ami,
         instanceType: host.instanceType,
         primaryNetworkInterface: { networkInterfaceId: host.eni.id },
+        iamInstanceProfile: access.profile.name,
         userData,
         // A changed file means a new instance: cloud-init runs once (immutable hosts).
         userDataReplaceOnChange: true,
@@ -295,8 +373,16 @@ function createInstances(input: AwsStackInput, hosts: Map<string, Host>, units: 
         // The network interface moves to the replacement, so the old instance goes first.
         deleteBeforeReplace: true,
         // A host that dials another region's units boots once the routes over the
-        // peering exist, both ways.
-        dependsOn: [...deps, host.network.nat, ...(dialsAcrossRegions(hosts, host) ? peeringRoutes : [])],
+        // peering exist, both ways; every host reads its secrets and the artefact at boot.
+        dependsOn: [
+          ...deps,
+          host.network.nat,
+          ...(dialsAcrossRegions(hosts, host) ? peeringRoutes : []),
+          ...secretsOf(host.units).map((s) => regionParameters.get(s)!),
+          artefact.object,
+          // the role's grants exist before the instance reads with them
+          ...access.grants,
+        ],
       },
     );
     instances.set(host.group, instance);
@@ -304,6 +390,7 @@ function createInstances(input: AwsStackInput, hosts: Map<string, Host>, units: 
       new aws.ec2.VolumeAttachment(`${host.group}-data`, { deviceName: '/dev/sdf', volumeId: dataVolume.id, instanceId: instance.id }, { parent: host.component, provider: primary.provider });
     }
   }
+  return instances;
 }
 
 function fail(message: string): never {
@@ -337,5 +424,6 @@ function outputs(input: AwsStackInput, topology: pulumi.Output<Topology>, public
     adminToken: pulumi.secret(secrets.adminToken),
     debugToken: pulumi.secret(secrets.debugToken),
     grafanaAdminPassword: pulumi.secret(secrets.grafanaAdminPassword),
+    artefactSha256: pulumi.output(input.artefact.sha256),
   };
 }

@@ -8,7 +8,7 @@
 import * as pulumi from '@pulumi/pulumi';
 import type { ServiceUnit } from '../../units/units';
 
-export type ServiceKind = 'Images' | 'Network' | 'ObjectStore' | 'InvalidationBus' | 'Origin' | 'EdgeFleet' | 'Balancer' | 'Monitoring';
+export type ServiceKind = 'Images' | 'Network' | 'Secrets' | 'Artefact' | 'ObjectStore' | 'InvalidationBus' | 'Origin' | 'EdgeFleet' | 'Balancer' | 'Monitoring';
 
 export class CdnService extends pulumi.ComponentResource {
   readonly kind: ServiceKind;

@@ -24,12 +24,23 @@ export const dockerSettingsSchema = z
 
 const instanceType = z.string().regex(/^[a-z0-9]+\.[a-z0-9]+$/, 'expected an EC2 instance type such as t3.small');
 
+/** An EC2 image id: ami- and 8 or 17 hexadecimal digits. */
+const AMI_ID = /^ami-([0-9a-f]{8}|[0-9a-f]{17})$/;
+
+/** How to find a region's current Debian 12 AMI (the Debian cloud team's account, 136693071363). */
+export function findDebianAmi(region: string): string {
+  return `aws ec2 describe-images --region ${region} --owners 136693071363 --filters 'Name=name,Values=debian-12-amd64-*' 'Name=architecture,Values=x86_64' --query 'sort_by(Images,&CreationDate)[-1].[ImageId,Name]' --output text`;
+}
+
 export const awsSettingsSchema = z
   .object({
-    /** The git repository and ref (a commit, for repeatable instances) cloud-init checks out at /opt/cdn. */
-    source: z
-      .object({ repository: z.string().min(1), ref: z.string().min(1).default('main') }, { error: 'required: the git repository instances check out (pulumi config set --path cdn:aws.source.repository <url>)' })
-      .strict(),
+    /**
+     * The Debian 12 (amd64) AMI of each region of the spec, pinned: a new AMI replaces
+     * every instance of its region, so it changes only when this setting does.
+     */
+    amis: z.record(z.string(), z.string().regex(AMI_ID, 'expected an AMI id such as ami-0123456789abcdef0'), {
+      error: 'required: the Debian 12 AMI of each region of cdn:spec',
+    }),
     instanceTypes: z
       .object({
         edge: instanceType.default('t3.small'),
@@ -45,16 +56,49 @@ export const awsSettingsSchema = z
     rootVolumeGb: z.number().int().min(8).max(16384).default(30),
     /** The object store's data volume (EBS, GiB). */
     objectStoreVolumeGb: z.number().int().min(1).max(16384).default(100),
-    /** SSH (port 22) is closed unless a network is named here; never the whole internet. */
-    sshCidr: cidr
-      .refine((c) => !/^(0\.0\.0\.0|::)\/0$/.test(c), 'SSH must not be open to the whole internet')
-      .optional(),
     /** Node.js for the origin instance: the official linux-x64 tarball, checked against its SHASUMS256.txt. */
     nodeVersion: z.string().regex(/^20\.\d+\.\d+$/, 'expected a Node.js 20 version such as 20.19.5').default('20.19.5'),
     /** The VPC of region i is 10.(first + i).0.0/16. */
     firstCidrOctet: z.number().int().min(0).max(240).default(20),
+    /** How long `pulumi up` waits for the balancer to say every edge is ready before it fails. */
+    readinessTimeoutMinutes: z.number().int().min(1).max(120).default(20),
   })
   .strict();
+
+/** Settings that no longer exist, and what replaced them. */
+const REMOVED_AWS_SETTINGS: Record<string, string> = {
+  sshCidr:
+    'SSH is closed on every instance and no key is installed; reach an instance with Session Manager (aws ssm start-session --target <instance-id>; port forwarding: see the README, "Deploying with Pulumi"). Remove the setting',
+  source:
+    'instances no longer check out a git ref; they run the artefact pulumi up packs from this working tree (run npm run build first). Remove the setting',
+};
+
+/** `cdn:aws`, validated against the spec it deploys: one AMI per region of the spec, nothing removed. */
+export function parseAwsSettings(value: unknown, spec: CdnSpec): AwsSettings {
+  if (value && typeof value === 'object' && !Array.isArray(value)) {
+    for (const [key, why] of Object.entries(REMOVED_AWS_SETTINGS)) {
+      if (key in value) throw cdnError('CDN_ERR_CONFIG_INVALID', `cdn:aws.${key}: ${why}`);
+    }
+  }
+  const raw = (value ?? {}) as { amis?: unknown };
+  if (raw.amis === undefined) {
+    const first = spec.regions[0].name;
+    throw cdnError(
+      'CDN_ERR_CONFIG_INVALID',
+      `cdn:aws.amis: required: the Debian 12 AMI of each region of cdn:spec (${spec.regions.map((r) => r.name).join(', ')}), pinned so that a new Debian image replaces instances only when you change it. Find one with: ${findDebianAmi(first)}; then: pulumi config set --path 'cdn:aws.amis.${first}' ami-...`,
+    );
+  }
+  const settings = parseSettings('cdn:aws', awsSettingsSchema, value);
+  const problems: string[] = [];
+  for (const r of spec.regions) {
+    if (!settings.amis[r.name]) problems.push(`cdn:aws.amis.${r.name}: required (every region of cdn:spec has its AMI); find it with: ${findDebianAmi(r.name)}`);
+  }
+  for (const region of Object.keys(settings.amis)) {
+    if (!spec.regions.some((r) => r.name === region)) problems.push(`cdn:aws.amis.${region}: no region of cdn:spec is named ${region}`);
+  }
+  if (problems.length > 0) throw cdnError('CDN_ERR_CONFIG_INVALID', problems.join('; '));
+  return settings;
+}
 
 export type DockerSettings = z.output<typeof dockerSettingsSchema>;
 export type AwsSettings = z.output<typeof awsSettingsSchema>;
@@ -90,8 +134,26 @@ export function imageCatalogue(overrides: unknown): ImageCatalogue {
 
 /** Where assets live: the stack's own MinIO, or an S3-compatible endpoint the spec names. */
 export type ObjectStorePlan =
-  | { kind: 'builtin'; bucket: string; region: string; accessKeySecret: string; secretKeySecret: string }
+  | {
+      kind: 'builtin';
+      bucket: string;
+      region: string;
+      accessKeySecret: string;
+      secretKeySecret: string;
+      /** The edges' read-only key pair (a MinIO user the object store's unit creates), where the target sets one up. */
+      edgeAccessKeySecret?: string;
+      edgeSecretKeySecret?: string;
+    }
   | { kind: 'external' };
+
+export interface DeployPlanOptions {
+  /**
+   * With the stack's own object store, give the edges their own read-only keys
+   * instead of its root keys (the aws target; the docker target keeps the root keys,
+   * see the README).
+   */
+  readOnlyEdgeKeys?: boolean;
+}
 
 export interface DeployPlan {
   /** The spec with the deployed stacks' defaults: a Redis password is always required. */
@@ -103,7 +165,7 @@ export interface DeployPlan {
  * `rawSpec` is the stack's `cdn:spec` as written: an absent `storage` means "run the
  * stack's own MinIO"; `kind: s3` points at an existing S3-compatible endpoint.
  */
-export function deployPlan(rawSpec: unknown, spec: CdnSpec): DeployPlan {
+export function deployPlan(rawSpec: unknown, spec: CdnSpec, options: DeployPlanOptions = {}): DeployPlan {
   const rawStorage = (rawSpec as { storage?: unknown } | undefined)?.storage;
   if (rawStorage !== undefined && spec.storage.kind === 'filesystem') {
     throw cdnError(
@@ -115,7 +177,14 @@ export function deployPlan(rawSpec: unknown, spec: CdnSpec): DeployPlan {
   const objectStore: ObjectStorePlan =
     spec.storage.kind === 's3'
       ? { kind: 'external' }
-      : { kind: 'builtin', bucket: `${spec.name}-assets`, region: 'us-east-1', accessKeySecret: 'objectStoreAccessKey', secretKeySecret: 'objectStoreSecretKey' };
+      : {
+          kind: 'builtin',
+          bucket: `${spec.name}-assets`,
+          region: 'us-east-1',
+          accessKeySecret: 'objectStoreAccessKey',
+          secretKeySecret: 'objectStoreSecretKey',
+          ...(options.readOnlyEdgeKeys ? { edgeAccessKeySecret: 'objectStoreEdgeAccessKey', edgeSecretKeySecret: 'objectStoreEdgeSecretKey' } : {}),
+        };
   return { spec: deployed, objectStore };
 }
 
@@ -125,6 +194,14 @@ export function specWithObjectStore(plan: DeployPlan, endpoint: string): CdnSpec
   if (os.kind === 'external') return plan.spec;
   return {
     ...plan.spec,
-    storage: { kind: 's3', endpoint, bucket: os.bucket, region: os.region, accessKeySecret: os.accessKeySecret, secretKeySecret: os.secretKeySecret },
+    storage: {
+      kind: 's3',
+      endpoint,
+      bucket: os.bucket,
+      region: os.region,
+      accessKeySecret: os.accessKeySecret,
+      secretKeySecret: os.secretKeySecret,
+      ...(os.edgeAccessKeySecret && os.edgeSecretKeySecret ? { edgeAccessKeySecret: os.edgeAccessKeySecret, edgeSecretKeySecret: os.edgeSecretKeySecret } : {}),
+    },
   };
 }

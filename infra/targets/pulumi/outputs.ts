@@ -17,4 +17,12 @@ export interface StackOutputs {
   /** The token for the edges' X-Cdn-Debug headers: `pulumi stack output --show-secrets debugToken`. */
   debugToken: pulumi.Output<string>;
   grafanaAdminPassword: pulumi.Output<string>;
+  /**
+   * aws only: the sha256 of the artefact the instances run (infra/targets/aws/artefact.ts),
+   * the name of its object in the stack's bucket.
+   */
+  artefactSha256?: pulumi.Output<string>;
 }
+
+/** Outputs only some targets have. */
+export const AWS_ONLY_OUTPUTS = ['artefactSha256'];

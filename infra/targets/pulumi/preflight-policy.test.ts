@@ -50,7 +50,7 @@ async function violations(resources: RecordedResource[]): Promise<string[]> {
 
 const devConfig = () => {
   const config = stackConfig('dev');
-  return { ...config, 'cdn:aws': { ...config['cdn:aws'], source: { repository: 'https://github.com/example/shop-cdn.git', ref: 'main' } } };
+  return { ...config, 'cdn:aws': { ...config['cdn:aws'], amis: { 'eu-west-1': 'ami-0123456789abcdef0', 'us-east-1': 'ami-0fedcba9876543210' } } };
 };
 
 describe('the pre-flight policy pack', () => {

@@ -2,7 +2,7 @@
  * Pre-flight (preflight.ts) on both stacks: the committed Pulumi.yaml and
  * Pulumi.<stack>.yaml as Pulumi loads them, and the resources each stack's program
  * registers (with the committed config, and variants: TLS, an external S3 endpoint,
- * more regions and edges, SSH), held against the rules Pulumi and the providers apply
+ * more regions and edges, named hosts), held against the rules Pulumi and the providers apply
  * before creating anything. Then each rule shown failing on input that breaks it.
  */
 import * as fs from 'node:fs';
@@ -11,6 +11,7 @@ import * as pulumi from '@pulumi/pulumi';
 import * as random from '@pulumi/random';
 import { parse } from 'yaml';
 import { program } from '../../../stacks/program';
+import { AWS_ONLY_OUTPUTS } from './outputs';
 import { PROJECT, resolveOutputs, runProgram, type ProgramRun, type RecordedResource } from '../../../test/support/pulumi-mocks';
 import {
   checkGraph,
@@ -35,11 +36,14 @@ const yamlFile = (name: string) => parse(fs.readFileSync(path.join(ROOT, name), 
 const PROJECT_FILE = yamlFile('Pulumi.yaml');
 const STACK_FILES = { local: yamlFile('Pulumi.local.yaml'), dev: yamlFile('Pulumi.dev.yaml') };
 
-/** What the README has an operator set on `dev` before the first `pulumi up` (Deploying with Pulumi). */
-const DEV_OPERATOR_SETS = { source: { repository: 'https://github.com/example/shop-cdn.git', ref: '0123456789abcdef0123456789abcdef01234567' } };
+/** What the README has an operator set on `dev` before the first `pulumi up` (Deploying with Pulumi): each region's AMI. */
+const DEV_AMIS = { 'eu-west-1': 'ami-0123456789abcdef0', 'us-east-1': 'ami-0fedcba9876543210', 'ap-southeast-1': 'ami-00112233445566778' };
+const DEV_OPERATOR_SETS = { amis: { 'eu-west-1': DEV_AMIS['eu-west-1'], 'us-east-1': DEV_AMIS['us-east-1'] } };
 
 /** The outputs stacks/index.ts exports, which `pulumi stack output` shows. */
 const EXPORTED = [...fs.readFileSync(path.join(ROOT, 'stacks/index.ts'), 'utf8').matchAll(/^export const (\w+) =/gm)].map((m) => m[1]);
+/** What a stack of a target must export: docker has no artefact. */
+const exportedBy = (stack: 'local' | 'dev') => (stack === 'dev' ? EXPORTED : EXPORTED.filter((k) => !AWS_ONLY_OUTPUTS.includes(k)));
 
 function stackConfig(stack: 'local' | 'dev'): Record<string, unknown> {
   const config = { ...STACK_FILES[stack].config };
@@ -50,8 +54,8 @@ function stackConfig(stack: 'local' | 'dev'): Record<string, unknown> {
 const graph = (run: ProgramRun<unknown>): GraphResource[] => run.resources;
 
 /** Every pre-flight finding of one run: the graph and the outputs. */
-async function preflight(run: ProgramRun<object>): Promise<Finding[]> {
-  return [...checkGraph(graph(run)), ...checkOutputs(await resolveOutputs(run.result), EXPORTED)];
+async function preflight(run: ProgramRun<object>, stack: 'local' | 'dev'): Promise<Finding[]> {
+  return [...checkGraph(graph(run)), ...checkOutputs(await resolveOutputs(run.result), exportedBy(stack))];
 }
 
 const expectClean = (findings: Finding[]) => expect(formatFindings(findings)).toBe('');
@@ -77,7 +81,7 @@ describe('pre-flight: the committed project and stacks', () => {
   });
 
   test.each(['local', 'dev'] as const)('the %s stack\'s resources pass every rule of their type, and its outputs resolve', async (stack) => {
-    expectClean(await preflight(runs[stack]!));
+    expectClean(await preflight(runs[stack]!, stack));
   });
 
   test('every resource type the stacks register has rules (the graphs hold these types)', () => {
@@ -88,8 +92,9 @@ describe('pre-flight: the committed project and stacks', () => {
     expect(ruled.filter((t) => !types.has(t))).toEqual([]);
   });
 
-  test('index.ts exports exactly what the program returns', () => {
-    expect([...EXPORTED].sort()).toEqual(Object.keys(runs.local!.result).sort());
+  test('index.ts exports exactly what the program returns (docker: all but the aws-only outputs)', () => {
+    expect([...EXPORTED].sort()).toEqual(Object.keys(runs.dev!.result).sort());
+    expect(exportedBy('local').sort()).toEqual(Object.keys(runs.local!.result).sort());
   });
 });
 
@@ -103,15 +108,15 @@ describe('pre-flight: variants', () => {
   const variants: [string, 'local' | 'dev', Record<string, unknown>, string[]][] = [
     ['dev with TLS at the balancer', 'dev', { 'cdn:spec': { ...devSpec(), balancer: { tls: { cert: '/etc/cdn/tls/cert.pem', key: '/etc/cdn/tls/key.pem' } } } }, []],
     ['dev on an external S3 endpoint, edges with their own keys', 'dev', { 'cdn:spec': { ...devSpec(), storage: external }, ...externalSecrets }, Object.keys(externalSecrets)],
-    ['dev with three regions of six edges', 'dev', { 'cdn:spec': { ...devSpec(), ...manyEdges } }, []],
-    ['dev with SSH from an operator network', 'dev', { 'cdn:aws': { ...(stackConfig('dev')['cdn:aws'] as object), sshCidr: '198.51.100.0/24' } }, []],
+    ['dev with three regions of six edges', 'dev', { 'cdn:spec': { ...devSpec(), ...manyEdges }, 'cdn:aws': { ...(stackConfig('dev')['cdn:aws'] as object), amis: DEV_AMIS } }, []],
+    ['dev serving named hosts only (the readiness check sends one as Host)', 'dev', { 'cdn:spec': { ...devSpec(), balancer: { hosts: ['shop.example'] } } }, []],
     ['local on an external S3 endpoint', 'local', { 'cdn:spec': { ...localSpec(), storage: external }, ...externalSecrets }, Object.keys(externalSecrets)],
     ['local with three regions of six edges', 'local', { 'cdn:spec': { ...localSpec(), regions: [{ name: 'eu', edges: 6 }, { name: 'us', edges: 6 }, { name: 'ap', edges: 6 }] } }, []],
   ];
 
   test.each(variants)('%s', async (_name, stack, overrides, secretKeys) => {
     const run = await runProgram({ ...stackConfig(stack), ...overrides }, program, secretKeys);
-    expectClean(await preflight(run));
+    expectClean(await preflight(run, stack));
     const stackFile = { config: { ...STACK_FILES[stack].config, ...overrides } };
     expectClean(checkStackFile({ stack, project: PROJECT_FILE, stackFile, programReads: run.configReads }));
   });
@@ -184,6 +189,52 @@ describe('pre-flight rules bite', () => {
     expect(rules(checkResources([tagged]))).toEqual(['aws-tag', 'aws-tag', 'aws-tag']);
     expect(rules(checkResources([resource('aws:ec2/vpc:Vpc', 'v', { cidrBlock: '10.0.0.0/8' }), resource('aws:ec2/subnet:Subnet', 's', { cidrBlock: '10.0.0.0/29' })]))).toEqual(['aws-vpc-cidr', 'aws-subnet-cidr']);
     expect(rules(checkResources([resource('aws:ebs/volume:Volume', 'd', { type: 'gp3', size: 70000 }), resource('aws:ebs/volume:Volume', 'd2', { type: 'gp3', size: 100 })]))).toEqual(['aws-ebs-volume-size']);
+  });
+
+  test('IAM names and policies, SSM parameter names and values, S3 bucket names and keys, the readiness check', () => {
+    const found = checkResources([
+      resource('aws:iam/role:Role', 'r'.repeat(57)),
+      resource('aws:iam/role:Role', 'edge', { name: 'edge role' }),
+      resource('aws:iam/instanceProfile:InstanceProfile', 'p'.repeat(121)),
+      resource('aws:iam/rolePolicy:RolePolicy', 'read', { policy: JSON.stringify({ Statement: [{ Resource: 'x'.repeat(10241) }] }) }),
+      resource('aws:iam/rolePolicy:RolePolicy', 'read2', { policy: '{not json' }),
+      resource('aws:ssm/parameter:Parameter', 'a', { name: '/aws/secret' }),
+      resource('aws:ssm/parameter:Parameter', 'b', { name: 'shop/secret' }),
+      resource('aws:ssm/parameter:Parameter', 'c', { name: '/shop/sec ret' }),
+      resource('aws:ssm/parameter:Parameter', 'd', { name: `/${Array.from({ length: 16 }, () => 'l').join('/')}` }),
+      resource('aws:ssm/parameter:Parameter', 'e', { name: '/shop/big', value: 'v'.repeat(4097) }),
+      resource('aws:s3/bucket:Bucket', 'Artefacts'),
+      resource('aws:s3/bucket:Bucket', 'b', { bucket: 'a..b' }),
+      resource('aws:s3/bucketObjectv2:BucketObjectv2', 'o', { key: 'k'.repeat(1025) }),
+      resource('pulumi-nodejs:dynamic/cdn:ReadinessCheck', 'ready', { url: 'ftp://x/', timeoutSeconds: 10, intervalSeconds: 20, requestTimeoutSeconds: 0 }),
+    ]);
+    expect(rules(found)).toEqual([
+      'aws-iam-role-name',
+      'aws-iam-role-name',
+      'aws-iam-instance-profile-name',
+      'aws-iam-role-policy',
+      'aws-iam-role-policy',
+      'aws-ssm-parameter-name',
+      'aws-ssm-parameter-name',
+      'aws-ssm-parameter-name',
+      'aws-ssm-parameter-name',
+      'aws-ssm-parameter-value',
+      'aws-s3-bucket-name',
+      'aws-s3-bucket-name',
+      'aws-s3-object-key',
+      'readiness-check',
+      'readiness-check',
+      'readiness-check',
+    ]);
+    expect(found[0].message).toContain('autonamed "' + 'r'.repeat(57) + '-xxxxxxx" (the logical name plus Pulumi\'s 7-character suffix) is 65 characters; at most 64');
+    expect(
+      checkResources([
+        resource('aws:iam/role:Role', 'role-edge-eu-west-1-1', { description: 'CDN shop: the edge-eu-west-1-1 instance' }),
+        resource('aws:ssm/parameter:Parameter', 'admin-token-eu-west-1', { name: '/shop-cdn-dev/admin-token', value: 'x'.repeat(32) }),
+        resource('aws:s3/bucket:Bucket', 'artefacts'),
+        resource('pulumi-nodejs:dynamic/cdn:ReadinessCheck', 'readiness', { url: 'http://203.0.113.7/.well-known/cdn-ready', timeoutSeconds: 1200, intervalSeconds: 10, requestTimeoutSeconds: 5 }),
+      ]),
+    ).toEqual([]);
   });
 
   test('docker names and image references', () => {

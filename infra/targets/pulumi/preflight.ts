@@ -57,6 +57,15 @@ export const SOURCES = {
   vpc: 'https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_CreateVpc.html',
   subnet: 'https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_CreateSubnet.html',
   ebsVolume: 'https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_CreateVolume.html',
+  iamRole: 'https://docs.aws.amazon.com/IAM/latest/APIReference/API_CreateRole.html',
+  iamInstanceProfile: 'https://docs.aws.amazon.com/IAM/latest/APIReference/API_CreateInstanceProfile.html',
+  iamRolePolicy: 'https://docs.aws.amazon.com/IAM/latest/APIReference/API_PutRolePolicy.html',
+  iamQuotas: 'https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_iam-quotas.html',
+  ssmParameter: 'https://docs.aws.amazon.com/systems-manager/latest/APIReference/API_PutParameter.html',
+  ssmParameterNames: 'https://docs.aws.amazon.com/systems-manager/latest/userguide/sysman-paramstore-su-create.html',
+  s3BucketNames: 'https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules.html',
+  s3ObjectKeys: 'https://docs.aws.amazon.com/AmazonS3/latest/userguide/object-keys.html',
+  s3BucketPolicy: 'https://docs.aws.amazon.com/AmazonS3/latest/API/API_PutBucketPolicy.html',
   dockerNames: 'https://github.com/moby/moby/blob/master/daemon/names/names.go',
   dockerVolumeNames: 'https://github.com/moby/moby/blob/master/volume/local/local.go',
   imageReference: 'https://github.com/distribution/reference/blob/main/regexp.go',
@@ -355,6 +364,108 @@ function checkEbsVolume(r: GraphResource): Finding[] {
   return [finding('aws-ebs-volume-size', subjectOf(r), `a ${type} volume is ${range[0]}-${range[1]} GiB, got ${size}`, SOURCES.ebsVolume)];
 }
 
+/** IAM names (roles, instance profiles, inline policies): `[\w+=,.@-]+`, at most `max` characters. */
+function checkIamName(rule: string, source: string, what: string, max: number) {
+  return (r: GraphResource): Finding[] => {
+    const name = physicalName(r);
+    if (!name) return [];
+    const out: Finding[] = [];
+    if (name.name.length > max) out.push(finding(rule, subjectOf(r), `${what} ${described(name)} is ${name.name.length} characters; at most ${max}`, source));
+    if (!/^[\w+=,.@-]+$/.test(name.name)) out.push(finding(rule, subjectOf(r), `${what} ${described(name)}: IAM names are letters, digits and +=,.@_-`, source));
+    return out;
+  };
+}
+
+/** CreateRole: Description at most 1000 characters of printable Latin-1. */
+function checkIamDescription(r: GraphResource): Finding[] {
+  const text = r.inputs.description;
+  if (typeof text !== 'string') return [];
+  if (text.length <= 1000 && /^[\u0009\u000A\u000D\u0020-\u007E\u00A1-\u00FF]*$/.test(text)) return [];
+  return [finding('aws-iam-role-name', subjectOf(r), `description: at most 1000 printable Latin-1 characters`, SOURCES.iamRole)];
+}
+
+/** "Role policy size cannot exceed 10,240 characters" (all inline policies of a role, whitespace not counted); valid JSON. */
+export const ROLE_POLICY_LIMIT = 10240;
+
+function checkPolicyDocument(input: string, limit: number, rule: string, source: string) {
+  return (r: GraphResource): Finding[] => {
+    const doc = r.inputs[input];
+    if (typeof doc !== 'string') return [];
+    try {
+      JSON.parse(doc);
+    } catch {
+      return [finding(rule, subjectOf(r), `${input} is not JSON`, source)];
+    }
+    const size = doc.replace(/\s/g, '').length;
+    return size <= limit ? [] : [finding(rule, subjectOf(r), `${input} is ${size} characters without whitespace; at most ${limit}`, source)];
+  };
+}
+
+/**
+ * SSM parameter names: letters, digits, `_.-` and `/` for hierarchies, fully qualified
+ * (beginning with /) in a hierarchy, at most 15 levels, not beginning with aws or ssm
+ * (any case), at most 1011 characters; a standard-tier value at most 4 KB.
+ */
+function checkSsmParameter(r: GraphResource): Finding[] {
+  const name = r.inputs.name;
+  const out: Finding[] = [];
+  if (typeof name === 'string') {
+    const levels = name.split('/').filter(Boolean);
+    if (!/^[a-zA-Z0-9_.\-/]+$/.test(name)) out.push(finding('aws-ssm-parameter-name', subjectOf(r), `name ${JSON.stringify(name)}: only a-zA-Z0-9_.- and / are allowed`, SOURCES.ssmParameterNames));
+    if (name.includes('/') && !name.startsWith('/')) out.push(finding('aws-ssm-parameter-name', subjectOf(r), `name ${JSON.stringify(name)}: a name in a hierarchy begins with /`, SOURCES.ssmParameterNames));
+    if (/^(aws|ssm)/i.test(levels[0] ?? '')) out.push(finding('aws-ssm-parameter-name', subjectOf(r), `name ${JSON.stringify(name)}: may not begin with aws or ssm`, SOURCES.ssmParameterNames));
+    if (levels.length > 15) out.push(finding('aws-ssm-parameter-name', subjectOf(r), `name ${JSON.stringify(name)} has ${levels.length} levels; at most 15`, SOURCES.ssmParameterNames));
+    if (name.length > 1011) out.push(finding('aws-ssm-parameter-name', subjectOf(r), `name is ${name.length} characters; at most 1011`, SOURCES.ssmParameter));
+  }
+  const value = r.inputs.value;
+  const tier = typeof r.inputs.tier === 'string' ? r.inputs.tier : 'Standard';
+  if (typeof value === 'string' && tier === 'Standard' && Buffer.byteLength(value) > 4096) {
+    out.push(finding('aws-ssm-parameter-value', subjectOf(r), `a Standard parameter's value is at most 4096 bytes, got ${Buffer.byteLength(value)}`, SOURCES.ssmParameter));
+  }
+  return out;
+}
+
+/**
+ * S3 bucket names (general purpose): 3-63 characters of lowercase letters, digits,
+ * dots and hyphens, a letter or digit first and last, no `..`, not an IP address,
+ * not beginning with xn-- or sthree-, not ending in -s3alias or --ol-s3. The autonamed
+ * name is the logical name plus Pulumi's suffix.
+ */
+function checkBucketName(r: GraphResource): Finding[] {
+  const name = physicalName(r, 'bucket');
+  if (!name) return [];
+  const n = name.name;
+  const problems = [
+    n.length < 3 || n.length > 63 ? `is ${n.length} characters; 3 to 63` : '',
+    /^[a-z0-9][a-z0-9.-]*[a-z0-9]$/.test(n) ? '' : 'has characters other than a-z 0-9 . - or does not begin and end with a letter or digit',
+    n.includes('..') ? 'has two adjacent dots' : '',
+    /^\d+\.\d+\.\d+\.\d+$/.test(n) ? 'looks like an IP address' : '',
+    /^(xn--|sthree-)/.test(n) || /(-s3alias|--ol-s3)$/.test(n) ? 'uses a reserved prefix or suffix' : '',
+  ].filter(Boolean);
+  return problems.map((p) => finding('aws-s3-bucket-name', subjectOf(r), `bucket ${described(name)} ${p}`, SOURCES.s3BucketNames));
+}
+
+/** S3 object keys: at most 1024 bytes of UTF-8. */
+function checkObjectKey(r: GraphResource): Finding[] {
+  const key = r.inputs.key;
+  if (typeof key !== 'string' || Buffer.byteLength(key) <= 1024) return [];
+  return [finding('aws-s3-object-key', subjectOf(r), `key is ${Buffer.byteLength(key)} bytes; at most 1024`, SOURCES.s3ObjectKeys)];
+}
+
+/** The readiness check (infra/targets/aws/readiness.ts): an http(s) URL and positive times, the interval within the timeout. */
+function checkReadiness(r: GraphResource): Finding[] {
+  const i = r.inputs;
+  const out: Finding[] = [];
+  if (typeof i.url === 'string' && !/^https?:\/\/[^/]+\//.test(i.url)) out.push(finding('readiness-check', subjectOf(r), `url ${JSON.stringify(i.url)} is not an http(s) URL with a path`, 'infra/targets/aws/readiness.ts'));
+  for (const k of ['timeoutSeconds', 'intervalSeconds', 'requestTimeoutSeconds']) {
+    if (i[k] !== undefined && !(typeof i[k] === 'number' && (i[k] as number) > 0)) out.push(finding('readiness-check', subjectOf(r), `${k} must be a positive number of seconds`, 'infra/targets/aws/readiness.ts'));
+  }
+  if (typeof i.intervalSeconds === 'number' && typeof i.timeoutSeconds === 'number' && i.intervalSeconds > i.timeoutSeconds) {
+    out.push(finding('readiness-check', subjectOf(r), 'intervalSeconds is longer than timeoutSeconds: it would look once', 'infra/targets/aws/readiness.ts'));
+  }
+  return out;
+}
+
 /** Docker container names (and volume names of the local driver): `[a-zA-Z0-9][a-zA-Z0-9_.-]+`. */
 const DOCKER_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]+$/;
 
@@ -443,6 +554,24 @@ export const RULES_BY_TYPE: Record<string, Check> = {
   'aws:ec2/routeTableAssociation:RouteTableAssociation': nothing,
   'aws:ec2/eipAssociation:EipAssociation': nothing,
   'aws:ec2/volumeAttachment:VolumeAttachment': nothing,
+  // Secrets in SSM, the instances' roles (IAM is global: names are per account).
+  'aws:ssm/parameter:Parameter': all(checkSsmParameter, checkTags),
+  'aws:iam/role:Role': all(checkIamName('aws-iam-role-name', SOURCES.iamRole, 'role', 64), checkIamDescription, checkTags),
+  'aws:iam/instanceProfile:InstanceProfile': all(checkIamName('aws-iam-instance-profile-name', SOURCES.iamInstanceProfile, 'instance profile', 128), checkTags),
+  'aws:iam/rolePolicy:RolePolicy': all(checkIamName('aws-iam-role-policy', SOURCES.iamRolePolicy, 'inline policy', 128), checkPolicyDocument('policy', ROLE_POLICY_LIMIT, 'aws-iam-role-policy', SOURCES.iamQuotas)),
+  // A managed policy's ARN and a role name the role already checks.
+  'aws:iam/rolePolicyAttachment:RolePolicyAttachment': nothing,
+  // The artefact bucket and its configuration.
+  'aws:s3/bucket:Bucket': all(checkBucketName, checkTags),
+  'aws:s3/bucketPolicy:BucketPolicy': checkPolicyDocument('policy', 20 * 1024, 'aws-s3-bucket-policy', SOURCES.s3BucketPolicy),
+  'aws:s3/bucketObjectv2:BucketObjectv2': all(checkObjectKey, checkTags),
+  // Settings of a bucket the bucket rule checks, from fixed enumerations.
+  'aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock': nothing,
+  'aws:s3/bucketOwnershipControls:BucketOwnershipControls': nothing,
+  'aws:s3/bucketVersioning:BucketVersioning': nothing,
+  'aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration': nothing,
+  // The readiness check, a dynamic resource: nothing a cloud names; its own inputs.
+  'pulumi-nodejs:dynamic/cdn:ReadinessCheck': checkReadiness,
   // docker
   'docker:index/container:Container': all(checkDockerName('docker-container-name', SOURCES.dockerNames, 'container'), checkImageReference('image')),
   'docker:index/volume:Volume': checkDockerName('docker-volume-name', SOURCES.dockerVolumeNames, 'volume'),

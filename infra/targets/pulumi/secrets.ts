@@ -29,7 +29,7 @@ function kebab(name: string): string {
   return name.replace(/([a-z0-9])([A-Z])/g, '$1-$2').replace(/_/g, '-').toLowerCase();
 }
 
-export function resolveSecret(config: pulumi.Config, name: string, generate: boolean, parent?: pulumi.Resource): pulumi.Output<string> {
+export function resolveSecret(config: pulumi.Config, name: string, generate: boolean, parent?: pulumi.Resource, length = 32): pulumi.Output<string> {
   const key = `${config.name}:${name}`;
   const plain = config.get(name);
   if (plain !== undefined) {
@@ -42,7 +42,7 @@ export function resolveSecret(config: pulumi.Config, name: string, generate: boo
     throw cdnError('CDN_ERR_CONFIG_INVALID', `${key} is not set; set it with: pulumi config set --secret ${key} <value>`);
   }
   // Alphanumeric: safe in redis.conf, env files and one-line secret files alike.
-  return new random.RandomPassword(`secret-${kebab(name)}`, { length: 32, special: false }, { parent }).result;
+  return new random.RandomPassword(`secret-${kebab(name)}`, { length, special: false }, { parent }).result;
 }
 
 export function resolveSecrets(config: pulumi.Config, plan: DeployPlan, parent?: pulumi.Resource): StackSecrets {
@@ -52,12 +52,22 @@ export function resolveSecrets(config: pulumi.Config, plan: DeployPlan, parent?:
   const s3Refs = storage.kind === 's3' ? storage : plan.objectStore.kind === 'builtin' ? plan.objectStore : undefined;
   const generateS3 = plan.objectStore.kind === 'builtin';
   const edgeKeys = storage.kind === 's3' && storage.edgeAccessKeySecret && storage.edgeSecretKeySecret ? storage : undefined;
+  const os = plan.objectStore;
+  const ownEdgeKeys = os.kind === 'builtin' && os.edgeAccessKeySecret && os.edgeSecretKeySecret ? os : undefined;
   return {
     ...(edgeKeys
       ? {
           // Keys of an external endpoint's read-only user: never generated.
           s3EdgeAccessKey: resolveSecret(config, edgeKeys.edgeAccessKeySecret!, false, parent),
           s3EdgeSecretKey: resolveSecret(config, edgeKeys.edgeSecretKeySecret!, false, parent),
+        }
+      : {}),
+    ...(ownEdgeKeys
+      ? {
+          // The stack's own MinIO: the edges' read-only user, generated like its root keys
+          // (an access key of 20 and a secret of 40 characters, the lengths MinIO's tools accept everywhere).
+          s3EdgeAccessKey: resolveSecret(config, ownEdgeKeys.edgeAccessKeySecret!, true, parent, 20),
+          s3EdgeSecretKey: resolveSecret(config, ownEdgeKeys.edgeSecretKeySecret!, true, parent, 40),
         }
       : {}),
     adminToken: resolveSecret(config, spec.secrets.adminToken, true, parent),

@@ -106,6 +106,24 @@ function _M:success(node)
 end
 
 
+-- Whether the fleet is ready to serve: every edge has been checked, its last
+-- check passed, and it is in rotation (an edge nobody has judged yet is in
+-- rotation, but not ready). False without edges.
+function _M:all_ready()
+    local dict = self.dict
+    local nodes = self.nodes
+    if #nodes == 0 then
+        return false
+    end
+    for _, node in ipairs(nodes) do
+        if dict:get(node.k_down) or dict:get(node.k_last) ~= "ok" then
+            return false
+        end
+    end
+    return true
+end
+
+
 -- What the status page shows about one edge.
 function _M:state(node)
     local dict = self.dict
