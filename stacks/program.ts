@@ -23,7 +23,7 @@ export function program(): StackOutputs {
   const config = new pulumi.Config('cdn');
   const rawSpec = config.getObject<unknown>('spec');
   const { target, spec } = stackConfig({ 'cdn:target': config.get('target'), 'cdn:spec': rawSpec });
-  const plan = deployPlan(rawSpec, spec);
+  const plan = deployPlan(rawSpec, spec, target);
   const images = imageCatalogue(config.getObject<unknown>('images'));
   // Settings are checked before any resource exists, so a bad stack fails whole.
   if (target === 'docker') {

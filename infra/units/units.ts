@@ -211,7 +211,9 @@ export function cdnUnits(o: CdnUnitOptions): ServiceUnit[] {
         s3SecretKeyFile: secretFile(layout, 's3SecretKey'),
       }),
       secrets: ['adminToken', ...redisPassword(spec), ...bucketKeys(spec, 'origin')],
-      volumes: [],
+      // With filesystem storage the assets are in storage/ (unless the spec puts them
+      // elsewhere): they outlive the process (a container's volume on docker).
+      volumes: spec.storage.kind === 'filesystem' && spec.storage.path === undefined ? ['storage'] : [],
       health: { kind: 'http', url: url(topology.origin.reach, '/readyz') },
       url: url(topology.origin.reach),
       published: { port: topology.origin.listen.port, audience: 'operators' },

@@ -12,8 +12,9 @@ import type { DeployPlan } from './config';
 export interface StackSecrets {
   adminToken: pulumi.Output<string>;
   redisPassword: pulumi.Output<string>;
-  s3AccessKey: pulumi.Output<string>;
-  s3SecretKey: pulumi.Output<string>;
+  /** The bucket's keys: none when the origin keeps assets on its own volume (docker, filesystem storage). */
+  s3AccessKey?: pulumi.Output<string>;
+  s3SecretKey?: pulumi.Output<string>;
   /** The edges' own bucket keys, when the spec names them (else the edges use the origin's). */
   s3EdgeAccessKey?: pulumi.Output<string>;
   s3EdgeSecretKey?: pulumi.Output<string>;
@@ -60,8 +61,12 @@ export function resolveSecrets(config: pulumi.Config, plan: DeployPlan, parent?:
       : {}),
     adminToken: resolveSecret(config, spec.secrets.adminToken, true, parent),
     redisPassword: resolveSecret(config, spec.secrets.redisPassword ?? 'redisPassword', true, parent),
-    s3AccessKey: resolveSecret(config, s3Refs!.accessKeySecret, generateS3, parent),
-    s3SecretKey: resolveSecret(config, s3Refs!.secretKeySecret, generateS3, parent),
+    ...(s3Refs
+      ? {
+          s3AccessKey: resolveSecret(config, s3Refs.accessKeySecret, generateS3, parent),
+          s3SecretKey: resolveSecret(config, s3Refs.secretKeySecret, generateS3, parent),
+        }
+      : {}),
     grafanaAdminPassword: resolveSecret(config, 'grafanaAdminPassword', true, parent),
   };
 }
