@@ -10,6 +10,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { buildInputs, createOptions, nanoseconds, networkOptions, uploadArchive, volumeOptions } from './containers';
 import { dockerGraph, REPO_ROOT, runConfig, type DockerGraph, type GraphResource } from './graph';
+import { excusedErrorLine } from './checks';
 import { firstFile, tarOf } from './tar';
 
 let graph: DockerGraph;
@@ -124,5 +125,16 @@ describe('helpers', () => {
       fs.rmSync(dir, { recursive: true, force: true });
     }
     expect(() => tarOf([{ path: '../etc/passwd', content: Buffer.from(''), mode: 0o644 }])).toThrow(/refusing/);
+  });
+
+  test("nginx error lines the edges taken down cause are excused, by address or (health probes) by time", () => {
+    const outages = [{ edge: 'eu-1', address: '10.89.0.100', from: Date.UTC(2026, 11, 7, 6, 35, 37, 400), to: Date.UTC(2026, 11, 7, 6, 35, 43) }];
+    const retried = '2026/12/07 06:35:38 [error] 15#15: *458 recv() failed (104: Connection reset by peer) while reading response header from upstream, client: 10.89.0.1, upstream: "http://10.89.0.100:8081/x", host: "127.0.0.1"';
+    const probe = '2026/12/07 06:35:38 [error] 15#15: *505 recv() failed (104: Connection reset by peer), context: ngx.timer';
+    expect(excusedErrorLine(retried, outages)).toBe(true);
+    expect(excusedErrorLine(retried.replace('10.89.0.100', '10.89.0.101'), outages)).toBe(false);
+    expect(excusedErrorLine(probe, outages)).toBe(true);
+    expect(excusedErrorLine(probe.replace('06:35:38', '06:40:00'), outages)).toBe(false);
+    expect(excusedErrorLine('2026/12/07 06:35:38 [error] 15#15: lua entry thread aborted: runtime error', outages)).toBe(false);
   });
 });

@@ -357,6 +357,7 @@ async function main(): Promise<number> {
         }),
       adminToken: outputs.adminToken,
       killed: null,
+      outages: [],
     };
     log(`stack: balancer ${stack.balancer}, origin API ${stack.origin}, Prometheus ${stack.prometheus}, edges ${stack.edges.map((e) => `${e.id} ${e.url}`).join(', ')}`);
     await check('upload through the origin API', () => checks.upload(stack));
