@@ -4,7 +4,7 @@
  * started here as root and stopped again at the end), one run at a time, and the
  * leftovers of an interrupted run removed before anything is created.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -54,12 +54,21 @@ function alive(pid: number): boolean {
   }
 }
 
+/** A process's command name, or null when it is gone. */
+function commandOf(pid: number): string | null {
+  try {
+    return fs.readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+  } catch {
+    return null;
+  }
+}
+
 export interface Engine {
   docker: Docker;
   version: string;
   apiVersion: string;
-  /** The dockerd this run started (stopped by `release`), or null when one was running. */
-  started: ChildProcess | null;
+  /** The dockerd this test started (stopped by `release`), or null when one was running. */
+  started: { pid: number } | null;
   release(): Promise<void>;
 }
 
@@ -79,26 +88,34 @@ async function ping(docker: Docker): Promise<boolean> {
  */
 export async function connectEngine(log: Log): Promise<Engine> {
   const docker = new Docker({ socketPath: SOCKET });
-  let started: ChildProcess | null = null;
-  if (!(await ping(docker))) {
+  let started: { pid: number } | null = null;
+  // A dockerd an earlier run started and could not stop (it was killed) is still this test's: stop it at the end too.
+  const pidFile = path.join(os.tmpdir(), 'cdn-docker-run-dockerd.pid');
+  const earlier = fs.existsSync(pidFile) ? Number(fs.readFileSync(pidFile, 'utf8')) : 0;
+  if (earlier > 0 && commandOf(earlier) === 'dockerd' && (await ping(docker))) {
+    started = { pid: earlier };
+    log(`engine: the dockerd an interrupted run started (pid ${earlier}) still runs: used, and stopped at the end`);
+  } else if (!(await ping(docker))) {
     if (process.getuid?.() !== 0) throw new Error(`no Docker engine answers on ${SOCKET}, and starting one needs root`);
     const logFile = path.join(os.tmpdir(), 'cdn-docker-run-dockerd.log');
     const out = fs.openSync(logFile, 'a');
     const t0 = Date.now();
-    started = spawn('dockerd', [], { detached: true, stdio: ['ignore', out, out], env: { ...process.env, PATH: `${process.env.PATH ?? ''}:/usr/sbin:/sbin` } });
+    const child = spawn('dockerd', [], { detached: true, stdio: ['ignore', out, out], env: { ...process.env, PATH: `${process.env.PATH ?? ''}:/usr/sbin:/sbin` } });
     fs.closeSync(out);
-    started.unref();
+    child.unref();
     let exited: number | null = null;
-    started.on('exit', (code) => (exited = code ?? -1));
+    child.on('exit', (code) => (exited = code ?? -1));
     while (!(await ping(docker))) {
       if (exited !== null || Date.now() - t0 > 60_000) {
         const tail = fs.readFileSync(logFile, 'utf8').split('\n').slice(-15).join('\n');
-        if (exited === null) started.kill('SIGTERM');
+        if (exited === null) child.kill('SIGTERM');
         throw new Error(`dockerd did not come up (${exited !== null ? `exit ${exited}` : 'timeout'}); ${logFile}:\n${tail}`);
       }
       await new Promise((r) => setTimeout(r, 250));
     }
-    log(`engine: started dockerd (pid ${started.pid}) in ${((Date.now() - t0) / 1000).toFixed(1)} s, log ${logFile}`);
+    started = { pid: child.pid! };
+    fs.writeFileSync(pidFile, String(child.pid));
+    log(`engine: started dockerd (pid ${child.pid}) in ${((Date.now() - t0) / 1000).toFixed(1)} s, log ${logFile}`);
   }
   const v = await docker.version();
   const child = started;
@@ -108,12 +125,13 @@ export async function connectEngine(log: Log): Promise<Engine> {
     apiVersion: v.ApiVersion,
     started,
     async release() {
-      if (!child?.pid || !alive(child.pid)) return;
-      child.kill('SIGTERM');
+      if (!child || !alive(child.pid)) return;
+      process.kill(child.pid, 'SIGTERM');
       const t0 = Date.now();
       while (alive(child.pid) && Date.now() - t0 < 30_000) await new Promise((r) => setTimeout(r, 200));
-      if (alive(child.pid)) child.kill('SIGKILL');
-      log(`engine: stopped the dockerd this run started (pid ${child.pid})`);
+      if (alive(child.pid)) process.kill(child.pid, 'SIGKILL');
+      fs.rmSync(pidFile, { force: true });
+      log(`engine: stopped the dockerd this test started (pid ${child.pid})`);
     },
   };
 }

@@ -49,6 +49,8 @@ interface Outcome {
   seconds: number;
 }
 const outcomes: Outcome[] = [];
+/** Set on SIGINT/SIGTERM: the cleanup runs, and what fails because of it is not reported. */
+let interrupted = false;
 
 async function check<T>(name: string, fn: () => Promise<T>, describe: (v: T) => string = String): Promise<T | undefined> {
   const t0 = Date.now();
@@ -61,7 +63,7 @@ async function check<T>(name: string, fn: () => Promise<T>, describe: (v: T) => 
   } catch (err) {
     const o = { name, ok: false, detail: (err as Error).message, seconds: (Date.now() - t0) / 1000 };
     outcomes.push(o);
-    log(`check ${name}: FAILED (${o.seconds.toFixed(1)} s)\n    ${o.detail}`);
+    if (!interrupted) log(`check ${name}: FAILED (${o.seconds.toFixed(1)} s)\n    ${o.detail}`);
     return undefined;
   }
 }
@@ -230,7 +232,8 @@ async function startContainers(docker: Docker, included: GraphResource[]): Promi
   }
   const settled = await Promise.allSettled(done.values());
   const failed = settled.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
-  if (failed.length > 0) throw new Error(failed.map((f) => (f.reason as Error).message).join('\n'));
+  // a container's failure also fails those waiting on it: report each failure once
+  if (failed.length > 0) throw new Error([...new Set(failed.map((f) => (f.reason as Error).message))].join('\n'));
   return settled.map((r) => (r as PromiseFulfilledResult<Started>).value);
 }
 
@@ -278,6 +281,7 @@ async function main(): Promise<number> {
     log(`cleanup: removed ${removed.containers.length} containers, ${removed.networks.length} networks (${removed.networks.join(', ')}), ${removed.volumes.length} volumes; the images stay (the cache)`);
   };
   const onSignal = (sig: NodeJS.Signals) => {
+    interrupted = true;
     log(`${sig}: cleaning up`);
     void teardown()
       .then(() => engine?.release())
@@ -292,7 +296,7 @@ async function main(): Promise<number> {
   try {
     engine = await connectEngine(log);
     const { docker } = engine;
-    log(`engine: Docker ${engine.version} (API ${engine.apiVersion})${engine.started ? ', started by this run' : ', already running'}`);
+    log(`engine: Docker ${engine.version} (API ${engine.apiVersion})${engine.started ? `, dockerd pid ${engine.started.pid} started by test:docker` : ', already running (left running)'}`);
     const leftovers = await removeLabelled(docker);
     if (leftovers.containers.length + leftovers.networks.length + leftovers.volumes.length > 0) {
       log(`cleanup: an earlier run left ${leftovers.containers.join(' ') || 'no containers'}; networks ${leftovers.networks.join(' ') || 'none'}; ${leftovers.volumes.length} volumes: removed`);
@@ -375,7 +379,7 @@ async function main(): Promise<number> {
     await check("nginx's error logs: nothing unexpected", () => checks.nginxErrorLogs(stack, nginxLogs));
   } catch (err) {
     outcomes.push({ name: 'run', ok: false, detail: (err as Error).stack ?? String(err), seconds: 0 });
-    log(`run: FAILED\n${(err as Error).stack ?? err}`);
+    if (!interrupted) log(`run: FAILED\n${(err as Error).stack ?? err}`);
   } finally {
     try {
       await teardown();
