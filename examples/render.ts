@@ -82,7 +82,7 @@ const oneEdge = (u: ServiceUnit) => u.role !== 'edge' || u.name === 'edge-eu-1';
 
 export function renderExamples(): ExampleFile[] {
   const raw = {};
-  const plan = deployPlan(raw, parseSpec(raw));
+  const plan = deployPlan(raw, parseSpec(raw), 'docker');
   const topology = topologyOf(plan.spec, plan.objectStore.kind === 'builtin');
   const files = unitFiles('default', deployedUnits(plan, topology, { kind: 'docker', network: `${plan.spec.name}-net` }), oneEdge);
   // what the aws target's instances ship logs with instead of the one Alloy container

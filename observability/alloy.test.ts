@@ -95,7 +95,7 @@ describe('Alloy configuration (static checks only: no Alloy binary here)', () =>
 
   test('the access-log globs and the rendered unit/role extraction fit where each nginx unit writes, on both targets', () => {
     const spec = { name: 'shop', regions: [{ name: 'eu', edges: 2 }, { name: 'us', edges: 1 }] };
-    const plan = deployPlan(spec, parseSpec(spec));
+    const plan = deployPlan(spec, parseSpec(spec), 'docker');
     const units = deployedUnits(plan, dockerTopology(plan.spec, dockerAddresses(plan.spec, '10.89.0.0/24'), 'http://127.0.0.1:8080', { objectStore: true }), { kind: 'docker', network: 'shop-net' });
     const nginx = units.filter((u) => u.role === 'edge' || u.role === 'balancer');
     expect(nginx.map((u) => u.name)).toEqual(['edge-eu-1', 'edge-eu-2', 'edge-us-1', 'balancer']);
@@ -122,7 +122,7 @@ describe('Alloy configuration (static checks only: no Alloy binary here)', () =>
 
   test('the error-log globs and the unit, role and level extraction fit where each nginx unit writes its error log', () => {
     const spec = { name: 'shop', regions: [{ name: 'eu', edges: 1 }] };
-    const plan = deployPlan(spec, parseSpec(spec));
+    const plan = deployPlan(spec, parseSpec(spec), 'docker');
     const units = deployedUnits(plan, dockerTopology(plan.spec, dockerAddresses(plan.spec, '10.89.0.0/24'), 'http://127.0.0.1:8080', { objectStore: true }), { kind: 'docker', network: 'shop-net' });
     const nginx = units.filter((u) => u.role === 'edge' || u.role === 'balancer');
     expect(nginx).toHaveLength(2);

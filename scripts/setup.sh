@@ -6,6 +6,8 @@
 #   ./scripts/setup.sh            # Debian packages + npm ci + build
 #   ./scripts/setup.sh --system   # Debian packages only (images, cloud-init)
 #   ./scripts/setup.sh --system --role edge   # only what one role runs (images, cloud-init)
+#   ./scripts/setup.sh --docker   # also what `npm run test:docker` needs (CI): the Docker
+#                                 # engine (docker.io) and debootstrap (its base images)
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -35,13 +37,19 @@ role_packages() {
   esac
 }
 
+# What `npm run test:docker` (test/docker/) needs on the machine it runs on: a Docker
+# engine and debootstrap, which makes the Debian base images from Debian's archive.
+DOCKER_PACKAGES="docker.io debootstrap"
+
 SYSTEM_ONLY=0
+DOCKER=0
 ROLES=()
 while [ "$#" -gt 0 ]; do
   case "$1" in
     --system) SYSTEM_ONLY=1 ;;
+    --docker) DOCKER=1 ;;
     --role) shift; IFS=',' read -r -a more <<< "${1:?setup: --role needs a role}"; ROLES+=("${more[@]}") ;;
-    *) echo "setup: unknown argument $1 (use --system, --role ROLE)" >&2; exit 2 ;;
+    *) echo "setup: unknown argument $1 (use --system, --role ROLE, --docker)" >&2; exit 2 ;;
   esac
   shift
 done
@@ -53,6 +61,10 @@ if [ "${#ROLES[@]}" -gt 0 ]; then
     # shellcheck disable=SC2206
     PACKAGES+=($list)
   done
+fi
+if [ "$DOCKER" -eq 1 ]; then
+  # shellcheck disable=SC2206
+  PACKAGES+=($DOCKER_PACKAGES)
 fi
 
 SUDO=""

@@ -18,9 +18,12 @@ describe('stack program config', () => {
     await expect(runProgram(docker({ 'cdn:spec': { regions: [{ name: 'EU' }] } }), program)).rejects.toThrow(/regions\[0\]\.name: expected a lowercase name/);
   });
 
-  test('filesystem storage is refused by the deployed targets, with the way out', async () => {
-    await expect(runProgram(docker({ 'cdn:spec': { ...SPEC, storage: { kind: 'filesystem' } } }), program)).rejects.toThrow(
-      /cdn:spec.storage: the docker and aws targets keep assets in S3-compatible storage; leave storage out/,
+  test('filesystem storage is refused by the aws target, with the way out; docker takes it without a path', async () => {
+    const aws = { 'cdn:target': 'aws', 'cdn:spec': { ...SPEC, storage: { kind: 'filesystem' } }, 'cdn:aws': { source: { repository: 'https://git.example/shop-cdn.git' } } };
+    await expect(runProgram(aws, program)).rejects.toThrow(/cdn:spec.storage: the aws target keeps assets in S3-compatible storage; leave storage out/);
+    await expect(runProgram(docker({ 'cdn:spec': { ...SPEC, storage: { kind: 'filesystem' } } }), program)).resolves.toBeDefined();
+    await expect(runProgram(docker({ 'cdn:spec': { ...SPEC, storage: { kind: 'filesystem', path: '/srv/assets' } } }), program)).rejects.toThrow(
+      /cdn:spec.storage.path: on the docker target the origin keeps assets in its own storage volume; leave path out/,
     );
   });
 

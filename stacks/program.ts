@@ -24,9 +24,8 @@ export function program(): StackOutputs {
   const config = new pulumi.Config('cdn');
   const rawSpec = config.getObject<unknown>('spec');
   const { target, spec } = stackConfig({ 'cdn:target': config.get('target'), 'cdn:spec': rawSpec });
-  // With its own object store, the aws stack gives the edges read-only keys (a MinIO user its
-  // object-store instance creates); docker keeps them on the root keys (see the README).
-  const plan = deployPlan(rawSpec, spec, { readOnlyEdgeKeys: target === 'aws' });
+  // aws gives the edges of its own object store read-only keys; docker keeps the root keys
+  const plan = deployPlan(rawSpec, spec, target);
   const images = imageCatalogue(config.getObject<unknown>('images'));
   // Settings are checked before any resource exists, so a bad stack fails whole.
   if (target === 'docker') {

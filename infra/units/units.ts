@@ -253,7 +253,9 @@ export function cdnUnits(o: CdnUnitOptions): ServiceUnit[] {
         s3SecretKeyFile: secretFile(layout, 's3SecretKey'),
       }),
       secrets: ['adminToken', 'debugToken', ...redisPassword(spec), ...bucketKeys(spec, 'origin')],
-      volumes: [],
+      // With filesystem storage the assets are in storage/ (unless the spec puts them
+      // elsewhere): they outlive the process (a container's volume on docker).
+      volumes: spec.storage.kind === 'filesystem' && spec.storage.path === undefined ? ['storage'] : [],
       health: { kind: 'http', url: url(topology.originApi.reach, '/readyz') },
       // what operators use: the API (the delivery listener serves the edges only)
       url: url(topology.originApi.reach),

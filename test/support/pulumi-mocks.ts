@@ -14,7 +14,12 @@ import * as path from 'node:path';
 import * as pulumi from '@pulumi/pulumi';
 import { parse } from 'yaml';
 
-const REPO_ROOT = path.resolve(__dirname, '../..');
+/** The repository root, from the sources (ts-jest) or their build (dist/test/support: test:docker). */
+const REPO_ROOT = (() => {
+  let dir = __dirname;
+  while (!fs.existsSync(path.join(dir, 'Pulumi.yaml')) && path.dirname(dir) !== dir) dir = path.dirname(dir);
+  return dir;
+})();
 
 /** The project Pulumi.yaml names: URNs carry it, as they would on a real run. */
 export const PROJECT: string = parse(fs.readFileSync(path.join(REPO_ROOT, 'Pulumi.yaml'), 'utf8')).name;

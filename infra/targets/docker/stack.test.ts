@@ -39,7 +39,7 @@ function fileIn(c: RecordedResource, file: string): string {
 
 /** The topology the test expects: the spec's ports on fixed addresses of the default subnet. */
 function expectedTopology() {
-  const plan = deployPlan(SPEC, parseSpec(SPEC));
+  const plan = deployPlan(SPEC, parseSpec(SPEC), 'docker');
   return { plan, topology: dockerTopology(plan.spec, dockerAddresses(plan.spec, '10.89.0.0/24'), 'http://127.0.0.1:8080', { objectStore: true }) };
 }
 
@@ -86,6 +86,21 @@ describe('docker target', () => {
     expect(JSON.parse(fileIn(edge, '/etc/cdn/edge-eu-1/edge.json')).bucket).toMatchObject({ upstream: 'https://bucket', host: 's3.example', secretKeyFile: '/etc/cdn/secrets/s3-edge-secret-key' });
     for (const c of external.ofType(CONTAINER)) expect(JSON.stringify(plain(c.inputs.envs) ?? [])).not.toMatch(/edge-secret|origin-secret/);
     expect(uploads(external.named('origin', CONTAINER)).map((u) => u.file)).not.toContain('/etc/cdn/secrets/s3-edge-secret-key');
+  });
+
+  test('with filesystem storage there is no object store: the origin keeps assets in its own volume', async () => {
+    const fsRun = await runProgram(config({ 'cdn:spec': { ...SPEC, storage: { kind: 'filesystem' } } }), program);
+    expect(fsRun.ofType(CONTAINER).map((c) => c.name)).not.toContain('object-store');
+    expect(fsRun.ofType('docker:index/remoteImage:RemoteImage').map((i) => i.inputs.name)).not.toContain(DEFAULT_IMAGES.minio);
+    const origin = fsRun.named('origin', CONTAINER);
+    const env = Object.fromEntries((origin.inputs.envs as string[]).map((e) => e.split(/=(.*)/s).slice(0, 2)));
+    expect(env).toMatchObject({ CDN_STORAGE_KIND: 'filesystem', CDN_STORAGE_PATH: '/etc/cdn/origin/storage', CDN_UNIT_DIRS: 'storage' });
+    expect(env.CDN_S3_ENDPOINT).toBeUndefined();
+    expect(origin.inputs.volumes).toEqual([{ volumeName: 'shop-origin-storage', containerPath: '/etc/cdn/origin/storage' }]);
+    expect(fsRun.named('origin-storage', 'docker:index/volume:Volume').inputs.name).toBe('shop-origin-storage');
+    // no bucket, so no bucket keys: neither generated nor on any container
+    expect(fsRun.ofType('random:index/randomPassword:RandomPassword').map((r) => r.name).sort()).toEqual(['secret-cdn-admin-token', 'secret-cdn-debug-token', 'secret-grafana-admin-password', 'secret-redis-password']);
+    for (const c of fsRun.ofType(CONTAINER)) expect(uploads(c).map((u) => u.file).filter((f) => f.includes('/secrets/s3-'))).toEqual([]);
   });
 
   test('edge and balancer containers get exactly the renderers\' files', () => {

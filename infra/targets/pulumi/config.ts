@@ -132,7 +132,13 @@ export function imageCatalogue(overrides: unknown): ImageCatalogue {
   return images;
 }
 
-/** Where assets live: the stack's own MinIO, or an S3-compatible endpoint the spec names. */
+/** The Pulumi targets (stacks/config.ts names them too); they differ in where assets may live. */
+export type PulumiTarget = 'docker' | 'aws';
+
+/**
+ * Where assets live: the stack's own MinIO, an S3-compatible endpoint the spec names,
+ * or (docker only) no object store at all: the origin keeps them in its unit's volume.
+ */
 export type ObjectStorePlan =
   | {
       kind: 'builtin';
@@ -144,16 +150,9 @@ export type ObjectStorePlan =
       edgeAccessKeySecret?: string;
       edgeSecretKeySecret?: string;
     }
-  | { kind: 'external' };
-
-export interface DeployPlanOptions {
-  /**
-   * With the stack's own object store, give the edges their own read-only keys
-   * instead of its root keys (the aws target; the docker target keeps the root keys,
-   * see the README).
-   */
-  readOnlyEdgeKeys?: boolean;
-}
+  | { kind: 'external' }
+  /** Filesystem storage (docker only): the origin keeps the assets in its own volume. */
+  | { kind: 'none' };
 
 export interface DeployPlan {
   /** The spec with the deployed stacks' defaults: a Redis password is always required. */
@@ -163,35 +162,46 @@ export interface DeployPlan {
 
 /**
  * `rawSpec` is the stack's `cdn:spec` as written: an absent `storage` means "run the
- * stack's own MinIO"; `kind: s3` points at an existing S3-compatible endpoint.
+ * stack's own MinIO"; `kind: s3` points at an existing S3-compatible endpoint. The
+ * docker target also takes `kind: filesystem`: one origin on one machine keeps the
+ * assets in its `storage` volume (what `npm run test:docker` runs, where no MinIO
+ * image can be had). The aws target refuses it: its origin's disk is no place for
+ * the only copy of the assets.
  */
-export function deployPlan(rawSpec: unknown, spec: CdnSpec, options: DeployPlanOptions = {}): DeployPlan {
+export function deployPlan(rawSpec: unknown, spec: CdnSpec, target: PulumiTarget): DeployPlan {
   const rawStorage = (rawSpec as { storage?: unknown } | undefined)?.storage;
-  if (rawStorage !== undefined && spec.storage.kind === 'filesystem') {
+  const filesystem = rawStorage !== undefined && spec.storage.kind === 'filesystem';
+  if (filesystem && target !== 'docker') {
     throw cdnError(
       'CDN_ERR_CONFIG_INVALID',
-      'cdn:spec.storage: the docker and aws targets keep assets in S3-compatible storage; leave storage out to run the stack\'s own MinIO, or set kind: s3 with an endpoint',
+      `cdn:spec.storage: the ${target} target keeps assets in S3-compatible storage; leave storage out to run the stack's own MinIO, or set kind: s3 with an endpoint`,
     );
+  }
+  if (filesystem && spec.storage.kind === 'filesystem' && spec.storage.path !== undefined) {
+    throw cdnError('CDN_ERR_CONFIG_INVALID', 'cdn:spec.storage.path: on the docker target the origin keeps assets in its own storage volume; leave path out');
   }
   const deployed: CdnSpec = { ...spec, secrets: { ...spec.secrets, redisPassword: spec.secrets.redisPassword ?? 'redisPassword' } };
   const objectStore: ObjectStorePlan =
     spec.storage.kind === 's3'
       ? { kind: 'external' }
-      : {
-          kind: 'builtin',
-          bucket: `${spec.name}-assets`,
-          region: 'us-east-1',
-          accessKeySecret: 'objectStoreAccessKey',
-          secretKeySecret: 'objectStoreSecretKey',
-          ...(options.readOnlyEdgeKeys ? { edgeAccessKeySecret: 'objectStoreEdgeAccessKey', edgeSecretKeySecret: 'objectStoreEdgeSecretKey' } : {}),
-        };
+      : filesystem
+        ? { kind: 'none' }
+        : {
+            kind: 'builtin',
+            bucket: `${spec.name}-assets`,
+            region: 'us-east-1',
+            accessKeySecret: 'objectStoreAccessKey',
+            secretKeySecret: 'objectStoreSecretKey',
+            // aws gives the edges a read-only MinIO user; docker keeps them on the root keys (see docs/deploying.md)
+            ...(target === 'aws' ? { edgeAccessKeySecret: 'objectStoreEdgeAccessKey', edgeSecretKeySecret: 'objectStoreEdgeSecretKey' } : {}),
+          };
   return { spec: deployed, objectStore };
 }
 
 /** The spec the renderers see once the object store's endpoint is known. */
 export function specWithObjectStore(plan: DeployPlan, endpoint: string): CdnSpec {
   const os = plan.objectStore;
-  if (os.kind === 'external') return plan.spec;
+  if (os.kind !== 'builtin') return plan.spec;
   return {
     ...plan.spec,
     storage: {

@@ -14,8 +14,9 @@ export interface StackSecrets {
   /** The edges' X-Cdn-Debug token (scope debug only). */
   debugToken: pulumi.Output<string>;
   redisPassword: pulumi.Output<string>;
-  s3AccessKey: pulumi.Output<string>;
-  s3SecretKey: pulumi.Output<string>;
+  /** The bucket's keys: none when the origin keeps assets on its own volume (docker, filesystem storage). */
+  s3AccessKey?: pulumi.Output<string>;
+  s3SecretKey?: pulumi.Output<string>;
   /** The edges' own bucket keys, when the spec names them (else the edges use the origin's). */
   s3EdgeAccessKey?: pulumi.Output<string>;
   s3EdgeSecretKey?: pulumi.Output<string>;
@@ -73,8 +74,12 @@ export function resolveSecrets(config: pulumi.Config, plan: DeployPlan, parent?:
     adminToken: resolveSecret(config, spec.secrets.adminToken, true, parent),
     debugToken: resolveSecret(config, spec.secrets.debugToken, true, parent),
     redisPassword: resolveSecret(config, spec.secrets.redisPassword ?? 'redisPassword', true, parent),
-    s3AccessKey: resolveSecret(config, s3Refs!.accessKeySecret, generateS3, parent),
-    s3SecretKey: resolveSecret(config, s3Refs!.secretKeySecret, generateS3, parent),
+    ...(s3Refs
+      ? {
+          s3AccessKey: resolveSecret(config, s3Refs.accessKeySecret, generateS3, parent),
+          s3SecretKey: resolveSecret(config, s3Refs.secretKeySecret, generateS3, parent),
+        }
+      : {}),
     grafanaAdminPassword: resolveSecret(config, 'grafanaAdminPassword', true, parent),
   };
 }
