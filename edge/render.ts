@@ -11,7 +11,7 @@ import { LATENCY_BUCKETS } from '../origin/contract/metrics';
 import { SANDBOX_CSP, SANDBOXED_SUFFIX, SANDBOXED_TYPES } from '../origin/contract/sandbox';
 import { secretFile, type Layout } from '../infra/model/layout';
 import { durationSeconds, type CdnSpec } from '../infra/model/spec';
-import { hostPort, type EdgePlacement, type Topology } from '../infra/model/topology';
+import { acknowledgedAt, hostPort, REDIS_TLS_SERVER_NAME, type EdgePlacement, type Topology } from '../infra/model/topology';
 import type { RenderedFile } from '../infra/model/rendered-file';
 
 export interface EdgeSettings {
@@ -23,8 +23,12 @@ export interface EdgeSettings {
    * `passwordFile` (mode 0600) holds the Redis password when the bus requires one.
    */
   redis: { host: string; port: number; passwordFile?: string };
-  /** The primary, when the stream is read from a replica: acknowledgements are writes. */
-  acknowledge?: { host: string; port: number };
+  /**
+   * The primary, when the stream is read from a replica: acknowledgements are
+   * writes. The link crosses regions, so it is TLS: the server's certificate must
+   * name `serverName` and chain to the CA nginx.conf trusts (lua_ssl_trusted_certificate).
+   */
+  acknowledge?: { host: string; port: number; tls: { serverName: string } };
   /** Default seconds of stale-if-error when the origin does not say. */
   grace: number;
   /** Longest freshness given to responses stored while the purge stream is unreachable. */
@@ -132,7 +136,7 @@ export function edgeSettings(spec: CdnSpec, topology: Topology, edge: EdgePlacem
     region: edge.region,
     stream: spec.purge.stream,
     redis: { host: read.reach.host, port: read.reach.port, ...(passwordFile ? { passwordFile } : {}) },
-    ...(replica ? { acknowledge: { host: topology.redis.reach.host, port: topology.redis.reach.port } } : {}),
+    ...(replica ? { acknowledge: { ...acknowledgedAt(topology, edge.region).reach, tls: { serverName: REDIS_TLS_SERVER_NAME } } } : {}),
     grace: spec.cache.grace,
     busDownMaxTtl: spec.purge.busDownMaxTtl,
     origins: externalRoutes(spec).map(({ match, upstream, sni }) => ({ match, upstream, sni })),
@@ -365,7 +369,18 @@ ${cacheLocation({ headerFilter: 'require("cdn.edge").slice_header_filter', upstr
 `,
     )
     .join('');
-  const http = `    # Disk cache. Keys are computed in Lua (host, normalised path, filtered query,
+  const acknowledgesAcrossRegions = topology.redisReplicas?.[edge.region] !== undefined;
+  const ackCa = acknowledgesAcrossRegions ? secretFile(layout, 'redisTlsCa') : undefined;
+  if (acknowledgesAcrossRegions && !ackCa) throw new Error('an edge acknowledging across regions needs the Redis CA file (a layout with secret files)');
+  const ackTls = ackCa
+    ? `    # Acknowledgements go to the primary in another region, over TLS: its
+    # certificate must chain to the stack's Redis CA (and name ${REDIS_TLS_SERVER_NAME}).
+    lua_ssl_trusted_certificate ${ackCa};
+    lua_ssl_verify_depth 2;
+
+`
+    : '';
+  const http = `${ackTls}    # Disk cache. Keys are computed in Lua (host, normalised path, filtered query,
     # invalidation generations); purges change the key instead of deleting files.
     # https://nginx.org/en/docs/http/ngx_http_proxy_module.html#proxy_cache_path
     proxy_cache_path cache levels=1:2 keys_zone=edge:${spec.cache.keysZone} max_size=${spec.cache.maxSize} inactive=${spec.cache.inactive} use_temp_path=off;

@@ -17,7 +17,7 @@ cd "$(dirname "$0")/.."
 PACKAGES=(
   nginx libnginx-mod-http-lua libnginx-mod-http-ndk
   lua-resty-core lua-resty-lrucache lua-nginx-redis lua-cjson logrotate
-  redis-server prometheus
+  redis-server openssl prometheus
   wrk lua-check curl ca-certificates
   chromium
   gnupg

@@ -20,7 +20,7 @@ export function loadLocalCommand(program: Command): void {
     .option('--port <port>', 'balancer port (default 8080, or a free one if 8080 is taken)')
     .option('--spec <file>', 'a JSON CdnSpec file (flags override it)')
     .option('--no-prometheus', 'do not start Prometheus even when installed')
-    .option('--regional-replicas', 'a Redis replica in every region but the first, its edges reading the purge stream there (as the aws target runs)')
+    .option('--regional-replicas', 'a Redis replica in every region but the first, its edges reading the purge stream there; replication and acknowledgements over TLS (as the aws target runs)')
     .option(
       '--origin <origin>',
       'front an external origin: URL (catch-all), host=URL or /prefix/=URL; repeatable',

@@ -45,6 +45,13 @@ export const SECRET_FILES = {
   redisPassword: 'redis-password',
   /** redis.conf `include`s this one: it holds `requirepass`, so redis.conf itself stays free of secrets. */
   redisAuthConf: 'redis-auth.conf',
+  /**
+   * The Redis servers' certificate and key, and the CA that signed it: the links
+   * that cross regions (replication, acknowledgements) are TLS, verified against it.
+   */
+  redisTlsCert: 'redis-tls.crt',
+  redisTlsKey: 'redis-tls.key',
+  redisTlsCa: 'redis-tls-ca.crt',
   s3AccessKey: 's3-access-key',
   s3SecretKey: 's3-secret-key',
   /** The edges' own (read-only) keys for the bucket, when the spec names them. */

@@ -190,10 +190,12 @@ export const cdnSpecSchema = z
         /** The origin's API (never reached through the edges). */
         originApi: port.default(3001),
         redis: port.default(6379),
+        /** The primary Redis's TLS listener: the links that cross regions (replication, other regions' acknowledgements). */
+        redisTls: port.default(6380),
         prometheus: port.default(9090),
       })
       .strict()
-      .default({ balancer: 8080, edge: 8081, edgeInternal: 9145, origin: 3000, originApi: 3001, redis: 6379, prometheus: 9090 }),
+      .default({ balancer: 8080, edge: 8081, edgeInternal: 9145, origin: 3000, originApi: 3001, redis: 6379, redisTls: 6380, prometheus: 9090 }),
     workers: z.number().int().min(1).max(64).default(1),
     storage: storage.default({ kind: 'filesystem' }),
     origins: z.array(externalOrigin).default([]),

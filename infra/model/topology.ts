@@ -36,6 +36,12 @@ export interface Topology {
    * regions flaps. Regions without one read the primary.
    */
   redisReplicas?: Record<string, Placement>;
+  /**
+   * The primary's TLS listener, present with redisReplicas: the replicas replicate
+   * and the other regions' edges acknowledge through it, so nothing that crosses
+   * regions is plain text. Its certificate names REDIS_TLS_SERVER_NAME.
+   */
+  redisTls?: Placement;
   /** The origin's delivery listener: what the edges fetch from (GET and HEAD of assets only). */
   origin: Placement;
   /** The origin's API listener (asset and purge API, docs, health, metrics): operators and monitoring only. */
@@ -49,6 +55,19 @@ export interface Topology {
   grafana?: Placement;
   /** The URL shoppers and storefronts use (the balancer, or a DNS name in front of it). */
   publicBaseUrl: string;
+}
+
+/** The name in the Redis servers' certificate, which clients verify (they dial addresses, not names). */
+export const REDIS_TLS_SERVER_NAME = 'redis.cdn.internal';
+
+/**
+ * Where a region's edges acknowledge what they applied: the primary, through its
+ * TLS listener when the region reads its own replica (the link crosses regions).
+ */
+export function acknowledgedAt(topology: Topology, region: string): Placement {
+  if (!topology.redisReplicas?.[region]) return topology.redis;
+  if (!topology.redisTls) throw new Error('a topology with Redis replicas needs the primary\'s TLS listener (redisTls)');
+  return topology.redisTls;
 }
 
 export function url(e: Endpoint, path = ''): string {

@@ -11,6 +11,7 @@ import { debianLayout } from '../model/layout';
 import { parseSpec } from '../model/spec';
 import type { Topology } from '../model/topology';
 import { buildUnits } from './stack';
+import { writeNativeRedisTls } from '../targets/native/redis-tls';
 import { scrapeTargets } from '../../observability/prometheus';
 import { LATENCY_BUCKETS } from '../../origin/contract/metrics';
 
@@ -116,6 +117,51 @@ describe('renderers', () => {
     const fs_ = settingsOf({ kind: 'filesystem' });
     expect(fs_.settings.bucket).toBeUndefined();
     expect(fs_.conf).not.toMatch(/upstream bucket|location @bucket|set \$cdn_s3_object/);
+  });
+
+  test('with regional replicas the links that cross regions are TLS: replication, and the replica regions\' acknowledgements', () => {
+    const secretsDir = path.join(dir, 'secrets');
+    fs.mkdirSync(secretsDir);
+    writeNativeRedisTls(secretsDir);
+    const spec = parseSpec({ regions: [{ name: 'eu', edges: 1 }, { name: 'us', edges: 1 }], secrets: { adminToken: 'A', debugToken: 'D', redisPassword: 'R' } });
+    const p = (host: string, port: number) => ({ listen: { host: '0.0.0.0', port }, reach: { host, port } });
+    const topology: Topology = { ...fixedTopology([{ id: 'eu-1', region: 'eu', index: 1 }, { id: 'us-1', region: 'us', index: 1 }]), redisReplicas: { us: p('redis-us', 6379) }, redisTls: p('redis', 6380) };
+    const layout = debianLayout({ repoRoot: REPO, stateDir: dir, secretsDir });
+    const units = buildUnits({ spec, topology, layout, adminTokenFile: '/run/secrets/admin-token', debugTokenFile: '/run/secrets/debug-token', withPrometheus: false });
+    const unit = (name: string) => units.find((u) => u.name === name)!;
+    const file = (name: string, f: string) => unit(name).files.find((x) => x.path === f)!.content;
+    const tlsFiles = `tls-cert-file ${secretsDir}/redis-tls.crt\ntls-key-file ${secretsDir}/redis-tls.key\ntls-ca-cert-file ${secretsDir}/redis-tls-ca.crt\n`;
+    expect(file('redis', 'redis.conf')).toContain(`port 6379\n`);
+    expect(file('redis', 'redis.conf')).toContain(`tls-port 6380\ntls-auth-clients no\n${tlsFiles}`);
+    expect(file('redis-us', 'redis.conf')).toContain('replicaof redis 6380\n');
+    expect(file('redis-us', 'redis.conf')).toContain(`tls-replication yes\n${tlsFiles}`);
+    expect(file('redis-us', 'redis.conf')).not.toContain('tls-port');
+    for (const name of ['redis', 'redis-us']) expect(unit(name).secrets).toEqual(['redisAuthConf', 'redisPassword', 'redisTlsCert', 'redisTlsKey', 'redisTlsCa']);
+    // the us edge reads its replica and acknowledges to the primary's TLS port; the eu edge reads and acknowledges on the primary's plain port
+    const us = JSON.parse(file('edge-us-1', 'edge.json'));
+    expect(us.redis).toMatchObject({ host: 'redis-us', port: 6379 });
+    expect(us.acknowledge).toEqual({ host: 'redis', port: 6380, tls: { serverName: 'redis.cdn.internal' } });
+    expect(JSON.parse(file('edge-eu-1', 'edge.json')).acknowledge).toBeUndefined();
+    expect(file('edge-us-1', 'conf/nginx.conf')).toContain(`lua_ssl_trusted_certificate ${secretsDir}/redis-tls-ca.crt;`);
+    expect(file('edge-eu-1', 'conf/nginx.conf')).not.toContain('lua_ssl_trusted_certificate');
+    expect(unit('edge-us-1').secrets).toContain('redisTlsCa');
+    expect(unit('edge-eu-1').secrets).not.toContain('redisTlsCa');
+    // nothing from another region reaches the primary's plain port
+    expect(unit('redis').accepts.filter((c) => c.port === 6380).map((c) => c.peer)).toEqual(['edge-us-1', 'redis-us']);
+    expect(unit('redis').accepts.filter((c) => c.port === 6379).map((c) => c.peer)).toEqual(['edge-eu-1', 'origin']);
+    // nginx loads the CA (nginx -t fails on a CA file it cannot read)
+    const edge = unit('edge-us-1');
+    for (const d of [...edge.dirs, 'logs']) fs.mkdirSync(path.join(edge.dir, d), { recursive: true });
+    for (const f of edge.files) fs.writeFileSync(path.join(edge.dir, f.path), f.content);
+    const conf = path.join(edge.dir, 'conf', 'nginx.conf');
+    fs.writeFileSync(conf, fs.readFileSync(conf, 'utf8').replace(/server (origin|edge-[a-z0-9-]+):/g, 'server 127.0.0.1:'));
+    expect(execFileSync('/usr/sbin/nginx', ['-t', '-p', edge.dir, '-c', conf, '-e', path.join(edge.dir, 'logs', 'error.log')], { encoding: 'utf8', stdio: 'pipe' })).toBe('');
+    // a replica topology without the primary's TLS listener, or without secret files, is refused rather than rendered in the clear
+    const { redisTls: _, ...withoutTls } = topology;
+    expect(() => buildUnits({ spec, topology: withoutTls, layout, adminTokenFile: 'a', debugTokenFile: 'd', withPrometheus: false })).toThrow(/TLS listener/);
+    expect(() => buildUnits({ spec: { ...spec, secrets: { adminToken: 'A', debugToken: 'D' } }, topology, layout: debianLayout({ repoRoot: REPO, stateDir: dir }), adminTokenFile: 'a', debugTokenFile: 'd', withPrometheus: false })).toThrow(
+      'a topology with a Redis TLS listener needs the TLS files to render redis.conf',
+    );
   });
 
   test('edge settings point at Redis and the purge stream; the balancer lists every edge per region', () => {

@@ -14,9 +14,9 @@ import { renderOriginEnv } from '../../origin/render';
 import { secretFile, type Layout, type SecretName } from '../model/layout';
 import type { RenderedFile } from '../model/rendered-file';
 import type { CdnSpec } from '../model/spec';
-import { url, type EdgePlacement, type Placement, type Topology } from '../model/topology';
+import { acknowledgedAt, url, type EdgePlacement, type Placement, type Topology } from '../model/topology';
 import { NGINX_ERROR_LOG, NGINX_LOGROTATE_CONF, NGINX_LOGS_DIR, NGINX_OPEN_FILES, renderLogrotate } from '../render/nginx';
-import { renderRedis } from '../render/redis';
+import { renderRedis, type RedisOptions } from '../render/redis';
 
 /** The CDN's own services: this repository's code and Debian packages, on every target. */
 export type OwnRole = 'redis' | 'origin' | 'edge' | 'balancer' | 'prometheus';
@@ -154,6 +154,21 @@ function bucketKeys(spec: CdnSpec, who: 'origin' | 'edge'): SecretName[] {
 
 const redisPassword = (spec: CdnSpec): SecretName[] => (spec.secrets.redisPassword ? ['redisPassword'] : []);
 
+/** What a Redis server (primary or replica) reads: the password include, and with cross-region TLS its certificate, key and CA. */
+function redisServerSecrets(spec: CdnSpec, topology: Topology): SecretName[] {
+  return [...(spec.secrets.redisPassword ? (['redisAuthConf', 'redisPassword'] as const) : []), ...(topology.redisTls ? (['redisTlsCert', 'redisTlsKey', 'redisTlsCa'] as const) : [])];
+}
+
+function redisServerOptions(spec: CdnSpec, topology: Topology, layout: Layout): Omit<RedisOptions, 'replicaOf'> {
+  const file = (name: SecretName) => secretFile(layout, name);
+  const [cert, key, ca] = [file('redisTlsCert'), file('redisTlsKey'), file('redisTlsCa')];
+  return {
+    authInclude: spec.secrets.redisPassword ? file('redisAuthConf') : undefined,
+    // (renderRedis refuses a TLS listener without them: a layout with no secret files)
+    tls: topology.redisTls && cert && key && ca ? { cert, key, ca } : undefined,
+  };
+}
+
 export function edgeUnit(spec: CdnSpec, topology: Topology, edge: EdgePlacement, layout: Layout, debugTokenFile?: string): ServiceUnit {
   const name = `edge-${edge.id}`;
   const replica = topology.redisReplicas?.[edge.region];
@@ -163,7 +178,7 @@ export function edgeUnit(spec: CdnSpec, topology: Topology, edge: EdgePlacement,
       // the cache outlives the container too
       volumes: ['cache', NGINX_LOGS_DIR],
       // the debug token unlocks the X-Cdn-Debug headers, and nothing at the origin
-      secrets: ['debugToken', ...redisPassword(spec), ...bucketKeys(spec, 'edge')],
+      secrets: ['debugToken', ...redisPassword(spec), ...(replica ? (['redisTlsCa'] as const) : []), ...bucketKeys(spec, 'edge')],
       health: { kind: 'http', url: url(edge.internal.reach, '/healthz') },
       url: url(edge.traffic.reach),
       accepts: [
@@ -188,10 +203,10 @@ function redisReplicaUnit(spec: CdnSpec, topology: Topology, region: string, lay
   return {
     ...ownUnit(name, 'redis', layout, {
       dirs: ['data'],
-      files: renderRedis(topology, { replicaOf: region, authInclude: spec.secrets.redisPassword ? secretFile(layout, 'redisAuthConf') : undefined }),
+      files: renderRedis(topology, { replicaOf: region, ...redisServerOptions(spec, topology, layout) }),
       command: [layout.redisServer, path.join(layout.unitDir(name), 'redis.conf')],
       env: {},
-      secrets: spec.secrets.redisPassword ? ['redisAuthConf', 'redisPassword'] : [],
+      secrets: redisServerSecrets(spec, topology),
       volumes: ['data'],
       health: { kind: 'redis', host: placement.reach.host, port: placement.reach.port },
       url: `redis://${placement.reach.host}:${placement.reach.port}`,
@@ -218,18 +233,18 @@ export function cdnUnits(o: CdnUnitOptions): ServiceUnit[] {
   units.push(
     ownUnit('redis', 'redis', layout, {
       dirs: ['data'],
-      files: renderRedis(topology, { authInclude: spec.secrets.redisPassword ? secretFile(layout, 'redisAuthConf') : undefined }),
+      files: renderRedis(topology, redisServerOptions(spec, topology, layout)),
       command: [layout.redisServer, path.join(redisDir, 'redis.conf')],
       env: {},
-      secrets: spec.secrets.redisPassword ? ['redisAuthConf', 'redisPassword'] : [],
+      secrets: redisServerSecrets(spec, topology),
       // the purge stream edges catch up from
       volumes: ['data'],
       health: { kind: 'redis', host: topology.redis.reach.host, port: topology.redis.reach.port },
       url: `redis://${topology.redis.reach.host}:${topology.redis.reach.port}`,
       accepts: [
-        // edges read the stream here, or only acknowledge here when their region has a replica
-        ...edgeNames(topology).map((e) => ({ peer: e, port: topology.redis.listen.port, purpose: `purge stream for ${e}` })),
-        ...Object.keys(topology.redisReplicas ?? {}).map((r) => ({ peer: replicaName(r), port: topology.redis.listen.port, purpose: `replication to ${r}` })),
+        // edges read the stream here, or only acknowledge here (over TLS) when their region has a replica
+        ...topology.edges.map((e) => ({ peer: `edge-${e.id}`, port: acknowledgedAt(topology, e.region).listen.port, purpose: `purge stream for edge-${e.id}` })),
+        ...Object.keys(topology.redisReplicas ?? {}).map((r) => ({ peer: replicaName(r), port: topology.redisTls!.listen.port, purpose: `replication to ${r} (TLS)` })),
         { peer: 'origin', port: topology.redis.listen.port, purpose: 'purges from the origin' },
       ],
       dependsOn: [],

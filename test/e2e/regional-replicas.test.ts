@@ -33,6 +33,9 @@ async function purgeTag(tag: string): Promise<string> {
   return ((await res.json()) as { id: string }).id;
 }
 
+/** The primary's TLS port, which the replica and the us edge dial (the links that cross regions), from its rendered redis.conf. */
+const primaryTlsPort = () => Number(/^tls-port (\d+)$/m.exec(fs.readFileSync(path.join(stateDir, 'redis', 'redis.conf'), 'utf8'))![1]);
+
 const cacheStatus = async (base: string, key: string) => (await get(`${base}/${key}`)).headers.get('cache-status') ?? '';
 
 beforeAll(async () => {
@@ -58,9 +61,13 @@ test('the second region reads from its replica and acknowledges to the primary; 
   expect(settings('eu-1').redis.port).toBe(primaryPort);
   expect(settings('eu-1').acknowledge).toBeUndefined();
   expect(settings('us-1').redis.port).toBe(replicaPort);
-  expect(settings('us-1').acknowledge.port).toBe(primaryPort);
+  // across regions, over TLS: the us edge acknowledges, and the replica replicates, on the primary's TLS port
+  expect(primaryTlsPort()).not.toBe(primaryPort);
+  expect(settings('us-1').acknowledge).toEqual({ host: '127.0.0.1', port: primaryTlsPort(), tls: { serverName: 'redis.cdn.internal' } });
+  expect(await replica.config('GET', 'tls-replication')).toEqual(['tls-replication', 'yes']);
   // the replica's first sync
   expect(await waitFor(async () => /role:slave[\s\S]*master_link_status:up/.test(await replica.info('replication')), 5000)).toBeGreaterThanOrEqual(0);
+  expect(await replica.info('replication')).toContain(`master_port:${primaryTlsPort()}`);
 });
 
 test('a purge reaches both regions, and the purge API reports both edges applied it', async () => {
@@ -86,7 +93,6 @@ test('while the link between the regions is down the second region keeps serving
   await get(`${edge('us').url}/replicas/b.txt`);
   expect(await cacheStatus(edge('us').url, 'replicas/b.txt')).toContain('hit');
   // cut the link: the replica now waits for a primary that is not there
-  const primaryPort = new URL(stack.state.redis).port;
   await replica.call('REPLICAOF', '127.0.0.1', '1');
   await purgeTag('flapping');
   await new Promise((r) => setTimeout(r, 500));
@@ -95,7 +101,7 @@ test('while the link between the regions is down the second region keeps serving
   expect(await cacheStatus(edge('eu').url, 'replicas/b.txt')).not.toContain('hit');
   // the link returns: the replica resyncs, the edge applies the purge it missed
   const back = Date.now();
-  await replica.call('REPLICAOF', '127.0.0.1', primaryPort);
+  await replica.call('REPLICAOF', '127.0.0.1', String(primaryTlsPort()));
   const caughtUp = await waitFor(async () => !(await cacheStatus(edge('us').url, 'replicas/b.txt')).includes('hit'), 10000);
   expect(caughtUp).toBeGreaterThanOrEqual(0);
   expect(await replica.info('replication')).toMatch(/master_link_status:up/);

@@ -97,6 +97,14 @@ function computed(type: string, name: string, inputs: Record<string, any>, seq: 
       return { name: `${name}-0123abc`, arn: `arn:aws:iam::123456789012:instance-profile/${name}-0123abc` };
     case 'aws:s3/bucket:Bucket':
       return { bucket: `${name}-0123abc`, arn: `arn:aws:s3:::${name}-0123abc` };
+    // PEM-shaped stand-ins: what the provider would make, named by the resource (tests follow them into secret files)
+    case 'tls:index/privateKey:PrivateKey':
+      return { privateKeyPem: `-----BEGIN EC PRIVATE KEY-----\n${name}\n-----END EC PRIVATE KEY-----\n` };
+    case 'tls:index/selfSignedCert:SelfSignedCert':
+    case 'tls:index/locallySignedCert:LocallySignedCert':
+      return { certPem: `-----BEGIN CERTIFICATE-----\n${name}\n-----END CERTIFICATE-----\n` };
+    case 'tls:index/certRequest:CertRequest':
+      return { certRequestPem: `-----BEGIN CERTIFICATE REQUEST-----\n${name}\n-----END CERTIFICATE REQUEST-----\n` };
     case 'docker:index/remoteImage:RemoteImage':
       return { imageId: `sha256:${name}` };
     default:

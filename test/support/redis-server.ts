@@ -20,12 +20,13 @@ export interface RedisHandle {
   stop(): Promise<void>;
 }
 
-export async function startRedis(): Promise<RedisHandle> {
+/** `args`: more redis-server options, e.g. a TLS port beside the plain one (which the start-up check pings). */
+export async function startRedis(options: { args?: string[] } = {}): Promise<RedisHandle> {
   const dir = await mkdtemp(join(tmpdir(), 'cdn-test-redis-'));
   const port = await freePort();
   const child = spawn(
     REDIS_SERVER,
-    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir],
+    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, ...(options.args ?? [])],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );
   let output = '';

@@ -17,4 +17,29 @@ if not rawget(redis, "set_timeouts") then
     end
 end
 
+-- A connection over TLS, verified: the server's certificate must chain to
+-- lua_ssl_trusted_certificate and name server_name (it is dialled by address).
+-- 0.27's connect takes no ssl option, so the handshake is made on its socket;
+-- a connection the keepalive pool hands back is encrypted already. Debian's
+-- lua-resty-core (0.1.25) asserts, rather than returns an error, when a handshake
+-- that had to wait fails: pcall turns that into the error it is.
+if not rawget(redis, "connect_tls") then
+    redis.connect_tls = function(self, host, port, server_name)
+        local ok, err = self:connect(host, port)
+        if not ok or self:get_reused_times() > 0 then
+            return ok, err
+        end
+        local sock = rawget(self, "_sock")
+        local called, session, herr = pcall(sock.sslhandshake, sock, nil, server_name, true)
+        if not called then
+            session, herr = nil, "certificate not accepted (see the error log)"
+        end
+        if not session then
+            sock:close()
+            return nil, "TLS handshake failed: " .. tostring(herr)
+        end
+        return ok
+    end
+end
+
 return redis

@@ -135,9 +135,14 @@ describe('aws target', () => {
 
     test('Redis, the origin and MinIO admit only their clients', () => {
       const ports = (group: string) => [...new Set(rules().filter((r) => r.group === group).map((r) => r.port))];
-      expect(ports('redis-eu-west-1')).toEqual([6379]);
+      expect(ports('redis-eu-west-1').sort()).toEqual([6379, 6380]);
       // five edges (the us ones only acknowledge here) + the origin + the us replica
       expect(rules().filter((r) => r.group === 'redis-eu-west-1')).toHaveLength(7);
+      // what crosses regions (the us replica, the us edges' acknowledgements) is admitted on the TLS port only
+      const from = (port: number) =>
+        run.ofType(INGRESS).filter((r) => groupOf(r) === 'redis-eu-west-1' && r.inputs.fromPort === port).map((r) => r.name.replace(/^ingress-redis-eu-west-1-\d+-from-/, '')).sort();
+      expect(from(6380)).toEqual(['edge-us-east-1-1', 'edge-us-east-1-2', 'edge-us-east-1-3', 'redis-us-east-1']);
+      expect(from(6379)).toEqual(['edge-eu-west-1-1', 'edge-eu-west-1-2', 'origin']);
       expect(rules().filter((r) => r.group === 'redis-us-east-1-us-east-1').map((r) => r.port)).toEqual([6379, 6379, 6379]);
       // delivery (3000) from the edges; the API (3001) from the VPC and Prometheus
       expect(ports('origin-eu-west-1').sort()).toEqual([3000, 3001]);
@@ -160,7 +165,7 @@ describe('aws target', () => {
       expect(new Set(loki.map((r) => r.cidr)).size).toBe(others.length);
       for (const r of loki) expect(r.cidr).toMatch(/^10\.0\.\d+\.\d+\/32$/);
       const cidr = (n: string) => run.named(`ingress-${n}`).inputs.cidrIpv4;
-      expect(cidr('monitoring-eu-west-1-3100-from-edge-us-east-1-2')).toBe(cidr('redis-eu-west-1-6379-from-edge-us-east-1-2'));
+      expect(cidr('monitoring-eu-west-1-3100-from-edge-us-east-1-2')).toBe(cidr('redis-eu-west-1-6380-from-edge-us-east-1-2'));
       expect(cidr('monitoring-eu-west-1-3100-from-origin')).toBe(cidr('redis-eu-west-1-6379-from-origin'));
       expect(cidr('monitoring-eu-west-1-3100-from-balancer')).toBe(cidr('edge-eu-west-1-8081-from-balancer'));
       // Alloy's HTTP server (12345) is on each instance's loopback: no rule anywhere
@@ -196,6 +201,7 @@ describe('aws target', () => {
       return {
         redis: p(redis.hostname, 6379),
         redisReplicas: { 'us-east-1': p(replica, 6379) },
+        redisTls: p(redis.hostname, 6380),
         origin: p(origin.hostname, 3000),
         originApi: p(origin.hostname, 3001),
         // The edge renderer reads neither the balancer's nor Prometheus's placement.
@@ -289,7 +295,8 @@ describe('aws target', () => {
       // exactly the units' secrets: the balancer lists none, an edge its own three
       expect(userData(run, 'balancer').files[BOOTSTRAP_PATH].content).not.toMatch(/^secret /m);
       const edgeSecrets = userData(run, 'edge-us-east-1-1').files[BOOTSTRAP_PATH].content.match(/^secret \S+/gm);
-      expect(edgeSecrets).toEqual(['secret /shop/debug-token', 'secret /shop/redis-password', 'secret /shop/s3-edge-access-key', 'secret /shop/s3-edge-secret-key']);
+      // (the CA its acknowledgements to the primary, across regions, are verified against)
+      expect(edgeSecrets).toEqual(['secret /shop/debug-token', 'secret /shop/redis-password', 'secret /shop/redis-tls-ca.crt', 'secret /shop/s3-edge-access-key', 'secret /shop/s3-edge-secret-key']);
       expect(userData(run, 'edge-us-east-1-1').files[BOOTSTRAP_PATH].content).toContain('aws ssm get-parameter --region us-east-1 ');
     });
 
@@ -302,10 +309,14 @@ describe('aws target', () => {
       }
       const byRegion = (region: string) => params.filter((p) => p.name.endsWith(region)).map((p) => p.inputs.name).sort();
       // us-east-1 has edges and their Redis replica: what they read, nothing else
-      expect(byRegion('us-east-1')).toEqual(['/shop/debug-token', '/shop/redis-auth.conf', '/shop/redis-password', '/shop/s3-edge-access-key', '/shop/s3-edge-secret-key']);
+      const tls = ['/shop/redis-tls-ca.crt', '/shop/redis-tls.crt', '/shop/redis-tls.key'];
+      expect(byRegion('us-east-1')).toEqual(['/shop/debug-token', '/shop/redis-auth.conf', '/shop/redis-password', ...tls, '/shop/s3-edge-access-key', '/shop/s3-edge-secret-key'].sort());
       expect(byRegion('eu-west-1')).toEqual(
-        ['/shop/admin-token', '/shop/debug-token', '/shop/grafana-admin-password', '/shop/redis-auth.conf', '/shop/redis-password', '/shop/s3-access-key', '/shop/s3-edge-access-key', '/shop/s3-edge-secret-key', '/shop/s3-secret-key'].sort(),
+        ['/shop/admin-token', '/shop/debug-token', '/shop/grafana-admin-password', '/shop/redis-auth.conf', '/shop/redis-password', ...tls, '/shop/s3-access-key', '/shop/s3-edge-access-key', '/shop/s3-edge-secret-key', '/shop/s3-secret-key'].sort(),
       );
+      // the PEMs as @pulumi/tls made them, the servers' key a secret like the rest
+      expect(plain(params.find((p) => p.name === 'redis-tls-key-eu-west-1')!.inputs.value)).toBe('-----BEGIN EC PRIVATE KEY-----\nredis-tls-key\n-----END EC PRIVATE KEY-----');
+      expect(plain(params.find((p) => p.name === 'redis-tls-ca-crt-us-east-1')!.inputs.value)).toBe('-----BEGIN CERTIFICATE-----\nredis-tls-ca\n-----END CERTIFICATE-----');
       // the value is the secret file's content without its final newline (get-parameter --output text adds it)
       const auth = params.find((p) => p.name === 'redis-auth-conf-eu-west-1')!;
       expect(plain(auth.inputs.value)).toBe(`requirepass "${generatedSecret('secret-redis-password')}"\nmasterauth "${generatedSecret('secret-redis-password')}"`);
@@ -380,7 +391,7 @@ describe('aws target', () => {
       const artefactArn = `arn:aws:s3:::artefacts-0123abc/artefacts/${sha}.tar`;
       const policy = (group: string) => JSON.parse(run.named(`role-${group}-read`).inputs.policy).Statement;
       const params = (region: string, names: string[]) => names.map((n) => `arn:aws:ssm:${region}:123456789012:parameter/shop/${n}`);
-      const edge = params('us-east-1', ['debug-token', 'redis-password', 's3-edge-access-key', 's3-edge-secret-key']);
+      const edge = params('us-east-1', ['debug-token', 'redis-password', 'redis-tls-ca.crt', 's3-edge-access-key', 's3-edge-secret-key']);
       expect(policy('edge-us-east-1-2')).toEqual([
         { Sid: 'ReadOwnSecrets', Effect: 'Allow', Action: ['ssm:GetParameter', 'ssm:GetParameters'], Resource: edge },
         { Sid: 'ReadTheArtefact', Effect: 'Allow', Action: 's3:GetObject', Resource: artefactArn },

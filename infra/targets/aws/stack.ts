@@ -33,6 +33,7 @@ import { componentOf, Components } from '../pulumi/component';
 import type { AwsSettings, DeployPlan } from '../pulumi/config';
 import { alloyPackageVersion, type ImageCatalogue } from '../pulumi/images';
 import type { StackOutputs } from '../pulumi/outputs';
+import { createRedisTls } from '../pulumi/redis-tls';
 import type { StackSecrets } from '../pulumi/secrets';
 import { deployedUnits, LAYOUT } from '../pulumi/units';
 import { createArtefactBucket, createInstanceProfile, createParameters, parameterName, secretsOf, type ArtefactObject, type Parameters } from './access';
@@ -75,7 +76,8 @@ function topologyOn(plan: DeployPlan, ip: AddressOf, publicBaseUrl: string): Top
   const replicas = Object.fromEntries(regionOrder(spec).slice(1).map((r) => [r, at(replicaName(r), spec.ports.redis)]));
   return {
     redis: at('redis', spec.ports.redis),
-    ...(Object.keys(replicas).length > 0 ? { redisReplicas: replicas } : {}),
+    // the replicas replicate, and their regions' edges acknowledge, across regions: over TLS
+    ...(Object.keys(replicas).length > 0 ? { redisReplicas: replicas, redisTls: at('redis', spec.ports.redisTls) } : {}),
     origin: at('origin', spec.ports.origin),
     originApi: at('origin', spec.ports.originApi),
     balancer: { traffic: at('balancer', spec.balancer.tls ? 443 : 80), internal: at('balancer', spec.ports.edgeInternal) },
@@ -149,10 +151,11 @@ export function awsStack(input: AwsStackInput): StackOutputs {
   // rules
   createRules(shape, hosts, primary);
 
-  // secrets and artefact
+  // secrets (with the Redis TLS material when links cross regions) and artefact
+  const secrets = regionOrder(spec).length > 1 ? { ...input.secrets, redisTls: createRedisTls() } : input.secrets;
   const parameters = createParameters(
     [...hosts.values()].map((h) => ({ region: h.network.region, network: h.network, units: h.units })),
-    input.secrets,
+    secrets,
     spec.name,
   );
   const artefact = createArtefactBucket(input.artefact, primary, spec.name);

@@ -13,6 +13,7 @@ import type { CdnSpec } from '../../model/spec';
 import { buildUnits } from '../../units/stack';
 import type { ServiceUnit } from '../../units/units';
 import { isAlive, startAll, stopAll, type RunningService } from './supervisor';
+import { writeNativeRedisTls } from './redis-tls';
 import { nativeTopology } from './topology';
 
 export const STATE_FILE = 'state.json';
@@ -58,6 +59,8 @@ const REQUIRED_FILES: { file: string; pkg: string }[] = [
   { file: '/usr/share/lua/5.1/nginx/redis.lua', pkg: 'lua-nginx-redis' },
   { file: 'lib/*/lua/5.1/cjson.so', pkg: 'lua-cjson' },
   { file: '/usr/bin/redis-server', pkg: 'redis-server' },
+  // the Redis TLS material of --regional-replicas (redis-tls.ts)
+  { file: '/usr/bin/openssl', pkg: 'openssl' },
 ];
 
 // Also finds architecture-specific files: "lib/<any>/lua/..." means /usr/lib/<triplet>/lua/...
@@ -162,7 +165,7 @@ export interface UpResult {
  * `<state-dir>/secrets` (mode 0600), the form every service reads them in.
  * Returns that directory, or undefined when the spec names none.
  */
-export function writeNativeSecrets(spec: CdnSpec, stateDir: string, env: NodeJS.ProcessEnv = process.env): string | undefined {
+export function writeNativeSecrets(spec: CdnSpec, stateDir: string, env: NodeJS.ProcessEnv = process.env, options: { redisTls?: boolean } = {}): string | undefined {
   const wanted: [SecretName, string][] = [];
   if (spec.storage.kind === 's3') {
     const { accessKeySecret, secretKeySecret, edgeAccessKeySecret, edgeSecretKeySecret } = spec.storage;
@@ -170,7 +173,7 @@ export function writeNativeSecrets(spec: CdnSpec, stateDir: string, env: NodeJS.
     if (edgeAccessKeySecret && edgeSecretKeySecret) wanted.push(['s3EdgeAccessKey', edgeAccessKeySecret], ['s3EdgeSecretKey', edgeSecretKeySecret]);
   }
   if (spec.secrets.redisPassword) wanted.push(['redisPassword', spec.secrets.redisPassword]);
-  if (wanted.length === 0) return undefined;
+  if (wanted.length === 0 && !options.redisTls) return undefined;
   const missing = wanted.filter(([, variable]) => !env[variable]).map(([, variable]) => variable);
   if (missing.length > 0) {
     throw cdnError('CDN_ERR_CONFIG_INVALID', `the spec names secrets that are not set in the environment: ${missing.join(', ')}`);
@@ -183,13 +186,14 @@ export function writeNativeSecrets(spec: CdnSpec, stateDir: string, env: NodeJS.
   if (spec.secrets.redisPassword) {
     fs.writeFileSync(path.join(dir, SECRET_FILES.redisAuthConf), renderRedisAuth(env[spec.secrets.redisPassword]!), { mode: 0o600 });
   }
+  if (options.redisTls) writeNativeRedisTls(dir);
   return dir;
 }
 
 export async function up(o: UpOptions): Promise<UpResult> {
   const stateDir = path.resolve(o.stateDir);
   fs.mkdirSync(stateDir, { recursive: true });
-  const secretsDir = writeNativeSecrets(o.spec, stateDir);
+  const secretsDir = writeNativeSecrets(o.spec, stateDir, process.env, { redisTls: o.regionalReplicas });
   const layout = debianLayout({ repoRoot: o.repoRoot, stateDir, secretsDir });
   assertPackages(layout);
   fs.mkdirSync(stateDir, { recursive: true });

@@ -23,6 +23,8 @@ export async function nativeTopology(spec: CdnSpec, request: NativePortRequest):
   const redis = await next();
   const redisReplicas: Record<string, Placement> = {};
   if (request.regionalReplicas) for (const region of regionOrder(spec).slice(1)) redisReplicas[region] = await next();
+  // the primary's TLS listener, which the replicas and their regions' edges dial (as across regions on aws)
+  const redisTls = Object.keys(redisReplicas).length > 0 ? await next() : undefined;
   const origin = await next();
   const originApi = await next();
   const edges = [];
@@ -32,7 +34,7 @@ export async function nativeTopology(spec: CdnSpec, request: NativePortRequest):
   const prometheus = request.withPrometheus ? at(await portOrFree(spec.ports.prometheus, 'prometheus', false, taken, HOST)) : null;
   return {
     redis,
-    ...(Object.keys(redisReplicas).length > 0 ? { redisReplicas } : {}),
+    ...(redisTls ? { redisReplicas, redisTls } : {}),
     origin,
     originApi,
     balancer,

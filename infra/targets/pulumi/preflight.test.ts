@@ -264,6 +264,19 @@ describe('pre-flight rules bite', () => {
     expect(rules(checkResources([resource('cdn:service:Edge Fleet:x', 'e')]))).toEqual(['type-token']);
   });
 
+  test('TLS keys and certificates: an algorithm, curve or key usage the provider does not know, and a validity that is not whole hours, are findings', () => {
+    const key = (inputs: Record<string, unknown>) => resource('tls:index/privateKey:PrivateKey', 'k', inputs);
+    const cert = (inputs: Record<string, unknown>) => resource('tls:index/locallySignedCert:LocallySignedCert', 'c', inputs);
+    expect(checkResources([key({ algorithm: 'ECDSA', ecdsaCurve: 'P256' }), cert({ allowedUses: ['serverAuth', 'clientAuth'], validityPeriodHours: 43800 })])).toEqual([]);
+    expect(rules(checkResources([key({ algorithm: 'EC' }), key({ algorithm: 'ECDSA', ecdsaCurve: 'prime256v1' })]))).toEqual(['tls-key-algorithm', 'tls-key-curve']);
+    expect(rules(checkResources([cert({ allowedUses: ['server_auth'], validityPeriodHours: 1.5 }), resource('tls:index/selfSignedCert:SelfSignedCert', 's', { validityPeriodHours: 0 })]))).toEqual([
+      'tls-cert-uses',
+      'tls-cert-validity',
+      'tls-cert-uses',
+      'tls-cert-validity',
+    ]);
+  });
+
   test('nothing internal is reachable from the internet: world-open ports other than 80/443, and docker ports published by other units or on every interface, are findings', () => {
     const rule = (name: string, inputs: Record<string, unknown>) => resource('aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule', name, { securityGroupId: 'sg', ipProtocol: 'tcp', description: 'x', ...inputs });
     const found = checkInternalNotPublic([

@@ -71,6 +71,8 @@ export const SOURCES = {
   imageReference: 'https://github.com/distribution/reference/blob/main/regexp.go',
   imageNameLength: 'https://github.com/distribution/reference/blob/main/reference.go',
   randomPassword: 'https://www.pulumi.com/registry/packages/random/api-docs/randompassword/',
+  tlsPrivateKey: 'https://www.pulumi.com/registry/packages/tls/api-docs/privatekey/',
+  tlsCert: 'https://www.pulumi.com/registry/packages/tls/api-docs/locallysignedcert/',
   urn: 'https://www.pulumi.com/docs/iac/concepts/resources/names/',
   typeToken: 'https://www.pulumi.com/docs/reference/pkg/nodejs/pulumi/pulumi/functions/resourceType.html',
   apply: 'https://www.pulumi.com/docs/iac/concepts/inputs-outputs/apply/',
@@ -514,6 +516,28 @@ function checkRandomPassword(r: GraphResource): Finding[] {
   return [finding('random-password-length', subjectOf(r), `length ${JSON.stringify(length)}: at least 1 and at least the sum of the min* counts (${mins})`, SOURCES.randomPassword)];
 }
 
+/** The provider's accepted algorithms and curves (its schema validators refuse others at plan time). */
+const TLS_ALGORITHMS = ['RSA', 'ECDSA', 'ED25519'];
+const TLS_CURVES = ['P224', 'P256', 'P384', 'P521'];
+function checkTlsPrivateKey(r: GraphResource): Finding[] {
+  const { algorithm, ecdsaCurve } = r.inputs;
+  const out: Finding[] = [];
+  if (!TLS_ALGORITHMS.includes(algorithm as string)) out.push(finding('tls-key-algorithm', subjectOf(r), `algorithm ${JSON.stringify(algorithm)}: one of ${TLS_ALGORITHMS.join(', ')}`, SOURCES.tlsPrivateKey));
+  if (ecdsaCurve !== undefined && !TLS_CURVES.includes(ecdsaCurve as string)) out.push(finding('tls-key-curve', subjectOf(r), `ecdsaCurve ${JSON.stringify(ecdsaCurve)}: one of ${TLS_CURVES.join(', ')}`, SOURCES.tlsPrivateKey));
+  return out;
+}
+
+/** Key usages the provider accepts (RFC 5280 key usages and extended key usages, by its names). */
+const TLS_USES = ['anyExtended', 'certSigning', 'clientAuth', 'codeSigning', 'contentCommitment', 'crlSigning', 'dataEncipherment', 'decipherOnly', 'digitalSignature', 'emailProtection', 'encipherOnly', 'ipsecEndSystem', 'ipsecTunnel', 'ipsecUser', 'keyAgreement', 'keyEncipherment', 'microsoftCommercialCodeSigning', 'microsoftKernelCodeSigning', 'microsoftServerGatedCrypto', 'netscapeServerGatedCrypto', 'ocspSigning', 'serverAuth', 'timestamping'];
+function checkTlsCert(r: GraphResource): Finding[] {
+  const { allowedUses, validityPeriodHours } = r.inputs;
+  const out: Finding[] = [];
+  const unknown = Array.isArray(allowedUses) ? allowedUses.filter((u) => !TLS_USES.includes(u as string)) : ['(allowedUses is required)'];
+  if (unknown.length > 0) out.push(finding('tls-cert-uses', subjectOf(r), `allowedUses ${JSON.stringify(unknown)}: not among the provider's values`, SOURCES.tlsCert));
+  if (typeof validityPeriodHours !== 'number' || !Number.isInteger(validityPeriodHours) || validityPeriodHours < 1) out.push(finding('tls-cert-validity', subjectOf(r), `validityPeriodHours ${JSON.stringify(validityPeriodHours)}: a whole number of hours, at least 1`, SOURCES.tlsCert));
+  return out;
+}
+
 /** A component's type: `package:module:name`. */
 function checkTypeToken(r: GraphResource): Finding[] {
   if (/^[^:]+:[^:]+:[^:]+$/.test(r.type)) return [];
@@ -581,6 +605,11 @@ export const RULES_BY_TYPE: Record<string, Check> = {
   'docker:index/image:Image': checkImageReference('imageName'),
   // random
   'random:index/randomPassword:RandomPassword': checkRandomPassword,
+  // tls (the Redis links that cross regions: redis-tls.ts); nothing they make is named in a cloud
+  'tls:index/privateKey:PrivateKey': checkTlsPrivateKey,
+  'tls:index/selfSignedCert:SelfSignedCert': checkTlsCert,
+  'tls:index/locallySignedCert:LocallySignedCert': checkTlsCert,
+  'tls:index/certRequest:CertRequest': nothing,
 };
 
 /** The project's own components (infra/targets/pulumi/component.ts): type token only. */

@@ -8,6 +8,7 @@ import * as pulumi from '@pulumi/pulumi';
 import * as random from '@pulumi/random';
 import { cdnError } from '../../model/errors';
 import type { DeployPlan } from './config';
+import type { RedisTlsMaterial } from './redis-tls';
 
 export interface StackSecrets {
   adminToken: pulumi.Output<string>;
@@ -21,6 +22,8 @@ export interface StackSecrets {
   s3EdgeAccessKey?: pulumi.Output<string>;
   s3EdgeSecretKey?: pulumi.Output<string>;
   grafanaAdminPassword: pulumi.Output<string>;
+  /** With regional Redis replicas (aws): the TLS material of the links that cross regions (redis-tls.ts). */
+  redisTls?: RedisTlsMaterial;
 }
 
 // Not in the typings, but what Pulumi's own Config uses to tell `--secret` values apart.

@@ -24,12 +24,14 @@ export interface SecretFile {
   content: pulumi.Output<string>;
 }
 
-/** A secret's file content: the value on one line, or the redis.conf include holding it. */
+/** A secret's file content: the value on one line, the redis.conf include holding it, or a PEM as it is. */
 function secretContent(name: SecretName, secrets: StackSecrets): pulumi.Output<string> {
   if (name === 'redisAuthConf') return secrets.redisPassword.apply(renderRedisAuth);
-  const value = { adminToken: secrets.adminToken, debugToken: secrets.debugToken, redisPassword: secrets.redisPassword, s3AccessKey: secrets.s3AccessKey, s3SecretKey: secrets.s3SecretKey, s3EdgeAccessKey: secrets.s3EdgeAccessKey, s3EdgeSecretKey: secrets.s3EdgeSecretKey, grafanaAdminPassword: secrets.grafanaAdminPassword }[name];
+  const pems: Partial<Record<SecretName, pulumi.Output<string>>> = { redisTlsCert: secrets.redisTls?.cert, redisTlsKey: secrets.redisTls?.key, redisTlsCa: secrets.redisTls?.ca };
+  const values: Partial<Record<SecretName, pulumi.Output<string>>> = { adminToken: secrets.adminToken, debugToken: secrets.debugToken, redisPassword: secrets.redisPassword, s3AccessKey: secrets.s3AccessKey, s3SecretKey: secrets.s3SecretKey, s3EdgeAccessKey: secrets.s3EdgeAccessKey, s3EdgeSecretKey: secrets.s3EdgeSecretKey, grafanaAdminPassword: secrets.grafanaAdminPassword };
+  const value = pems[name] ?? values[name]?.apply((v) => `${v}\n`);
   if (!value) throw new Error(`the stack has no value for the secret ${name}`);
-  return value.apply((v) => `${v}\n`);
+  return value;
 }
 
 /** The files of the secrets a unit lists; nothing else of the secrets lands on its container or instance. */

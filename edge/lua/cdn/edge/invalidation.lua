@@ -217,14 +217,16 @@ end
 
 -- Where the edge acknowledges what it applied: on the connection it reads from,
 -- or, when it reads its region's replica (read-only), on a connection to the
--- primary, opened for each acknowledgement and kept alive between them. A
--- failed one is retried with the next (the latest id is what counts).
+-- primary (over TLS: the link crosses regions), opened for the first
+-- acknowledgement and kept alive between them. A failed one is retried with the
+-- next (the latest id is what counts).
 local function acknowledge(ctx, red, last_id)
     local target = red
     if ctx.acknowledge then
         target = redis:new()
         target:set_timeouts(1000, 1000, 1000)
-        local ok, err = target:connect(ctx.acknowledge.host, ctx.acknowledge.port)
+        local primary = ctx.acknowledge
+        local ok, err = target:connect_tls(primary.host, primary.port, primary.tls.serverName)
         if ok and ctx.password and target:get_reused_times() == 0 then
             ok, err = target:auth(ctx.password)
         end
