@@ -13,8 +13,94 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { git, percentile, purgeLatencyThroughStack, uncommittedChanges } from './edge';
+import { git, percentile, uncommittedChanges } from './edge';
+import { up, type UpResult } from '../infra/targets/native/stack';
+import { parseSpec } from '../infra/model/spec';
 import { REPO_ROOT } from '../test/support/nginx-lua';
+
+const PURGES = 100;
+
+async function fetchOnce(url: string): Promise<Response> {
+  try {
+    return await fetch(url);
+  } catch {
+    return fetch(url);
+  }
+}
+
+export async function expectHit(url: string): Promise<string> {
+  for (let i = 0; i < 3; i++) await (await fetchOnce(url)).arrayBuffer();
+  const res = await fetchOnce(url);
+  await res.arrayBuffer();
+  return res.headers.get('cache-status') ?? '';
+}
+
+export interface StackPurgeLatency {
+  count: number;
+  edges: number;
+  /** From the 202 until the last edge fetched again. */
+  p50: number;
+  p99: number;
+  max: number;
+  /** From the 202 until each edge fetched again, by edge id. */
+  perEdge: Record<string, number[]>;
+}
+
+/**
+ * The same through the whole native stack (2 regions x 2 edges, the real origin):
+ * from the purge API's 202 until every edge, queried directly, has fetched the
+ * purged object again. On `existing` (left running) when given, else on a stack of
+ * its own (with a Redis replica for the second region when `regionalReplicas`).
+ */
+export async function purgeLatencyThroughStack(existing?: UpResult, options: { regionalReplicas?: boolean; count?: number } = {}): Promise<StackPurgeLatency> {
+  const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'cdn-bench-stack-'));
+  const stack = existing ?? (await up({ spec: parseSpec({}), stateDir, repoRoot: REPO_ROOT, prometheus: false, regionalReplicas: options.regionalReplicas, detached: true }));
+  const token = fs.readFileSync(stack.state.adminTokenFile, 'utf8').trim();
+  const auth = { Authorization: `Bearer ${token}` };
+  const latencies: number[] = [];
+  const perEdge: Record<string, number[]> = Object.fromEntries(stack.state.edges.map((e) => [e.id, []]));
+  try {
+    for (let i = 0; i < (options.count ?? PURGES); i++) {
+      const key = `bench/purge-${i}.txt`;
+      const put = await fetch(`${stack.state.origin}/v1/assets/${key}`, { method: 'PUT', headers: { ...auth, 'Content-Type': 'text/plain', 'Surrogate-Key': `bench-${i}` }, body: `v${i}` });
+      if (!put.ok) throw new Error(`upload failed: ${put.status} ${await put.text()}`);
+      for (const e of stack.state.edges) {
+        const s = await expectHit(`${e.url}/${key}`);
+        if (!s.includes('hit')) throw new Error(`${e.id} did not cache ${key}: ${s}`);
+      }
+      // The purge API rate-limits each token (429 + Retry-After): wait as told.
+      let res: Response;
+      for (;;) {
+        res = await fetch(`${stack.state.origin}/v1/purge`, { method: 'POST', headers: { ...auth, 'Content-Type': 'application/json' }, body: JSON.stringify({ tags: [`bench-${i}`] }) });
+        if (res.status !== 429) break;
+        await res.arrayBuffer();
+        await new Promise((r) => setTimeout(r, Number(res.headers.get('retry-after') ?? 1) * 1000));
+      }
+      const start = process.hrtime.bigint();
+      if (res.status !== 202) throw new Error(`purge refused: ${res.status} ${await res.text()}`);
+      await res.arrayBuffer();
+      await Promise.all(
+        stack.state.edges.map(async (e) => {
+          for (;;) {
+            const r = await fetch(`${e.url}/${key}`);
+            await r.arrayBuffer();
+            if (r.headers.get('cache-status')?.includes('fwd=')) {
+              perEdge[e.id].push(Number(process.hrtime.bigint() - start) / 1e6);
+              return;
+            }
+            if (Number(process.hrtime.bigint() - start) > 5e9) throw new Error(`purge ${i} not applied by ${e.id} within 5 s`);
+          }
+        }),
+      );
+      latencies.push(Number(process.hrtime.bigint() - start) / 1e6);
+    }
+  } finally {
+    if (!existing) await stack.stop();
+    fs.rmSync(stateDir, { recursive: true, force: true });
+  }
+  return { count: latencies.length, edges: stack.state.edges.length, p50: percentile(latencies, 50), p99: percentile(latencies, 99), max: Math.max(...latencies), perEdge };
+}
+
 
 async function main(): Promise<void> {
   const result = await purgeLatencyThroughStack(undefined, { regionalReplicas: true });
@@ -44,7 +130,9 @@ async function main(): Promise<void> {
   process.stdout.write(lines.join('\n'));
 }
 
-main().catch((err) => {
-  process.stderr.write(`${(err as Error).stack ?? err}\n`);
-  process.exit(1);
-});
+if (require.main === module) {
+  main().catch((err) => {
+    process.stderr.write(`${(err as Error).stack ?? err}\n`);
+    process.exit(1);
+  });
+}

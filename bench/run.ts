@@ -3,7 +3,8 @@
  * side by side against a plain nginx reference on this machine (127.0.0.1 only):
  *
  *   HIT throughput   a native stack's edge vs plain nginx proxy_cache on the same origin
- *                    (bench/edge.ts: hitThroughput, startReference)
+ *                    (bench/edge.ts: hitThroughput, startPlainNginx; bench:edge adds the other
+ *                    references and Varnish)
  *   balancer hop     balancer -> edge vs plain nginx -> the same edge (bench/balancer-bench.ts: hop)
  *   purge latency    purge API 202 -> every edge of the stack refetched (bench/edge.ts)
  *   cold spike       N concurrent requests for one object nobody holds: origin requests
@@ -22,7 +23,8 @@ import { parseSpec } from '../infra/model/spec';
 import { catalogue, percentile, runStorefront, seedCatalogue, type StorefrontStats } from '../load/storefront';
 import { REPO_ROOT } from '../test/support/nginx-lua';
 import { hop, machine } from './balancer-bench';
-import { git, hitThroughput, median, purgeLatencyThroughStack, SIZES, startReference, uncommittedChanges } from './edge';
+import { edgeTarget, git, hitThroughput, median, plainNginxName, startPlainNginx, uncommittedChanges, uploadAssets, type Target } from './edge';
+import { purgeLatencyThroughStack } from './purge';
 
 const QUICK = process.argv.includes('--quick');
 const OUT = (() => {
@@ -30,8 +32,10 @@ const OUT = (() => {
   return i > 0 ? path.resolve(process.argv[i + 1]) : path.join(REPO_ROOT, 'bench', 'results');
 })();
 const P = QUICK
-  ? { hopRuns: 3, hopSeconds: 2, spike: 50, zipfItems: 300, zipfRequests: 10000, zipfSeconds: 15, concurrency: 8 }
-  : { hopRuns: 10, hopSeconds: 2, spike: 200, zipfItems: 1000, zipfRequests: 60000, zipfSeconds: 90, concurrency: 8 };
+  ? { hopRuns: 3, hopSeconds: 2, hitRounds: 2, hitSeconds: 2, purges: 30, spike: 50, zipfItems: 300, zipfRequests: 10000, zipfSeconds: 15, concurrency: 8 }
+  : { hopRuns: 10, hopSeconds: 2, hitRounds: 5, hitSeconds: 4, purges: 100, spike: 200, zipfItems: 1000, zipfRequests: 60000, zipfSeconds: 90, concurrency: 8 };
+/** The plain nginx this report compares with (the fastest for small objects; bench:edge runs them all). */
+const REFERENCE = { sendfile: false, openFileCache: true };
 
 const log = (s: string) => process.stderr.write(`${s}\n`);
 
@@ -132,21 +136,19 @@ async function main(): Promise<void> {
   // 2. the main stack: 2 regions x 2 edges, the real origin, no Prometheus (less noise)
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cdn-bench-run-'));
   let stack: UpResult | undefined;
-  let ref: Awaited<ReturnType<typeof startReference>> | undefined;
+  let ref: Target | undefined;
   try {
     stack = await up({ spec: parseSpec({}), stateDir: dir, repoRoot: REPO_ROOT, prometheus: false, detached: true });
     const token = fs.readFileSync(stack.state.adminTokenFile, 'utf8').trim();
     const origin = stack.state.origin;
-    ref = await startReference(origin);
+    ref = await startPlainNginx(stack.state.originDelivery, REFERENCE);
     const edge = stack.state.edges[0];
-    const edgePid = stack.services.find((s) => s.unit.name === `edge-${edge.id}`)!.pid;
 
     log('HIT throughput: native edge vs plain nginx proxy_cache (edge.ts hitThroughput)...');
-    for (const [size, bytes] of Object.entries(SIZES)) await put(origin, token, `b/${size}`, Buffer.alloc(bytes, 120));
-    const hits = await hitThroughput({ url: edge.url, pid: edgePid }, ref);
+    const hits = await hitThroughput([edgeTarget(edge.url, edge.pid), ref], await uploadAssets(stack), { rounds: P.hitRounds, seconds: P.hitSeconds, withSyscalls: false });
 
     log('purge latency through the stack (edge.ts purgeLatencyThroughStack)...');
-    const purge = await purgeLatencyThroughStack(stack);
+    const purge = await purgeLatencyThroughStack(stack, { count: P.purges });
 
     log(`cold spike: ${P.spike} concurrent requests for one new object...`);
     const spikes = [
@@ -172,7 +174,7 @@ async function main(): Promise<void> {
       quick: QUICK,
       seconds: Math.round((Date.now() - started) / 1000),
       parameters: P,
-      hitThroughput: hits.map((h) => ({ size: h.size, edgeRps: h.edgeRps, referenceRps: h.refRps, ratio: h.throughputRatio, edgeCpuUsPerRequest: h.edgeCpuUs, referenceCpuUsPerRequest: h.refCpuUs, rounds: h.rounds.length })),
+      hitThroughput: hits.map((h) => ({ size: h.size, reference: h.bestNginx, ratio: h.edgeVsBestNginx, targets: h.targets, rounds: h.rounds.length })),
       balancerHop: hops.map((h) => ({ size: h.size, balancerRps: median(h.balancer), plainRps: median(h.plain), ratio: median(h.ratios), pairRatios: h.ratios, errors: h.errors })),
       purgeLatencyMs: purge,
       coldSpike: spikes,
@@ -191,11 +193,11 @@ async function main(): Promise<void> {
       '',
       '## HIT throughput: a native stack\'s edge vs plain nginx proxy_cache',
       '',
-      `wrk -t1, back-to-back runs alternating which goes first; medians of ${hits[0]?.rounds.length ?? 0} rounds.`,
+      `Assets uploaded through the origin API; the reference is ${plainNginxName(REFERENCE)} with the same access log, fronting the same origin. wrk -t1, back-to-back runs rotating which goes first; medians of ${hits[0]?.rounds.length ?? 0} rounds. \`npm run bench:edge\` compares with every plain nginx configuration and Varnish.`,
       '',
       '| object | edge req/s | reference req/s | edge / reference | CPU µs/req edge / reference |',
       '|---|---:|---:|---:|---:|',
-      ...hits.map((h) => `| ${h.size} | ${f(h.edgeRps)} | ${f(h.refRps)} | **${h.throughputRatio.toFixed(3)}** | ${h.edgeCpuUs.toFixed(1)} / ${h.refCpuUs.toFixed(1)} |`),
+      ...hits.map((h) => `| ${h.size} | ${f(h.targets[0].rps)} | ${f(h.targets[1].rps)} | **${h.edgeVsBestNginx.toFixed(3)}** | ${h.targets[0].cpuUsPerRequest.toFixed(1)} / ${h.targets[1].cpuUsPerRequest.toFixed(1)} |`),
       '',
       '## Through the balancer vs plain nginx in front of the same edge',
       '',
@@ -236,7 +238,7 @@ async function main(): Promise<void> {
     process.stdout.write(md);
     log(`wrote ${path.join(OUT, 'report.md')} and report.json in ${report.seconds} s`);
   } finally {
-    await ref?.stop();
+    await ref?.stop?.();
     await stack?.stop();
     fs.rmSync(dir, { recursive: true, force: true });
   }

@@ -8,6 +8,7 @@
 #   ./scripts/setup.sh --system --role edge   # only what one role runs (images, cloud-init)
 #   ./scripts/setup.sh --docker   # also what `npm run test:docker` needs (CI): the Docker
 #                                 # engine (docker.io) and debootstrap (its base images)
+#   ./scripts/setup.sh --bench    # also Varnish, the peer `npm run bench:edge` measures
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -19,6 +20,7 @@ PACKAGES=(
   lua-resty-core lua-resty-lrucache lua-nginx-redis lua-cjson logrotate
   redis-server openssl prometheus
   wrk lua-check curl ca-certificates
+  strace
   chromium
   gnupg
 )
@@ -40,16 +42,21 @@ role_packages() {
 # What `npm run test:docker` (test/docker/) needs on the machine it runs on: a Docker
 # engine and debootstrap, which makes the Debian base images from Debian's archive.
 DOCKER_PACKAGES="docker.io debootstrap"
+# What `npm run bench:edge` compares the edge with (it runs varnishd itself; the package's
+# service is never started, see policy-rc.d below).
+BENCH_PACKAGES="varnish"
 
 SYSTEM_ONLY=0
 DOCKER=0
+BENCH=0
 ROLES=()
 while [ "$#" -gt 0 ]; do
   case "$1" in
     --system) SYSTEM_ONLY=1 ;;
     --docker) DOCKER=1 ;;
+    --bench) BENCH=1 ;;
     --role) shift; IFS=',' read -r -a more <<< "${1:?setup: --role needs a role}"; ROLES+=("${more[@]}") ;;
-    *) echo "setup: unknown argument $1 (use --system, --role ROLE, --docker)" >&2; exit 2 ;;
+    *) echo "setup: unknown argument $1 (use --system, --role ROLE, --docker, --bench)" >&2; exit 2 ;;
   esac
   shift
 done
@@ -65,6 +72,10 @@ fi
 if [ "$DOCKER" -eq 1 ]; then
   # shellcheck disable=SC2206
   PACKAGES+=($DOCKER_PACKAGES)
+fi
+if [ "$BENCH" -eq 1 ]; then
+  # shellcheck disable=SC2206
+  PACKAGES+=($BENCH_PACKAGES)
 fi
 
 SUDO=""

@@ -72,7 +72,8 @@ export async function startEdge(specInput: CdnSpecInput = {}, options: EdgeOptio
     const headers = { ...(reply.headers ?? {}) };
     const status = reply.status ?? 200;
     // like a real origin, say how long the body is (nginx then cuts ranges on a miss too)
-    if (status !== 304 && status !== 204 && !Object.keys(headers).some((h) => h.toLowerCase() === 'content-length')) {
+    // (unless the handler asks for a chunked body, whose length goes unannounced)
+    if (status !== 304 && status !== 204 && !Object.keys(headers).some((h) => ['content-length', 'transfer-encoding'].includes(h.toLowerCase()))) {
       headers['Content-Length'] = String(Buffer.byteLength(body));
     }
     res.writeHead(status, headers);

@@ -39,6 +39,12 @@ local internal = require "cdn.edge.internal"
 
 local var = ngx.var
 local header = ngx.header
+-- Adds a response header without looking for one of the same name first (the
+-- last argument: no override), which ngx.header's assignment does: the public
+-- header filter adds only headers nginx already hid from the stored response
+-- (proxy_hide_header: Cache-Control, Cache-Status) or that fetch.lua never
+-- stores (Age).
+local add_header = require("resty.core.response").set_resp_header
 local now = ngx.time
 local ngx_now = ngx.now
 local start_time = ngx.req.start_time
@@ -82,6 +88,15 @@ local RESPONSE_CACHE_SIZE = 20000
 local renewals_seen
 local RENEWAL_CACHE_SIZE = 5000
 
+-- Bodies larger than this go out by sendfile, smaller ones with their header in
+-- one write (edge/render.ts SENDFILE_ABOVE). The key entry remembers which the
+-- last response to its request needed ([8]); the entry of the request whose
+-- header filter runs next is `current_entry`. When another request's lookup ran
+-- in between (a cache lock, a miss), the header filter finds another entry there
+-- and records nothing: this only ever picks how bytes are sent, never which.
+local sendfile_above
+local current_entry
+
 -- A response that went to the upstream (and may have been stored).
 local FETCHED = { MISS = true, EXPIRED = true, REVALIDATED = true, BYPASS = true }
 local UNSAFE_METHODS = writes.UNSAFE_METHODS
@@ -97,6 +112,7 @@ function _M.init(settings_path)
     end
     fetch.init(settings)
     generations.init(settings.generationTtl)
+    sendfile_above = settings.sendfileAbove
 end
 
 
@@ -147,7 +163,8 @@ end
 
 -- Everything the key of a request signature needs, computed once per purge
 -- sequence: { seq, key, soft-purged path or nil, variant, new Accept-Encoding,
--- new Accept, drop Range }; or nil and the reason the target is refused.
+-- new Accept, drop Range, and later: send by sendfile }; or nil and the reason
+-- the target is refused.
 local function request_entry(request)
     local path, err = key.path(var.request_uri)
     if not path then
@@ -216,6 +233,10 @@ function _M.cache_key()
     if entry[3] and claim_refresh(entry[3], entry[4]) then
         var.cdn_refresh = "1"
     end
+    if entry[8] then
+        var.cdn_sendfile = "1"
+    end
+    current_entry = entry
     return entry[2]
 end
 
@@ -253,7 +274,7 @@ end
 
 local function restore_cache_control(cc)
     if cc ~= "" then
-        header["Cache-Control"] = cc
+        add_header(nil, "Cache-Control", cc, true)
     end
 end
 
@@ -322,6 +343,12 @@ function _M.header_filter(sized_at_log)
             memo_set(responses_seen, response, r)
         end
     end
+    if current_entry then
+        -- (a size the meta does not know may be large)
+        local size = r.size
+        current_entry[8] = not size or size > sendfile_above
+        current_entry = nil
+    end
     local status = r.cache_status
     -- after a revalidation the stored meta is the old one (nginx does not
     -- rewrite stored headers), so only plain reuse reports Age and ttl
@@ -336,7 +363,7 @@ function _M.header_filter(sized_at_log)
                 times.ttl_member = hit_ttl .. (times.expires - t)
             end
             if times.expires >= t or status ~= "HIT" then
-                header["Age"] = times.age
+                add_header(nil, "Age", times.age, true)
                 member = times.ttl_member
                 if status == "HIT" and t - (r.fetched or 0) < COLLAPSE_WINDOW
                         and start_time() < r.fetched then
@@ -354,9 +381,9 @@ function _M.header_filter(sized_at_log)
         else
             member = hit_ttl .. 0
         end
-        header["Cache-Status"] = r.upstream_cs
+        add_header(nil, "Cache-Status", r.upstream_cs
             and cache_status.header(var.upstream_http_cache_status, member)
-            or member
+            or member, true)
         local code = r.code
         stats.count(status, code, (code == 200 and not sized_at_log) and r.size
                                   or body_bytes(code, r.size, sized_at_log))

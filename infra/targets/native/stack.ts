@@ -12,6 +12,7 @@ import { renderRedisAuth } from '../../render/redis';
 import type { CdnSpec } from '../../model/spec';
 import { buildUnits } from '../../units/stack';
 import type { ServiceUnit } from '../../units/units';
+import { url, type Topology } from '../../model/topology';
 import { isAlive, startAll, stopAll, type RunningService } from './supervisor';
 import { writeNativeRedisTls } from './redis-tls';
 import { nativeTopology } from './topology';
@@ -23,6 +24,8 @@ export interface StackState {
   /** The balancer's traffic status page, on its internal listener (also /status.json, /metrics). */
   balancerStatus?: string;
   origin: string;
+  /** The origin's delivery listener: what the edges fetch misses from (GET and HEAD of assets only). */
+  originDelivery: string;
   edges: { id: string; region: string; url: string; pid: number }[];
   redis: string;
   prometheus: string | null;
@@ -130,7 +133,7 @@ export function isRunning(state: StackState | null): boolean {
   return !!state && state.services.some((s) => isAlive(s.pid));
 }
 
-function stateOf(units: ServiceUnit[], running: RunningService[], o: { stateDir: string; tokenFile: string; debugTokenFile: string; detached: boolean }): StackState {
+function stateOf(units: ServiceUnit[], topology: Topology, running: RunningService[], o: { stateDir: string; tokenFile: string; debugTokenFile: string; detached: boolean }): StackState {
   const pidOf = (name: string) => running.find((r) => r.unit.name === name)?.pid ?? 0;
   const urlOf = (name: string) => units.find((u) => u.name === name)?.url ?? null;
   // the balancer's health check is on its internal listener, as is its status page
@@ -139,6 +142,7 @@ function stateOf(units: ServiceUnit[], running: RunningService[], o: { stateDir:
     balancer: urlOf('balancer')!,
     balancerStatus: statusHealth?.kind === 'http' ? statusHealth.url.replace(/\/healthz$/, '/status') : undefined,
     origin: urlOf('origin')!,
+    originDelivery: url(topology.origin.reach),
     edges: units.filter((u) => u.role === 'edge').map((u) => ({ id: u.name.replace(/^edge-/, ''), region: u.region!, url: u.url!, pid: pidOf(u.name) })),
     redis: urlOf('redis')!,
     prometheus: urlOf('prometheus'),
@@ -209,7 +213,7 @@ export async function up(o: UpOptions): Promise<UpResult> {
     timeoutMs: o.timeoutMs ?? 30000,
     onStarted: (svc) => o.log?.(`  ${svc.unit.name.padEnd(12)} healthy  ${svc.unit.url ?? ''}`),
   });
-  const state = stateOf(units, running, { stateDir, tokenFile, debugTokenFile: debugFile, detached: o.detached });
+  const state = stateOf(units, topology, running, { stateDir, tokenFile, debugTokenFile: debugFile, detached: o.detached });
   writeState(stateDir, state);
   return {
     state,
