@@ -41,6 +41,8 @@ export interface BalancerSettings {
   health: { interval: number; timeout: number; fall: number; rise: number };
   /** Bounded-load factor c (Mirrokni et al.). */
   boundedLoad: number;
+  /** In-flight requests an edge always takes before the bound applies. */
+  boundedLoadFloor: number;
   /** Served hosts (lowercase, no port), or null for any host. */
   hosts: string[] | null;
   /** Certificate files nginx serves (spec balancer.tls): their expiry is exported on /metrics. */
@@ -70,6 +72,7 @@ export function balancerSettings(spec: CdnSpec, topology: Topology): BalancerSet
     cidrRegions: b.cidrRegions.map((c) => ({ ...c })),
     health: { ...b.health },
     boundedLoad: b.boundedLoad,
+    boundedLoadFloor: b.boundedLoadFloor,
     hosts: b.hosts ? [...b.hosts] : null,
     tlsCertificates: b.tls ? [b.tls.cert] : [],
     latencyBuckets: [...LATENCY_BUCKETS],
@@ -258,13 +261,19 @@ ${DROP_OVERRIDE_HEADERS}
             # on the ring is tried (see limit_except below for which requests may be).
             proxy_connect_timeout ${b.connectTimeout}s;
             proxy_read_timeout 60s;
-            proxy_next_upstream error timeout http_502 http_503 http_504;
+            # Only what never reached an edge, or got no answer, is retried: an
+            # origin's own 5xx, relayed by the edge, would otherwise reach a failing
+            # origin twice.
+            proxy_next_upstream error timeout;
             proxy_next_upstream_tries ${b.retries + 1};
             proxy_buffers 16 16k;
             proxy_buffer_size 16k;
             # Bodies are passed on as they arrive, not read whole first.
             proxy_request_buffering off;
             proxy_pass http://edges;
+            # Shoppers get the Date of the response (the origin's, kept by the edge
+            # with the stored copy), not the time this hop passed it on.
+            proxy_pass_header Date;
             # Methods that get one try only. nginx itself never sends a POST, PATCH
             # or LOCK to the next edge once one had it (a failed connect is retried:
             # it never arrived), but it would resend other non-idempotent methods

@@ -222,6 +222,110 @@ describe('freshness', () => {
   });
 });
 
+describe('conformance defects (http-cache-tests, npm run conformance)', () => {
+  test.each([
+    ['a fraction', '7200.0'],
+    ['a sign', '-7200'],
+    ['letters', 'abc'],
+    ['a list', '7200, 0'],
+    ['a list of zeros', '0, 0'],
+    ['a parameter', '7200;foo=bar'],
+    ['two lines', ['0', '7200']],
+  ])('an Age that is not one plain integer (%s) makes the response stale from the start', async (_name, age) => {
+    const path = fresh('age');
+    edge.setOrigin(() => ({ headers: { 'Cache-Control': 'max-age=3600', Age: age }, body: 'x' }));
+    expect((await get(path)).cacheStatus).toContain('stored');
+    const second = await get(path);
+    expect(second.cacheStatus).not.toContain('hit');
+    expect(originHits(path)).toBe(2);
+  });
+
+  test('a plain Age still counts, and one larger than any date keeps the stored record whole', async () => {
+    const plain = fresh('age-plain');
+    edge.setOrigin(() => ({ headers: { 'Cache-Control': 'max-age=3600', Age: '600' }, body: 'x' }));
+    await get(plain);
+    expect((await get(plain)).cacheStatus).toMatch(/; hit; ttl=(299\d|300\d)$/);
+    // born would be before the epoch: the record stays fixed-width, so browsers
+    // still get the origin's Cache-Control
+    const huge = fresh('age-huge');
+    edge.setOrigin(() => ({ headers: { 'Cache-Control': 'public, max-age=3600', Age: '99999999999' }, body: 'x' }));
+    const first = await get(huge);
+    expect(first.cacheStatus).toContain('stored');
+    expect(first.headers.get('cache-control')).toBe('public, max-age=3600');
+  });
+
+  test.each([301, 302, 307, 400, 404, 410])('a %i with explicit freshness is stored (RFC 9111 §3)', async (status) => {
+    const path = fresh(`status-${status}`);
+    edge.setOrigin(() => ({ status, headers: { 'Cache-Control': 'max-age=300', Location: '/elsewhere' }, body: 'x' }));
+    // (redirects are not followed: the response itself is what is stored)
+    const once = async () => {
+      const res = await fetch(`${edge.url}${path}`, { redirect: 'manual' });
+      await res.arrayBuffer();
+      return { status: res.status, cacheStatus: res.headers.get('cache-status') ?? '' };
+    };
+    await once();
+    const second = await once();
+    expect(second.status).toBe(status);
+    expect(second.cacheStatus).toContain('hit');
+    expect(originHits(path)).toBe(1);
+  });
+
+  test('a 5xx with explicit freshness is not stored by default (cache.store5xx)', async () => {
+    const path = fresh('status-503');
+    edge.setOrigin(() => ({ status: 503, headers: { 'Cache-Control': 'max-age=300' }, body: 'down' }));
+    await get(path);
+    expect((await get(path)).cacheStatus).not.toContain('hit');
+    expect(originHits(path)).toBe(2);
+  });
+
+  test('an unknown method (M-SEARCH) that succeeds invalidates the URL (RFC 9111 §4.4)', async () => {
+    const path = fresh('m-search');
+    edge.setOrigin(() => ({ headers: { 'Cache-Control': 'max-age=300' }, body: 'x' }));
+    await get(path);
+    expect((await get(path)).cacheStatus).toContain('hit');
+    expect((await get(path, {}, 'M-SEARCH')).status).toBe(200);
+    expect((await get(path)).cacheStatus).not.toContain('hit');
+    expect(originHits(path)).toBe(3);
+  });
+
+  test('If-None-Match takes precedence over If-Modified-Since (RFC 9110 §13.2.2)', async () => {
+    const path = fresh('inm');
+    edge.setOrigin(() => ({ headers: { 'Cache-Control': 'max-age=300', ETag: '"v1"', 'Last-Modified': 'Mon, 07 Dec 2026 07:00:00 GMT' }, body: 'x' }));
+    await get(path);
+    // the date alone says "modified" (nginx compares it exactly); the tag matches
+    const res = await get(path, { 'If-None-Match': '"v1"', 'If-Modified-Since': 'Mon, 07 Dec 2026 08:00:00 GMT' });
+    expect(res.status).toBe(304);
+    // a tag that does not match: the whole response, whatever the date says
+    const other = await get(path, { 'If-None-Match': '"v0"', 'If-Modified-Since': 'Mon, 07 Dec 2026 07:00:00 GMT' });
+    expect(other.status).toBe(200);
+  });
+
+  test.each([
+    ['in the past', 'Thu, 01 Jan 2015 00:00:00 GMT'],
+    ['invalid', 'never'],
+  ])('an Expires %s beside max-age does not stop the response being stored (max-age wins)', async (_name, expires) => {
+    const path = fresh('expires-old');
+    edge.setOrigin(() => ({ headers: { Expires: expires, 'Cache-Control': 'max-age=300' }, body: 'x' }));
+    expect((await get(path)).cacheStatus).toContain('stored');
+    const second = await get(path);
+    expect(second.cacheStatus).toContain('hit');
+    expect(second.headers.get('expires')).toBe(expires);
+    expect(originHits(path)).toBe(1);
+  });
+
+  test('fields the origin names in Connection are neither stored nor passed on', async () => {
+    const path = fresh('connection');
+    edge.setOrigin(() => ({ headers: { 'Cache-Control': 'max-age=300', Connection: 'a, keep-alive', a: '1', b: '2' }, body: 'x' }));
+    const first = await get(path);
+    const second = await get(path);
+    for (const res of [first, second]) {
+      expect(res.headers.get('a')).toBeNull();
+      expect(res.headers.get('b')).toBe('2');
+    }
+    expect(second.cacheStatus).toContain('hit');
+  });
+});
+
 describe('open cache files', () => {
   /** Descriptors the edge's processes hold on files under its cache directory. */
   function openCacheFiles(): number {

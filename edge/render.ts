@@ -31,6 +31,8 @@ export interface EdgeSettings {
   acknowledge?: { host: string; port: number; tls: { serverName: string } };
   /** Default seconds of stale-if-error when the origin does not say. */
   grace: number;
+  /** Whether 5xx responses with explicit freshness are stored (spec cache.store5xx). */
+  store5xx: boolean;
   /** Longest freshness given to responses stored while the purge stream is unreachable. */
   busDownMaxTtl: number;
   /** File holding the debug token, which unlocks the X-Cdn-Debug response headers (and nothing else). */
@@ -140,6 +142,7 @@ export function edgeSettings(spec: CdnSpec, topology: Topology, edge: EdgePlacem
     redis: { host: read.reach.host, port: read.reach.port, ...(passwordFile ? { passwordFile } : {}) },
     ...(replica ? { acknowledge: { ...acknowledgedAt(topology, edge.region).reach, tls: { serverName: REDIS_TLS_SERVER_NAME } } } : {}),
     grace: spec.cache.grace,
+    store5xx: spec.cache.store5xx,
     busDownMaxTtl: spec.purge.busDownMaxTtl,
     origins: externalRoutes(spec).map(({ match, upstream, sni }) => ({ match, upstream, sni })),
     ...(debugTokenFile ? { debugTokenFile } : {}),
@@ -222,7 +225,7 @@ const UNSLICED_METHODS = `
  */
 function cacheLocation(o: CacheLocationOptions): string {
   return `${o.slice ? sliceDirectives(o.slice) : NOT_A_SLICE}            # The request's signature, one variable for the Lua key lookup.
-            set $cdn_request "$cdn_range_ignored$http_accept_encoding\\n$http_accept\\n$http_host$request_uri";
+            set $cdn_request "$cdn_range_ignored$cdn_if_modified_since$http_accept_encoding\\n$http_accept\\n$http_host$request_uri";
             set_by_lua_block $cdn_cache_key { return require("cdn.edge").cache_key() }
             if ($cdn_cache_key = "") {
                 return 400 "bad request: $cdn_reject\\n";
@@ -456,6 +459,14 @@ ${bucket ? bucketUpstream(spec) : ''}
         default "$upstream_cache_status $status $upstream_http_x_cdn_meta";
     }
 
+    # "?" in the request's signature marks a request conditional on a date
+    # (If-Modified-Since): the key lookup then lets If-None-Match take
+    # precedence (RFC 9110 §13.2.2), before nginx's not-modified filter runs.
+    map $http_if_modified_since $cdn_if_modified_since {
+        "" "";
+        default "?";
+    }
+
 ${cookieBypassMap(spec.cache.bypassCookies)}
 ${slice ? UNSLICED_METHODS : ''}
     # PURGE and BAN are methods other caches take; here purging is the origin's
@@ -547,6 +558,10 @@ ${cacheLocation({ headerFilter: 'require("cdn.edge.debug").header_filter', upstr
         # The origin's request id belongs to the request that fetched the
         # object: never stored, so no HIT parses it only to hide it.
         proxy_hide_header X-Request-Id;
+        # The origin's Expires is put back by the header filter after
+        # X-Accel-Expires (fetch.lua): ahead of it, nginx would refuse to store a
+        # response whose Expires is past or invalid even when max-age allows it.
+        proxy_hide_header Expires;
         # Which origin serves this request: the CDN's own or an external one
         # mapped by host or path prefix (every method is passed through); with S3
         # storage, raw asset reads go to the bucket ($cdn_s3_object, signed).

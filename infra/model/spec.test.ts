@@ -29,6 +29,7 @@ describe('parseSpec', () => {
       cidrRegions: [],
       health: { interval: 1, timeout: 0.5, fall: 2, rise: 2 },
       boundedLoad: 1.25,
+      boundedLoadFloor: 128,
       retries: 1,
       connectTimeout: 1,
       maxConnsPerClient: 256,

@@ -109,6 +109,12 @@ const balancer = z
       .prefault({}),
     /** Bounded-load factor c: an edge holding more than c x the mean in-flight requests is skipped. */
     boundedLoad: z.number().min(1).max(10).default(1.25),
+    /**
+     * In-flight requests an edge always takes before the bound applies: below it an
+     * object's requests stay on its home edge (its cache) whatever the others carry,
+     * so the bound moves load only under real overload, not at a handful of requests.
+     */
+    boundedLoadFloor: z.number().int().min(1).max(100000).default(128),
     /** Extra attempts on other edges for idempotent requests. */
     retries: z.number().int().min(0).max(4).default(1),
     /** Seconds to wait for a TCP connection to an edge before trying the next one. */
@@ -159,6 +165,13 @@ export const cdnSpecSchema = z
         /** Seconds a stored response may be served stale while the origin fails, unless the origin says otherwise (stale-if-error, must-revalidate). */
         grace: z.number().int().min(0).default(86400),
         /**
+         * Store 5xx responses that carry explicit freshness, as RFC 9111 §3 allows. Off by
+         * default: a failing origin's error page, once stored, would be served for its whole
+         * max-age after the origin recovered. Other final statuses with explicit freshness
+         * (3xx redirects, 4xx such as 404 and 410) are stored.
+         */
+        store5xx: z.boolean().default(false),
+        /**
          * Requests carrying any of these cookies (a session, a cart) skip the cache and their
          * responses are never stored. Empty by default: which cookies mark a personal page is
          * the shop's to say, and such pages should also be `private` at the origin.
@@ -179,7 +192,7 @@ export const cdnSpecSchema = z
           .optional(),
       })
       .strict()
-      .default({ maxSize: '1g', keysZone: '64m', inactive: '7d', grace: 86400, bypassCookies: [] }),
+      .default({ maxSize: '1g', keysZone: '64m', inactive: '7d', grace: 86400, store5xx: false, bypassCookies: [] }),
     /** Ports the services listen on inside their host or container (native picks free ones). */
     ports: z
       .object({

@@ -62,6 +62,7 @@ function fakeEdgeConf(dir: string, id: string, port: number, internalPort: numbe
                 ngx.header["Content-Type"] = "application/json"
                 ngx.header["Cache-Status"] = ${JSON.stringify(id)} .. (args.miss and "; fwd=uri-miss; stored" or "; hit")
                 if args.status then ngx.status = tonumber(args.status) end
+                if args.date then ngx.header["Date"] = args.date end
                 ngx.say(cjson.encode({ edge = ${JSON.stringify(id)}, method = ngx.var.request_method,
                     uri = ngx.var.request_uri, headers = ngx.req.get_headers(),
                     body = ngx.req.get_body_data() or "" }))

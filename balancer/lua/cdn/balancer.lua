@@ -62,6 +62,8 @@ local all_rings = {}  -- rings in the configured order
 local checker
 local shared          -- the health dict; also holds in-flight counts
 local factor
+-- in-flight requests an edge always takes before the bound applies (spec boundedLoadFloor)
+local floor
 local edges           -- every edge
 
 -- The request path reads one nginx variable per phase and looks the rest up in
@@ -115,6 +117,7 @@ function _M.init(settings_path)
         error("no such lua_shared_dict: " .. HEALTH_DICT)
     end
     factor = settings.boundedLoad
+    floor = settings.boundedLoadFloor
     local region_list = {}
     edges = {}
     for _, region in ipairs(settings.regions) do
@@ -278,7 +281,7 @@ local function choose(entry, tried)
             usable[i] = not down[node] and not (tried and tried[node])
             loads[i] = inflight.of(node)
         end
-        local node = r:pick_bounded_at(entry.starts[k], usable, loads, factor)
+        local node = r:pick_bounded_at(entry.starts[k], usable, loads, factor, floor)
         if node then
             return node
         end

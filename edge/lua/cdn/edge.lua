@@ -163,8 +163,8 @@ end
 
 -- Everything the key of a request signature needs, computed once per purge
 -- sequence: { seq, key, soft-purged path or nil, variant, new Accept-Encoding,
--- new Accept, drop Range, and later: send by sendfile }; or nil and the reason
--- the target is refused.
+-- new Accept, drop Range, send by sendfile (set later), If-Modified-Since
+-- present }; or nil and the reason the target is refused.
 local function request_entry(request)
     local path, err = key.path(var.request_uri)
     if not path then
@@ -182,6 +182,8 @@ local function request_entry(request)
         -- RFC 9110 §14.2: an unparsable Range is ignored (200 with the whole
         -- body); nginx would answer 416 for it ($cdn_range_ignored).
         byte(request, 1) == 49, -- "1"
+        nil, -- [8]: send by sendfile (header_filter)
+        byte(request, 2) == 63, -- "?": If-Modified-Since ($cdn_if_modified_since)
     }
 end
 
@@ -228,6 +230,12 @@ function _M.cache_key()
     end
     if entry[7] then
         clear_request_header("Range")
+    end
+    -- RFC 9110 §13.2.2: with If-None-Match, If-Modified-Since is ignored; nginx's
+    -- not-modified filter would answer 200 when the date alone says "modified"
+    -- although the entity tag matches
+    if entry[9] and var.http_if_none_match then
+        clear_request_header("If-Modified-Since")
     end
     -- soft-purged path: each variant is refreshed by one request
     if entry[3] and claim_refresh(entry[3], entry[4]) then

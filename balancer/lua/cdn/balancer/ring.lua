@@ -95,10 +95,12 @@ end
 -- is below ceil(factor * (total + 1) / usable nodes) takes the request. A hot
 -- key therefore spills to the next node clockwise instead of piling onto its
 -- owner, while a cold key stays on its owner. With factor >= 1 some usable node
--- is always below the bound, so only "no usable node" returns nil.
+-- is always below the bound, so only "no usable node" returns nil. `floor`
+-- (optional) raises the bound to at least that many in-flight requests: below
+-- it no edge counts as loaded, and a key stays on its owner.
 -- usable[i] and loads[i] describe self.nodes[i]; returns the node and its index.
-function _M:pick_bounded(key, usable, loads, factor)
-    return self:pick_bounded_at(self:start_of(key), usable, loads, factor)
+function _M:pick_bounded(key, usable, loads, factor, floor)
+    return self:pick_bounded_at(self:start_of(key), usable, loads, factor, floor)
 end
 
 
@@ -110,7 +112,7 @@ end
 
 
 -- pick_bounded for a walk starting at the ring point `start` (see start_of).
-function _M:pick_bounded_at(start, usable, loads, factor)
+function _M:pick_bounded_at(start, usable, loads, factor, floor)
     local nodes = self.nodes
     local count, total = 0, 0
     for i = 1, #nodes do
@@ -123,6 +125,9 @@ function _M:pick_bounded_at(start, usable, loads, factor)
         return nil
     end
     local cap = ceil(factor * (total + 1) / count)
+    if floor and cap < floor then
+        cap = floor
+    end
     local hashes, owners, seen = self.hashes, self.owners, self.seen
     local walk = self.walk + 1
     self.walk = walk

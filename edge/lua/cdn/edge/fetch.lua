@@ -29,6 +29,8 @@ local max = math.max
 local sub = string.sub
 local find = string.find
 local byte = string.byte
+local gmatch = string.gmatch
+local lower = string.lower
 local concat = table.concat
 local type = type
 local meta_value = meta.value
@@ -64,6 +66,17 @@ end
 -- Header filter: freshness, X-Cdn-Meta, and the Cache-Control and
 -- X-Accel-Expires that tell nginx whether and how long to store the response.
 function _M.header_filter()
+    -- RFC 9110 §7.6.1: the fields an origin names in Connection are hop-by-hop,
+    -- never stored or passed on (nginx drops Connection itself, not them)
+    local connection = var.upstream_http_connection
+    if connection then
+        for name in gmatch(connection, "[^,%s]+") do
+            local token = lower(name)
+            if token ~= "close" and token ~= "keep-alive" then
+                header[name] = nil
+            end
+        end
+    end
     local h = get_headers(0)
     local t = now()
     -- a read from the bucket: its headers become the origin's, and the request's
@@ -93,20 +106,22 @@ function _M.header_filter()
         cache_control = field(h, "cache-control", true),
         cdn_cache_control = field(h, "cdn-cache-control", true),
         surrogate_control = field(h, "surrogate-control", true),
-        expires = field(h, "expires"),
+        -- (hidden by nginx.conf, to be put back last)
+        expires = var.upstream_http_expires,
         date = field(h, "date"),
-        age = field(h, "age"),
+        -- every Age line (a list is not a valid Age: freshness.lua)
+        age = h["age"],
         vary = field(h, "vary", true),
         parse_http_time = parse_http_time,
         grace = settings.grace,
+        store_5xx = settings.store5xx,
     })
     if not ok then
         -- a response the rules cannot read is passed on, never stored
         log(WARN, "edge: freshness failed, not storing: ", d)
         d = { store = false, ttl = 0, age = 0 }
     end
-    local expires_header = h["expires"]
-    header["Expires"] = nil
+    local expires_header = var.upstream_http_expires
     header["Age"] = nil
     -- this hop's own Server line would be stored and parsed on every hit
     header["Server"] = nil
@@ -152,6 +167,8 @@ function _M.header_filter()
         -- "@1" stores the response already expired: revalidated before reuse
         header["X-Accel-Expires"] = ttl > 0 and ttl or "@1"
     end
+    -- after X-Accel-Expires (see nginx.conf): the public server then ignores it
+    -- for freshness, which this filter decided, and stores it for browsers
     header["Expires"] = expires_header
 end
 

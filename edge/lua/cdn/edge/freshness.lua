@@ -17,13 +17,19 @@ local _M = { _VERSION = "0.1.0" }
 
 local MIN_SWR = 1
 
--- Statuses a cache may store when freshness is explicit (RFC 9110 §15.1 lists the
--- heuristically cacheable ones; a 206 only as the answer to a slice request).
-local STORABLE_STATUS = {
-    [200] = true, [203] = true, [204] = true, [300] = true, [301] = true,
-    [304] = true, [308] = true, [404] = true, [405] = true, [410] = true,
-    [414] = true, [501] = true,
-}
+-- RFC 9111 §3: a cache may store a response of any final status when its
+-- freshness is explicit (the edge never guesses a heuristic lifetime). A 206
+-- only as the answer to a slice request (its own entry); 5xx only when the spec
+-- says so (cache.store5xx), since a stored error page outlives the outage.
+local function storable_status(status, slice, store_5xx)
+    if status == 206 then
+        return slice
+    end
+    if status < 200 or status > 599 then
+        return false
+    end
+    return status < 500 or store_5xx
+end
 
 
 -- Parses a Cache-Control-style list into { directive = value|true }. Directive
@@ -56,6 +62,20 @@ function _M.parse(value)
 end
 
 
+-- RFC 9111 §5.1: Age is one non-negative integer. Anything else (a list, two
+-- lines, a sign, a fraction, parameters) cannot be trusted: nil, and the
+-- response is taken as already stale (stored, revalidated before reuse).
+local function age_seconds(v)
+    if v == nil then
+        return 0
+    end
+    if type(v) == "string" then
+        return tonumber(match(v, "^%s*(%d+)%s*$"))
+    end
+    return nil
+end
+
+
 local function seconds(v)
     if type(v) ~= "string" then
         return nil
@@ -67,10 +87,12 @@ end
 
 -- Inputs (all optional but status/now):
 --   status, now (epoch s), authorization (bool: the request carried one),
+--   store_5xx (bool: 5xx responses with explicit freshness may be stored),
 --   set_cookie (bool: the response sets a cookie),
 --   slice (bool: the request fetches one slice of a large object: a 206 is
 --   that slice, stored as its own entry),
---   cache_control, cdn_cache_control, surrogate_control, expires, date, age,
+--   cache_control, cdn_cache_control, surrogate_control, expires, date,
+--   age (the Age field: a string, or a table of its lines),
 --   vary, parse_http_time (function), grace (s, stale-if-error default)
 -- Returns a table:
 --   store (bool), ttl (s of freshness left, may be <= 0), revalidate (bool:
@@ -78,7 +100,7 @@ end
 --   age (initial age at receipt), reason (why not stored)
 function _M.decide(r)
     local out = { store = false, ttl = 0, swr = 0, sie = 0, age = 0 }
-    if not STORABLE_STATUS[r.status] and not (r.slice and r.status == 206) then
+    if not storable_status(r.status, r.slice, r.store_5xx) then
         out.reason = "status"
         return out
     end
@@ -138,9 +160,11 @@ function _M.decide(r)
 
     -- RFC 9111 §4.2.3: initial age = max(apparent age, Age header)
     local apparent = date and max(0, r.now - date) or 0
-    local age = max(apparent, tonumber(r.age) or 0)
+    local header_age = age_seconds(r.age)
+    local age = max(apparent, header_age or 0)
     out.age = age
-    out.ttl = lifetime - age
+    -- (an Age that cannot be read: stale from the start)
+    out.ttl = header_age and lifetime - age or 0
     out.store = true
 
     -- s-maxage implies proxy-revalidate for shared caches (RFC 9111 §5.2.2.10)

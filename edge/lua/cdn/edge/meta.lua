@@ -38,7 +38,8 @@ function _M.value(born, expires, stored, upstream_cs, size, fetched, cc)
     if type(cc) == "table" then
         cc = concat(cc, ", ")
     end
-    return clamp(born) .. " " .. clamp(expires) .. " " .. (stored and "s" or "n")
+    -- zero-padded: fields() reads both at fixed offsets
+    return format("%010d %010d ", clamp(born), clamp(expires)) .. (stored and "s" or "n")
            .. (upstream_cs and "c" or "-") .. " " .. (size or "-")
            .. format("@%.3f|", fetched) .. (cc or "")
 end

@@ -14,11 +14,19 @@ local match = string.match
 local gsub = string.gsub
 local byte = string.byte
 local type = type
+local setmetatable = setmetatable
 
 local _M = { _VERSION = "0.1.0" }
 
--- The methods whose success invalidates (edge.lua reads it as an upvalue).
-_M.UNSAFE_METHODS = { POST = true, PUT = true, DELETE = true, PATCH = true }
+-- RFC 9111 §4.4: the success of any method not known to be safe invalidates
+-- (M-SEARCH, a WebDAV method, anything new). edge.lua reads it as an upvalue.
+local SAFE_METHODS = { GET = true, HEAD = true, OPTIONS = true, TRACE = true,
+                       PROPFIND = true, REPORT = true, SEARCH = true }
+_M.UNSAFE_METHODS = setmetatable({}, {
+    __index = function(_, method)
+        return not SAFE_METHODS[method]
+    end,
+})
 
 
 -- The path a Location / Content-Location value names on the request's host

@@ -1,0 +1,229 @@
+// The cross-vendor HTTP cache test suite (http-cache-tests, the suite behind
+// https://cache-tests.fyi) through the CDN as a shop runs it: a native stack with
+// the default spec, the suite's own origin server as its external origin
+// (`cdn local up --origin URL`), the suite's client pointed at the balancer.
+//
+//   npm run conformance            (after npm run build)
+//   npm run conformance -- --id freshness-max-age      one test, with its dump
+//   npm run conformance -- --out DIR                   results elsewhere
+//
+// Writes bench/results/conformance.md (the score, and every required test that
+// fails with the suite's reason) and bench/results/conformance.json (the raw
+// results, as the suite's own CLI prints them). Only 127.0.0.1 is used.
+//
+// Also imported by test/conformance.test.ts (npm test), which fails when a test
+// listed as passing in test/conformance-passing.json no longer passes.
+import { spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const SUITE = dirname(createRequire(import.meta.url).resolve('http-cache-tests/package.json'));
+const SUITE_VERSION = createRequire(import.meta.url)('http-cache-tests/package.json').version;
+
+function freePort() {
+  return new Promise((res, rej) => {
+    const s = createServer();
+    s.once('error', rej);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => res(port));
+    });
+  });
+}
+
+/** The suite's origin server on a free port; resolves once it listens. */
+async function startSuiteOrigin(dir) {
+  const port = await freePort();
+  const child = spawn(process.execPath, ['server/server.mjs'], {
+    cwd: SUITE,
+    env: { ...process.env, npm_config_protocol: 'http', npm_config_port: String(port), npm_config_pidfile: join(dir, 'suite-origin.pid') },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  await new Promise((res, rej) => {
+    const timer = setTimeout(() => rej(new Error(`the suite's origin did not start:\n${output}`)), 10000);
+    const seen = (d) => {
+      output += d.toString();
+      if (output.includes('Listening on')) {
+        clearTimeout(timer);
+        res();
+      }
+    };
+    child.stdout.on('data', seen);
+    child.stderr.on('data', seen);
+    child.once('exit', (code) => rej(new Error(`the suite's origin exited (${code}):\n${output}`)));
+  });
+  return { url: `http://127.0.0.1:${port}`, stop: () => child.kill('SIGTERM') };
+}
+
+/** The suite's CLI against `base`: its JSON results (or, with `id`, its dump of one test). */
+function runSuiteClient(base, id = '') {
+  return new Promise((res, rej) => {
+    const child = spawn(process.execPath, ['--no-warnings', 'cli.mjs'], {
+      cwd: SUITE,
+      env: { ...process.env, npm_config_base: base, npm_config_id: id, npm_package_config_id: '' },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    let out = '';
+    child.stdout.on('data', (d) => (out += d.toString()));
+    child.once('exit', (code) => (code === 0 ? res(out) : rej(new Error(`the suite's client exited ${code}`))));
+  });
+}
+
+/** The suites the CLI runs (its index plus surrogate-control). */
+export async function suites() {
+  const index = (await import(pathToFileURL(join(SUITE, 'tests/index.mjs')).href)).default;
+  const surrogate = (await import(pathToFileURL(join(SUITE, 'tests/surrogate-control.mjs')).href)).default;
+  return [...index, surrogate];
+}
+
+/**
+ * What cache-tests.fyi shows for one test (lib/display.mjs determineTestResult,
+ * which needs a browser to import): pass, fail, optimal_fail, yes, no, setup_fail,
+ * retry, dependency_fail or untested.
+ */
+export function classify(all, id, results) {
+  const test = all.get(id);
+  const result = results[id];
+  if (result === undefined) return 'untested';
+  for (const dependency of test.depends_on ?? []) {
+    if (!['pass', 'yes'].includes(classify(all, dependency, results))) return 'dependency_fail';
+  }
+  if (Array.isArray(result) && result[0] === 'Setup') return result[1] === 'retry' ? 'retry' : 'setup_fail';
+  const kind = test.kind ?? 'required';
+  if (kind === 'check') return result === true ? 'yes' : 'no';
+  if (result === true) return 'pass';
+  return kind === 'optimal' ? 'optimal_fail' : 'fail';
+}
+
+/**
+ * Runs the suite through a fresh native stack; returns the raw results and, per
+ * test, its suite, kind, name, classification and the suite's reason.
+ */
+export async function runConformance({ log = (s) => process.stderr.write(`${s}\n`) } = {}) {
+  const dir = mkdtempSync(join(tmpdir(), 'cdn-conformance-'));
+  const { up } = await import(pathToFileURL(join(ROOT, 'dist/infra/targets/native/stack.js')).href);
+  const { parseSpec } = await import(pathToFileURL(join(ROOT, 'dist/infra/model/spec.js')).href);
+  const origin = await startSuiteOrigin(dir);
+  let stack;
+  try {
+    stack = await up({ spec: parseSpec({ origins: [{ match: '*', url: origin.url }] }), stateDir: join(dir, 'stack'), repoRoot: ROOT, prometheus: false, detached: true });
+    log(`conformance: http-cache-tests ${SUITE_VERSION} through ${stack.state.balancer} (the suite's origin at ${origin.url})`);
+    const started = Date.now();
+    const raw = JSON.parse(await runSuiteClient(stack.state.balancer));
+    const all = new Map();
+    const suiteOf = new Map();
+    for (const suite of await suites()) {
+      for (const test of suite.tests) {
+        all.set(test.id, test);
+        suiteOf.set(test.id, suite.name);
+      }
+    }
+    const tests = [...all.values()].map((t) => ({
+      id: t.id,
+      suite: suiteOf.get(t.id),
+      kind: t.kind ?? 'required',
+      name: t.name,
+      result: classify(all, t.id, raw),
+      reason: Array.isArray(raw[t.id]) ? raw[t.id].slice(0, 2).join(': ') : undefined,
+    }));
+    return { suiteVersion: SUITE_VERSION, seconds: Math.round((Date.now() - started) / 1000), raw, tests };
+  } finally {
+    await stack?.stop();
+    origin.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * The figures cache-tests.fyi publishes: required and optimal tests of the suite's
+ * index (160 required in 0.4.5); the Surrogate-Control suite, which the CLI also
+ * runs, is counted apart.
+ */
+export function score(tests) {
+  const count = (kind, ok, surrogate = false) => tests.filter((t) => t.kind === kind && (t.suite === 'Surrogate-Control') === surrogate && ok(t.result)).length;
+  const pass = (r) => r === 'pass';
+  const any = () => true;
+  return {
+    required: { passed: count('required', pass), of: count('required', any) },
+    optimal: { passed: count('optimal', pass), of: count('optimal', any) },
+    surrogate: { passed: count('required', pass, true) + count('optimal', pass, true), of: count('required', any, true) + count('optimal', any, true) },
+  };
+}
+
+function report(run, commit) {
+  const s = score(run.tests);
+  const failing = run.tests.filter((t) => t.kind === 'required' && t.result !== 'pass');
+  const optimal = run.tests.filter((t) => t.kind === 'optimal' && t.result !== 'pass');
+  const row = (t) => `| \`${t.id}\` | ${t.suite} | ${t.name.replace(/\|/g, '\\|')} | ${t.result} | ${(t.reason ?? '').replace(/\|/g, '\\|').replace(/\n/g, ' ')} |`;
+  return [
+    '# HTTP cache conformance',
+    '',
+    `Commit \`${commit}\`, ${new Date().toISOString()}. Command: \`npm run conformance\`. [http-cache-tests](https://github.com/http-tests/cache-tests) ${run.suiteVersion} (the suite behind cache-tests.fyi), its client pointed at the balancer of a native stack with the default spec, whose only external origin (\`*\`) is the suite's own server; ${run.seconds} s.`,
+    '',
+    `**Required: ${s.required.passed} of ${s.required.of}.** Optimal: ${s.optimal.passed} of ${s.optimal.of}. Surrogate-Control (run by the suite's CLI, not part of those figures): ${s.surrogate.passed} of ${s.surrogate.of}.`,
+    '',
+    'Published figures for the required tests (cache-tests.fyi): Apache Traffic Server 132, Apache httpd 131, Squid 122, Varnish 119, nginx 99, Fastly 96.',
+    '',
+    `## Required tests that do not pass (${failing.length})`,
+    '',
+    '| test | suite | what it checks | result | the suite\'s reason |',
+    '|---|---|---|---|---|',
+    ...failing.map(row),
+    '',
+    `## Optimal tests that do not pass (${optimal.length})`,
+    '',
+    '| test | suite | what it checks | result | the suite\'s reason |',
+    '|---|---|---|---|---|',
+    ...optimal.map(row),
+    '',
+    'Raw results: [`conformance.json`](conformance.json) (test id -> true, or [kind, reason]).',
+    '',
+  ].join('\n');
+}
+
+async function main() {
+  const args = process.argv.slice(2);
+  const idAt = args.indexOf('--id');
+  if (idAt >= 0) {
+    // one test, with the suite's request/response dump (through its own CLI)
+    const dir = mkdtempSync(join(tmpdir(), 'cdn-conformance-'));
+    const { up } = await import(pathToFileURL(join(ROOT, 'dist/infra/targets/native/stack.js')).href);
+    const { parseSpec } = await import(pathToFileURL(join(ROOT, 'dist/infra/model/spec.js')).href);
+    const origin = await startSuiteOrigin(dir);
+    const stack = await up({ spec: parseSpec({ origins: [{ match: '*', url: origin.url }] }), stateDir: join(dir, 'stack'), repoRoot: ROOT, prometheus: false, detached: true });
+    try {
+      process.stdout.write(await runSuiteClient(stack.state.balancer, args[idAt + 1]));
+    } finally {
+      await stack.stop();
+      origin.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+    return;
+  }
+  const run = await runConformance();
+  const { execFileSync } = await import('node:child_process');
+  const commit = execFileSync('git', ['rev-parse', 'HEAD'], { cwd: ROOT, encoding: 'utf8' }).trim();
+  const outAt = args.indexOf('--out');
+  const out = outAt >= 0 ? resolve(args[outAt + 1]) : join(ROOT, 'bench', 'results');
+  mkdirSync(out, { recursive: true });
+  // per test: its classification (what test/conformance.test.ts compares)
+  writeFileSync(join(out, 'conformance-tests.json'), JSON.stringify(Object.fromEntries(run.tests.map((t) => [t.id, t.result])), null, 2) + '\n');
+  writeFileSync(join(out, 'conformance.json'), JSON.stringify(run.raw, null, 2) + '\n');
+  const md = report(run, commit);
+  writeFileSync(join(out, 'conformance.md'), md);
+  const s = score(run.tests);
+  process.stdout.write(`required ${s.required.passed}/${s.required.of}, optimal ${s.optimal.passed}/${s.optimal.of}, surrogate ${s.surrogate.passed}/${s.surrogate.of}; wrote ${join(out, 'conformance.md')}\n`);
+}
+
+if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  main().catch((err) => {
+    process.stderr.write(`conformance failed: ${err.stack ?? err}\n`);
+    process.exit(1);
+  });
+}
