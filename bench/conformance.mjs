@@ -6,6 +6,8 @@
 //   npm run conformance            (after npm run build)
 //   npm run conformance -- --id freshness-max-age      one test, with its dump
 //   npm run conformance -- --out DIR                   results elsewhere
+//   npm run conformance -- --strict                    with the options for RFC 9111
+//                                                      to the letter (STRICT)
 //
 // Writes bench/results/conformance.md (the score, and every required test that
 // fails with the suite's reason) and bench/results/conformance.json (the raw
@@ -24,6 +26,13 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const SUITE = dirname(createRequire(import.meta.url).resolve('http-cache-tests/package.json'));
 const SUITE_VERSION = createRequire(import.meta.url)('http-cache-tests/package.json').version;
+
+/**
+ * The spec options that trade the CDN's defaults for RFC 9111 to the letter
+ * (docs/edge.md): `--strict` runs the suite with them, to show what the defaults
+ * cost.
+ */
+export const STRICT = { store5xx: true, minStaleWhileRevalidate: 0 };
 
 function freePort() {
   return new Promise((res, rej) => {
@@ -105,14 +114,14 @@ export function classify(all, id, results) {
  * Runs the suite through a fresh native stack; returns the raw results and, per
  * test, its suite, kind, name, classification and the suite's reason.
  */
-export async function runConformance({ log = (s) => process.stderr.write(`${s}\n`) } = {}) {
+export async function runConformance({ log = (s) => process.stderr.write(`${s}\n`), strict = false } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'cdn-conformance-'));
   const { up } = await import(pathToFileURL(join(ROOT, 'dist/infra/targets/native/stack.js')).href);
   const { parseSpec } = await import(pathToFileURL(join(ROOT, 'dist/infra/model/spec.js')).href);
   const origin = await startSuiteOrigin(dir);
   let stack;
   try {
-    stack = await up({ spec: parseSpec({ origins: [{ match: '*', url: origin.url }] }), stateDir: join(dir, 'stack'), repoRoot: ROOT, prometheus: false, detached: true });
+    stack = await up({ spec: parseSpec({ origins: [{ match: '*', url: origin.url }], ...(strict ? { cache: STRICT } : {}) }), stateDir: join(dir, 'stack'), repoRoot: ROOT, prometheus: false, detached: true });
     log(`conformance: http-cache-tests ${SUITE_VERSION} through ${stack.state.balancer} (the suite's origin at ${origin.url})`);
     const started = Date.now();
     const raw = JSON.parse(await runSuiteClient(stack.state.balancer));
@@ -156,7 +165,7 @@ export function score(tests) {
   };
 }
 
-function report(run, commit) {
+function report(run, commit, strict) {
   const s = score(run.tests);
   const failing = run.tests.filter((t) => t.kind === 'required' && t.result !== 'pass');
   const optimal = run.tests.filter((t) => t.kind === 'optimal' && t.result !== 'pass');
@@ -164,7 +173,7 @@ function report(run, commit) {
   return [
     '# HTTP cache conformance',
     '',
-    `Commit \`${commit}\`, ${new Date().toISOString()}. Command: \`npm run conformance\`. [http-cache-tests](https://github.com/http-tests/cache-tests) ${run.suiteVersion} (the suite behind cache-tests.fyi), its client pointed at the balancer of a native stack with the default spec, whose only external origin (\`*\`) is the suite's own server; ${run.seconds} s.`,
+    `Commit \`${commit}\`, ${new Date().toISOString()}. Command: \`npm run conformance\`. [http-cache-tests](https://github.com/http-tests/cache-tests) ${run.suiteVersion} (the suite behind cache-tests.fyi), its client pointed at the balancer of a native stack with ${strict ? `the default spec but for \`cache: ${JSON.stringify(STRICT)}\` (--strict)` : 'the default spec'}, whose only external origin (\`*\`) is the suite's own server; ${run.seconds} s.`,
     '',
     `**Required: ${s.required.passed} of ${s.required.of}.** Optimal: ${s.optimal.passed} of ${s.optimal.of}. Surrogate-Control (run by the suite's CLI, not part of those figures): ${s.surrogate.passed} of ${s.surrogate.of}.`,
     '',
@@ -206,7 +215,8 @@ async function main() {
     }
     return;
   }
-  const run = await runConformance();
+  const strict = args.includes('--strict');
+  const run = await runConformance({ strict });
   const { execFileSync } = await import('node:child_process');
   const commit = execFileSync('git', ['rev-parse', 'HEAD'], { cwd: ROOT, encoding: 'utf8' }).trim();
   const outAt = args.indexOf('--out');
@@ -215,7 +225,7 @@ async function main() {
   // per test: its classification (what test/conformance.test.ts compares)
   writeFileSync(join(out, 'conformance-tests.json'), JSON.stringify(Object.fromEntries(run.tests.map((t) => [t.id, t.result])), null, 2) + '\n');
   writeFileSync(join(out, 'conformance.json'), JSON.stringify(run.raw, null, 2) + '\n');
-  const md = report(run, commit);
+  const md = report(run, commit, strict);
   writeFileSync(join(out, 'conformance.md'), md);
   const s = score(run.tests);
   process.stdout.write(`required ${s.required.passed}/${s.required.of}, optimal ${s.optimal.passed}/${s.optimal.of}, surrogate ${s.surrogate.passed}/${s.surrogate.of}; wrote ${join(out, 'conformance.md')}\n`);

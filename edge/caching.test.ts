@@ -313,6 +313,37 @@ describe('conformance defects (http-cache-tests, npm run conformance)', () => {
     expect(originHits(path)).toBe(1);
   });
 
+  test('a 304 renews the other fields it carries, on that response and the HITs after it (RFC 9111 §4.3.4)', async () => {
+    const path = fresh('renew-fields');
+    edge.setOrigin((req) =>
+      req.headers['if-none-match'] === '"f1"'
+        ? { status: 304, headers: { ETag: '"f1"', 'Cache-Control': 'max-age=300', 'X-Frame-Options': 'sameorigin', 'Content-Security-Policy': "default-src 'none'", Expires: 'Mon, 11 Jan 2038 11:11:11 GMT' } }
+        : { headers: { 'Cache-Control': 'max-age=1', ETag: '"f1"', 'X-Frame-Options': 'deny', 'Content-Security-Policy': "default-src 'self'", Expires: 'Fri, 01 Jan 2038 01:01:01 GMT' }, body: 'x' },
+    );
+    await get(path);
+    await sleep(3100); // past max-age=1 and its second of stale use
+    const revalidated = await get(path);
+    expect(revalidated.cacheStatus).toContain('fwd-status=304');
+    const hit = await get(path);
+    expect(hit.cacheStatus).toContain('hit');
+    for (const res of [revalidated, hit]) {
+      expect(res.headers.get('x-frame-options')).toBe('sameorigin');
+      expect(res.headers.get('content-security-policy')).toBe("default-src 'none'");
+      expect(res.headers.get('expires')).toBe('Mon, 11 Jan 2038 11:11:11 GMT');
+    }
+  });
+
+  test('must-understand: an unknown status is not stored; a known one is, despite no-store (RFC 9111 §5.2.2.3)', async () => {
+    const unknown = fresh('must-understand-599');
+    edge.setOrigin(() => ({ status: 299, headers: { 'Cache-Control': 'max-age=300, must-understand, no-store' }, body: 'x' }));
+    await get(unknown);
+    expect((await get(unknown)).cacheStatus).not.toContain('hit');
+    const known = fresh('must-understand-200');
+    edge.setOrigin(() => ({ headers: { 'Cache-Control': 'max-age=300, must-understand, no-store' }, body: 'x' }));
+    await get(known);
+    expect((await get(known)).cacheStatus).toContain('hit');
+  });
+
   test('fields the origin names in Connection are neither stored nor passed on', async () => {
     const path = fresh('connection');
     edge.setOrigin(() => ({ headers: { 'Cache-Control': 'max-age=300', Connection: 'a, keep-alive', a: '1', b: '2' }, body: 'x' }));

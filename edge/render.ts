@@ -33,6 +33,8 @@ export interface EdgeSettings {
   grace: number;
   /** Whether 5xx responses with explicit freshness are stored (spec cache.store5xx). */
   store5xx: boolean;
+  /** Least stale-while-revalidate given to responses that do not forbid it (spec cache.minStaleWhileRevalidate). */
+  minStaleWhileRevalidate: number;
   /** Longest freshness given to responses stored while the purge stream is unreachable. */
   busDownMaxTtl: number;
   /** File holding the debug token, which unlocks the X-Cdn-Debug response headers (and nothing else). */
@@ -143,6 +145,7 @@ export function edgeSettings(spec: CdnSpec, topology: Topology, edge: EdgePlacem
     ...(replica ? { acknowledge: { ...acknowledgedAt(topology, edge.region).reach, tls: { serverName: REDIS_TLS_SERVER_NAME } } } : {}),
     grace: spec.cache.grace,
     store5xx: spec.cache.store5xx,
+    minStaleWhileRevalidate: spec.cache.minStaleWhileRevalidate,
     busDownMaxTtl: spec.purge.busDownMaxTtl,
     origins: externalRoutes(spec).map(({ match, upstream, sni }) => ({ match, upstream, sni })),
     ...(debugTokenFile ? { debugTokenFile } : {}),

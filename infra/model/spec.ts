@@ -172,6 +172,13 @@ export const cdnSpecSchema = z
          */
         store5xx: z.boolean().default(false),
         /**
+         * Seconds an expired response is still served while one request refreshes it, when the
+         * origin allows less (and nothing forbids it: must-revalidate, no-cache). 1 by default:
+         * when a hot object expires, its other requests get the stored copy for that second
+         * instead of all reaching the origin. 0 is RFC 9111 to the letter.
+         */
+        minStaleWhileRevalidate: z.number().int().min(0).max(60).default(1),
+        /**
          * Requests carrying any of these cookies (a session, a cart) skip the cache and their
          * responses are never stored. Empty by default: which cookies mark a personal page is
          * the shop's to say, and such pages should also be `private` at the origin.
@@ -192,7 +199,7 @@ export const cdnSpecSchema = z
           .optional(),
       })
       .strict()
-      .default({ maxSize: '1g', keysZone: '64m', inactive: '7d', grace: 86400, store5xx: false, bypassCookies: [] }),
+      .default({ maxSize: '1g', keysZone: '64m', inactive: '7d', grace: 86400, store5xx: false, minStaleWhileRevalidate: 1, bypassCookies: [] }),
     /** Ports the services listen on inside their host or container (native picks free ones). */
     ports: z
       .object({

@@ -319,21 +319,34 @@ end
 local function renewed(stored)
     local validator = revalidated.validator(var.upstream_http_etag,
                                             var.upstream_http_last_modified)
-    local meta = validator and revalidated.meta(
+    local record = validator and revalidated.meta(
         var.cdn_cache_key .. (var.slice_range or ""), validator)
-    if not meta then
+    if not record then
         return stored
     end
-    local f = memo_get(renewals_seen, meta)
+    local f = memo_get(renewals_seen, record)
     if not f then
+        local meta, fields = revalidated.split(record)
         local born, expires, _, _, _, cc = meta_fields(meta)
         if not born then
             return stored
         end
-        f = { born = born, expires = expires, cc = cc ~= "" and cc or nil }
-        memo_set(renewals_seen, meta, f)
+        f = { born = born, expires = expires, cc = cc ~= "" and cc or nil,
+              fields = fields }
+        memo_set(renewals_seen, record, f)
     end
     return f
+end
+
+
+-- RFC 9111 §4.3.4: the other fields a 304 carried replace the stored ones.
+local function renew_fields(fields)
+    if fields then
+        for i = 1, #fields do
+            local f = fields[i]
+            header[f[1]] = f[2]
+        end
+    end
 end
 
 
@@ -386,6 +399,7 @@ function _M.header_filter(sized_at_log)
                 member = hit_no_ttl
             end
             restore_cache_control(times.cc or r.cc)
+            renew_fields(times.fields)
         else
             member = hit_ttl .. 0
         end
@@ -406,6 +420,7 @@ function _M.header_filter(sized_at_log)
     if not status and not upstream_status then
         return -- generated here (400, 405, an nginx error page): no Cache-Status
     end
+    renew_fields(times.fields)
     if cc then
         restore_cache_control(cc)
         local age = now() - born

@@ -115,6 +115,7 @@ function _M.header_filter()
         parse_http_time = parse_http_time,
         grace = settings.grace,
         store_5xx = settings.store5xx,
+        min_swr = settings.minStaleWhileRevalidate,
     })
     if not ok then
         -- a response the rules cannot read is passed on, never stored
@@ -145,8 +146,10 @@ function _M.header_filter()
         if ngx.status == 304 then
             local validator = var.cdn_fetch_validator
             if validator ~= "" then
+                -- (the 304's Expires is hidden by nginx.conf: renewed all the same)
+                h["expires"] = expires_header
                 revalidated.record(cache_key, validator, meta_record,
-                                   max(ttl, 0) + max(d.swr, d.sie) + 1)
+                                   max(ttl, 0) + max(d.swr, d.sie) + 1, h)
             end
         else
             local validator = revalidated.validator(field(h, "etag"),

@@ -9,13 +9,13 @@ local lower = string.lower
 local match = string.match
 local gmatch = string.gmatch
 local tonumber = tonumber
+local ipairs = ipairs
 local type = type
 local max = math.max
 local concat = table.concat
 
 local _M = { _VERSION = "0.1.0" }
 
-local MIN_SWR = 1
 
 -- RFC 9111 §3: a cache may store a response of any final status when its
 -- freshness is explicit (the edge never guesses a heuristic lifetime). A 206
@@ -62,6 +62,16 @@ function _M.parse(value)
 end
 
 
+-- The statuses RFC 9110 defines (for must-understand).
+local UNDERSTOOD_STATUS = {}
+for _, s in ipairs({ 200, 201, 202, 203, 204, 205, 206, 300, 301, 302, 303, 304,
+                     305, 307, 308, 400, 401, 402, 403, 404, 405, 406, 407, 408,
+                     409, 410, 411, 412, 413, 414, 415, 416, 417, 421, 422, 426,
+                     500, 501, 502, 503, 504, 505 }) do
+    UNDERSTOOD_STATUS[s] = true
+end
+
+
 -- RFC 9111 §5.1: Age is one non-negative integer. Anything else (a list, two
 -- lines, a sign, a fraction, parameters) cannot be trusted: nil, and the
 -- response is taken as already stale (stored, revalidated before reuse).
@@ -88,6 +98,7 @@ end
 -- Inputs (all optional but status/now):
 --   status, now (epoch s), authorization (bool: the request carried one),
 --   store_5xx (bool: 5xx responses with explicit freshness may be stored),
+--   min_swr (s: the least stale-while-revalidate, 1 when absent),
 --   set_cookie (bool: the response sets a cookie),
 --   slice (bool: the request fetches one slice of a large object: a 206 is
 --   that slice, stored as its own entry),
@@ -120,10 +131,17 @@ function _M.decide(r)
     local own = _M.parse(r.cdn_cache_control) or _M.parse(r.surrogate_control)
     local d = own or cc
 
+    -- RFC 9111 §5.2.2.3: must-understand stores only statuses whose caching
+    -- rules the cache knows (those of RFC 9110), and then overrides no-store.
+    local understood = d["must-understand"] and UNDERSTOOD_STATUS[r.status]
+    if d["must-understand"] and not understood then
+        out.reason = "must-understand"
+        return out
+    end
     -- `private` in the field that speaks for this cache forbids storing, whichever
     -- field that is (RFC 9111 §5.2.2.7, RFC 9213 §2: CDN-Cache-Control takes the
     -- same directives).
-    if d["no-store"] or d["private"] then
+    if (d["no-store"] and not understood) or d["private"] then
         out.reason = "no-store"
         return out
     end
@@ -174,10 +192,11 @@ function _M.decide(r)
         out.revalidate = true
     end
     if not strict and not revalidate_only then
-        -- At least a second: when a hot object expires, one request refreshes it
-        -- and the others get the stored copy for that moment instead of all
-        -- going to the origin at once (proxy_cache_lock only covers new entries).
-        out.swr = max(seconds(d["stale-while-revalidate"]) or 0, MIN_SWR)
+        -- At least min_swr (1 s by default): when a hot object expires, one
+        -- request refreshes it and the others get the stored copy for that
+        -- moment instead of all going to the origin at once (proxy_cache_lock
+        -- only covers new entries).
+        out.swr = max(seconds(d["stale-while-revalidate"]) or 0, r.min_swr or 1)
         out.sie = seconds(d["stale-if-error"]) or (r.grace or 0)
     end
     return out

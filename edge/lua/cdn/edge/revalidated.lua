@@ -16,6 +16,26 @@
 -- within its limits); a lost one (the zone evicts the least recently used when
 -- full) only means Age and ttl are left out, never a wrong claim.
 local parse_http_time = ngx.parse_http_time
+local match = string.match
+local gmatch = string.gmatch
+local type = type
+local concat = table.concat
+local pairs = pairs
+
+-- Fields a 304 does not renew (RFC 9111 §3.2): the body's length, hop-by-hop
+-- fields, the validators the record is filed under, what this edge manages
+-- itself (Age, Cache-Control and Expires ride in the meta and the stored copy's
+-- own headers; the X-Cdn-/X-Accel- hop fields; tags), and Set-Cookie, which a
+-- shared cache never hands to every client.
+local NOT_RENEWED = {
+    ["content-length"] = true, ["transfer-encoding"] = true, connection = true,
+    ["keep-alive"] = true, ["proxy-connection"] = true, upgrade = true, te = true,
+    trailer = true, etag = true, ["last-modified"] = true, age = true,
+    ["cache-control"] = true, ["x-cdn-meta"] = true, ["x-accel-expires"] = true,
+    ["cdn-cache-control"] = true, ["surrogate-control"] = true,
+    ["surrogate-key"] = true, ["cache-status"] = true, server = true,
+    ["set-cookie"] = true, ["x-request-id"] = true,
+}
 
 local _M = { _VERSION = "0.2.0" }
 
@@ -38,10 +58,48 @@ local function entry(cache_key, validator)
 end
 
 
-function _M.record(cache_key, validator, meta, seconds)
-    if dict and seconds > 0 then
-        dict:set(entry(cache_key, validator), meta, seconds)
+-- The record of a 304: its meta, then one "name: value" line per field it
+-- renews (`headers`: the 304's, as ngx.resp.get_headers gives them).
+function _M.record(cache_key, validator, meta, seconds, headers)
+    if not dict or seconds <= 0 then
+        return
     end
+    local lines = { meta }
+    for name, value in pairs(headers or {}) do
+        if not NOT_RENEWED[name] then
+            if type(value) == "table" then
+                for i = 1, #value do
+                    lines[#lines + 1] = name .. ": " .. value[i]
+                end
+            else
+                lines[#lines + 1] = name .. ": " .. value
+            end
+        end
+    end
+    dict:set(entry(cache_key, validator), concat(lines, "\n"), seconds)
+end
+
+
+-- Splits a record: its meta, and the renewed fields as { {name, value}, ... }
+-- where value is a string, or a table for a field of several lines (nil when
+-- the 304 renewed none).
+function _M.split(record)
+    local meta, rest = match(record, "^([^\n]*)\n?(.*)$")
+    local fields, at
+    for name, value in gmatch(rest, "([^:\n]+): ([^\n]*)") do
+        fields, at = fields or {}, at or {}
+        local f = at[name]
+        if not f then
+            f = { name, value }
+            at[name] = f
+            fields[#fields + 1] = f
+        elseif type(f[2]) == "table" then
+            f[2][#f[2] + 1] = value
+        else
+            f[2] = { f[2], value }
+        end
+    end
+    return meta, fields
 end
 
 
