@@ -7,7 +7,8 @@
 //   npm run conformance -- --id freshness-max-age      one test, with its dump
 //   npm run conformance -- --out DIR                   results elsewhere
 //   npm run conformance -- --strict                    with the options for RFC 9111
-//                                                      to the letter (STRICT)
+//                                                      to the letter (STRICT), into
+//                                                      conformance-strict.md
 //
 // Writes bench/results/conformance.md (the score, and every required test that
 // fails with the suite's reason) and bench/results/conformance.json (the raw
@@ -165,7 +166,7 @@ export function score(tests) {
   };
 }
 
-function report(run, commit, strict) {
+function report(run, commit, strict, name) {
   const s = score(run.tests);
   const failing = run.tests.filter((t) => t.kind === 'required' && t.result !== 'pass');
   const optimal = run.tests.filter((t) => t.kind === 'optimal' && t.result !== 'pass');
@@ -191,7 +192,7 @@ function report(run, commit, strict) {
     '|---|---|---|---|---|',
     ...optimal.map(row),
     '',
-    'Raw results: [`conformance.json`](conformance.json) (test id -> true, or [kind, reason]).',
+    `Raw results: [\`${name}.json\`](${name}.json) (test id -> true, or [kind, reason]); per test, its classification: [\`${name}-tests.json\`](${name}-tests.json).`,
     '',
   ].join('\n');
 }
@@ -223,12 +224,13 @@ async function main() {
   const out = outAt >= 0 ? resolve(args[outAt + 1]) : join(ROOT, 'bench', 'results');
   mkdirSync(out, { recursive: true });
   // per test: its classification (what test/conformance.test.ts compares)
-  writeFileSync(join(out, 'conformance-tests.json'), JSON.stringify(Object.fromEntries(run.tests.map((t) => [t.id, t.result])), null, 2) + '\n');
-  writeFileSync(join(out, 'conformance.json'), JSON.stringify(run.raw, null, 2) + '\n');
-  const md = report(run, commit, strict);
-  writeFileSync(join(out, 'conformance.md'), md);
+  const name = `conformance${strict ? '-strict' : ''}`;
+  writeFileSync(join(out, `${name}-tests.json`), JSON.stringify(Object.fromEntries(run.tests.map((t) => [t.id, t.result])), null, 2) + '\n');
+  writeFileSync(join(out, `${name}.json`), JSON.stringify(run.raw, null, 2) + '\n');
+  const md = report(run, commit, strict, name);
+  writeFileSync(join(out, `${name}.md`), md);
   const s = score(run.tests);
-  process.stdout.write(`required ${s.required.passed}/${s.required.of}, optimal ${s.optimal.passed}/${s.optimal.of}, surrogate ${s.surrogate.passed}/${s.surrogate.of}; wrote ${join(out, 'conformance.md')}\n`);
+  process.stdout.write(`required ${s.required.passed}/${s.required.of}, optimal ${s.optimal.passed}/${s.optimal.of}, surrogate ${s.surrogate.passed}/${s.surrogate.of}; wrote ${join(out, `${name}.md`)}\n`);
 }
 
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
