@@ -19,7 +19,6 @@
 import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -35,19 +34,9 @@ const SUITE_VERSION = createRequire(import.meta.url)('http-cache-tests/package.j
  */
 export const STRICT = { store5xx: true, minStaleWhileRevalidate: 0 };
 
-function freePort() {
-  return new Promise((res, rej) => {
-    const s = createServer();
-    s.once('error', rej);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => res(port));
-    });
-  });
-}
-
 /** The suite's origin server on a free port; resolves once it listens. */
 async function startSuiteOrigin(dir) {
+  const { freePort } = await import(pathToFileURL(join(ROOT, 'dist/infra/targets/native/ports.js')).href);
   const port = await freePort();
   const child = spawn(process.execPath, ['server/server.mjs'], {
     cwd: SUITE,
@@ -112,10 +101,11 @@ export function classify(all, id, results) {
 }
 
 /**
- * Runs the suite through a fresh native stack; returns the raw results and, per
- * test, its suite, kind, name, classification and the suite's reason.
+ * The suite's origin and a native stack in front of it (the default spec, with
+ * STRICT's cache options when `strict`), for `fn(balancerUrl, originUrl)`; both
+ * are stopped afterwards.
  */
-export async function runConformance({ log = (s) => process.stderr.write(`${s}\n`), strict = false } = {}) {
+async function withStack(strict, fn) {
   const dir = mkdtempSync(join(tmpdir(), 'cdn-conformance-'));
   const { up } = await import(pathToFileURL(join(ROOT, 'dist/infra/targets/native/stack.js')).href);
   const { parseSpec } = await import(pathToFileURL(join(ROOT, 'dist/infra/model/spec.js')).href);
@@ -123,9 +113,23 @@ export async function runConformance({ log = (s) => process.stderr.write(`${s}\n
   let stack;
   try {
     stack = await up({ spec: parseSpec({ origins: [{ match: '*', url: origin.url }], ...(strict ? { cache: STRICT } : {}) }), stateDir: join(dir, 'stack'), repoRoot: ROOT, prometheus: false, detached: true });
-    log(`conformance: http-cache-tests ${SUITE_VERSION} through ${stack.state.balancer} (the suite's origin at ${origin.url})`);
+    return await fn(stack.state.balancer, origin.url);
+  } finally {
+    await stack?.stop();
+    origin.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Runs the suite through a fresh native stack; returns the raw results and, per
+ * test, its suite, kind, name, classification and the suite's reason.
+ */
+export async function runConformance({ log = (s) => process.stderr.write(`${s}\n`), strict = false } = {}) {
+  return withStack(strict, async (balancer, origin) => {
+    log(`conformance: http-cache-tests ${SUITE_VERSION} through ${balancer} (the suite's origin at ${origin})`);
     const started = Date.now();
-    const raw = JSON.parse(await runSuiteClient(stack.state.balancer));
+    const raw = JSON.parse(await runSuiteClient(balancer));
     const all = new Map();
     const suiteOf = new Map();
     for (const suite of await suites()) {
@@ -143,11 +147,7 @@ export async function runConformance({ log = (s) => process.stderr.write(`${s}\n
       reason: Array.isArray(raw[t.id]) ? raw[t.id].slice(0, 2).join(': ') : undefined,
     }));
     return { suiteVersion: SUITE_VERSION, seconds: Math.round((Date.now() - started) / 1000), raw, tests };
-  } finally {
-    await stack?.stop();
-    origin.stop();
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
 }
 
 /**
@@ -215,23 +215,12 @@ function report(run, commit, strict, name) {
 async function main() {
   const args = process.argv.slice(2);
   const idAt = args.indexOf('--id');
+  const strict = args.includes('--strict');
   if (idAt >= 0) {
     // one test, with the suite's request/response dump (through its own CLI)
-    const dir = mkdtempSync(join(tmpdir(), 'cdn-conformance-'));
-    const { up } = await import(pathToFileURL(join(ROOT, 'dist/infra/targets/native/stack.js')).href);
-    const { parseSpec } = await import(pathToFileURL(join(ROOT, 'dist/infra/model/spec.js')).href);
-    const origin = await startSuiteOrigin(dir);
-    const stack = await up({ spec: parseSpec({ origins: [{ match: '*', url: origin.url }] }), stateDir: join(dir, 'stack'), repoRoot: ROOT, prometheus: false, detached: true });
-    try {
-      process.stdout.write(await runSuiteClient(stack.state.balancer, args[idAt + 1]));
-    } finally {
-      await stack.stop();
-      origin.stop();
-      rmSync(dir, { recursive: true, force: true });
-    }
+    process.stdout.write(await withStack(strict, (balancer) => runSuiteClient(balancer, args[idAt + 1])));
     return;
   }
-  const strict = args.includes('--strict');
   const run = await runConformance({ strict });
   const { execFileSync } = await import('node:child_process');
   const commit = execFileSync('git', ['rev-parse', 'HEAD'], { cwd: ROOT, encoding: 'utf8' }).trim();
