@@ -122,14 +122,14 @@ describe('freshness', () => {
     expect(originHits(path)).toBe(2);
   });
 
-  test('CDN-Cache-Control wins over Cache-Control for the edge, and neither it nor Surrogate-Control reaches browsers', async () => {
+  test('CDN-Cache-Control wins over Cache-Control for the edge and is passed on (for a CDN in front); Surrogate-Control is not', async () => {
     const path = fresh('cdn-cc');
     edge.setOrigin(() => ({ headers: { 'Cache-Control': 'private, no-cache', 'CDN-Cache-Control': 'max-age=120' }, body: 'page' }));
     await get(path);
     const second = await get(path);
     expect(second.cacheStatus).toMatch(/hit; ttl=1[12]\d/);
     expect(second.headers.get('cache-control')).toBe('private, no-cache');
-    expect(second.headers.get('cdn-cache-control')).toBeNull();
+    expect(second.headers.get('cdn-cache-control')).toBe('max-age=120');
 
     const sc = fresh('surrogate-control');
     edge.setOrigin(() => ({ headers: { 'Cache-Control': 'max-age=0', 'Surrogate-Control': 'max-age=90' }, body: 'sc' }));
@@ -997,5 +997,25 @@ describe('soft purge per variant', () => {
       expect(second.headers['cache-status']).toContain('hit');
     }
     expect(originHits(path)).toBe(4);
+  });
+});
+
+describe('cache.forwardCdnCacheControl: false', () => {
+  let stripping: EdgeHarness;
+  beforeAll(async () => {
+    stripping = await startEdge({ cache: { forwardCdnCacheControl: false } });
+  });
+  afterAll(async () => {
+    await stripping.stop();
+  });
+
+  test('CDN-Cache-Control still decides, but is not passed on', async () => {
+    stripping.setOrigin(() => ({ headers: { 'Cache-Control': 'no-cache', 'CDN-Cache-Control': 'max-age=120' }, body: 'page' }));
+    const path = fresh('cdn-cc-stripped');
+    await fetch(`${stripping.url}${path}`).then((r) => r.text());
+    const res = await fetch(`${stripping.url}${path}`);
+    await res.text();
+    expect(res.headers.get('cache-status')).toMatch(/hit; ttl=1[12]\d/);
+    expect(res.headers.get('cdn-cache-control')).toBeNull();
   });
 });

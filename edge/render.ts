@@ -35,6 +35,8 @@ export interface EdgeSettings {
   store5xx: boolean;
   /** Least stale-while-revalidate given to responses that do not forbid it (spec cache.minStaleWhileRevalidate). */
   minStaleWhileRevalidate: number;
+  /** Whether the origin's CDN-Cache-Control is stored and passed on (spec cache.forwardCdnCacheControl). */
+  forwardCdnCacheControl: boolean;
   /** Longest freshness given to responses stored while the purge stream is unreachable. */
   busDownMaxTtl: number;
   /** File holding the debug token, which unlocks the X-Cdn-Debug response headers (and nothing else). */
@@ -146,6 +148,7 @@ export function edgeSettings(spec: CdnSpec, topology: Topology, edge: EdgePlacem
     grace: spec.cache.grace,
     store5xx: spec.cache.store5xx,
     minStaleWhileRevalidate: spec.cache.minStaleWhileRevalidate,
+    forwardCdnCacheControl: spec.cache.forwardCdnCacheControl,
     busDownMaxTtl: spec.purge.busDownMaxTtl,
     origins: externalRoutes(spec).map(({ match, upstream, sni }) => ({ match, upstream, sni })),
     ...(debugTokenFile ? { debugTokenFile } : {}),

@@ -179,6 +179,12 @@ export const cdnSpecSchema = z
          */
         minStaleWhileRevalidate: z.number().int().min(0).max(60).default(1),
         /**
+         * Pass the origin's CDN-Cache-Control on to clients (RFC 9213: it speaks to every CDN
+         * cache on the way, so a CDN chained in front of this one needs it; browsers ignore
+         * it). false strips it here. Surrogate-Control and Surrogate-Key are always stripped.
+         */
+        forwardCdnCacheControl: z.boolean().default(true),
+        /**
          * Requests carrying any of these cookies (a session, a cart) skip the cache and their
          * responses are never stored. Empty by default: which cookies mark a personal page is
          * the shop's to say, and such pages should also be `private` at the origin.
@@ -199,7 +205,7 @@ export const cdnSpecSchema = z
           .optional(),
       })
       .strict()
-      .default({ maxSize: '1g', keysZone: '64m', inactive: '7d', grace: 86400, store5xx: false, minStaleWhileRevalidate: 1, bypassCookies: [] }),
+      .default({ maxSize: '1g', keysZone: '64m', inactive: '7d', grace: 86400, store5xx: false, minStaleWhileRevalidate: 1, forwardCdnCacheControl: true, bypassCookies: [] }),
     /** Ports the services listen on inside their host or container (native picks free ones). */
     ports: z
       .object({

@@ -126,7 +126,10 @@ function _M.header_filter()
     header["Age"] = nil
     -- this hop's own Server line would be stored and parsed on every hit
     header["Server"] = nil
-    header["CDN-Cache-Control"] = nil
+    -- (passed on by default: it speaks to every CDN on the way, RFC 9213)
+    if not settings.forwardCdnCacheControl then
+        header["CDN-Cache-Control"] = nil
+    end
     header["Surrogate-Control"] = nil
     local ttl = d.revalidate and -1 or d.ttl
     -- Cut off from the purge stream, the edge cannot promise a purge will reach
