@@ -4,13 +4,12 @@
  * the dashboards provider and every dashboard of the repository, and the containers
  * the labels the Alloy pipeline turns into Loki labels.
  */
-import { gunzipSync } from 'node:zlib';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { GRAFANA_DASHBOARDS_DIR, GRAFANA_PROVISIONING, renderGrafanaDashboardsProvider } from '../../observability/grafana';
 import { renderRules } from '../../observability/rules';
 import { program } from '../../stacks/program';
-import { USER_DATA_LIMIT } from '../../infra/targets/aws/cloud-init';
+import { USER_DATA_LIMIT, unpackUserData } from '../../infra/targets/aws/cloud-init';
 import { artefactEntries } from '../../infra/targets/aws/artefact';
 import { plain, runProgram, type RecordedResource } from '../support/pulumi-mocks';
 import { REPO_ROOT } from '../support/nginx-lua';
@@ -48,9 +47,9 @@ describe('observability on the Pulumi targets', () => {
       },
       program,
     );
-    const raw = plain<string>(run.named('monitoring', 'aws:ec2/instance:Instance').inputs.userData);
+    const raw = unpackUserData(plain<string>(run.named('monitoring', 'aws:ec2/instance:Instance').inputs.userDataBase64));
     const parsed = JSON.parse(raw.slice('#cloud-config\n'.length)) as { write_files: { path: string; content: string }[] };
-    const files = Object.fromEntries(parsed.write_files.map((f) => [f.path, gunzipSync(Buffer.from(f.content, 'base64')).toString('utf8')]));
+    const files = Object.fromEntries(parsed.write_files.map((f) => [f.path, f.content]));
     for (const r of renderRules()) expect(files[`/etc/cdn/prometheus/${r.path}`]).toBe(r.content);
     // kept under the unit's directory, mounted where Grafana reads it
     expect(files['/etc/cdn/grafana/files/etc/grafana/provisioning/dashboards/cdn.yaml']).toBe(renderGrafanaDashboardsProvider());
@@ -58,6 +57,6 @@ describe('observability on the Pulumi targets', () => {
     expect(bootstrap).toContain(`/opt/cdn/observability/dashboards:${GRAFANA_DASHBOARDS_DIR}:ro`);
     // the dashboards come with the artefact unpacked at /opt/cdn
     expect(artefactEntries(REPO_ROOT).has('observability/dashboards/cdn-overview.json')).toBe(true);
-    expect(Buffer.byteLength(raw)).toBeLessThan(USER_DATA_LIMIT);
+    expect(Buffer.from(plain<string>(run.named('monitoring', 'aws:ec2/instance:Instance').inputs.userDataBase64), 'base64').length).toBeLessThan(USER_DATA_LIMIT);
   });
 });

@@ -38,7 +38,7 @@ import type { StackSecrets } from '../pulumi/secrets';
 import { deployedUnits, LAYOUT } from '../pulumi/units';
 import { createArtefactBucket, createInstanceProfile, createParameters, parameterName, secretsOf, type ArtefactObject, type Parameters } from './access';
 import type { Artefact } from './artefact';
-import { renderUserData, type HostContainer, type HostFile, type HostPlan } from './cloud-init';
+import { packUserData, renderUserData, type HostContainer, type HostFile, type HostPlan } from './cloud-init';
 import { peer, regionNetwork, type RegionNetwork } from './network';
 import { ReadinessCheck } from './readiness';
 
@@ -352,7 +352,7 @@ function createInstances(
     );
     const mine = units.apply((all) => all.filter((u) => u.group === host.group || u.onEveryHost));
     // No secret value is in here (the parameters' names only): the user data is readable with ec2:DescribeInstanceAttribute.
-    const userData = pulumi.all([mine, dataVolume?.id, artefactRef]).apply(([us, volumeId, ref]) => renderUserData(hostPlanOf(host, us, input, volumeId, ref)));
+    const userDataBase64 = pulumi.all([mine, dataVolume?.id, artefactRef]).apply(([us, volumeId, ref]) => packUserData(renderUserData(hostPlanOf(host, us, input, volumeId, ref))));
     const deps = [...new Set(host.units.flatMap((u) => u.dependsOn).map((d) => groupOf(hosts, d)))]
       .filter((g) => g !== host.group)
       .map((g) => instances.get(g) ?? fail(`${host.group} depends on ${g}, whose instance comes later`));
@@ -363,7 +363,8 @@ function createInstances(
         instanceType: host.instanceType,
         primaryNetworkInterface: { networkInterfaceId: host.eni.id },
         iamInstanceProfile: access.profile.name,
-        userData,
+        // gzipped cloud-config (packUserData): binary, so base64 rather than userData
+        userDataBase64,
         // A changed file means a new instance: cloud-init runs once (immutable hosts).
         userDataReplaceOnChange: true,
         metadataOptions: { httpTokens: 'required', httpPutResponseHopLimit: 1, httpEndpoint: 'enabled' },
