@@ -92,8 +92,9 @@ local RENEWAL_CACHE_SIZE = 5000
 -- one write (edge/render.ts SENDFILE_ABOVE). The key entry remembers which the
 -- last response to its request needed ([8]); the entry of the request whose
 -- header filter runs next is `current_entry`. When another request's lookup ran
--- in between (a cache lock, a miss), the header filter finds another entry there
--- and records nothing: this only ever picks how bytes are sent, never which.
+-- in between (a cache lock, a miss), a size lands on that other request's entry:
+-- this only ever picks how bytes are sent, never which, and that entry's own
+-- next response puts it right.
 local sendfile_above
 local current_entry
 
