@@ -344,6 +344,29 @@ describe('conformance defects (http-cache-tests, npm run conformance)', () => {
     expect((await get(known)).cacheStatus).toContain('hit');
   });
 
+  test.each([
+    ['an uppercase key', 'MAX-AGE=300'],
+    ['a trailing comma', 'max-age=300,'],
+    ['two members without a comma', 'max-age=300 public'],
+  ])('a CDN-Cache-Control that is not a valid dictionary (%s) is ignored as a whole: Cache-Control decides (RFC 9213, RFC 8941)', async (_name, cdnCc) => {
+    const path = fresh('cdn-cc-invalid');
+    edge.setOrigin(() => ({ headers: { 'Cache-Control': 'no-store', 'CDN-Cache-Control': cdnCc }, body: 'x' }));
+    await get(path);
+    expect((await get(path)).cacheStatus).not.toContain('hit');
+    expect(originHits(path)).toBe(2);
+  });
+
+  test('a valid CDN-Cache-Control dictionary with parameters still counts; a String is not a number of seconds', async () => {
+    const valid = fresh('cdn-cc-params');
+    edge.setOrigin(() => ({ headers: { 'Cache-Control': 'no-store', 'CDN-Cache-Control': 'max-age=300;origin=1,  stale-if-error=60' }, body: 'x' }));
+    await get(valid);
+    expect((await get(valid)).cacheStatus).toContain('hit');
+    const quoted = fresh('cdn-cc-string');
+    edge.setOrigin(() => ({ headers: { 'CDN-Cache-Control': 'max-age="300"' }, body: 'x' }));
+    await get(quoted);
+    expect((await get(quoted)).cacheStatus).not.toContain('hit');
+  });
+
   test('fields the origin names in Connection are neither stored nor passed on', async () => {
     const path = fresh('connection');
     edge.setOrigin(() => ({ headers: { 'Cache-Control': 'max-age=300', Connection: 'a, keep-alive', a: '1', b: '2' }, body: 'x' }));

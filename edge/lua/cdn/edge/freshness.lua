@@ -5,6 +5,7 @@
 -- internal hop whose header filter runs `decide` and tells nginx the answer in
 -- X-Accel-Expires. Pure functions of their inputs, so they are tested directly.
 local find = string.find
+local byte = string.byte
 local lower = string.lower
 local match = string.match
 local gmatch = string.gmatch
@@ -86,6 +87,100 @@ local function age_seconds(v)
 end
 
 
+-- RFC 9213 §2.1: CDN-Cache-Control is a Dictionary Structured Field (RFC 8941
+-- §3.2): lowercase keys; values a Boolean (?1/?0), an Integer, a String, a Token
+-- or a Decimal; parameters (;k=v) after each, which no directive uses. A field
+-- that does not parse is ignored as a whole (nil), as RFC 8941 §4.2 requires.
+-- Returns { directive = value|true } like parse (Integers and Tokens as their
+-- text, Strings and Inner Lists as a table, which no directive takes as seconds).
+local KEY = "^([a-z*][a-z0-9_%-%.%*]*)()"
+local function sf_value(s, i)
+    local v, j = match(s, "^(%-?%d+%.?%d*)()", i)
+    if v then
+        return v, j
+    end
+    -- a String or an Inner List: present, but never a number of seconds
+    v, j = match(s, '^"([^"\\]*)"()', i)
+    if v then
+        return { v }, j
+    end
+    v, j = match(s, "^(%([^()]*%))()", i)
+    if v then
+        return { v }, j
+    end
+    v, j = match(s, "^(%?[01])()", i)
+    if v then
+        return v == "?1", j
+    end
+    v, j = match(s, "^([%a*][%w:/!#$%%&'*+%-%.^_`|~]*)()", i)
+    if v then
+        return v, j
+    end
+    return nil
+end
+
+local function sf_parameters(s, i)
+    while byte(s, i) == 59 do -- ";"
+        i = (match(s, "^;%s*()", i))
+        local k, j = match(s, KEY, i)
+        if not k then
+            return nil
+        end
+        i = j
+        if byte(s, i) == 61 then -- "="
+            local _
+            _, i = sf_value(s, i + 1)
+            if not i then
+                return nil
+            end
+        end
+    end
+    return i
+end
+
+function _M.parse_dictionary(value)
+    if type(value) == "table" then
+        value = concat(value, ",")
+    end
+    if not value or not find(value, "%S") then
+        return nil
+    end
+    local d = {}
+    local i = (match(value, "^%s*()"))
+    local n = #value
+    while i <= n do
+        local k, j = match(value, KEY, i)
+        if not k then
+            return nil
+        end
+        local v = true
+        i = j
+        if byte(value, i) == 61 then -- "="
+            v, i = sf_value(value, i + 1)
+            if v == nil then
+                return nil
+            end
+        end
+        i = sf_parameters(value, i)
+        if not i then
+            return nil
+        end
+        d[k] = v
+        i = (match(value, "^[ \t]*()", i))
+        if i <= n then
+            if byte(value, i) ~= 44 then -- ","
+                return nil
+            end
+            i = (match(value, "^,[ \t]*()", i))
+            if i > n then
+                return nil -- a trailing comma
+            end
+        end
+    end
+    return d
+end
+
+
 local function seconds(v)
     if type(v) ~= "string" then
         return nil
@@ -128,7 +223,7 @@ function _M.decide(r)
     -- Which field speaks for this cache: CDN-Cache-Control, then
     -- Surrogate-Control, then Cache-Control (RFC 9213 §2, Fastly's precedence).
     local cc = _M.parse(r.cache_control) or {}
-    local own = _M.parse(r.cdn_cache_control) or _M.parse(r.surrogate_control)
+    local own = _M.parse_dictionary(r.cdn_cache_control) or _M.parse(r.surrogate_control)
     local d = own or cc
 
     -- RFC 9111 §5.2.2.3: must-understand stores only statuses whose caching
