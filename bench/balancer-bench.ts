@@ -27,6 +27,7 @@ import { isAlive, startUnit, stopPid } from '../infra/targets/native/supervisor'
 import { parseSpec } from '../infra/model/spec';
 import { startNginx, type NginxHandle } from '../test/support/nginx-lua';
 import { git, median, uncommittedChanges } from './edge';
+import { childrenOf, cpuSeconds } from './proc';
 
 const REPO = path.resolve(__dirname, '..', '..');
 const RUNS = Number(process.env.BENCH_RUNS ?? 30);
@@ -68,30 +69,9 @@ async function warm(url: string): Promise<void> {
   throw new Error(`${url} never became a cache hit`);
 }
 
-/** CPU seconds (user + system) a process has used so far, from /proc. */
-function cpuSeconds(pid: number): number {
-  const fields = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
-}
-
-/** The nginx worker processes of a master. */
-function workersOf(masterPid: number): number[] {
-  return fs
-    .readdirSync('/proc')
-    .filter((p) => /^\d+$/.test(p))
-    .filter((p) => {
-      try {
-        return fs.readFileSync(`/proc/${p}/stat`, 'utf8').split(') ')[1].split(' ')[1] === String(masterPid);
-      } catch {
-        return false;
-      }
-    })
-    .map(Number);
-}
-
 /** One wrk run; also the proxy workers' CPU time per request (µs), when their master is given. */
 export function wrk(url: string, masterPid?: number, seconds = SECONDS): { rps: number; cpuUs: number; errors: string } {
-  const workers = masterPid ? workersOf(masterPid) : [];
+  const workers = masterPid ? childrenOf(masterPid) : [];
   const before = workers.reduce((a, p) => a + cpuSeconds(p), 0);
   const out = execFileSync('wrk', ['-t1', `-c${CONNECTIONS}`, `-d${seconds}s`, url], { encoding: 'utf8' });
   const after = workers.reduce((a, p) => a + cpuSeconds(p), 0);

@@ -34,7 +34,8 @@ import { parseSpec } from '../infra/model/spec';
 import { accessLog, NGINX_ERROR_LOG } from '../infra/render/nginx';
 import { OPEN_FILE_CACHE } from '../edge/render';
 import { REPO_ROOT } from '../test/support/nginx-lua';
-import { checkHealth } from '../infra/targets/native/supervisor';
+import { checkHealth, stopPid } from '../infra/targets/native/supervisor';
+import { childrenOf, cpuSeconds } from './proc';
 
 const QUICK = process.argv.includes('--quick');
 const OUT = (() => {
@@ -98,18 +99,10 @@ async function waitFor(url: string, child: ChildProcess, what: string, errors: (
   }
 }
 
-function childPid(parent: number, pattern: string): number {
-  const out = execFileSync('pgrep', ['-P', String(parent), '-f', pattern], { encoding: 'utf8' });
-  return Number(out.trim().split('\n')[0]);
-}
-
-function stopChild(child: ChildProcess): Promise<void> {
-  return new Promise((resolve) => {
-    if (child.exitCode !== null) return resolve();
-    child.once('exit', () => resolve());
-    child.kill('SIGTERM');
-    setTimeout(() => child.kill('SIGKILL'), 5000).unref();
-  });
+function childPid(parent: number, pattern: RegExp): number {
+  const pid = childrenOf(parent, pattern)[0];
+  if (pid === undefined) throw new Error(`process ${parent} has no child matching ${pattern}`);
+  return pid;
 }
 
 export interface PlainNginxOptions {
@@ -179,10 +172,10 @@ ${o.openFileCache ? OPEN_FILE_CACHE : ''}        location / {
   return {
     name: plainNginxName(o),
     url,
-    pid: childPid(child.pid!, 'worker process'),
+    pid: childPid(child.pid!, /worker process/),
     isHit: (res) => res.headers.get('cache-status') === 'HIT',
     stop: async () => {
-      await stopChild(child);
+      await stopPid(child.pid!);
       fs.rmSync(dir, { recursive: true, force: true });
     },
   };
@@ -218,11 +211,11 @@ export async function startVarnish(originUrl: string): Promise<Target> {
   return {
     name: 'varnish',
     url,
-    pid: childPid(child.pid!, 'varnishd'),
+    pid: childPid(child.pid!, /varnishd/),
     // X-Varnish carries the ids of this request and of the one that stored the object
     isHit: (res) => (res.headers.get('x-varnish') ?? '').trim().split(/\s+/).length === 2,
     stop: async () => {
-      await stopChild(child);
+      await stopPid(child.pid!);
       fs.rmSync(dir, { recursive: true, force: true });
     },
   };
@@ -230,12 +223,7 @@ export async function startVarnish(originUrl: string): Promise<Target> {
 
 /** An edge of a native stack, by the pid of its nginx master. */
 export function edgeTarget(url: string, masterPid: number, name = 'edge'): Target {
-  return { name, url, pid: childPid(masterPid, 'worker process'), isHit: (res) => /; hit/.test(res.headers.get('cache-status') ?? '') };
-}
-
-function cpuTicks(pid: number): number {
-  const fields = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-  return Number(fields[11]) + Number(fields[12]); // utime + stime (fields 14, 15), all threads
+  return { name, url, pid: childPid(masterPid, /worker process/), isHit: (res) => /; hit/.test(res.headers.get('cache-status') ?? '') };
 }
 
 export interface Sample {
@@ -257,12 +245,11 @@ function parseWrk(out: string): { requests: number; rps: number; errors: number 
 }
 
 function wrk(url: string, pid: number, seconds = SECONDS): Sample {
-  const before = cpuTicks(pid);
+  const before = cpuSeconds(pid);
   const out = execFileSync('wrk', wrkArgs(url, seconds), { encoding: 'utf8' });
-  const ticks = cpuTicks(pid) - before;
+  const used = cpuSeconds(pid) - before;
   const { requests, rps, errors } = parseWrk(out);
-  const hz = 100; // Linux USER_HZ
-  return { rps, requests, errors, cpuUsPerRequest: requests > 0 ? ((ticks / hz) * 1e6) / requests : NaN };
+  return { rps, requests, errors, cpuUsPerRequest: requests > 0 ? (used * 1e6) / requests : NaN };
 }
 
 export interface Syscalls {
