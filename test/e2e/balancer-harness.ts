@@ -246,6 +246,17 @@ export function unexpectedErrors(log: string, expected: string[] = []): string[]
   return log.split('\n').filter((l) => /\[(error|crit|alert|emerg)\]/.test(l) && !expected.some((e) => l.includes(e)));
 }
 
+/**
+ * Stops a test file's balancer and fake edges; returns the error-log lines of the
+ * balancer that are not among `expected` (unexpectedErrors), for its afterAll.
+ */
+export async function stopBalancerAndEdges(balancer: BalancerHandle | undefined, edges: FakeEdge[] | undefined, expected: string[] = []): Promise<string[]> {
+  const log = balancer ? balancer.errorLog() : '';
+  await balancer?.stop();
+  await Promise.all((edges ?? []).map((e) => e.stop()));
+  return unexpectedErrors(log, expected);
+}
+
 export interface RawExchange {
   /** Everything the server sent before it closed or the wait ended. */
   text: string;

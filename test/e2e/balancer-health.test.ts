@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { reloadUnit } from '../../infra/targets/native/supervisor';
 import { parseSpec } from '../../infra/model/spec';
 import { waitFor } from '../support/http';
-import { echo, startBalancer, startFakeEdge, unexpectedErrors, type BalancerHandle, type FakeEdge } from './balancer-harness';
+import { echo, startBalancer, startFakeEdge, stopBalancerAndEdges, type BalancerHandle, type FakeEdge } from './balancer-harness';
 
 let edges: FakeEdge[];
 let balancer: BalancerHandle;
@@ -23,10 +23,7 @@ beforeAll(async () => {
 }, 30000);
 
 afterAll(async () => {
-  const log = balancer ? balancer.errorLog() : '';
-  await balancer?.stop();
-  await Promise.all((edges ?? []).map((e) => e.stop()));
-  expect(unexpectedErrors(log, ['while connecting to upstream'])).toEqual([]);
+  expect(await stopBalancerAndEdges(balancer, edges, ['while connecting to upstream'])).toEqual([]);
 });
 
 describe('balancer health (defaults)', () => {

@@ -6,7 +6,7 @@
  */
 import { READY_PATH } from '../../balancer/render';
 import { waitFor } from '../support/http';
-import { echo, startBalancer, startFakeEdge, unexpectedErrors, type BalancerHandle, type FakeEdge } from './balancer-harness';
+import { echo, startBalancer, startFakeEdge, stopBalancerAndEdges, type BalancerHandle, type FakeEdge } from './balancer-harness';
 
 let edges: FakeEdge[];
 let balancer: BalancerHandle;
@@ -18,10 +18,7 @@ beforeAll(async () => {
 }, 30000);
 
 afterAll(async () => {
-  const log = balancer ? balancer.errorLog() : '';
-  await balancer?.stop();
-  await Promise.all((edges ?? []).map((e) => e.stop()));
-  expect(unexpectedErrors(log, ['while connecting to upstream'])).toEqual([]);
+  expect(await stopBalancerAndEdges(balancer, edges, ['while connecting to upstream'])).toEqual([]);
 });
 
 describe('balancer readiness (/.well-known/cdn-ready)', () => {

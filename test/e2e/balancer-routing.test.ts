@@ -4,7 +4,7 @@
  * fallback, retries, forwarding headers, host and connection limits.
  */
 import * as http from 'node:http';
-import { echo, startBalancer, startFakeEdge, unexpectedErrors, type BalancerHandle, type FakeEdge } from './balancer-harness';
+import { echo, startBalancer, startFakeEdge, stopBalancerAndEdges, type BalancerHandle, type FakeEdge } from './balancer-harness';
 import { waitFor } from '../support/http';
 
 let edges: FakeEdge[];
@@ -42,11 +42,8 @@ beforeAll(async () => {
 }, 30000);
 
 afterAll(async () => {
-  const log = balancer ? balancer.errorLog() : '';
-  await balancer?.stop();
-  await Promise.all((edges ?? []).map((e) => e.stop()));
   // killed edges leave the proxy's connection errors, by design
-  expect(unexpectedErrors(log, ['while connecting to upstream', 'upstream prematurely closed'])).toEqual([]);
+  expect(await stopBalancerAndEdges(balancer, edges, ['while connecting to upstream', 'upstream prematurely closed'])).toEqual([]);
 });
 
 describe('balancer routing', () => {
