@@ -610,6 +610,15 @@ describe('external origins', () => {
     // the scripted CDN origin was never asked: every route went to an external one
     expect(routed.originRequests).toHaveLength(0);
   });
+
+  test('an external origin receives exactly the query the key holds: sorted, marketing parameters dropped', async () => {
+    await fetch(`${routed.url}/search?utm_source=%3Cscript%3E&q=shoes&page=2&gclid=x`);
+    expect(seen).toContain(`other GET /search?page=2&q=shoes ${new URL(routed.url).host}`);
+    expect((await fetch(`${routed.url}/search?q=shoes&page=2`)).headers.get('cache-status')).toContain('hit');
+    // image parameters mean nothing special to an external origin: passed on as they are
+    await fetch(`${routed.url}/shop/photo.jpg?w=201&junk=1`);
+    expect(seen).toContain(`other GET /shop/photo.jpg?junk=1&w=201 ${new URL(routed.url).host}`);
+  });
 });
 
 describe('variants', () => {
@@ -759,7 +768,8 @@ describe('debug headers', () => {
     const shown = await rawRequest(edge.url, `${path}?b=2&a=1&utm_source=x`, { headers: { 'X-Cdn-Debug': DEBUG_TOKEN, 'Accept-Encoding': 'gzip, br' } });
     expect(shown.status).toBe(200);
     expect(shown.headers['cache-status']).toContain('hit');
-    expect(String(shown.headers['x-cdn-debug-key'])).toMatch(new RegExp(`^127\\.0\\.0\\.1:\\d+${path}\\?a=1&b=2#`));
+    // (the CDN's own origin reads no query but the image parameters: none is in the key)
+    expect(String(shown.headers['x-cdn-debug-key'])).toMatch(new RegExp(`^127\\.0\\.0\\.1:\\d+${path}\\?#`));
     expect(shown.headers['x-cdn-debug-variant']).toBe('accept-encoding=br; accept=*/*');
     expect(shown.headers['x-cdn-debug-tags']).toBe('sku-1 shoes');
     const denied = await rawRequest(edge.url, path, { headers: { 'X-Cdn-Debug': 'guess' } });
@@ -787,12 +797,15 @@ describe('review findings (regressions)', () => {
     expect(r.body.toString()).toContain('debug=-');
   });
 
-  test('the origin receives exactly the query the key holds', async () => {
+  test("the CDN's own origin receives exactly the query the key holds: only image parameters (docs/images.md)", async () => {
     const path = fresh('query-forwarded');
     edge.setOrigin((req) => ({ headers: { 'Cache-Control': 'public, max-age=300' }, body: String(req.url) }));
     const r = await get(`${path}?utm_source=%3Cscript%3E&b=2&a=1`);
-    expect(r.body).toBe(`${path}?a=1&b=2`);
+    expect(r.body).toBe(path);
     expect((await get(`${path}?a=1&b=2`)).cacheStatus).toContain('hit');
+    const image = await get(`${path}?b=2&w=200&a=1`);
+    expect(image.body).toBe(`${path}?fmt=auto&q=75&w=256`);
+    expect((await get(`${path}?w=256&q=75`)).cacheStatus).toContain('hit');
   });
 
   test('"+" in a path is not a space', async () => {

@@ -41,6 +41,8 @@ export interface EdgeSettings {
   busDownMaxTtl: number;
   /** File holding the debug token, which unlocks the X-Cdn-Debug response headers (and nothing else). */
   debugTokenFile?: string;
+  /** Image variants (spec `images`; cdn/edge/images.lua): the sizes requests snap to, and the URL signing keys' file. */
+  images: ImageSettings;
   /**
    * External origins in matching order: hosts, then path prefixes (longest first),
    * then the catch-all. Requests matching none go to the CDN's own origin.
@@ -57,6 +59,23 @@ export interface EdgeSettings {
    * keeps an entry nobody asks for (cache.inactive), so counters do not pile up.
    */
   generationTtl: number;
+}
+
+export interface ImageSettings {
+  enabled: boolean;
+  widths: number[];
+  qualities: number[];
+  defaultQuality: number;
+  /** `<id>:<secret>,...` (spec secrets.urlSigningKeys): signed image URLs are verified against every key. */
+  signingKeysFile?: string;
+}
+
+/** Secret files an edge reads, where the target provides them. */
+export interface EdgeSecretFiles {
+  /** The debug token (X-Cdn-Debug). */
+  debugTokenFile: string;
+  /** The URL signing keys (signed image URLs). */
+  urlSigningKeysFile?: string;
 }
 
 export interface BucketSettings {
@@ -134,7 +153,7 @@ export function bucketSettings(spec: CdnSpec, layout?: Layout): BucketSettings |
 }
 
 /** `layout` locates the Redis password file when the spec names a Redis password and the target provides secret files. */
-export function edgeSettings(spec: CdnSpec, topology: Topology, edge: EdgePlacement, layout?: Layout, debugTokenFile?: string): EdgeSettings {
+export function edgeSettings(spec: CdnSpec, topology: Topology, edge: EdgePlacement, layout?: Layout, files?: EdgeSecretFiles): EdgeSettings {
   const passwordFile = spec.secrets.redisPassword && layout ? secretFile(layout, 'redisPassword') : undefined;
   const bucket = bucketSettings(spec, layout);
   const replica = topology.redisReplicas?.[edge.region];
@@ -151,7 +170,14 @@ export function edgeSettings(spec: CdnSpec, topology: Topology, edge: EdgePlacem
     forwardCdnCacheControl: spec.cache.forwardCdnCacheControl,
     busDownMaxTtl: spec.purge.busDownMaxTtl,
     origins: externalRoutes(spec).map(({ match, upstream, sni }) => ({ match, upstream, sni })),
-    ...(debugTokenFile ? { debugTokenFile } : {}),
+    ...(files ? { debugTokenFile: files.debugTokenFile } : {}),
+    images: {
+      enabled: spec.images.enabled,
+      widths: spec.images.widths,
+      qualities: spec.images.qualities,
+      defaultQuality: spec.images.defaultQuality,
+      ...(files?.urlSigningKeysFile ? { signingKeysFile: files.urlSigningKeysFile } : {}),
+    },
     ...(bucket ? { bucket } : {}),
     latencyBuckets: [...LATENCY_BUCKETS],
     sendfileAbove: SENDFILE_ABOVE,
@@ -234,7 +260,7 @@ function cacheLocation(o: CacheLocationOptions): string {
             set $cdn_request "$cdn_range_ignored$cdn_if_modified_since$http_accept_encoding\\n$http_accept\\n$http_host$request_uri";
             set_by_lua_block $cdn_cache_key { return require("cdn.edge").cache_key() }
             if ($cdn_cache_key = "") {
-                return 400 "bad request: $cdn_reject\\n";
+                rewrite ^ /__cdn_reject last;
             }
 
             proxy_cache edge;
@@ -353,6 +379,7 @@ function bucketUpstream(spec: CdnSpec): string {
 // client sent Authorization (the request then carries the edge's signature).
 const BUCKET_VARIABLES = `        set $cdn_s3_object "";
         set $cdn_client_auth "";
+        set $cdn_bucket_host "";
 `;
 
 // Misses and revalidations from the bucket take one location that turns S3's
@@ -374,6 +401,11 @@ function bucketLocations(): string {
             proxy_intercept_errors on;
             error_page 404 = @bucket_missing;
             error_page 301 302 307 400 403 405 409 411 412 416 500 501 502 503 504 = @bucket_refused;
+            # The Host the read is signed for: $http_host would be the value the
+            # request arrived with if anything read it before upstream() replaced it
+            # (nginx keeps a variable's first value for the request).
+            proxy_set_header Connection "";
+            proxy_set_header Host $cdn_bucket_host;
             proxy_pass $cdn_upstream$cdn_s3_object;
         }
         location @bucket_missing {
@@ -385,7 +417,7 @@ function bucketLocations(): string {
 `;
 }
 
-export function renderEdge(spec: CdnSpec, topology: Topology, edge: EdgePlacement, layout: Layout, debugTokenFile?: string): RenderedFile[] {
+export function renderEdge(spec: CdnSpec, topology: Topology, edge: EdgePlacement, layout: Layout, files?: EdgeSecretFiles): RenderedFile[] {
   const dir = layout.unitDir(`edge-${edge.id}`);
   const settingsPath = path.join(dir, 'edge.json');
   const fetchSocket = path.join(dir, 'fetch.sock');
@@ -536,6 +568,13 @@ ${cacheLocation({ headerFilter: 'require("cdn.edge").header_filter', upstream: '
             internal;
 ${cacheLocation({ headerFilter: 'require("cdn.edge.debug").header_filter', upstream: 'http://fetch$request_uri', sizedAtLog: true, bypassCookies })}        }
 
+        # Targets the key lookup refused: 400 with the reason ($cdn_reject), 403
+        # for an image URL whose signature fails.
+        location = /__cdn_reject {
+            internal;
+            content_by_lua_block { require("cdn.edge").reject() }
+        }
+
         # The origin's operational endpoints are for monitoring, not the internet
         # (exact matches: a regex location would be tried on every request).
         location = /metrics { return 404; }
@@ -648,6 +687,6 @@ ${internalServer(hostPort(edge.internal.listen), 'cdn.edge.internal')}`;
   });
   return [
     { path: 'conf/nginx.conf', content: conf },
-    { path: 'edge.json', content: JSON.stringify(edgeSettings(spec, topology, edge, layout, debugTokenFile), null, 2) + '\n' },
+    { path: 'edge.json', content: JSON.stringify(edgeSettings(spec, topology, edge, layout, files), null, 2) + '\n' },
   ];
 }

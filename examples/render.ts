@@ -90,7 +90,7 @@ export function renderExamples(): ExampleFile[] {
   files.push(...unitFiles('aws', [onInstances]));
   for (const [name, variant] of Object.entries(VARIANTS)) {
     const spec = parseSpec(variant.spec);
-    const unit = buildUnits({ spec, topology: topologyOf(spec, false), layout: LAYOUT, adminTokenFile: secretFile(LAYOUT, 'adminToken')!, debugTokenFile: secretFile(LAYOUT, 'debugToken')!, withPrometheus: true }).find((u) => u.name === variant.unit)!;
+    const unit = buildUnits({ spec, topology: topologyOf(spec, false), layout: LAYOUT, adminTokenFile: secretFile(LAYOUT, 'adminToken')!, debugTokenFile: secretFile(LAYOUT, 'debugToken')!, urlSigningKeysFile: secretFile(LAYOUT, 'urlSigningKeys')!, withPrometheus: true }).find((u) => u.name === variant.unit)!;
     for (const f of unit.files.filter((x) => x.path !== NGINX_LOGROTATE_CONF)) files.push({ path: path.posix.join('variants', name, unit.name, f.path), content: f.content });
   }
   return files.sort((a, b) => a.path.localeCompare(b.path));

@@ -7,11 +7,12 @@
  * repository's tests and benchmarks.
  */
 
-/** A seeded PRNG (mulberry32): the same run draws the same keys. */
+import sharp from 'sharp';
 import { zipf } from './zipf';
 
 export { zipf };
 
+/** A seeded PRNG (mulberry32): the same run draws the same keys. */
 export function rng(seed = 42): () => number {
   let a = seed >>> 0;
   return () => {
@@ -50,14 +51,36 @@ export async function seedCatalogue(origin: string, token: string, items: Catalo
       const item = items[next++];
       const res = await fetch(`${origin}/v1/assets/${item.key}`, {
         method: 'PUT',
-        headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/octet-stream', 'Cache-Control': 'public, max-age=86400', 'Surrogate-Key': item.tag },
-        body: Buffer.alloc(item.bytes, item.key.length % 250),
+        headers: { Authorization: `Bearer ${token}`, 'Content-Type': item.key.endsWith('.jpg') ? 'image/jpeg' : 'application/octet-stream', 'Cache-Control': 'public, max-age=86400', 'Surrogate-Key': item.tag },
+        body: item.key.endsWith('.jpg') ? await jpegOfSize(item.bytes, next) : Buffer.alloc(item.bytes, item.key.length % 250),
       });
       if (!res.ok) throw new Error(`PUT ${item.key}: ${res.status} ${await res.text()}`);
       await res.arrayBuffer();
     }
   };
   await Promise.all(Array.from({ length: concurrency }, worker));
+}
+
+/**
+ * A real JPEG (a 1200x900 picture, so `?w=` variants are made from it) of exactly
+ * `bytes` bytes when it fits: the picture is small, and JPEG comment segments (which
+ * decoders skip and variants drop) make up the rest, so sizes stay what the mix says.
+ */
+export async function jpegOfSize(bytes: number, seed: number): Promise<Buffer> {
+  const picture = await sharp({ create: { width: 1200, height: 900, channels: 3, background: { r: (seed * 37) % 256, g: (seed * 91) % 256, b: 120 } } })
+    .jpeg({ quality: 80 })
+    .toBuffer();
+  const segments: Buffer[] = [];
+  for (let missing = bytes - picture.length; missing >= 4; ) {
+    const data = Math.min(missing - 4, 65533);
+    const segment = Buffer.alloc(4 + data, 0x20);
+    segment.writeUInt16BE(0xfffe, 0); // COM
+    segment.writeUInt16BE(data + 2, 2);
+    segments.push(segment);
+    missing -= segment.length;
+  }
+  // after SOI, before everything else
+  return Buffer.concat([picture.subarray(0, 2), ...segments, picture.subarray(2)]);
 }
 
 export interface StorefrontOptions {

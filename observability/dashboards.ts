@@ -299,6 +299,26 @@ export function origin(): Dashboard {
       },
       { title: 'Storage errors', description: 'Zero when healthy.', unit: 'ops', targets: [['sum by (operation) (rate(cdn_origin_storage_errors_total[' + RI + '])) or on() vector(0)', '{{operation}}']] },
       { title: 'Origin event-loop lag p99', unit: 's', targets: [['nodejs_eventloop_lag_p99_seconds{job="origin"}', 'event-loop lag p99']] },
+      {
+        title: 'Image variants: made, read from the reserve, refused',
+        description: 'Transforms by output format; variants another edge already had made (reserve); refusals by reason (docs/images.md).',
+        unit: 'ops',
+        targets: [
+          ['sum by (format) (rate(cdn_origin_image_transforms_total[' + RI + ']))', 'made {{format}}'],
+          ['sum(rate(cdn_origin_image_reserve_hits_total[' + RI + ']))', 'from the reserve'],
+          ['sum by (reason) (rate(cdn_origin_image_refusals_total[' + RI + '])) or on() vector(0)', 'refused {{reason}}'],
+        ],
+      },
+      {
+        title: 'Image transforms: p50 / p99 and queue',
+        description: 'Time per transform; transforms waiting for a slot (503 beyond images.queue).',
+        unit: 's',
+        targets: [
+          ['histogram_quantile(0.5, sum by (le) (rate(cdn_origin_image_transform_duration_seconds_bucket[' + RI + '])))', 'p50'],
+          ['histogram_quantile(0.99, sum by (le) (rate(cdn_origin_image_transform_duration_seconds_bucket[' + RI + '])))', 'p99'],
+          ['sum(cdn_origin_image_queue_depth)', 'queued'],
+        ],
+      },
       { title: 'Origin errors (logs)', type: 'logs', w: 24, targets: [LOGQL.originErrors] },
     ],
   );

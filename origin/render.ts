@@ -1,7 +1,7 @@
 /** The origin's environment, rendered from the spec like every other service's files. */
 import { cdnError } from '../infra/model/errors';
 import type { OriginEnvironment } from './contract/environment';
-import type { CdnSpec } from '../infra/model/spec';
+import { sizeBytes, type CdnSpec } from '../infra/model/spec';
 import type { Topology } from '../infra/model/topology';
 
 export interface OriginSecrets {
@@ -14,6 +14,25 @@ export interface OriginSecrets {
   /** Files holding the S3 access and secret keys; required with `storage.kind: s3`. */
   s3AccessKeyFile?: string;
   s3SecretKeyFile?: string;
+  /** File holding the URL signing keys (spec secrets.urlSigningKeys). */
+  urlSigningKeysFile?: string;
+}
+
+/** The spec's `images` as the origin reads it (CDN_IMAGES; origin/contract/images.ts has the same defaults). */
+export function originImages(images: CdnSpec['images']) {
+  return {
+    enabled: images.enabled,
+    widths: images.widths,
+    qualities: images.qualities,
+    defaultQuality: images.defaultQuality,
+    maxInputPixels: images.maxInputPixels,
+    maxInputBytes: sizeBytes(images.maxInputSize),
+    maxOutputBytes: sizeBytes(images.maxOutputSize),
+    timeoutSeconds: images.timeout,
+    concurrency: images.concurrency,
+    queue: images.queue,
+    allowSvg: images.allowSvg,
+  };
 }
 
 function storageEnv(spec: CdnSpec, storagePath: string, secrets: OriginSecrets): OriginEnvironment {
@@ -50,6 +69,8 @@ export function renderOriginEnv(spec: CdnSpec, topology: Topology, storagePath: 
     ...(spec.secrets.redisPassword ? { CDN_REDIS_PASSWORD_FILE: secrets.redisPasswordFile! } : {}),
     CDN_ADMIN_TOKEN_FILE: secrets.adminTokenFile,
     CDN_DEBUG_TOKEN_FILE: secrets.debugTokenFile,
+    ...(secrets.urlSigningKeysFile ? { CDN_URL_SIGNING_KEYS_FILE: secrets.urlSigningKeysFile } : {}),
+    CDN_IMAGES: JSON.stringify(originImages(spec.images)),
     CDN_PUBLIC_BASE_URL: topology.publicBaseUrl,
     CDN_PURGE_STREAM: spec.purge.stream,
     CDN_PURGE_STREAM_MAXLEN: String(spec.purge.maxLen),

@@ -14,6 +14,7 @@ export const edges = outputs.edges;
 export const prometheusUrl = outputs.prometheusUrl;
 export const adminToken = outputs.adminToken;
 export const debugToken = outputs.debugToken;
+export const urlSigningKeys = outputs.urlSigningKeys;
 export const grafanaAdminPassword = outputs.grafanaAdminPassword;
 // aws only (undefined, so not exported, on docker)
 export const artefactSha256 = outputs.artefactSha256;

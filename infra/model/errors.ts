@@ -80,6 +80,14 @@ export const Errors = {
   CDN_ERR_RANGE_NOT_SATISFIABLE: http('CDN_ERR_RANGE_NOT_SATISFIABLE', 'Range not satisfiable', 416),
   CDN_ERR_PURGE_NOT_FOUND: http('CDN_ERR_PURGE_NOT_FOUND', 'Unknown or expired purge id', 404),
   CDN_ERR_RATE_LIMITED: http('CDN_ERR_RATE_LIMITED', 'Too many requests', 429),
+
+  /** Image variants (issue #18) */
+  CDN_ERR_IMAGE_PARAMS_INVALID: http('CDN_ERR_IMAGE_PARAMS_INVALID', 'Invalid image parameters', 400),
+  CDN_ERR_IMAGE_SIGNATURE_INVALID: http('CDN_ERR_IMAGE_SIGNATURE_INVALID', 'Invalid or expired image URL signature', 403),
+  CDN_ERR_IMAGE_TOO_LARGE: http('CDN_ERR_IMAGE_TOO_LARGE', 'The image is too large to transform', 422),
+  CDN_ERR_IMAGE_UNSUPPORTED: http('CDN_ERR_IMAGE_UNSUPPORTED', 'The image cannot be transformed', 422),
+  CDN_ERR_IMAGE_BUSY: http('CDN_ERR_IMAGE_BUSY', 'Too many image transforms in progress; retry shortly', 503),
+  CDN_ERR_IMAGE_TIMEOUT: http('CDN_ERR_IMAGE_TIMEOUT', 'The image transform took too long', 503),
 } as const;
 
 export type ErrorCode = keyof typeof Errors;

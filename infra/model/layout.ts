@@ -58,6 +58,8 @@ export const SECRET_FILES = {
   s3EdgeAccessKey: 's3-edge-access-key',
   s3EdgeSecretKey: 's3-edge-secret-key',
   grafanaAdminPassword: 'grafana-admin-password',
+  /** `<id>:<secret>,...`: the keys signed URLs are made and checked with (the edges verify, the origin signs). */
+  urlSigningKeys: 'url-signing-keys',
 } as const;
 
 export type SecretName = keyof typeof SECRET_FILES;

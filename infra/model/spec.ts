@@ -142,8 +142,55 @@ const secrets = z
     /** The token that unlocks the edges' X-Cdn-Debug headers (scope `debug` only). */
     debugToken: z.string().min(1).default('CDN_DEBUG_TOKEN'),
     redisPassword: z.string().min(1).optional(),
+    /**
+     * Keys that sign URLs (image variants outside the configured sizes, downloads):
+     * `<key id>:<secret>` pairs separated by commas, the first one current; the others
+     * are still accepted, so a key can rotate without breaking URLs already handed out.
+     * Generated (one key, id `k1`) when not set.
+     */
+    urlSigningKeys: z.string().min(1).default('CDN_URL_SIGNING_KEYS'),
   })
   .strict();
+
+/** Next.js's default deviceSizes and imageSizes together: what storefront templates already ask for. */
+export const DEFAULT_IMAGE_WIDTHS = [16, 32, 48, 64, 96, 128, 256, 384, 640, 750, 828, 1080, 1200, 1920, 2048, 3840];
+
+/**
+ * Image variants: `?w=&h=&fit=&q=&fmt=&dpr=` on an image asset's URL (docs/images.md).
+ * Widths, heights and qualities snap to the sets below at the edge, so the number of
+ * variants per image is bounded; anything else needs a signed URL.
+ */
+const images = z
+  .object({
+    enabled: z.boolean().default(true),
+    /** Widths (and heights) a request snaps up to; the largest is the most a variant gets. */
+    widths: z.array(z.number().int().min(1).max(8192)).min(1).default(DEFAULT_IMAGE_WIDTHS),
+    /** Qualities `q` snaps up to. */
+    qualities: z.array(z.number().int().min(1).max(100)).min(1).default([50, 75, 90]),
+    /** Quality when the request names none (one of `qualities`). */
+    defaultQuality: z.number().int().min(1).max(100).default(75),
+    /** Largest source in pixels (width x height x frames): a decompression bomb is refused (422) from its header. */
+    maxInputPixels: z.number().int().min(1).max(1_000_000_000).default(50_000_000),
+    /** Largest source file transformed. */
+    maxInputSize: size.default('50m'),
+    /** Largest variant produced. */
+    maxOutputSize: size.default('20m'),
+    /** Seconds one transform may take before it is abandoned (503). */
+    timeout: seconds(120).default(10),
+    /** Transforms running at once per origin process (libvips uses every core for each). */
+    concurrency: z.number().int().min(1).max(64).default(2),
+    /** Transforms waiting for a slot; beyond, 503 with Retry-After. */
+    queue: z.number().int().min(0).max(10000).default(32),
+    /** Rasterise SVG sources (off: an SVG from an untrusted upload is never rendered here). */
+    allowSvg: z.boolean().default(false),
+  })
+  .strict()
+  .superRefine((i, ctx) => {
+    if (!i.qualities.includes(i.defaultQuality)) {
+      ctx.addIssue({ code: 'custom', path: ['defaultQuality'], message: `expected one of qualities (${i.qualities.join(', ')})` });
+    }
+  })
+  .transform((i) => ({ ...i, widths: [...new Set(i.widths)].sort((a, b) => a - b), qualities: [...new Set(i.qualities)].sort((a, b) => a - b) }));
 
 export const cdnSpecSchema = z
   .object({
@@ -225,7 +272,8 @@ export const cdnSpecSchema = z
     workers: z.number().int().min(1).max(64).default(1),
     storage: storage.default({ kind: 'filesystem' }),
     origins: z.array(externalOrigin).default([]),
-    secrets: secrets.default({ adminToken: 'CDN_ADMIN_TOKEN', debugToken: 'CDN_DEBUG_TOKEN' }),
+    secrets: secrets.prefault({}),
+    images: images.prefault({}),
     purge: z
       .object({
         stream: z.string().min(1).default('cdn:purges'),
@@ -279,6 +327,13 @@ export function durationSeconds(duration: string): number {
   const m = /^([1-9][0-9]*)([smhd])$/.exec(duration);
   if (!m) throw cdnError('CDN_ERR_SPEC_INVALID', `expected a duration such as 7d, got ${duration}`);
   return Number(m[1]) * { s: 1, m: 60, h: 3600, d: 86400 }[m[2] as 's' | 'm' | 'h' | 'd'];
+}
+
+/** A size such as `512m` or `10g` (the spec's sizes), in bytes. */
+export function sizeBytes(size: string): number {
+  const m = /^([1-9][0-9]*)([kmg])$/.exec(size);
+  if (!m) throw cdnError('CDN_ERR_SPEC_INVALID', `expected a size such as 512m, got ${size}`);
+  return Number(m[1]) * { k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[m[2] as 'k' | 'm' | 'g'];
 }
 
 /** The edges a spec asks for, with stable ids (`<region>-<n>`). */

@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { debianLayout } from '../model/layout';
-import { parseSpec } from '../model/spec';
+import { DEFAULT_IMAGE_WIDTHS, parseSpec } from '../model/spec';
 import type { Topology } from '../model/topology';
 import { buildUnits } from './stack';
 import { writeNativeRedisTls } from '../targets/native/redis-tls';
@@ -36,7 +36,7 @@ function unitsFor(input: unknown, stateDir: string, secretsDir?: string) {
   const edges = spec.regions.flatMap((r) => Array.from({ length: r.edges }, (_, i) => ({ id: `${r.name}-${i + 1}`, region: r.name, index: i + 1 })));
   const topology = fixedTopology(edges);
   const layout = debianLayout({ repoRoot: REPO, stateDir, secretsDir });
-  return { spec, topology, units: buildUnits({ spec, topology, layout, adminTokenFile: '/run/secrets/admin-token', debugTokenFile: '/run/secrets/debug-token', withPrometheus: true }) };
+  return { spec, topology, units: buildUnits({ spec, topology, layout, adminTokenFile: '/run/secrets/admin-token', debugTokenFile: '/run/secrets/debug-token', urlSigningKeysFile: '/run/secrets/url-signing-keys', withPrometheus: true }) };
 }
 
 describe('renderers', () => {
@@ -128,7 +128,7 @@ describe('renderers', () => {
     const p = (host: string, port: number) => ({ listen: { host: '0.0.0.0', port }, reach: { host, port } });
     const topology: Topology = { ...fixedTopology([{ id: 'eu-1', region: 'eu', index: 1 }, { id: 'us-1', region: 'us', index: 1 }]), redisReplicas: { us: p('redis-us', 6379) }, redisTls: p('redis', 6380) };
     const layout = debianLayout({ repoRoot: REPO, stateDir: dir, secretsDir });
-    const units = buildUnits({ spec, topology, layout, adminTokenFile: '/run/secrets/admin-token', debugTokenFile: '/run/secrets/debug-token', withPrometheus: false });
+    const units = buildUnits({ spec, topology, layout, adminTokenFile: '/run/secrets/admin-token', debugTokenFile: '/run/secrets/debug-token', urlSigningKeysFile: '/run/secrets/url-signing-keys', withPrometheus: false });
     const unit = (name: string) => units.find((u) => u.name === name)!;
     const file = (name: string, f: string) => unit(name).files.find((x) => x.path === f)!.content;
     const tlsFiles = `tls-cert-file ${secretsDir}/redis-tls.crt\ntls-key-file ${secretsDir}/redis-tls.key\ntls-ca-cert-file ${secretsDir}/redis-tls-ca.crt\n`;
@@ -159,8 +159,8 @@ describe('renderers', () => {
     expect(execFileSync('/usr/sbin/nginx', ['-t', '-p', edge.dir, '-c', conf, '-e', path.join(edge.dir, 'logs', 'error.log')], { encoding: 'utf8', stdio: 'pipe' })).toBe('');
     // a replica topology without the primary's TLS listener, or without secret files, is refused rather than rendered in the clear
     const { redisTls: _, ...withoutTls } = topology;
-    expect(() => buildUnits({ spec, topology: withoutTls, layout, adminTokenFile: 'a', debugTokenFile: 'd', withPrometheus: false })).toThrow(/TLS listener/);
-    expect(() => buildUnits({ spec: { ...spec, secrets: { adminToken: 'A', debugToken: 'D' } }, topology, layout: debianLayout({ repoRoot: REPO, stateDir: dir }), adminTokenFile: 'a', debugTokenFile: 'd', withPrometheus: false })).toThrow(
+    expect(() => buildUnits({ spec, topology: withoutTls, layout, adminTokenFile: 'a', debugTokenFile: 'd', urlSigningKeysFile: 'k', withPrometheus: false })).toThrow(/TLS listener/);
+    expect(() => buildUnits({ spec: { ...spec, secrets: { adminToken: 'A', debugToken: 'D', urlSigningKeys: 'K' } }, topology, layout: debianLayout({ repoRoot: REPO, stateDir: dir }), adminTokenFile: 'a', debugTokenFile: 'd', urlSigningKeysFile: 'k', withPrometheus: false })).toThrow(
       'a topology with a Redis TLS listener needs the TLS files to render redis.conf',
     );
   });
@@ -168,7 +168,7 @@ describe('renderers', () => {
   test('edge settings point at Redis and the purge stream; the balancer lists every edge per region', () => {
     const { units } = unitsFor({ regions: [{ name: 'eu', edges: 2 }, { name: 'us', edges: 1 }], purge: { stream: 'shop:purges' } }, dir);
     const edge = JSON.parse(units.find((u) => u.name === 'edge-us-1')!.files.find((f) => f.path === 'edge.json')!.content);
-    expect(edge).toEqual({ id: 'us-1', region: 'us', stream: 'shop:purges', redis: { host: 'redis', port: 6379 }, grace: 86400, busDownMaxTtl: 60, store5xx: false, minStaleWhileRevalidate: 1, forwardCdnCacheControl: true, origins: [], debugTokenFile: '/run/secrets/debug-token', latencyBuckets: [...LATENCY_BUCKETS], sendfileAbove: SENDFILE_ABOVE, generationTtl: 7 * 86400 + 86400 });
+    expect(edge).toEqual({ id: 'us-1', region: 'us', stream: 'shop:purges', redis: { host: 'redis', port: 6379 }, grace: 86400, busDownMaxTtl: 60, store5xx: false, minStaleWhileRevalidate: 1, forwardCdnCacheControl: true, origins: [], debugTokenFile: '/run/secrets/debug-token', images: { enabled: true, widths: [...DEFAULT_IMAGE_WIDTHS], qualities: [50, 75, 90], defaultQuality: 75, signingKeysFile: '/run/secrets/url-signing-keys' }, latencyBuckets: [...LATENCY_BUCKETS], sendfileAbove: SENDFILE_ABOVE, generationTtl: 7 * 86400 + 86400 });
     const balancer = JSON.parse(units.find((u) => u.name === 'balancer')!.files.find((f) => f.path === 'balancer.json')!.content);
     expect(balancer.order).toEqual(['eu', 'us']);
     expect(balancer.regions).toEqual([

@@ -33,7 +33,7 @@ function units(logShipping: LogShipping): ServiceUnit[] {
   const storage = { kind: 's3', endpoint: 'http://10.0.0.5:9000', bucket: 'shop-assets', accessKeySecret: 'S3_KEY', secretKeySecret: 'S3_SECRET' };
   const spec = parseSpec({ regions: [{ name: 'eu', edges: 1 }, { name: 'us', edges: 1 }], storage, secrets: { redisPassword: 'REDIS_PASSWORD' } });
   const layout = containerLayout();
-  return buildUnits({ spec, topology: deployedTopology(), layout, adminTokenFile: secretFile(layout, 'adminToken')!, debugTokenFile: secretFile(layout, 'debugToken')!, withPrometheus: true, logShipping });
+  return buildUnits({ spec, topology: deployedTopology(), layout, adminTokenFile: secretFile(layout, 'adminToken')!, debugTokenFile: secretFile(layout, 'debugToken')!, urlSigningKeysFile: secretFile(layout, 'urlSigningKeys')!, withPrometheus: true, logShipping });
 }
 
 describe('stack units', () => {
@@ -51,7 +51,7 @@ describe('stack units', () => {
     expect(byName.get('prometheus')!.group).toBe('monitoring');
     expect(byName.get('balancer')!.published).toEqual({ port: 8080, audience: 'shoppers' });
     // the edges read the bucket with the origin's keys when the spec names none of their own
-    expect(byName.get('edge-eu-1')!.secrets).toEqual(['debugToken', 'redisPassword', 's3AccessKey', 's3SecretKey']);
+    expect(byName.get('edge-eu-1')!.secrets).toEqual(['debugToken', 'urlSigningKeys', 'redisPassword', 's3AccessKey', 's3SecretKey']);
     expect(byName.get('balancer')!.secrets).toEqual([]);
     // the one Alloy container reads each nginx unit's logs volume
     expect(byName.get('alloy')!.reads.map((r) => r.unit)).toEqual(['edge-eu-1', 'edge-us-1', 'balancer']);

@@ -8,7 +8,7 @@
  */
 import * as path from 'node:path';
 import { renderBalancer } from '../../balancer/render';
-import { renderEdge } from '../../edge/render';
+import { renderEdge, type EdgeSecretFiles } from '../../edge/render';
 import { renderPrometheus } from '../../observability/prometheus';
 import { renderOriginEnv } from '../../origin/render';
 import { secretFile, type Layout, type SecretName } from '../model/layout';
@@ -114,6 +114,8 @@ export interface CdnUnitOptions {
   adminTokenFile: string;
   /** The debug token's file: the edges get it, never the admin token. */
   debugTokenFile: string;
+  /** The URL signing keys' file (spec secrets.urlSigningKeys): edges verify signed URLs, the origin signs them. */
+  urlSigningKeysFile: string;
   withPrometheus: boolean;
 }
 
@@ -169,16 +171,16 @@ function redisServerOptions(spec: CdnSpec, topology: Topology, layout: Layout): 
   };
 }
 
-export function edgeUnit(spec: CdnSpec, topology: Topology, edge: EdgePlacement, layout: Layout, debugTokenFile?: string): ServiceUnit {
+export function edgeUnit(spec: CdnSpec, topology: Topology, edge: EdgePlacement, layout: Layout, files?: EdgeSecretFiles): ServiceUnit {
   const name = `edge-${edge.id}`;
   const replica = topology.redisReplicas?.[edge.region];
   return {
     ...ownUnit(name, 'edge', layout, {
-      ...nginxUnit(name, layout, renderEdge(spec, topology, edge, layout, debugTokenFile)),
+      ...nginxUnit(name, layout, renderEdge(spec, topology, edge, layout, files)),
       // the cache outlives the container too
       volumes: ['cache', NGINX_LOGS_DIR],
       // the debug token unlocks the X-Cdn-Debug headers, and nothing at the origin
-      secrets: ['debugToken', ...redisPassword(spec), ...(replica ? (['redisTlsCa'] as const) : []), ...bucketKeys(spec, 'edge')],
+      secrets: ['debugToken', 'urlSigningKeys', ...redisPassword(spec), ...(replica ? (['redisTlsCa'] as const) : []), ...bucketKeys(spec, 'edge')],
       health: { kind: 'http', url: url(edge.internal.reach, '/healthz') },
       url: url(edge.traffic.reach),
       accepts: [
@@ -262,12 +264,13 @@ export function cdnUnits(o: CdnUnitOptions): ServiceUnit[] {
       env: renderOriginEnv(spec, topology, path.join(originDir, 'storage'), {
         adminTokenFile: o.adminTokenFile,
         debugTokenFile: o.debugTokenFile,
+        urlSigningKeysFile: o.urlSigningKeysFile,
         // Present only where the layout has a secrets directory (docker, aws).
         redisPasswordFile: secretFile(layout, 'redisPassword'),
         s3AccessKeyFile: secretFile(layout, 's3AccessKey'),
         s3SecretKeyFile: secretFile(layout, 's3SecretKey'),
       }),
-      secrets: ['adminToken', 'debugToken', ...redisPassword(spec), ...bucketKeys(spec, 'origin')],
+      secrets: ['adminToken', 'debugToken', 'urlSigningKeys', ...redisPassword(spec), ...bucketKeys(spec, 'origin')],
       // With filesystem storage the assets are in storage/ (unless the spec puts them
       // elsewhere): they outlive the process (a container's volume on docker).
       volumes: spec.storage.kind === 'filesystem' && spec.storage.path === undefined ? ['storage'] : [],
@@ -283,7 +286,7 @@ export function cdnUnits(o: CdnUnitOptions): ServiceUnit[] {
     }),
   );
 
-  for (const edge of topology.edges) units.push(edgeUnit(spec, topology, edge, layout, o.debugTokenFile));
+  for (const edge of topology.edges) units.push(edgeUnit(spec, topology, edge, layout, { debugTokenFile: o.debugTokenFile, urlSigningKeysFile: o.urlSigningKeysFile }));
 
   const balancer = topology.balancer;
   units.push(

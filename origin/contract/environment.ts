@@ -34,6 +34,8 @@ export const ORIGIN_ENVIRONMENT = [
   'CDN_DEFAULT_CACHE_CONTROL',
   'CDN_CACHE_CONTROL_BY_TYPE',
   'CDN_LOG_LEVEL',
+  'CDN_IMAGES',
+  'CDN_URL_SIGNING_KEYS_FILE',
 ] as const;
 
 export type OriginEnvName = (typeof ORIGIN_ENVIRONMENT)[number];

@@ -4,6 +4,7 @@
  * driver behind it and its keys passed the way the stack passes secrets; then the
  * edges' direct reads of raw assets from the bucket (s3rver checks SigV4 signatures).
  */
+import sharp from 'sharp';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -110,6 +111,9 @@ async function quick(url: string, headers: Record<string, string> = {}) {
 describe('raw assets straight from the bucket', () => {
   test("a miss is read from the bucket with the origin's headers, none of S3's", async () => {
     expect((await putAsset('direct/shirt.txt', 'blue shirt', { 'Surrogate-Key': 'shirts sale' })).status).toBe(201);
+    // (the query is not part of the key of the CDN's own assets: cold copies under other paths)
+    await putAsset('direct/shirt-head.txt', 'blue shirt');
+    await putAsset('direct/shirt-override.txt', 'blue shirt');
     const fromOrigin = await get(`${stack.state.origin}/direct/shirt.txt`);
     const res = await withoutOrigin(() => quick(`${edge()}/direct/shirt.txt`));
     expect(res.status).toBe(200);
@@ -125,15 +129,16 @@ describe('raw assets straight from the bucket', () => {
     expect(names.filter((n) => n.startsWith('x-amz') || n === 'surrogate-key' || n === 'vary' || n === 'authorization')).toEqual([]);
     await withoutOrigin(async () => {
       // a cold HEAD is read from the bucket too (the cache asks for the whole object)
-      const head = await fetch(`${edge()}/direct/shirt.txt?cold=head`, { method: 'HEAD', signal: AbortSignal.timeout(5000) });
+      const head = await fetch(`${edge()}/direct/shirt-head.txt`, { method: 'HEAD', signal: AbortSignal.timeout(5000) });
       expect([head.status, head.headers.get('etag'), head.headers.get('content-length')]).toEqual([200, `"${sha}"`, '10']);
       // neither the query (S3 would act on response-* overrides) nor client x-amz-* headers reach the bucket
-      const override = await quick(`${edge()}/direct/shirt.txt?response-content-type=text/html&response-cache-control=no-store`, {
+      const override = await quick(`${edge()}/direct/shirt-override.txt?response-content-type=text/html&response-cache-control=no-store`, {
         'X-Amz-Security-Token': 'junk',
         'X-Amz-Server-Side-Encryption-Customer-Algorithm': 'AES256',
         Cookie: 'session=1',
       });
       expect([override.status, override.headers.get('content-type'), override.headers.get('cache-control')]).toEqual([200, fromOrigin.headers.get('content-type'), fromOrigin.headers.get('cache-control')]);
+      expect(override.headers.get('cache-status')).toMatch(/fwd=uri-miss/);
     });
     // the hit that follows needs no upstream at all
     const hit = await withoutOrigin(() => quick(`${edge()}/direct/shirt.txt`));
@@ -195,6 +200,24 @@ describe('raw assets straight from the bucket', () => {
     const temp = await get(`${edge()}/.cdn-tmp/leftover`);
     expect(temp.status).toBe(400);
     expect(temp.text).not.toContain('half an upload');
+  });
+
+  test('image variants are made by the origin (and kept in the bucket), never read from the bucket as raw bytes', async () => {
+    const photo = await sharp({ create: { width: 800, height: 600, channels: 3, background: { r: 9, g: 99, b: 199 } } }).jpeg().toBuffer();
+    const put = await fetch(`${stack.state.origin}/v1/assets/direct/photo.jpg`, { method: 'PUT', headers: { ...auth(), 'Content-Type': 'image/jpeg' }, body: photo });
+    expect(put.status).toBe(201);
+    const sha = createHash('sha256').update(photo).digest('hex');
+    await withoutOrigin(async () => {
+      await expect(quick(`${edge()}/direct/photo.jpg?w=256`, { Accept: 'image/webp,*/*' })).rejects.toThrow();
+    });
+    const res = await fetch(`${edge()}/direct/photo.jpg?w=256`, { headers: { Accept: 'image/webp,*/*' } });
+    expect([res.status, res.headers.get('content-type')]).toEqual([200, 'image/webp']);
+    expect((await sharp(Buffer.from(await res.arrayBuffer())).metadata()).width).toBe(256);
+    const kept: string[] = [];
+    for await (const o of bucketClient().listObjectsV2(BUCKET, `_variants/${sha}/`, true)) kept.push(o.name!);
+    expect(kept).toEqual([`_variants/${sha}/256x-q75-auto-webp`]);
+    // and the reserve is no raw asset: the edge never serves it from the bucket
+    expect((await get(`${edge()}/_variants/${sha}/256x-q75-auto-webp`)).status).toBe(400);
   });
 
   test("versioned URLs and the origin's routes still go to the origin", async () => {

@@ -11,7 +11,7 @@ test("Pulumi's TypeScript loader compiles the program, and both stacks run with 
   const out = execFileSync(process.execPath, [path.join(__dirname, 'load-as-pulumi.cjs')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 240_000 });
   const lines = out.trim().split('\n');
   expect(lines[0]).toMatch(/^typescript \d+\.\d+\.\d+, ts-node \d+\.\d+\.\d+$/);
-  const outputs = 'adminToken,assetBaseUrl,balancerUrl,debugToken,edges,grafanaAdminPassword,grafanaUrl,originApiUrl,prometheusUrl';
+  const outputs = 'adminToken,assetBaseUrl,balancerUrl,debugToken,edges,grafanaAdminPassword,grafanaUrl,originApiUrl,prometheusUrl,urlSigningKeys';
   expect(lines[1]).toMatch(new RegExp(`^local: [1-9]\\d* resources, outputs ${outputs}$`));
   expect(lines[2]).toMatch(new RegExp(`^dev: [1-9]\\d* resources, outputs ${outputs.replace('assetBaseUrl', 'artefactSha256,assetBaseUrl')}$`));
 }, 300_000);

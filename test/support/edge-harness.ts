@@ -20,6 +20,8 @@ import { startRedis, type RedisHandle } from './redis-server';
 /** The admin token the harness gives its edge. */
 /** The token the harness's edge accepts in X-Cdn-Debug. */
 export const DEBUG_TOKEN = 'edge-harness-debug-token';
+/** The harness edge's URL signing keys: k2 current, k1 the previous one (still accepted). */
+export const URL_SIGNING_KEYS = 'k2:edge-harness-signing-key-two,k1:edge-harness-signing-key-one';
 
 export interface OriginReply {
   status?: number;
@@ -98,7 +100,9 @@ export async function startEdge(specInput: CdnSpecInput = {}, options: EdgeOptio
   const layout = debianLayout({ repoRoot: REPO_ROOT, stateDir: dir });
   const debugTokenFile = path.join(dir, 'debug-token');
   fs.writeFileSync(debugTokenFile, `${DEBUG_TOKEN}\n`, { mode: 0o600 });
-  const unit = edgeUnit(spec, topology, edgePlacement, layout, debugTokenFile);
+  const urlSigningKeysFile = path.join(dir, 'url-signing-keys');
+  fs.writeFileSync(urlSigningKeysFile, `${URL_SIGNING_KEYS}\n`, { mode: 0o600 });
+  const unit = edgeUnit(spec, topology, edgePlacement, layout, { debugTokenFile, urlSigningKeysFile });
   for (const [name, size] of Object.entries(options.dicts ?? {})) {
     const conf = unit.files.find((f) => f.path === 'conf/nginx.conf')!;
     const resized = conf.content.replace(new RegExp(`lua_shared_dict ${name} \\S+;`), `lua_shared_dict ${name} ${size};`);

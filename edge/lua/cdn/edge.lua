@@ -35,6 +35,7 @@ local revalidated = require "cdn.edge.revalidated"
 local writes = require "cdn.edge.writes"
 local fetch = require "cdn.edge.fetch"
 local debug_headers = require "cdn.edge.debug"
+local images = require "cdn.edge.images"
 local internal = require "cdn.edge.internal"
 
 local var = ngx.var
@@ -53,6 +54,7 @@ local clear_request_header = ngx.req.clear_header
 local match = string.match
 local tonumber = tonumber
 local byte = string.byte
+local sub = string.sub
 local meta_fields = require("cdn.edge.meta").fields
 local invalidate_written = writes.invalidate_written
 
@@ -112,6 +114,7 @@ function _M.init(settings_path)
         settings.redis_password = settings_loader.read_secret(settings.redis.passwordFile)
     end
     fetch.init(settings)
+    images.init(settings.images)
     generations.init(settings.generationTtl)
     sendfile_above = settings.sendfileAbove
 end
@@ -155,10 +158,29 @@ local function negotiation()
         local image = key.image_accept(accept)
         if image then
             return variant_of(class, image), ae_rewrite,
-                   image ~= accept and image or nil
+                   image ~= accept and image or nil, class
         end
     end
-    return class, ae_rewrite, nil
+    return class, ae_rewrite, nil, class
+end
+
+
+-- An image variant request (images.lua) to the CDN's own origin: the canonical
+-- query, or "" for the original bytes; with fmt=auto the Accept class joins
+-- the key and Accept is reduced to it (the origin answers Vary: Accept).
+-- Returns the key's query, the new Accept (or nil), the variant, the signed
+-- URL's expiry; or nil and "<status> <reason>".
+local function image_entry(path, ae_class)
+    local query, auto, exp = images.query(path, var.args)
+    if not query then
+        return nil, auto .. " " .. exp
+    end
+    if not auto then
+        return query, nil, nil, exp
+    end
+    local class, accept = images.accept_class(var.http_accept)
+    return query .. "&@" .. class, accept ~= var.http_accept and accept or nil,
+           variant_of(ae_class, key.image_accept(accept)), exp
 end
 
 
@@ -169,13 +191,26 @@ end
 local function request_entry(request)
     local path, err = key.path(var.request_uri)
     if not path then
-        return nil, err
+        return nil, "400 " .. err
     end
-    local variant, ae_rewrite, accept_rewrite = negotiation()
+    local host = key.host(var.http_host or "")
+    local variant, ae_rewrite, accept_rewrite, ae_class = negotiation()
+    local query, exp
+    if images.enabled() and not fetch.route(host, path) then
+        local image_accept, image_variant
+        query, image_accept, image_variant, exp = image_entry(path, ae_class)
+        if not query then
+            return nil, image_accept
+        end
+        if image_variant then
+            accept_rewrite, variant = image_accept, image_variant
+        end
+    else
+        query = key.query(var.args)
+    end
     return {
         seq,
-        key.host(var.http_host or "") .. path .. "?" .. key.query(var.args)
-            .. "#" .. generations.suffix(path),
+        host .. path .. "?" .. query .. "#" .. generations.suffix(path),
         generations.soft(path) and path or nil,
         variant,
         ae_rewrite,
@@ -185,6 +220,7 @@ local function request_entry(request)
         byte(request, 1) == 49, -- "1"
         nil, -- [8]: send by sendfile (header_filter)
         byte(request, 2) == 63, -- "?": If-Modified-Since ($cdn_if_modified_since)
+        exp, -- [10]: a signed image URL's expiry
     }
 end
 
@@ -222,6 +258,11 @@ function _M.cache_key()
         if seq and #request <= KEY_CACHE_MAX_ID then
             memo_set(requests_seen, request, entry)
         end
+    end
+    -- (a signed URL's entry outlives its expiry in the memo)
+    if entry[10] and now() > entry[10] + images.CLOCK_SKEW then
+        var.cdn_reject = "403 image URL signature: expired"
+        return ""
     end
     if entry[5] then
         set_request_header("Accept-Encoding", entry[5])
@@ -456,6 +497,18 @@ end
 -- Header filter of the sliced locations (cache.slice): nginx fetches every
 -- slice after the first in a subrequest that shares the request's variables;
 -- only the response the client gets is described and counted.
+-- content_by_lua of /__cdn_reject: a target the key lookup refused, with the
+-- status and reason it gave ("<status> <reason>" in $cdn_reject).
+function _M.reject()
+    local reject = var.cdn_reject or ""
+    local status = tonumber(sub(reject, 1, 3)) or 400
+    ngx.status = status
+    header["Content-Type"] = "text/plain"
+    header["Cache-Control"] = "no-store"
+    ngx.say(status == 403 and "forbidden: " or "bad request: ", sub(reject, 5))
+end
+
+
 function _M.slice_header_filter()
     if ngx.is_subrequest then
         return

@@ -219,17 +219,17 @@ describe('aws target', () => {
       const env = (k: string) => new RegExp(`Environment=${k}=(\\S+)`).exec(originEnv)![1];
       // (the edges sign with their own read-only keys: the object store's instance creates that MinIO user)
       const storage = { kind: 's3' as const, endpoint: env('CDN_S3_ENDPOINT'), bucket: env('CDN_S3_BUCKET'), region: 'us-east-1', accessKeySecret: 'objectStoreAccessKey', secretKeySecret: 'objectStoreSecretKey', edgeAccessKeySecret: 'objectStoreEdgeAccessKey', edgeSecretKeySecret: 'objectStoreEdgeSecretKey' };
-      const spec = { ...parseSpec(SPEC), storage, secrets: { adminToken: 'CDN_ADMIN_TOKEN', debugToken: 'CDN_DEBUG_TOKEN', redisPassword: 'redisPassword' } };
+      const spec = { ...parseSpec(SPEC), storage, secrets: { adminToken: 'CDN_ADMIN_TOKEN', debugToken: 'CDN_DEBUG_TOKEN', urlSigningKeys: 'CDN_URL_SIGNING_KEYS', redisPassword: 'redisPassword' } };
       for (const edge of topology.edges) {
         const files = userData(run, `edge-${edge.id}`).files;
-        for (const f of renderEdge(spec, topology, edge, containerLayout(), secretFile(containerLayout(), 'debugToken'))) expect(files[`/etc/cdn/edge-${edge.id}/${f.path}`].content).toBe(f.content);
+        for (const f of renderEdge(spec, topology, edge, containerLayout(), { debugTokenFile: secretFile(containerLayout(), 'debugToken')!, urlSigningKeysFile: secretFile(containerLayout(), 'urlSigningKeys')! })) expect(files[`/etc/cdn/edge-${edge.id}/${f.path}`].content).toBe(f.content);
       }
       expect(topology.publicBaseUrl).toMatch(/^http:\/\/203\.0\.113\.\d+$/);
     });
 
     test('the balancer instance writes exactly the balancer renderer\'s files', () => {
       const topology = topologyFromBalancer();
-      const spec = { ...parseSpec(SPEC), secrets: { adminToken: 'CDN_ADMIN_TOKEN', debugToken: 'CDN_DEBUG_TOKEN', redisPassword: 'redisPassword' } };
+      const spec = { ...parseSpec(SPEC), secrets: { adminToken: 'CDN_ADMIN_TOKEN', debugToken: 'CDN_DEBUG_TOKEN', urlSigningKeys: 'CDN_URL_SIGNING_KEYS', redisPassword: 'redisPassword' } };
       const files = userData(run, 'balancer').files;
       const balancerTopology = { ...topology, balancer: { traffic: { listen: { host: '0.0.0.0', port: 80 }, reach: { host: 'x', port: 80 } }, internal: { listen: { host: '0.0.0.0', port: 9145 }, reach: { host: 'x', port: 9145 } } } };
       for (const f of renderBalancer(spec, balancerTopology, containerLayout())) expect(files[`/etc/cdn/balancer/${f.path}`].content).toBe(f.content);
@@ -293,7 +293,7 @@ describe('aws target', () => {
       expect(userData(run, 'balancer').files[BOOTSTRAP_PATH].content).not.toMatch(/^secret /m);
       const edgeSecrets = userData(run, 'edge-us-east-1-1').files[BOOTSTRAP_PATH].content.match(/^secret \S+/gm);
       // (the CA its acknowledgements to the primary, across regions, are verified against)
-      expect(edgeSecrets).toEqual(['secret /shop/debug-token', 'secret /shop/redis-password', 'secret /shop/redis-tls-ca.crt', 'secret /shop/s3-edge-access-key', 'secret /shop/s3-edge-secret-key']);
+      expect(edgeSecrets).toEqual(['secret /shop/debug-token', 'secret /shop/url-signing-keys', 'secret /shop/redis-password', 'secret /shop/redis-tls-ca.crt', 'secret /shop/s3-edge-access-key', 'secret /shop/s3-edge-secret-key']);
       expect(userData(run, 'edge-us-east-1-1').files[BOOTSTRAP_PATH].content).toContain('aws ssm get-parameter --region us-east-1 ');
     });
 
@@ -307,9 +307,9 @@ describe('aws target', () => {
       const byRegion = (region: string) => params.filter((p) => p.name.endsWith(region)).map((p) => p.inputs.name).sort();
       // us-east-1 has edges and their Redis replica: what they read, nothing else
       const tls = ['/shop/redis-tls-ca.crt', '/shop/redis-tls.crt', '/shop/redis-tls.key'];
-      expect(byRegion('us-east-1')).toEqual(['/shop/debug-token', '/shop/redis-auth.conf', '/shop/redis-password', ...tls, '/shop/s3-edge-access-key', '/shop/s3-edge-secret-key'].sort());
+      expect(byRegion('us-east-1')).toEqual(['/shop/debug-token', '/shop/redis-auth.conf', '/shop/redis-password', ...tls, '/shop/s3-edge-access-key', '/shop/s3-edge-secret-key', '/shop/url-signing-keys'].sort());
       expect(byRegion('eu-west-1')).toEqual(
-        ['/shop/admin-token', '/shop/debug-token', '/shop/grafana-admin-password', '/shop/redis-auth.conf', '/shop/redis-password', ...tls, '/shop/s3-access-key', '/shop/s3-edge-access-key', '/shop/s3-edge-secret-key', '/shop/s3-secret-key'].sort(),
+        ['/shop/admin-token', '/shop/debug-token', '/shop/grafana-admin-password', '/shop/redis-auth.conf', '/shop/redis-password', ...tls, '/shop/s3-access-key', '/shop/s3-edge-access-key', '/shop/s3-edge-secret-key', '/shop/s3-secret-key', '/shop/url-signing-keys'].sort(),
       );
       // the PEMs as @pulumi/tls made them, the servers' key a secret like the rest
       expect(plain(params.find((p) => p.name === 'redis-tls-key-eu-west-1')!.inputs.value)).toBe('-----BEGIN EC PRIVATE KEY-----\nredis-tls-key\n-----END EC PRIVATE KEY-----');
@@ -394,14 +394,14 @@ describe('aws target', () => {
       const artefactArn = `arn:aws:s3:::artefacts-0123abc/artefacts/${sha}.tar`;
       const policy = (group: string) => JSON.parse(run.named(`role-${group}-read`).inputs.policy).Statement;
       const params = (region: string, names: string[]) => names.map((n) => `arn:aws:ssm:${region}:123456789012:parameter/shop/${n}`);
-      const edge = params('us-east-1', ['debug-token', 'redis-password', 'redis-tls-ca.crt', 's3-edge-access-key', 's3-edge-secret-key']);
+      const edge = params('us-east-1', ['debug-token', 'url-signing-keys', 'redis-password', 'redis-tls-ca.crt', 's3-edge-access-key', 's3-edge-secret-key']);
       expect(policy('edge-us-east-1-2')).toEqual([
         { Sid: 'ReadOwnSecrets', Effect: 'Allow', Action: ['ssm:GetParameter', 'ssm:GetParameters'], Resource: edge },
         { Sid: 'ReadTheArtefact', Effect: 'Allow', Action: 's3:GetObject', Resource: artefactArn },
         // AmazonSSMManagedInstanceCore allows ssm:GetParameter(s) on every parameter: denied here
         { Sid: 'NoOtherParameters', Effect: 'Deny', Action: ['ssm:GetParameter', 'ssm:GetParameters', 'ssm:GetParametersByPath', 'ssm:GetParameterHistory'], NotResource: edge },
       ]);
-      expect(policy('origin')[0].Resource).toEqual(params('eu-west-1', ['admin-token', 'debug-token', 'redis-password', 's3-access-key', 's3-secret-key']));
+      expect(policy('origin')[0].Resource).toEqual(params('eu-west-1', ['admin-token', 'debug-token', 'url-signing-keys', 'redis-password', 's3-access-key', 's3-secret-key']));
       // the balancer reads no secret at all
       expect(policy('balancer')).toEqual([
         { Sid: 'ReadTheArtefact', Effect: 'Allow', Action: 's3:GetObject', Resource: artefactArn },

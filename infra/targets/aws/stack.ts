@@ -427,6 +427,7 @@ function outputs(input: AwsStackInput, topology: pulumi.Output<Topology>, public
     prometheusUrl: topology.apply((topo) => url(topo.prometheus!.reach)),
     adminToken: pulumi.secret(secrets.adminToken),
     debugToken: pulumi.secret(secrets.debugToken),
+    urlSigningKeys: pulumi.secret(secrets.urlSigningKeys),
     grafanaAdminPassword: pulumi.secret(secrets.grafanaAdminPassword),
     artefactSha256: pulumi.output(input.artefact.sha256),
   };

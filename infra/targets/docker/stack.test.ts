@@ -81,7 +81,7 @@ describe('docker target', () => {
     const external = await runProgram(config({ 'cdn:spec': { ...SPEC, storage }, ...keys }), program, Object.keys(keys));
     const edge = external.named('edge-eu-1', CONTAINER);
     const files = uploads(edge).map((u) => u.file).filter((f) => f.includes('/secrets/'));
-    expect(files.sort()).toEqual(['/etc/cdn/secrets/debug-token', '/etc/cdn/secrets/redis-password', '/etc/cdn/secrets/s3-edge-access-key', '/etc/cdn/secrets/s3-edge-secret-key'].sort());
+    expect(files.sort()).toEqual(['/etc/cdn/secrets/debug-token', '/etc/cdn/secrets/redis-password', '/etc/cdn/secrets/s3-edge-access-key', '/etc/cdn/secrets/s3-edge-secret-key', '/etc/cdn/secrets/url-signing-keys'].sort());
     expect(fileIn(edge, '/etc/cdn/secrets/s3-edge-secret-key')).toBe('edge-secret\n');
     expect(JSON.parse(fileIn(edge, '/etc/cdn/edge-eu-1/edge.json')).bucket).toMatchObject({ upstream: 'https://bucket', host: 's3.example', secretKeyFile: '/etc/cdn/secrets/s3-edge-secret-key' });
     for (const c of external.ofType(CONTAINER)) expect(JSON.stringify(plain(c.inputs.envs) ?? [])).not.toMatch(/edge-secret|origin-secret/);
@@ -99,7 +99,7 @@ describe('docker target', () => {
     expect(origin.inputs.volumes).toEqual([{ volumeName: 'shop-origin-storage', containerPath: '/etc/cdn/origin/storage' }]);
     expect(fsRun.named('origin-storage', 'docker:index/volume:Volume').inputs.name).toBe('shop-origin-storage');
     // no bucket, so no bucket keys: neither generated nor on any container
-    expect(fsRun.ofType('random:index/randomPassword:RandomPassword').map((r) => r.name).sort()).toEqual(['secret-cdn-admin-token', 'secret-cdn-debug-token', 'secret-grafana-admin-password', 'secret-redis-password']);
+    expect(fsRun.ofType('random:index/randomPassword:RandomPassword').map((r) => r.name).sort()).toEqual(['secret-cdn-admin-token', 'secret-cdn-debug-token', 'secret-cdn-url-signing-keys', 'secret-grafana-admin-password', 'secret-redis-password']);
     for (const c of fsRun.ofType(CONTAINER)) expect(uploads(c).map((u) => u.file).filter((f) => f.includes('/secrets/s3-'))).toEqual([]);
   });
 
@@ -109,7 +109,7 @@ describe('docker target', () => {
     for (const edge of topology.edges) {
       const c = run.named(`edge-${edge.id}`, CONTAINER);
       const spec = specWithObjectStore(plan, 'http://10.89.0.12:9000');
-      for (const f of renderEdge(spec, topology, edge, layout, secretFile(layout, 'debugToken'))) {
+      for (const f of renderEdge(spec, topology, edge, layout, { debugTokenFile: secretFile(layout, 'debugToken')!, urlSigningKeysFile: secretFile(layout, 'urlSigningKeys')! })) {
         expect(fileIn(c, `/etc/cdn/edge-${edge.id}/${f.path}`)).toBe(f.content);
       }
     }
@@ -156,7 +156,7 @@ describe('docker target', () => {
   test('secrets reach containers only as secret files, never in environment variables', () => {
     const secretValues = run.ofType('random:index/randomPassword:RandomPassword').map((r) => generatedSecret(r.name));
     // Admin and debug tokens, Redis password, both MinIO keys, Grafana's admin password.
-    expect(secretValues).toHaveLength(6);
+    expect(secretValues).toHaveLength(7);
     for (const c of run.ofType(CONTAINER)) {
       const env = (c.inputs.envs ?? []).join('\n');
       for (const v of secretValues) expect(env).not.toContain(v);
@@ -168,12 +168,12 @@ describe('docker target', () => {
     }
     const origin = run.named('origin', CONTAINER);
     expect(uploads(origin).map((u) => u.file).filter((f) => f.includes('/secrets/')).sort()).toEqual(
-      ['/etc/cdn/secrets/admin-token', '/etc/cdn/secrets/debug-token', '/etc/cdn/secrets/redis-password', '/etc/cdn/secrets/s3-access-key', '/etc/cdn/secrets/s3-secret-key'].sort(),
+      ['/etc/cdn/secrets/admin-token', '/etc/cdn/secrets/debug-token', '/etc/cdn/secrets/redis-password', '/etc/cdn/secrets/s3-access-key', '/etc/cdn/secrets/s3-secret-key', '/etc/cdn/secrets/url-signing-keys'].sort(),
     );
     // Edges sign their bucket reads; with the stack's own MinIO they have no keys of their own.
     // They get the debug token (X-Cdn-Debug), never the admin token.
     expect(uploads(run.named('edge-eu-1', CONTAINER)).map((u) => u.file).filter((f) => f.includes('/secrets/')).sort()).toEqual(
-      ['/etc/cdn/secrets/debug-token', '/etc/cdn/secrets/redis-password', '/etc/cdn/secrets/s3-access-key', '/etc/cdn/secrets/s3-secret-key'].sort(),
+      ['/etc/cdn/secrets/debug-token', '/etc/cdn/secrets/redis-password', '/etc/cdn/secrets/s3-access-key', '/etc/cdn/secrets/s3-secret-key', '/etc/cdn/secrets/url-signing-keys'].sort(),
     );
     // The balancer needs no secret at all.
     expect(uploads(run.named('balancer', CONTAINER)).filter((u) => u.file.includes('/secrets/'))).toEqual([]);

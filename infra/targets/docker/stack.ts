@@ -218,6 +218,7 @@ function outputs(input: DockerStackInput, topology: ReturnType<typeof dockerTopo
     prometheusUrl: pulumi.output(url(topology.prometheus!.reach)),
     adminToken: pulumi.secret(secrets.adminToken),
     debugToken: pulumi.secret(secrets.debugToken),
+    urlSigningKeys: pulumi.secret(secrets.urlSigningKeys),
     grafanaAdminPassword: pulumi.secret(secrets.grafanaAdminPassword),
   };
 }

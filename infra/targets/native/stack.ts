@@ -91,13 +91,13 @@ export function assertPackages(layout: Layout): void {
  * A token's file: the value of the environment variable `variable` if set, else a
  * token generated once into the state directory (`<state-dir>/<name>`, mode 0600).
  */
-function tokenFile(stateDir: string, name: string, variable: string, env: NodeJS.ProcessEnv): string {
+function tokenFile(stateDir: string, name: string, variable: string, env: NodeJS.ProcessEnv, generate = () => randomBytes(32).toString('base64url')): string {
   const file = path.join(stateDir, name);
   const fromEnv = env[variable]?.trim();
   if (fromEnv) {
     fs.writeFileSync(file, fromEnv + '\n', { mode: 0o600 });
   } else if (!fs.existsSync(file)) {
-    fs.writeFileSync(file, randomBytes(32).toString('base64url') + '\n', { mode: 0o600 });
+    fs.writeFileSync(file, generate() + '\n', { mode: 0o600 });
   }
   fs.chmodSync(file, 0o600);
   return file;
@@ -106,6 +106,15 @@ function tokenFile(stateDir: string, name: string, variable: string, env: NodeJS
 /** The admin token: CDN_ADMIN_TOKEN if set, else one generated once into the state directory. */
 export function adminTokenFile(stateDir: string, env: NodeJS.ProcessEnv = process.env): string {
   return tokenFile(stateDir, SECRET_FILES.adminToken, 'CDN_ADMIN_TOKEN', env);
+}
+
+/**
+ * The URL signing keys (`<id>:<secret>,...`): the variable the spec names
+ * (secrets.urlSigningKeys, CDN_URL_SIGNING_KEYS by default) if set, else one key
+ * `k1` generated once.
+ */
+export function urlSigningKeysFile(stateDir: string, spec: CdnSpec, env: NodeJS.ProcessEnv = process.env): string {
+  return tokenFile(stateDir, SECRET_FILES.urlSigningKeys, spec.secrets.urlSigningKeys, env, () => `k1:${randomBytes(32).toString('base64url')}`);
 }
 
 /** The debug token (X-Cdn-Debug on the edges): CDN_DEBUG_TOKEN if set, else generated once. */
@@ -208,7 +217,7 @@ export async function up(o: UpOptions): Promise<UpResult> {
   const topology = await nativeTopology(o.spec, { balancerPort: o.balancerPort, withPrometheus, regionalReplicas: o.regionalReplicas });
   const tokenFile = adminTokenFile(stateDir);
   const debugFile = debugTokenFile(stateDir);
-  const units = buildUnits({ spec: o.spec, topology, layout, adminTokenFile: tokenFile, debugTokenFile: debugFile, withPrometheus });
+  const units = buildUnits({ spec: o.spec, topology, layout, adminTokenFile: tokenFile, debugTokenFile: debugFile, urlSigningKeysFile: urlSigningKeysFile(stateDir, o.spec), withPrometheus });
   const running = await startAll(units, {
     timeoutMs: o.timeoutMs ?? 30000,
     onStarted: (svc) => o.log?.(`  ${svc.unit.name.padEnd(12)} healthy  ${svc.unit.url ?? ''}`),

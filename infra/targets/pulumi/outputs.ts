@@ -16,6 +16,8 @@ export interface StackOutputs {
   adminToken: pulumi.Output<string>;
   /** The token for the edges' X-Cdn-Debug headers: `pulumi stack output --show-secrets debugToken`. */
   debugToken: pulumi.Output<string>;
+  /** The URL signing keys (`<id>:<secret>,...`, docs/images.md): `pulumi stack output --show-secrets urlSigningKeys`. */
+  urlSigningKeys: pulumi.Output<string>;
   grafanaAdminPassword: pulumi.Output<string>;
   /**
    * aws only: the sha256 of the artefact the instances run (infra/targets/aws/artefact.ts),

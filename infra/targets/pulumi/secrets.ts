@@ -14,6 +14,8 @@ export interface StackSecrets {
   adminToken: pulumi.Output<string>;
   /** The edges' X-Cdn-Debug token (scope debug only). */
   debugToken: pulumi.Output<string>;
+  /** `<id>:<secret>,...`: the keys URLs are signed with (the first) and verified against (all). */
+  urlSigningKeys: pulumi.Output<string>;
   redisPassword: pulumi.Output<string>;
   /** The bucket's keys: none when the origin keeps assets on its own volume (docker, filesystem storage). */
   s3AccessKey?: pulumi.Output<string>;
@@ -49,6 +51,12 @@ export function resolveSecret(config: pulumi.Config, name: string, generate: boo
   return new random.RandomPassword(`secret-${kebab(name)}`, { length, special: false }, { parent }).result;
 }
 
+/** The stack's URL signing keys: as configured (`<id>:<secret>,...`), else one generated key with id k1. */
+function urlSigningKeys(config: pulumi.Config, name: string, parent?: pulumi.Resource): pulumi.Output<string> {
+  if (config.get(name) !== undefined) return resolveSecret(config, name, false, parent);
+  return pulumi.secret(pulumi.interpolate`k1:${resolveSecret(config, name, true, parent)}`);
+}
+
 export function resolveSecrets(config: pulumi.Config, plan: DeployPlan, parent?: pulumi.Resource): StackSecrets {
   const spec = plan.spec;
   const storage = spec.storage;
@@ -76,6 +84,7 @@ export function resolveSecrets(config: pulumi.Config, plan: DeployPlan, parent?:
       : {}),
     adminToken: resolveSecret(config, spec.secrets.adminToken, true, parent),
     debugToken: resolveSecret(config, spec.secrets.debugToken, true, parent),
+    urlSigningKeys: urlSigningKeys(config, spec.secrets.urlSigningKeys, parent),
     redisPassword: resolveSecret(config, spec.secrets.redisPassword ?? 'redisPassword', true, parent),
     ...(s3Refs
       ? {

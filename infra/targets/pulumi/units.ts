@@ -28,7 +28,7 @@ export interface SecretFile {
 function secretContent(name: SecretName, secrets: StackSecrets): pulumi.Output<string> {
   if (name === 'redisAuthConf') return secrets.redisPassword.apply(renderRedisAuth);
   const pems: Partial<Record<SecretName, pulumi.Output<string>>> = { redisTlsCert: secrets.redisTls?.cert, redisTlsKey: secrets.redisTls?.key, redisTlsCa: secrets.redisTls?.ca };
-  const values: Partial<Record<SecretName, pulumi.Output<string>>> = { adminToken: secrets.adminToken, debugToken: secrets.debugToken, redisPassword: secrets.redisPassword, s3AccessKey: secrets.s3AccessKey, s3SecretKey: secrets.s3SecretKey, s3EdgeAccessKey: secrets.s3EdgeAccessKey, s3EdgeSecretKey: secrets.s3EdgeSecretKey, grafanaAdminPassword: secrets.grafanaAdminPassword };
+  const values: Partial<Record<SecretName, pulumi.Output<string>>> = { adminToken: secrets.adminToken, debugToken: secrets.debugToken, urlSigningKeys: secrets.urlSigningKeys, redisPassword: secrets.redisPassword, s3AccessKey: secrets.s3AccessKey, s3SecretKey: secrets.s3SecretKey, s3EdgeAccessKey: secrets.s3EdgeAccessKey, s3EdgeSecretKey: secrets.s3EdgeSecretKey, grafanaAdminPassword: secrets.grafanaAdminPassword };
   const value = pems[name] ?? values[name]?.apply((v) => `${v}\n`);
   if (!value) throw new Error(`the stack has no value for the secret ${name}`);
   return value;
@@ -59,6 +59,7 @@ export function deployedUnits(plan: DeployPlan, topology: Topology, logShipping:
     layout: LAYOUT,
     adminTokenFile: secretFile(LAYOUT, 'adminToken')!,
     debugTokenFile: secretFile(LAYOUT, 'debugToken')!,
+    urlSigningKeysFile: secretFile(LAYOUT, 'urlSigningKeys')!,
     withPrometheus: true,
     logShipping,
   });

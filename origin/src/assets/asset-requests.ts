@@ -53,4 +53,7 @@ export interface ReadRequest {
   readonly ifModifiedSince: string | undefined;
   readonly range: string | undefined;
   readonly ifRange: string | undefined;
+  /** The raw query string (without "?"): image variant parameters (docs/images.md). */
+  readonly query: string;
+  readonly accept: string | undefined;
 }

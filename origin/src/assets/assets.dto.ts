@@ -24,6 +24,20 @@ export class AssetResponseDto {
   versionedUrl!: string;
 }
 
+export class ImageInfoDto {
+  @ApiProperty({ example: 4000, description: 'Intrinsic width in pixels (after EXIF orientation)' })
+  width!: number;
+
+  @ApiProperty({ example: 3000 })
+  height!: number;
+
+  @ApiProperty({ example: 'https://cdn.shop.example/products/shoe.jpg?w=640 640w, https://cdn.shop.example/products/shoe.jpg?w=1080 1080w', description: 'For <img srcset>; widths above the image\'s own are left out' })
+  srcset!: string;
+
+  @ApiProperty({ type: [Number], example: [640, 1080] })
+  widths!: number[];
+}
+
 export class AssetDetailsDto extends AssetResponseDto {
   @ApiProperty({ type: String, nullable: true, description: "The asset's own Cache-Control (null: the per-type default)" })
   cacheControl!: string | null;
@@ -39,6 +53,9 @@ export class AssetDetailsDto extends AssetResponseDto {
 
   @ApiProperty({ format: 'date-time' })
   updatedAt!: string;
+
+  @ApiProperty({ type: ImageInfoDto, required: false, description: 'Present for images the CDN makes variants of (docs/images.md)' })
+  image?: ImageInfoDto;
 }
 
 export class AssetListDto {

@@ -1,3 +1,4 @@
+import { VariantsService, type ImageInfo } from '../images/variants.service';
 import { Inject, Injectable } from '@nestjs/common';
 import { z } from 'zod';
 import { CdnError, cdnError } from '../../../infra/model/errors';
@@ -33,6 +34,8 @@ export interface AssetDetails extends AssetResponse {
   readonly tags: readonly string[];
   readonly createdAt: string;
   readonly updatedAt: string;
+  /** For images the origin makes variants of: intrinsic size and a ready srcset (docs/images.md). */
+  readonly image?: ImageInfo;
 }
 
 export interface AssetList {
@@ -88,6 +91,7 @@ export class AssetsService {
     @Inject(STORAGE_DRIVER) private readonly storage: StorageDriver,
     private readonly purges: PurgeService,
     private readonly tagIndex: TagIndexService,
+    private readonly variants: VariantsService,
   ) {}
 
   async put(rawKey: string | null, upload: UploadRequest): Promise<PutOutcome> {
@@ -111,6 +115,9 @@ export class AssetsService {
       verify: (received) => verifyUpload(received, expected, contentType),
     });
     await this.afterWrite(key, previous, asset, 'stored', upload.actor);
+    if (previous !== null && previous.sha256 !== asset.sha256) {
+      await this.variants.dropVariants(previous.sha256);
+    }
     return { created: previous === null, asset: this.toResponse(asset) };
   }
 
@@ -121,6 +128,7 @@ export class AssetsService {
       throw cdnError('CDN_ERR_ASSET_NOT_FOUND', key);
     }
     await this.afterWrite(key, previous, null, 'deleted', actor);
+    await this.variants.dropVariants(previous.sha256);
   }
 
   async details(rawKey: string | null): Promise<AssetDetails> {
@@ -129,7 +137,8 @@ export class AssetsService {
     if (metadata === null) {
       throw cdnError('CDN_ERR_ASSET_NOT_FOUND', key);
     }
-    return this.toDetails(metadata);
+    const image = await this.variants.imageInfo(metadata, `${this.config.publicBaseUrl}/${metadata.key}`);
+    return { ...this.toDetails(metadata), ...(image ? { image } : {}) };
   }
 
   /** GET /v1/assets?prefix=&tag=&cursor=&limit= (prefix and tag exclude each other). */

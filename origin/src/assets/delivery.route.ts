@@ -43,5 +43,12 @@ function readRequestOf(request: FastifyRequest): ReadRequest {
     ifModifiedSince: one(headers['if-modified-since']),
     range: one(headers.range),
     ifRange: one(headers['if-range']),
+    query: queryOf(request.raw.url ?? ''),
+    accept: one(headers.accept),
   };
+}
+
+function queryOf(url: string): string {
+  const q = url.indexOf('?');
+  return q === -1 ? '' : url.slice(q + 1);
 }

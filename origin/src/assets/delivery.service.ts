@@ -10,12 +10,15 @@ import { needsSandbox, SANDBOX_CSP } from '../../contract/sandbox';
 import { cacheControlOf, IMMUTABLE_CACHE_CONTROL, parseVersionedKey, VERSIONED_PREFIX } from './cache-policy';
 import { decideRange, ifRangeAllows, isNotModified, type Validators } from './http-validators';
 import { STORAGE_DRIVER, type AssetMetadata, type StorageDriver } from './storage/storage-driver';
+import { parseImageQuery, type ImageQuery } from '../images/image-request';
+import { VariantsService } from '../images/variants.service';
+import { MetricsService } from '../metrics/metrics.service';
 
 /** A response to send: the controller copies it onto the reply as is. */
 export interface Delivery {
   readonly status: number;
   readonly headers: Record<string, string>;
-  readonly body?: Readable | ErrorBody;
+  readonly body?: Readable | Buffer | ErrorBody;
 }
 
 /** A read that races overwrites gives up after this many fresh stats (then 503). */
@@ -30,6 +33,8 @@ export class DeliveryService {
   constructor(
     @Inject(ORIGIN_CONFIG) private readonly config: OriginConfig,
     @Inject(STORAGE_DRIVER) private readonly storage: StorageDriver,
+    private readonly variants: VariantsService,
+    private readonly metrics: MetricsService,
   ) {}
 
   async deliver(rawKey: string | null, request: ReadRequest): Promise<Delivery> {
@@ -52,6 +57,8 @@ export class DeliveryService {
       throw check.reserved && version === null ? cdnError('CDN_ERR_ROUTE_NOT_FOUND') : cdnError('CDN_ERR_KEY_INVALID', check.reason);
     }
 
+    const image = this.imageQueryOf(request);
+
     for (let attempt = 1; attempt <= MAX_READ_ATTEMPTS; attempt++) {
       const metadata = await this.storage.stat(key);
       // A versioned URL names bytes: once the key holds other bytes, it is gone here
@@ -60,6 +67,9 @@ export class DeliveryService {
         return notFound(rawKey);
       }
       const headers = this.assetHeaders(metadata, version !== null);
+      if (image !== null && this.variants.transforms(metadata)) {
+        return this.deliverVariant(metadata, image, headers, request);
+      }
       const validators: Validators = { etag: headers.etag, lastModifiedMs: Date.parse(metadata.updatedAt) };
       if (isNotModified(validators, request.ifNoneMatch, request.ifModifiedSince)) {
         return notModified(headers);
@@ -93,6 +103,38 @@ export class DeliveryService {
       };
     }
     throw cdnError('CDN_ERR_STORAGE_UNAVAILABLE', 'the asset kept changing while it was read; retry');
+  }
+
+  /** The request's image parameters, or null for the original bytes (their errors are counted as refusals). */
+  private imageQueryOf(request: ReadRequest): ImageQuery | null {
+    if (!this.config.images.enabled || request.query === '') return null;
+    try {
+      return parseImageQuery(request.query, this.config.images.defaultQuality);
+    } catch (err) {
+      this.metrics.countImageRefusal('CDN_ERR_IMAGE_PARAMS_INVALID');
+      throw err;
+    }
+  }
+
+  /**
+   * An image variant: the source's caching headers and tags, its own ETag and type,
+   * Vary: Accept when the format follows Accept. Whole responses only (a Range is
+   * ignored, RFC 9110 §14.2 allows it; the edge cuts ranges from what it stores).
+   */
+  private async deliverVariant(metadata: AssetMetadata, image: ImageQuery, assetHeaders: Record<string, string>, request: ReadRequest): Promise<Delivery> {
+    const variant = this.variants.describe(metadata, image, request.accept);
+    const { 'content-type': _type, 'content-length': _length, 'accept-ranges': _ranges, 'content-security-policy': _csp, ...kept } = assetHeaders;
+    const headers: Record<string, string> = { ...kept, etag: variant.etag, ...(variant.varies ? { vary: 'Accept' } : {}) };
+    if (isNotModified({ etag: variant.etag, lastModifiedMs: Date.parse(metadata.updatedAt) }, request.ifNoneMatch, request.ifModifiedSince)) {
+      return { status: 304, headers };
+    }
+    const made = await this.variants.variant(metadata, image, variant.accepts, variant.name);
+    const full = { ...headers, 'content-type': made.contentType, 'content-length': String(made.size) };
+    if (request.method === 'HEAD') {
+      if (!Buffer.isBuffer(made.body)) made.body.destroy();
+      return { status: 200, headers: full };
+    }
+    return { status: 200, headers: full, body: made.body };
   }
 
   private assetHeaders(metadata: AssetMetadata, versioned: boolean): Record<string, string> {

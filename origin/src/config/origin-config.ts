@@ -4,6 +4,7 @@ import { z } from 'zod';
 import { DEFAULT_CACHE_CONTROL, DEFAULT_CACHE_CONTROL_BY_TYPE } from '../../contract/cache-policy';
 import type { OriginEnvName } from '../../contract/environment';
 import { cdnError } from '../../../infra/model/errors';
+import { DEFAULT_IMAGES } from '../../contract/images';
 import { Secret } from './secret';
 
 /**
@@ -83,7 +84,42 @@ export interface OriginConfig {
   /** Cache-Control by content type ("image/*", "text/html"), first match wins; else the default. */
   readonly cacheControlByType: readonly (readonly [pattern: string, cacheControl: string])[];
   readonly logLevel: 'debug' | 'info' | 'warn' | 'error' | 'silent';
+  readonly images: ImagesConfig;
+  /** URL signing keys by id, the current (signing) one first; empty when none is configured. */
+  readonly urlSigningKeys: readonly { readonly id: string; readonly secret: Secret }[];
 }
+
+/** Image variants (CDN_IMAGES, rendered from the spec's `images`; docs/images.md). */
+export interface ImagesConfig {
+  readonly enabled: boolean;
+  /** Sorted: what the edges snap widths and heights to. */
+  readonly widths: readonly number[];
+  readonly qualities: readonly number[];
+  readonly defaultQuality: number;
+  readonly maxInputPixels: number;
+  readonly maxInputBytes: number;
+  readonly maxOutputBytes: number;
+  readonly timeoutSeconds: number;
+  readonly concurrency: number;
+  readonly queue: number;
+  readonly allowSvg: boolean;
+}
+
+const imagesSchema = z
+  .object({
+    enabled: z.boolean(),
+    widths: z.array(z.number().int().min(1).max(8192)).min(1),
+    qualities: z.array(z.number().int().min(1).max(100)).min(1),
+    defaultQuality: z.number().int().min(1).max(100),
+    maxInputPixels: z.number().int().min(1),
+    maxInputBytes: z.number().int().min(1),
+    maxOutputBytes: z.number().int().min(1),
+    timeoutSeconds: z.number().positive(),
+    concurrency: z.number().int().min(1),
+    queue: z.number().int().min(0),
+    allowSvg: z.boolean(),
+  })
+  .strict();
 
 /** S3 refuses parts under 5 MiB (except the last); a single copy is limited to 5 GiB. */
 const MIN_PART_SIZE = 5 * 1024 * 1024;
@@ -172,6 +208,8 @@ const envShape = {
     .regex(PRINTABLE_ASCII, 'must be printable ASCII')
     .default(DEFAULT_CACHE_CONTROL),
   CDN_CACHE_CONTROL_BY_TYPE: z.string().optional(),
+  CDN_IMAGES: z.string().optional(),
+  CDN_URL_SIGNING_KEYS_FILE: z.string().optional(),
   CDN_LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error', 'silent'], { error: 'must be debug, info, warn, error or silent' }).default('info'),
 } satisfies Record<OriginEnvName, z.ZodType>;
 const envSchema = z.object(envShape);
@@ -250,7 +288,34 @@ export function loadOriginConfig(env: NodeJS.ProcessEnv = process.env, cwd = pro
     cacheControlByType:
       env_.CDN_CACHE_CONTROL_BY_TYPE === undefined ? DEFAULT_CACHE_CONTROL_BY_TYPE : parseCacheControlByType(env_.CDN_CACHE_CONTROL_BY_TYPE),
     logLevel: env_.CDN_LOG_LEVEL,
+    images: env_.CDN_IMAGES === undefined ? { ...DEFAULT_IMAGES } : readImages(env_.CDN_IMAGES),
+    urlSigningKeys: env_.CDN_URL_SIGNING_KEYS_FILE === undefined ? [] : readSigningKeys(env_.CDN_URL_SIGNING_KEYS_FILE),
   };
+}
+
+function readImages(json: string): ImagesConfig {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(json);
+  } catch {
+    invalid('CDN_IMAGES', 'must be JSON (rendered from the spec\'s images section)');
+  }
+  const result = imagesSchema.safeParse(parsed);
+  if (!result.success) {
+    invalid('CDN_IMAGES', result.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; '));
+  }
+  const images = result.data;
+  return { ...images, widths: [...images.widths].sort((a, b) => a - b), qualities: [...images.qualities].sort((a, b) => a - b) };
+}
+
+/** `<id>:<secret>,<id>:<secret>`, the first one current. */
+function readSigningKeys(file: string): { id: string; secret: Secret }[] {
+  const text = readSecretFile('CDN_URL_SIGNING_KEYS_FILE', file).reveal();
+  return text.split(/[,\s]+/).filter(Boolean).map((pair) => {
+    const m = /^([A-Za-z0-9_-]+):(.+)$/.exec(pair);
+    if (!m) invalid('CDN_URL_SIGNING_KEYS_FILE', 'must hold <id>:<secret> pairs separated by commas');
+    return { id: m[1], secret: new Secret(m[2]) };
+  });
 }
 
 function readStorage(env_: z.infer<typeof envSchema>, cwd: string): StorageConfig {

@@ -1,9 +1,18 @@
 import { Injectable } from '@nestjs/common';
-import { collectDefaultMetrics, Counter, exponentialBuckets, Histogram, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, exponentialBuckets, Gauge, Histogram, Registry } from 'prom-client';
 import { LATENCY_BUCKETS } from '../../contract/metrics';
 
 /** 256 B .. 64 MiB (docs/design-notes.md §1). */
 export const SIZE_BUCKETS = exponentialBuckets(256, 4, 10);
+
+/** Error codes of refused image variants -> the reason label. */
+const IMAGE_REFUSAL_REASONS: Record<string, string> = {
+  CDN_ERR_IMAGE_PARAMS_INVALID: 'params',
+  CDN_ERR_IMAGE_TOO_LARGE: 'too_large',
+  CDN_ERR_IMAGE_UNSUPPORTED: 'unsupported',
+  CDN_ERR_IMAGE_BUSY: 'busy',
+  CDN_ERR_IMAGE_TIMEOUT: 'timeout',
+};
 
 /** Route label for requests that matched no route (never the raw path: unbounded). */
 export const UNMATCHED_ROUTE = 'unmatched';
@@ -90,6 +99,33 @@ export class MetricsService {
     registers: [this.registry],
   });
 
+  private readonly imageTransforms = new Counter({
+    name: 'cdn_origin_image_transforms_total',
+    help: 'Image variants made (transforms), by output format.',
+    labelNames: ['format'] as const,
+    registers: [this.registry],
+  });
+
+  private readonly imageTransformDuration = new Histogram({
+    name: 'cdn_origin_image_transform_duration_seconds',
+    help: 'Time one image transform took (reading the source, decoding, resizing, encoding).',
+    buckets: [...LATENCY_BUCKETS],
+    registers: [this.registry],
+  });
+
+  private readonly imageRefusals = new Counter({
+    name: 'cdn_origin_image_refusals_total',
+    help: 'Image variant requests refused, by reason (params, too_large, unsupported, busy, timeout, error).',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+
+  private readonly imageReserveHits = new Counter({
+    name: 'cdn_origin_image_reserve_hits_total',
+    help: 'Image variants served from the reserve in the object store (made earlier, for any edge).',
+    registers: [this.registry],
+  });
+
   constructor() {
     collectDefaultMetrics({ register: this.registry });
   }
@@ -124,6 +160,25 @@ export class MetricsService {
     } else if (outcome === 'failed') {
       this.purgePublishFailures.inc();
     }
+  }
+
+  observeImageTransform(format: string, seconds: number): void {
+    this.imageTransforms.inc({ format });
+    this.imageTransformDuration.observe(seconds);
+  }
+
+  countImageRefusal(code: string): void {
+    this.imageRefusals.inc({ reason: IMAGE_REFUSAL_REASONS[code] ?? 'error' });
+  }
+
+  countImageReserveHit(): void {
+    this.imageReserveHits.inc();
+  }
+
+  /** The transform queue's depth and running transforms, read at each scrape. */
+  watchImageQueue(queued: () => number, running: () => number): void {
+    new Gauge({ name: 'cdn_origin_image_queue_depth', help: 'Image transforms waiting for a slot.', registers: [this.registry], collect() { this.set(queued()); } });
+    new Gauge({ name: 'cdn_origin_image_transforms_running', help: 'Image transforms in progress.', registers: [this.registry], collect() { this.set(running()); } });
   }
 
   get contentType(): string {

@@ -142,6 +142,7 @@ function _M.prepare(object)
     -- the method as it will be sent (the public server turns a cached HEAD into a GET)
     local auth, amz_date = signer:sign_read(var.request_method, object, config.host, now())
     set_req_header("Host", config.host)
+    var.cdn_bucket_host = config.host
     set_req_header("x-amz-date", amz_date)
     set_req_header("x-amz-content-sha256", s3.UNSIGNED_PAYLOAD)
     set_req_header("Authorization", auth)

@@ -13,6 +13,7 @@ local stored_paths = require "cdn.edge.stored"
 local bucket = require "cdn.edge.bucket"
 local revalidated = require "cdn.edge.revalidated"
 local meta = require "cdn.edge.meta"
+local images = require "cdn.edge.images"
 
 local var = ngx.var
 local header = ngx.header
@@ -197,6 +198,23 @@ function _M.bucket_refused()
 end
 
 
+-- The external origin that serves `host` and `path`, or nil for the CDN's own
+-- origin. Hosts match exactly, path prefixes by the longest, "*" catches the
+-- rest (settings.origins is in that order).
+function _M.route(host, path)
+    local routes = settings.origins
+    for i = 1, #routes do
+        local r = routes[i]
+        local m = r.match
+        if m == "*" or m == host
+           or (byte(m, 1) == 47 and sub(path, 1, #m) == m) then -- "/"
+            return r
+        end
+    end
+    return nil
+end
+
+
 -- set_by_lua: the upstream for this request. Hosts match exactly, path
 -- prefixes by the longest, "*" catches the rest; what no external origin
 -- claims goes to the bucket when it is a raw asset read with S3 storage
@@ -222,31 +240,29 @@ function _M.upstream()
     local request_uri = var.request_uri
     local q = find(request_uri, "?", 1, true)
     local raw_path = q and sub(request_uri, 1, q - 1) or request_uri
-    local query = key.query(var.args)
-    var.cdn_fetch_uri = raw_path .. (query ~= "" and "?" .. query or "")
+    local path = key.path(request_uri)
     -- (HEAD misses are fetched as GET)
-    if var.request_method == "GET" then
-        local path = key.path(request_uri)
-        if path then
-            stored_paths.fetching(path)
-        end
+    if path and var.request_method == "GET" then
+        stored_paths.fetching(path)
     end
-    local routes = settings.origins
-    if #routes > 0 then
-        local host = key.host(var.http_host)
-        local uri = var.uri
-        for i = 1, #routes do
-            local r = routes[i]
-            local m = r.match
-            if m == "*" or m == host
-               or (byte(m, 1) == 47 and sub(uri, 1, #m) == m) then -- "/"
-                var.cdn_upstream_sni = r.sni
-                return r.upstream
-            end
-        end
+    local route = _M.route(key.host(var.http_host), var.uri)
+    -- the CDN's own origin reads only the image parameters (images.lua; the
+    -- public server already refused what they refuse)
+    local query
+    if route or not path or not images.enabled() then
+        query = key.query(var.args)
+    else
+        query = images.query(path, var.args) or ""
     end
-    -- (slices come from the origin: a bucket read is of the whole object)
-    local object = not var.http_x_cdn_slice and bucket.claim(var.request_method, raw_path)
+    var.cdn_fetch_uri = raw_path .. (query ~= "" and "?" .. query or "")
+    if route then
+        var.cdn_upstream_sni = route.sni
+        return route.upstream
+    end
+    -- (slices come from the origin: a bucket read is of the whole object, and
+    -- image variants are made by the origin)
+    local object = query == "" and not var.http_x_cdn_slice
+                   and bucket.claim(var.request_method, raw_path)
     if object then
         var.cdn_client_auth = var.http_authorization and "1" or ""
         var.cdn_s3_object = object

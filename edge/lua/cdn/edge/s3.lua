@@ -2,16 +2,9 @@
 -- form, the payload left unsigned: the edge only reads).
 -- https://docs.aws.amazon.com/AmazonS3/latest/API/sig-v4-header-based-auth.html
 --
--- HMAC-SHA256 and SHA-256 come from OpenSSL's libcrypto through the FFI: nginx
--- is linked against it, so the symbols are already in the process (Debian has
--- no lua-resty-string or lua-resty-hmac package).
-local ffi = require "ffi"
+-- HMAC-SHA256 and SHA-256: cdn/edge/crypto.lua (OpenSSL through the FFI).
+local crypto = require "cdn.edge.crypto"
 
-local C = ffi.C
-local ffi_new = ffi.new
-local ffi_string = ffi.string
-local byte = string.byte
-local format = string.format
 local gsub = string.gsub
 local lower = string.lower
 local sub = string.sub
@@ -21,44 +14,15 @@ local concat = table.concat
 local utctime = os.date
 local setmetatable = setmetatable
 
--- pcall: another module may have declared these already (a redefinition is an
--- error in LuaJIT's FFI).
-pcall(ffi.cdef, [[
-typedef struct evp_md_st EVP_MD;
-const EVP_MD *EVP_sha256(void);
-unsigned char *HMAC(const EVP_MD *evp_md, const void *key, int key_len,
-                    const unsigned char *d, size_t n, unsigned char *md,
-                    unsigned int *md_len);
-unsigned char *SHA256(const unsigned char *d, size_t n, unsigned char *md);
-]])
-
 local _M = { _VERSION = "0.1.0" }
 local mt = { __index = _M }
 
 -- The payload hash of a request whose body is not signed (GET and HEAD have none).
 _M.UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
 
-local buf = ffi_new("unsigned char[32]")
-local buf_len = ffi_new("unsigned int[1]")
-local sha256_md = C.EVP_sha256()
-
-
-local function hmac(key, data)
-    C.HMAC(sha256_md, key, #key, data, #data, buf, buf_len)
-    return ffi_string(buf, 32)
-end
-
-
-local function sha256(data)
-    C.SHA256(data, #data, buf)
-    return ffi_string(buf, 32)
-end
-
-
-local function hex(bin)
-    return (gsub(bin, ".", function(c) return format("%02x", byte(c)) end))
-end
-
+local hmac = crypto.hmac
+local sha256 = crypto.sha256
+local hex = crypto.hex
 
 _M.hmac = hmac
 _M.sha256 = sha256

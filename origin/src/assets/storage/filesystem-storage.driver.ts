@@ -1,3 +1,4 @@
+import { VARIANT_PREFIX } from '../../../contract/images';
 import { Logger } from '@nestjs/common';
 import { createHash, randomUUID } from 'node:crypto';
 import { constants, createReadStream } from 'node:fs';
@@ -225,7 +226,9 @@ export class FilesystemStorageDriver implements StorageDriver {
         this.logger.warn(`skipping corrupt metadata file ${entry.name} while listing`);
         continue;
       }
-      if (metadata.key.startsWith(options.prefix) && (options.after === null || metadata.key > options.after)) {
+      // (the variant reserve only when asked for by its prefix)
+      const reserve = metadata.key.startsWith(VARIANT_PREFIX);
+      if (metadata.key.startsWith(options.prefix) && reserve === options.prefix.startsWith(VARIANT_PREFIX) && (options.after === null || metadata.key > options.after)) {
         matching.push(metadata);
       }
     }

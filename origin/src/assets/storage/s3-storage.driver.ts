@@ -1,3 +1,4 @@
+import { VARIANT_PREFIX } from '../../../contract/images';
 import { Logger } from '@nestjs/common';
 import { randomUUID } from 'node:crypto';
 import { Agent as HttpAgent } from 'node:http';
@@ -225,7 +226,7 @@ export class S3StorageDriver implements StorageDriver {
       );
       const names = page.objects
         .map((item) => item.name)
-        .filter((name): name is string => name !== undefined && checkAssetKey(name).ok);
+        .filter((name): name is string => name !== undefined && listable(name, options.prefix));
       for (let i = 0; i < names.length; i += LIST_STAT_CONCURRENCY) {
         const batch = names.slice(i, i + LIST_STAT_CONCURRENCY);
         const stats = await Promise.all(batch.map((name) => this.stat(name)));
@@ -392,4 +393,9 @@ function storageError(err: unknown, what: string): CdnError {
 function describe(err: unknown): string {
   const e = err as { code?: string; message?: string };
   return e.code ? `${e.code}: ${e.message ?? ''}` : String(e.message ?? err);
+}
+
+/** Assets are listed by their keys; the variant reserve only when asked for by its prefix. */
+function listable(name: string, prefix: string): boolean {
+  return prefix.startsWith(VARIANT_PREFIX) ? name.startsWith(VARIANT_PREFIX) : checkAssetKey(name).ok;
 }

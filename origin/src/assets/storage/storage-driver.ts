@@ -13,7 +13,9 @@ import type { Readable } from 'node:stream';
  *   visible trace.
  * - `read` returns the bytes of exactly the version `stat` described, or null when that
  *   version is gone (overwritten meanwhile); callers then stat again.
- * - Keys reaching a driver are already validated (see asset-key.ts).
+ * - Keys reaching a driver are already validated (see asset-key.ts), or are keys of the
+ *   image variant reserve (VARIANT_PREFIX, origin/contract/images.ts), which `list`
+ *   returns only when its prefix asks for them.
  */
 export const STORAGE_DRIVER = Symbol('STORAGE_DRIVER');
 
