@@ -22,9 +22,10 @@ beforeAll(() => {
 /** images.query(path, args) for each query: [canonical, auto, exp] or [null, status, reason]. */
 async function canonical(queries: string[], path_ = '/p/shoe.jpg'): Promise<unknown[][]> {
   const images = parseSpec({}).images;
-  const settings = { enabled: true, widths: images.widths, qualities: images.qualities, defaultQuality: images.defaultQuality, signingKeysFile: keysFile };
+  const settings = { enabled: true, widths: images.widths, qualities: images.qualities, defaultQuality: images.defaultQuality };
   const out = await runLua(`local images = require "cdn.edge.images"
 local cjson = require "cjson"
+require("cdn.edge.signature").init(${JSON.stringify(keysFile)})
 images.init(cjson.decode(${JSON.stringify(JSON.stringify(settings))}))
 local out = {}
 for i, q in ipairs(cjson.decode(${JSON.stringify(JSON.stringify(queries))})) do

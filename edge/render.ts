@@ -41,8 +41,12 @@ export interface EdgeSettings {
   busDownMaxTtl: number;
   /** File holding the debug token, which unlocks the X-Cdn-Debug response headers (and nothing else). */
   debugTokenFile?: string;
-  /** Image variants (spec `images`; cdn/edge/images.lua): the sizes requests snap to, and the URL signing keys' file. */
+  /** Image variants (spec `images`; cdn/edge/images.lua): the sizes requests snap to. */
   images: ImageSettings;
+  /** Signed downloads (spec `downloads`; cdn/edge/downloads.lua): the protected path prefixes. */
+  downloads: { prefixes: string[]; maxTtl: number };
+  /** `<id>:<secret>,...` (spec secrets.urlSigningKeys): signed image URLs and download tokens are verified against every key. */
+  urlSigningKeysFile?: string;
   /**
    * External origins in matching order: hosts, then path prefixes (longest first),
    * then the catch-all. Requests matching none go to the CDN's own origin.
@@ -66,8 +70,6 @@ export interface ImageSettings {
   widths: number[];
   qualities: number[];
   defaultQuality: number;
-  /** `<id>:<secret>,...` (spec secrets.urlSigningKeys): signed image URLs are verified against every key. */
-  signingKeysFile?: string;
 }
 
 /** Secret files an edge reads, where the target provides them. */
@@ -176,8 +178,9 @@ export function edgeSettings(spec: CdnSpec, topology: Topology, edge: EdgePlacem
       widths: spec.images.widths,
       qualities: spec.images.qualities,
       defaultQuality: spec.images.defaultQuality,
-      ...(files?.urlSigningKeysFile ? { signingKeysFile: files.urlSigningKeysFile } : {}),
     },
+    downloads: { prefixes: spec.downloads.prefixes, maxTtl: spec.downloads.maxTtl },
+    ...(files?.urlSigningKeysFile ? { urlSigningKeysFile: files.urlSigningKeysFile } : {}),
     ...(bucket ? { bucket } : {}),
     latencyBuckets: [...LATENCY_BUCKETS],
     sendfileAbove: SENDFILE_ABOVE,
@@ -222,6 +225,8 @@ interface CacheLocationOptions {
   bypassCookies: boolean;
   /** Slice size: the object is fetched and stored in slices of this size (cache.slice). */
   slice?: string;
+  /** The log phase handler of a sizedAtLog location, when not log_sent_bytes. */
+  log?: string;
 }
 
 /** Outside sliced locations a client's own X-Cdn-Slice must not let a 206 be stored. */
@@ -317,7 +322,7 @@ ${DROP_OVERRIDE_HEADERS}
             proxy_hide_header X-Request-Id;
 
             header_filter_by_lua_block { ${o.headerFilter}(${o.sizedAtLog ? 'true' : ''}) }
-${o.sizedAtLog ? '            log_by_lua_block { require("cdn.edge").log_sent_bytes() }\n' : ''}`;
+${o.sizedAtLog ? `            log_by_lua_block { ${o.log ?? 'require("cdn.edge").log_sent_bytes'}() }\n` : ''}`;
 }
 
 /**
@@ -417,6 +422,39 @@ function bucketLocations(): string {
 `;
 }
 
+/**
+ * Signed downloads under `prefix` (spec downloads.prefixes, docs/downloads.md): the
+ * key lookup verifies the token (403 before any lookup) and keys the object without
+ * it; tokens with a use limit continue in a location of their own, where Redis counts
+ * the bytes served. Every response says Cache-Control: private and no-referrer.
+ */
+function downloadLocation(prefix: string, index: number, sliceSize: string | undefined, bypassCookies: boolean): string {
+  const counted = `/__cdn_download_counted_${index}`;
+  const unsliced = sliceSize
+    ? `            # only GET and HEAD are sliced: nginx would repeat any other method
+            # once per slice
+            if ($cdn_method_unsliced) {
+                rewrite ^ /__cdn_partial last;
+            }
+`
+    : '';
+  const filter = 'require("cdn.edge").download_header_filter';
+  return `
+        # Signed downloads under ${prefix}: a valid token or 403; tokens never
+        # reach the cache key, the origin or a log (docs/downloads.md).
+        location ^~ ${prefix} {
+${unsliced}${cacheLocation({ headerFilter: filter, upstream: 'http://fetch', sizedAtLog: true, bypassCookies, slice: sliceSize })}            # a token with a use limit: counted, fleet-wide, in Redis
+            if ($cdn_download_counted) {
+                rewrite ^ ${counted} last;
+            }
+        }
+        location = ${counted} {
+            internal;
+            access_by_lua_block { require("cdn.edge.downloads").access() }
+${cacheLocation({ headerFilter: filter, upstream: 'http://fetch$request_uri', sizedAtLog: true, bypassCookies, slice: sliceSize, log: 'require("cdn.edge").log_download' })}        }
+`;
+}
+
 export function renderEdge(spec: CdnSpec, topology: Topology, edge: EdgePlacement, layout: Layout, files?: EdgeSecretFiles): RenderedFile[] {
   const dir = layout.unitDir(`edge-${edge.id}`);
   const settingsPath = path.join(dir, 'edge.json');
@@ -427,7 +465,10 @@ export function renderEdge(spec: CdnSpec, topology: Topology, edge: EdgePlacemen
   // Longer prefixes than "/" (^~: and no regex is tried): their requests never
   // take the debug or HEAD/Range detours of "location /" (their bytes are all
   // counted in the log phase anyway).
+  const downloads = spec.downloads.prefixes;
   const slicedLocations = (slice?.prefixes ?? [])
+    // (a protected prefix is sliced in its own location: downloadLocations)
+    .filter((prefix) => !downloads.includes(prefix))
     .map(
       (prefix) => `
         # Large objects under ${prefix}: fetched and stored in ${slice!.size} slices.
@@ -441,6 +482,7 @@ ${cacheLocation({ headerFilter: 'require("cdn.edge").slice_header_filter', upstr
 `,
     )
     .join('');
+  const downloadLocations = downloads.map((prefix, i) => downloadLocation(prefix, i, slice?.prefixes.includes(prefix) ? slice.size : undefined, bypassCookies)).join('');
   const acknowledgesAcrossRegions = topology.redisReplicas?.[edge.region] !== undefined;
   const ackCa = acknowledgesAcrossRegions ? secretFile(layout, 'redisTlsCa') : undefined;
   if (acknowledgesAcrossRegions && !ackCa) throw new Error('an edge acknowledging across regions needs the Redis CA file (a layout with secret files)');
@@ -530,7 +572,7 @@ ${OPEN_FILE_CACHE}        # One range per response: a multi-range request gets t
         set $cdn_reject "";
         set $cdn_refresh "";
         set $cdn_sendfile "";
-
+${downloads.length > 0 ? '        # Set by the key lookup for a download token with a use limit.\n        set $cdn_download_counted "";\n' : ''}
         # Purging is an API of the origin with a token, never a method here.
         if ($cdn_method_refused) {
             return 405;
@@ -554,7 +596,7 @@ ${OPEN_FILE_CACHE}        # One range per response: a multi-range request gets t
                 rewrite ^ /__cdn_partial last;
             }
 ${SENDFILE_BY_SIZE.off}${cacheLocation({ headerFilter: 'require("cdn.edge").header_filter', upstream: 'http://fetch', sizedAtLog: false, bypassCookies })}${SENDFILE_BY_SIZE.on}        }
-${slicedLocations}
+${slicedLocations}${downloadLocations}
 
         # HEAD and Range requests (rewritten from "location /"): the same lookup,
         # with the bytes actually sent counted in the log phase.
@@ -678,6 +720,8 @@ ${internalServer(hostPort(edge.internal.listen), 'cdn.edge.internal')}`;
       cdn_revalidated: { size: '8m', holds: "What the last 304 said of a stored response (nginx keeps the stored headers)" },
       cdn_state: { size: '1m', holds: "The purge reader's position and connection state" },
       cdn_metrics: { size: '4m', holds: 'Counters and histograms served on /metrics' },
+      // (kept for a day longer than any token lives)
+      cdn_revoked: { size: '4m', holds: 'Revoked download tokens, and paths whose earlier tokens are revoked (docs/downloads.md)' },
       ...(bucket ? { cdn_bucket: { size: '8m', holds: 'Sha256, Cache-Control and tags of objects read from the bucket (a 304 from S3 repeats none)' } } : {}),
     },
     init: `require("cdn.edge").init(${luaString(settingsPath)})`,

@@ -71,6 +71,8 @@ export function renderOriginEnv(spec: CdnSpec, topology: Topology, storagePath: 
     CDN_DEBUG_TOKEN_FILE: secrets.debugTokenFile,
     ...(secrets.urlSigningKeysFile ? { CDN_URL_SIGNING_KEYS_FILE: secrets.urlSigningKeysFile } : {}),
     CDN_IMAGES: JSON.stringify(originImages(spec.images)),
+    ...(spec.downloads.prefixes.length > 0 ? { CDN_DOWNLOAD_PREFIXES: spec.downloads.prefixes.join(',') } : {}),
+    CDN_DOWNLOAD_MAX_TTL_SECONDS: String(spec.downloads.maxTtl),
     CDN_PUBLIC_BASE_URL: topology.publicBaseUrl,
     CDN_PURGE_STREAM: spec.purge.stream,
     CDN_PURGE_STREAM_MAXLEN: String(spec.purge.maxLen),

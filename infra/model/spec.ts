@@ -152,6 +152,19 @@ const secrets = z
   })
   .strict();
 
+/**
+ * Signed downloads (digital goods): under these path prefixes the edges serve only
+ * requests carrying a valid token from POST /v1/signed-urls (docs/downloads.md); the
+ * object is cached once for every token holder.
+ */
+const downloads = z
+  .object({
+    prefixes: z.array(z.string().regex(/^\/[A-Za-z0-9._~\/-]*\/$/, 'expected a path prefix such as /downloads/ (starting and ending with /)')).default([]),
+    /** Longest lifetime of a signed URL, in seconds. */
+    maxTtl: z.number().int().min(1).max(30 * 86400).default(7 * 86400),
+  })
+  .strict();
+
 /** Next.js's default deviceSizes and imageSizes together: what storefront templates already ask for. */
 export const DEFAULT_IMAGE_WIDTHS = [16, 32, 48, 64, 96, 128, 256, 384, 640, 750, 828, 1080, 1200, 1920, 2048, 3840];
 
@@ -274,6 +287,7 @@ export const cdnSpecSchema = z
     origins: z.array(externalOrigin).default([]),
     secrets: secrets.prefault({}),
     images: images.prefault({}),
+    downloads: downloads.prefault({}),
     purge: z
       .object({
         stream: z.string().min(1).default('cdn:purges'),

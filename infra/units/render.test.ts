@@ -168,7 +168,7 @@ describe('renderers', () => {
   test('edge settings point at Redis and the purge stream; the balancer lists every edge per region', () => {
     const { units } = unitsFor({ regions: [{ name: 'eu', edges: 2 }, { name: 'us', edges: 1 }], purge: { stream: 'shop:purges' } }, dir);
     const edge = JSON.parse(units.find((u) => u.name === 'edge-us-1')!.files.find((f) => f.path === 'edge.json')!.content);
-    expect(edge).toEqual({ id: 'us-1', region: 'us', stream: 'shop:purges', redis: { host: 'redis', port: 6379 }, grace: 86400, busDownMaxTtl: 60, store5xx: false, minStaleWhileRevalidate: 1, forwardCdnCacheControl: true, origins: [], debugTokenFile: '/run/secrets/debug-token', images: { enabled: true, widths: [...DEFAULT_IMAGE_WIDTHS], qualities: [50, 75, 90], defaultQuality: 75, signingKeysFile: '/run/secrets/url-signing-keys' }, latencyBuckets: [...LATENCY_BUCKETS], sendfileAbove: SENDFILE_ABOVE, generationTtl: 7 * 86400 + 86400 });
+    expect(edge).toEqual({ id: 'us-1', region: 'us', stream: 'shop:purges', redis: { host: 'redis', port: 6379 }, grace: 86400, busDownMaxTtl: 60, store5xx: false, minStaleWhileRevalidate: 1, forwardCdnCacheControl: true, origins: [], debugTokenFile: '/run/secrets/debug-token', images: { enabled: true, widths: [...DEFAULT_IMAGE_WIDTHS], qualities: [50, 75, 90], defaultQuality: 75 }, downloads: { prefixes: [], maxTtl: 604800 }, urlSigningKeysFile: '/run/secrets/url-signing-keys', latencyBuckets: [...LATENCY_BUCKETS], sendfileAbove: SENDFILE_ABOVE, generationTtl: 7 * 86400 + 86400 });
     const balancer = JSON.parse(units.find((u) => u.name === 'balancer')!.files.find((f) => f.path === 'balancer.json')!.content);
     expect(balancer.order).toEqual(['eu', 'us']);
     expect(balancer.regions).toEqual([

@@ -36,6 +36,8 @@ export const ORIGIN_ENVIRONMENT = [
   'CDN_LOG_LEVEL',
   'CDN_IMAGES',
   'CDN_URL_SIGNING_KEYS_FILE',
+  'CDN_DOWNLOAD_PREFIXES',
+  'CDN_DOWNLOAD_MAX_TTL_SECONDS',
 ] as const;
 
 export type OriginEnvName = (typeof ORIGIN_ENVIRONMENT)[number];

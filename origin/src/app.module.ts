@@ -3,6 +3,7 @@ import { AssetsModule } from './assets/assets.module';
 import { StorageModule } from './assets/storage/storage.module';
 import { ConfigModule } from './config/config.module';
 import type { OriginConfig } from './config/origin-config';
+import { DownloadsModule } from './downloads/downloads.module';
 import { HealthModule } from './health/health.module';
 import { MetricsModule } from './metrics/metrics.module';
 import { LoggingModule, type OriginLog } from './logging/origin-logger';
@@ -22,6 +23,7 @@ export class OriginModule {
         StorageModule,
         PurgeModule,
         HealthModule,
+        DownloadsModule,
         // Last: its GET /* catch-all must not shadow anything (Fastify prefers static
         // routes anyway; this keeps the registration order readable too).
         AssetsModule,

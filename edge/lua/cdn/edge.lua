@@ -36,6 +36,8 @@ local writes = require "cdn.edge.writes"
 local fetch = require "cdn.edge.fetch"
 local debug_headers = require "cdn.edge.debug"
 local images = require "cdn.edge.images"
+local downloads = require "cdn.edge.downloads"
+local signature = require "cdn.edge.signature"
 local internal = require "cdn.edge.internal"
 
 local var = ngx.var
@@ -114,7 +116,9 @@ function _M.init(settings_path)
         settings.redis_password = settings_loader.read_secret(settings.redis.passwordFile)
     end
     fetch.init(settings)
+    signature.init(settings.urlSigningKeysFile)
     images.init(settings.images)
+    downloads.init(settings)
     generations.init(settings.generationTtl)
     sendfile_above = settings.sendfileAbove
 end
@@ -195,8 +199,16 @@ local function request_entry(request)
     end
     local host = key.host(var.http_host or "")
     local variant, ae_rewrite, accept_rewrite, ae_class = negotiation()
-    local query, exp
-    if images.enabled() and not fetch.route(host, path) then
+    local query, exp, download
+    if downloads.enabled() and downloads.protected(path) then
+        -- a signed download: the token is verified here once, then only its
+        -- expiry and revocation per request; it never enters the key
+        download, err = downloads.verify(path, var.args)
+        if not download then
+            return nil, err
+        end
+        query = ""
+    elseif images.enabled() and not fetch.route(host, path) then
         local image_accept, image_variant
         query, image_accept, image_variant, exp = image_entry(path, ae_class)
         if not query then
@@ -221,6 +233,7 @@ local function request_entry(request)
         nil, -- [8]: send by sendfile (header_filter)
         byte(request, 2) == 63, -- "?": If-Modified-Since ($cdn_if_modified_since)
         exp, -- [10]: a signed image URL's expiry
+        download, -- [11]: a download token's claims (downloads.lua)
     }
 end
 
@@ -263,6 +276,18 @@ function _M.cache_key()
     if entry[10] and now() > entry[10] + images.CLOCK_SKEW then
         var.cdn_reject = "403 image URL signature: expired"
         return ""
+    end
+    local download = entry[11]
+    if download then
+        local refused = downloads.check(download)
+        if refused then
+            var.cdn_reject = refused
+            return ""
+        end
+        ngx.ctx.download = download
+        if download.uses then
+            var.cdn_download_counted = "1"
+        end
     end
     if entry[5] then
         set_request_header("Accept-Encoding", entry[5])
@@ -494,9 +519,29 @@ function _M.header_filter(sized_at_log)
 end
 
 
--- Header filter of the sliced locations (cache.slice): nginx fetches every
--- slice after the first in a subrequest that shares the request's variables;
--- only the response the client gets is described and counted.
+-- Header filter of the signed-download locations: the public one, then the
+-- headers a buyer's response carries (downloads.lua). Slices after the first
+-- are subrequests: only the response the client gets is described.
+function _M.download_header_filter()
+    if ngx.is_subrequest then
+        return
+    end
+    _M.header_filter(true)
+    local download = ngx.ctx.download
+    if download then
+        downloads.headers(download)
+    end
+end
+
+
+-- Log phase of the use-limited download location: the bytes sent, for the
+-- metrics and for the token's count.
+function _M.log_download()
+    _M.log_sent_bytes()
+    downloads.log()
+end
+
+
 -- content_by_lua of /__cdn_reject: a target the key lookup refused, with the
 -- status and reason it gave ("<status> <reason>" in $cdn_reject).
 function _M.reject()
@@ -509,6 +554,9 @@ function _M.reject()
 end
 
 
+-- Header filter of the sliced locations (cache.slice): nginx fetches every
+-- slice after the first in a subrequest that shares the request's variables;
+-- only the response the client gets is described and counted.
 function _M.slice_header_filter()
     if ngx.is_subrequest then
         return

@@ -37,11 +37,12 @@ export interface S3StorageConfig {
 export type StorageConfig = FilesystemStorageConfig | S3StorageConfig;
 
 /**
- * What a token may do: upload assets, purge, or everything (admin). `debug` grants
+ * What a token may do: upload assets, purge, sign download URLs (and revoke them), or
+ * everything (admin). `debug` grants
  * nothing here: it is the scope of the token the edges accept in X-Cdn-Debug, listed
  * so the origin knows every token there is.
  */
-export const SCOPES = ['upload', 'purge', 'admin', 'debug'] as const;
+export const SCOPES = ['upload', 'purge', 'sign', 'admin', 'debug'] as const;
 export type Scope = (typeof SCOPES)[number];
 
 export interface ApiToken {
@@ -87,6 +88,8 @@ export interface OriginConfig {
   readonly images: ImagesConfig;
   /** URL signing keys by id, the current (signing) one first; empty when none is configured. */
   readonly urlSigningKeys: readonly { readonly id: string; readonly secret: Secret }[];
+  /** Signed downloads (CDN_DOWNLOAD_PREFIXES, CDN_DOWNLOAD_MAX_TTL_SECONDS; docs/downloads.md). */
+  readonly downloads: { readonly prefixes: readonly string[]; readonly maxTtlSeconds: number };
 }
 
 /** Image variants (CDN_IMAGES, rendered from the spec's `images`; docs/images.md). */
@@ -209,6 +212,11 @@ const envShape = {
     .default(DEFAULT_CACHE_CONTROL),
   CDN_CACHE_CONTROL_BY_TYPE: z.string().optional(),
   CDN_IMAGES: z.string().optional(),
+  CDN_DOWNLOAD_PREFIXES: z
+    .string()
+    .regex(/^(\/[A-Za-z0-9._~\/-]*\/)(,\/[A-Za-z0-9._~\/-]*\/)*$/, 'must be path prefixes starting and ending with /, separated by commas')
+    .optional(),
+  CDN_DOWNLOAD_MAX_TTL_SECONDS: positiveInt(30 * 86400).default(7 * 86400),
   CDN_URL_SIGNING_KEYS_FILE: z.string().optional(),
   CDN_LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error', 'silent'], { error: 'must be debug, info, warn, error or silent' }).default('info'),
 } satisfies Record<OriginEnvName, z.ZodType>;
@@ -290,6 +298,7 @@ export function loadOriginConfig(env: NodeJS.ProcessEnv = process.env, cwd = pro
     logLevel: env_.CDN_LOG_LEVEL,
     images: env_.CDN_IMAGES === undefined ? { ...DEFAULT_IMAGES } : readImages(env_.CDN_IMAGES),
     urlSigningKeys: env_.CDN_URL_SIGNING_KEYS_FILE === undefined ? [] : readSigningKeys(env_.CDN_URL_SIGNING_KEYS_FILE),
+    downloads: { prefixes: env_.CDN_DOWNLOAD_PREFIXES === undefined ? [] : env_.CDN_DOWNLOAD_PREFIXES.split(','), maxTtlSeconds: env_.CDN_DOWNLOAD_MAX_TTL_SECONDS },
   };
 }
 
@@ -398,7 +407,7 @@ const tokensFileSchema = z.array(
   z.strictObject({
     name: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'must be 1-64 of A-Z a-z 0-9 _ . -'),
     token: z.string().regex(/^[\x21-\x7e]{16,512}$/, 'must be 16-512 printable ASCII characters without spaces'),
-    scopes: z.array(z.enum(SCOPES, { error: 'must be "upload", "purge", "admin" or "debug"' })).min(1, 'must name at least one scope'),
+    scopes: z.array(z.enum(SCOPES, { error: 'must be "upload", "purge", "sign", "admin" or "debug"' })).min(1, 'must name at least one scope'),
   }),
   { error: 'must be a JSON array of {name, token, scopes}' },
 );

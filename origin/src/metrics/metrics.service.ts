@@ -17,7 +17,7 @@ const IMAGE_REFUSAL_REASONS: Record<string, string> = {
 /** Route label for requests that matched no route (never the raw path: unbounded). */
 export const UNMATCHED_ROUTE = 'unmatched';
 
-export type PurgeSource = 'api' | 'asset';
+export type PurgeSource = 'api' | 'asset' | 'revoke';
 export type PurgeOutcome = 'published' | 'deduplicated' | 'rate_limited' | 'failed';
 
 /**

@@ -50,6 +50,8 @@ type PurgeLists = Required<Pick<PurgeRequestBody, 'urls' | 'prefixes' | 'tags'>>
 export type PurgeRequest = { readonly [K in keyof PurgeLists]: Readonly<PurgeLists[K]> } & {
   /** Mark stale instead of evicting: edges may serve the old copy while they revalidate. */
   readonly soft?: PurgeRequestBody['soft'];
+  /** Download tokens to revoke (POST /v1/signed-urls/revoke publishes these on the purge stream). */
+  readonly revoke?: { readonly tokens: readonly string[]; readonly keys: readonly string[] };
 };
 
 function invalid(detail: string, field?: string): never {

@@ -22,6 +22,13 @@ export interface PurgeMessage {
   /** Epoch milliseconds at publication. */
   readonly at: number;
   readonly soft?: true;
+  /** Revoked download tokens (by id) and paths whose tokens issued before `at` are revoked. */
+  readonly revoke?: DownloadRevocation;
+}
+
+export interface DownloadRevocation {
+  readonly tokens: readonly string[];
+  readonly keys: readonly string[];
 }
 
 export const PURGE_STREAM_FIELD = 'purge';
@@ -106,6 +113,7 @@ export class PurgeService {
       tags: [...request.tags],
       at: Date.now(),
       ...(request.soft === true ? { soft: true as const } : {}),
+      ...(request.revoke !== undefined ? { revoke: request.revoke } : {}),
     };
     const { stream, maxLen, statusTtlSeconds, dedupWindowMs } = this.config.purge;
     const dedupKey = fingerprint === undefined ? this.keys.dedup('none') : this.keys.dedup(fingerprint);
@@ -196,6 +204,7 @@ export class PurgeService {
         prefixes: request.prefixes,
         tags: request.tags,
         soft: request.soft === true,
+        ...(request.revoke !== undefined ? { revoke: request.revoke } : {}),
         deduplicated,
       },
       'purge accepted',

@@ -14,6 +14,7 @@ local bucket = require "cdn.edge.bucket"
 local revalidated = require "cdn.edge.revalidated"
 local meta = require "cdn.edge.meta"
 local images = require "cdn.edge.images"
+local downloads = require "cdn.edge.downloads"
 
 local var = ngx.var
 local header = ngx.header
@@ -249,7 +250,10 @@ function _M.upstream()
     -- the CDN's own origin reads only the image parameters (images.lua; the
     -- public server already refused what they refuse)
     local query
-    if route or not path or not images.enabled() then
+    if path and downloads.enabled() and downloads.protected(path) then
+        -- a download token never reaches any origin
+        query = ""
+    elseif route or not path or not images.enabled() then
         query = key.query(var.args)
     else
         query = images.query(path, var.args) or ""

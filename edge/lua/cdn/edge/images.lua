@@ -41,7 +41,8 @@ local enabled = false
 local widths, qualities, default_quality
 
 
--- init_by_lua: the spec's `images` section (edge/render.ts).
+-- init_by_lua: the spec's `images` section (edge/render.ts); the signing keys
+-- are read by signature.init (edge.lua).
 function _M.init(s)
     if not s or not s.enabled then
         enabled = false
@@ -49,7 +50,6 @@ function _M.init(s)
     end
     enabled = true
     widths, qualities, default_quality = s.widths, s.qualities, s.defaultQuality
-    signature.init(s.signingKeysFile)
 end
 
 

@@ -12,6 +12,7 @@ local cjson = require "cjson.safe"
 local redis = require "cdn.redis"
 local generations = require "cdn.edge.generations"
 local tags = require "cdn.edge.tags"
+local downloads = require "cdn.edge.downloads"
 local stored_paths = require "cdn.edge.stored"
 local key = require "cdn.key"
 
@@ -108,6 +109,10 @@ function _M.apply(msg)
                 n = n + tags.purge(t, soft)
             end
         end
+    end
+    -- revoked download tokens (POST /v1/signed-urls/revoke)
+    if type(msg.revoke) == "table" then
+        n = n + downloads.revoke(msg.revoke, msg.at)
     end
     return n
 end

@@ -1,0 +1,292 @@
+-- Signed downloads (digital goods) under the spec's downloads.prefixes
+-- (docs/downloads.md): a request needs a token the origin signed
+-- (POST /v1/signed-urls), verified here; the token never reaches the cache
+-- key, the origin or a log, so one stored copy serves every buyer.
+--
+-- The token is the URL's query: exp, iat, kid, tid (its id), optionally uses
+-- (a download limit) and ip (the buyer's address), and sig, the hex
+-- HMAC-SHA256 under key kid of "dl\n<path>?<the other fields, names sorted>".
+--
+-- Where the work happens, so a buyer's HIT costs little more than any HIT:
+--   verify     in the key lookup, once per distinct URL (memoised with the key)
+--   check      every request: expiry, revocation (two shared-dict reads)
+--   access     only for tokens with a use limit (a location of their own):
+--              the bytes already served, from Redis, fleet-wide
+--   log        only for those too: the bytes this response sent, into Redis
+--   revoke     from the purge stream (invalidation.lua): a token id, or every
+--              token of a path issued before the revocation
+local key = require "cdn.key"
+local signature = require "cdn.edge.signature"
+local redis = require "cdn.redis"
+
+local var = ngx.var
+local header = ngx.header
+local now = ngx.time
+local decode_args = ngx.decode_args
+local find = string.find
+local sub = string.sub
+local match = string.match
+local concat = table.concat
+local sort = table.sort
+local tonumber = tonumber
+local type = type
+local pairs = pairs
+local ipairs = ipairs
+local log = ngx.log
+local WARN = ngx.WARN
+
+local _M = { _VERSION = "0.1.0" }
+
+-- Seconds a token is still accepted after its exp (clock skew between the
+-- origin that signed it and this edge).
+local CLOCK_SKEW = 5
+_M.CLOCK_SKEW = CLOCK_SKEW
+
+local CLAIMS = { exp = true, iat = true, kid = true, tid = true, uses = true, ip = true }
+local MAX_ARGS = 16
+
+local prefixes = {}
+local revoked
+-- seconds a revocation is kept: longer than any token lives
+local revocation_ttl = 8 * 86400
+local counter -- where use counts live: { host, port, tls = {serverName}? }
+local password
+
+
+-- init_by_lua (from edge.lua's init).
+function _M.init(settings)
+    prefixes = settings.downloads and settings.downloads.prefixes or {}
+    if settings.downloads then
+        revocation_ttl = settings.downloads.maxTtl + 86400
+    end
+    -- use counts are writes: the primary, also when the stream is read from a replica
+    counter = settings.acknowledge or settings.redis
+    password = settings.redis_password
+end
+
+
+function _M.enabled()
+    return #prefixes > 0
+end
+
+
+-- Whether `path` (decoded) is under a protected prefix.
+function _M.protected(path)
+    for i = 1, #prefixes do
+        local p = prefixes[i]
+        if sub(path, 1, #p) == p then
+            return true
+        end
+    end
+    return false
+end
+
+
+local function denied(why)
+    return nil, "403 download token: " .. why
+end
+
+
+-- The key lookup, once per distinct URL: the token's claims, or nil and
+-- "<status> <reason>" (403: no token, a bad signature, a malformed claim).
+-- Expiry and revocation are checked per request (check).
+function _M.verify(path, args)
+    if not args or args == "" then
+        return denied("this download needs a signed URL")
+    end
+    local given = decode_args(args, MAX_ARGS)
+    local names, n = {}, 0
+    for name, value in pairs(given) do
+        if CLAIMS[name] or name == "sig" then
+            if type(value) ~= "string" or not find(value, "^[%w.:_-]+$") then
+                return denied(name .. " must be given once, as letters, digits or . : _ -")
+            end
+            if name ~= "sig" then
+                n = n + 1
+                names[n] = name
+            end
+        end
+    end
+    local exp, iat = tonumber(given.exp), tonumber(given.iat)
+    if not (exp and iat and given.tid and given.kid and given.sig) then
+        return denied("exp, iat, kid, tid and sig are required")
+    end
+    sort(names)
+    for i = 1, n do
+        names[i] = names[i] .. "=" .. given[names[i]]
+    end
+    local ok, why = signature.verify("dl\n" .. path .. "?" .. concat(names, "&"),
+                                     given.kid, given.sig)
+    if not ok then
+        return denied(why)
+    end
+    local uses = given.uses and tonumber(given.uses)
+    if given.uses and not (uses and uses >= 1) then
+        return denied("uses must be a positive number")
+    end
+    return { path = path, exp = exp, iat = iat, tid = given.tid, uses = uses, ip = given.ip }
+end
+
+
+-- Every request: nil when the token may be used now, else "<status> <reason>".
+function _M.check(claims)
+    if now() > claims.exp + CLOCK_SKEW then
+        return "403 download token: expired"
+    end
+    if claims.ip and claims.ip ~= var.http_x_forwarded_for then
+        return "403 download token: issued for another address"
+    end
+    if revoked:get("t:" .. claims.tid) then
+        return "403 download token: revoked"
+    end
+    local at = revoked:get("p:" .. claims.path)
+    if at and claims.iat <= at then
+        return "403 download token: revoked"
+    end
+    return nil
+end
+
+
+-- Header filter addition: the response belongs to one buyer, for as long as
+-- the token lives, and its URL (the token) must not leak through Referer.
+function _M.headers(claims)
+    local left = claims.exp - now()
+    header["Cache-Control"] = "private, max-age=" .. (left > 0 and left or 0)
+    header["Referrer-Policy"] = "no-referrer"
+end
+
+
+local function connect()
+    local red = redis:new()
+    red:set_timeouts(500, 500, 500)
+    local ok, err
+    if counter.tls then
+        ok, err = red:connect_tls(counter.host, counter.port, counter.tls.serverName)
+    else
+        ok, err = red:connect(counter.host, counter.port)
+    end
+    if ok and password and red:get_reused_times() == 0 then
+        ok, err = red:auth(password)
+    end
+    if not ok then
+        return nil, err
+    end
+    return red
+end
+
+
+local function count_key(tid)
+    return "cdn:downloads:" .. tid
+end
+
+
+-- access_by_lua of the use-limited location: the bytes the fleet already
+-- served under this token against uses x the object's size (so a download
+-- split into ranges counts the same as one). Fails closed: without the
+-- counter a use-limited token is refused (503), plain expiring ones never come
+-- here.
+function _M.access()
+    local claims = ngx.ctx.download
+    if not claims or not claims.uses then
+        return
+    end
+    local red, err = connect()
+    local counts
+    if red then
+        counts, err = red:hmget(count_key(claims.tid), "bytes", "size")
+        if counts then
+            red:set_keepalive(60000, 32)
+        end
+    end
+    if not counts then
+        log(WARN, "downloads: use counter unreachable: ", err)
+        ngx.status = 503
+        header["Retry-After"] = "5"
+        header["Cache-Control"] = "no-store"
+        ngx.say("service unavailable: the download counter cannot be reached; retry shortly")
+        return ngx.exit(503)
+    end
+    local bytes, size = tonumber(counts[1]), tonumber(counts[2])
+    if bytes and size and bytes >= claims.uses * size then
+        ngx.status = 403
+        header["Cache-Control"] = "no-store"
+        ngx.say("forbidden: download token: used up (", claims.uses, " downloads)")
+        return ngx.exit(403)
+    end
+end
+
+
+local function record(premature, tid, sent, size, expire_at)
+    if premature then
+        return
+    end
+    local red, err = connect()
+    if not red then
+        log(WARN, "downloads: could not count ", sent, " bytes of token ", tid, ": ", err)
+        return
+    end
+    local k = count_key(tid)
+    red:init_pipeline()
+    red:hincrby(k, "bytes", sent)
+    red:hset(k, "size", size)
+    red:expireat(k, expire_at)
+    local _, perr = red:commit_pipeline()
+    if perr then
+        log(WARN, "downloads: could not count bytes of token ", tid, ": ", perr)
+        return
+    end
+    red:set_keepalive(60000, 32)
+end
+
+
+-- log_by_lua of the use-limited location: the body bytes this response sent.
+-- (cosockets are not allowed in the log phase: a timer does the write)
+function _M.log()
+    local claims = ngx.ctx.download
+    if not claims or not claims.uses then
+        return
+    end
+    local sent = tonumber(var.body_bytes_sent) or 0
+    if sent == 0 or ngx.status >= 300 then
+        return
+    end
+    -- the whole object's size: Content-Range's total for a 206, else the length
+    local range = var.sent_http_content_range
+    local size = range and tonumber(match(range, "/(%d+)$"))
+                 or tonumber(var.sent_http_content_length)
+    if size then
+        ngx.timer.at(0, record, claims.tid, sent, size, claims.exp + 86400)
+    end
+end
+
+
+-- From the purge stream (invalidation.lua): { tokens = {tid...}, keys = {path...} }
+-- published at `at` (ms). Kept a day longer than any token lives.
+function _M.revoke(r, at)
+    local max_ttl = revocation_ttl
+    local n = 0
+    local seconds = (tonumber(at) or now() * 1000) / 1000
+    if type(r.tokens) == "table" then
+        for _, tid in ipairs(r.tokens) do
+            if type(tid) == "string" then
+                revoked:set("t:" .. tid, true, max_ttl)
+                n = n + 1
+            end
+        end
+    end
+    if type(r.keys) == "table" then
+        for _, p in ipairs(r.keys) do
+            local path = type(p) == "string" and key.purge_path(p)
+            if path then
+                revoked:set("p:" .. path, seconds, max_ttl)
+                n = n + 1
+            end
+        end
+    end
+    return n
+end
+
+
+revoked = ngx.shared.cdn_revoked
+
+return _M
