@@ -36,7 +36,7 @@ const PUBLIC_URL = 'http://127.0.0.1:8080';
 /** Other specs the tests render, and the one unit whose files each changes (its nginx.conf and settings). */
 export const VARIANTS: Record<string, { unit: 'edge-eu-1' | 'balancer'; spec: unknown }> = {
   'filesystem-storage': { unit: 'edge-eu-1', spec: {} },
-  'sliced-downloads': { unit: 'edge-eu-1', spec: { cache: { bypassCookies: ['session', 'cart_id'], slice: { prefixes: ['/downloads/'], size: '1m' } } } },
+  'sliced-downloads': { unit: 'edge-eu-1', spec: { cache: { bypassCookies: ['session', 'cart_id'], slice: { prefixes: ['/downloads/'], size: '1m' } }, downloads: { prefixes: ['/downloads/'] } } },
   's3-own-edge-keys': {
     unit: 'edge-eu-1',
     spec: {

@@ -61,11 +61,12 @@ describe('renderers', () => {
   test.each([
     ['filesystem', {}],
     ['S3 (raw assets from the bucket)', { storage: { kind: 's3', endpoint: 'https://127.0.0.1:9000', bucket: 'shop-assets', accessKeySecret: 'A', secretKeySecret: 'B' } }],
-  ])('nginx accepts every rendered edge and balancer config (nginx -t), %s storage, with bypass cookies and slicing', (_, storage) => {
+  ])('nginx accepts every rendered edge and balancer config (nginx -t), %s storage, with bypass cookies, slicing and signed downloads', (_, storage) => {
     // bypass cookies with every character a cookie name may hold, escaped in the map's regex
     const bypassCookies = ['session', "we!rd#$%&'*+-.^_`|~"];
     const { units } = unitsFor(
-      { regions: [{ name: 'eu', edges: 2 }, { name: 'us', edges: 1 }], cache: { bypassCookies, slice: { prefixes: ['/downloads/', '/media/video/'], size: '4m' } }, ...storage },
+      // (/downloads/ is sliced and protected, /files/ only protected)
+      { regions: [{ name: 'eu', edges: 2 }, { name: 'us', edges: 1 }], cache: { bypassCookies, slice: { prefixes: ['/downloads/', '/media/video/'], size: '4m' } }, downloads: { prefixes: ['/downloads/', '/files/'] }, ...storage },
       dir,
       path.join(dir, 'secrets'),
     );

@@ -146,6 +146,8 @@ describe('image variants through the balancer', () => {
 
   test('a variant is made once for the fleet: other edges read it from the reserve', async () => {
     await image(`${stack.state.balancer}/products/photo.jpg?w=828`, WEBP);
+    // (the variant reaches the reserve just after its first answer)
+    await new Promise((r) => setTimeout(r, 300));
     const transforms = await originMetric('cdn_origin_image_transforms_total');
     const hits = await originMetric('cdn_origin_image_reserve_hits_total');
     // every edge, asked directly (most are not the object's home edge), misses once

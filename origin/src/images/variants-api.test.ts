@@ -7,7 +7,7 @@
 import sharp from 'sharp';
 import { startRedis, type RedisHandle } from '../../../test/support/redis-server';
 import { startS3rver, type S3rverHandle } from '../../../test/support/s3rver';
-import { startOrigin, type OriginUnderTest } from '../../test/harness';
+import { eventually, startOrigin, type OriginUnderTest } from '../../test/harness';
 import { DEFAULT_IMAGES, VARIANT_PREFIX } from '../../contract/images';
 import { STORAGE_DRIVER, type StorageDriver } from '../assets/storage/storage-driver';
 
@@ -59,6 +59,8 @@ describe.each(['filesystem', 's3'] as const)('image variants on %s storage', (ki
     expect(first.headers.vary).toBe('Accept');
     expect(await sharp(first.body).metadata()).toMatchObject({ width: 640, height: 427 });
     expect(await metric('cdn_origin_image_transforms_total')).toBe(transforms + 1);
+    // (written to the reserve after the answer)
+    await eventually(async () => (await reserve(created.sha256)).length === 1);
     expect(await reserve(created.sha256)).toEqual([`${VARIANT_PREFIX}${created.sha256}/640x-q75-auto-webp`]);
 
     const hits = await metric('cdn_origin_image_reserve_hits_total');
@@ -88,12 +90,12 @@ describe.each(['filesystem', 's3'] as const)('image variants on %s storage', (ki
     const own = await sharp({ create: { width: 600, height: 400, channels: 3, background: { r: 90, g: 90, b: 0 } } }).jpeg().toBuffer();
     const before = (await put('p/drop.jpg', own)).json<{ sha256: string }>();
     await variant('/p/drop.jpg?fmt=webp&q=75&w=128');
-    expect(await reserve(before.sha256)).toHaveLength(1);
+    await eventually(async () => (await reserve(before.sha256)).length === 1);
     const other = await sharp({ create: { width: 300, height: 300, channels: 3, background: { r: 1, g: 2, b: 3 } } }).png().toBuffer();
     const after = (await put('p/drop.jpg', other, 'image/png')).json<{ sha256: string }>();
     expect(await reserve(before.sha256)).toEqual([]);
     await variant('/p/drop.jpg?fmt=webp&q=75&w=128');
-    expect(await reserve(after.sha256)).toHaveLength(1);
+    await eventually(async () => (await reserve(after.sha256)).length === 1);
     expect((await origin.request('DELETE', '/v1/assets/p/drop.jpg', { auth: true })).status).toBe(204);
     expect(await reserve(after.sha256)).toEqual([]);
   });

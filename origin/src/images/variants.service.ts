@@ -88,8 +88,12 @@ export class VariantsService {
     }
     let pending = this.making.get(reserveKey);
     if (pending === undefined) {
-      pending = this.make(metadata, query, accepts, reserveKey).finally(() => this.making.delete(reserveKey));
+      const made = this.make(metadata, query, accepts, reserveKey);
+      pending = made.then((m) => m.variant);
       this.making.set(reserveKey, pending);
+      // Answered as soon as it is made; the entry stays until the variant is in the
+      // reserve, so a request arriving meanwhile shares this transform.
+      made.then((m) => m.kept, () => undefined).finally(() => this.making.delete(reserveKey));
     }
     return pending;
   }
@@ -138,16 +142,20 @@ export class VariantsService {
     }
   }
 
-  private async make(metadata: AssetMetadata, query: ImageQuery, accepts: Accepts, reserveKey: string): Promise<VariantBody> {
+  /** Transforms in a queue slot; the reserve write (`kept`) happens after the slot is freed and the variant answered. */
+  private async make(metadata: AssetMetadata, query: ImageQuery, accepts: Accepts, reserveKey: string): Promise<{ variant: VariantBody; kept: Promise<void> }> {
     try {
-      return await this.queue.run(async () => {
+      const out = await this.queue.run(async () => {
         const input = await this.readSource(metadata);
         const started = process.hrtime.bigint();
-        const out = await transformImage(input, { ...query, accepts }, this.limits);
-        this.metrics.observeImageTransform(out.format, Number(process.hrtime.bigint() - started) / 1e9);
-        await this.keep(reserveKey, out.data, out.contentType);
-        return { contentType: out.contentType, size: out.data.length, body: out.data };
+        const transformed = await transformImage(input, { ...query, accepts }, this.limits);
+        this.metrics.observeImageTransform(transformed.format, Number(process.hrtime.bigint() - started) / 1e9);
+        return transformed;
       });
+      return {
+        variant: { contentType: out.contentType, size: out.data.length, body: out.data },
+        kept: this.keep(reserveKey, out.data, out.contentType),
+      };
     } catch (err) {
       this.metrics.countImageRefusal(err instanceof CdnError ? err.code : 'CDN_ERR_INTERNAL');
       throw err;
