@@ -191,7 +191,27 @@ export const READY_PATH = '/.well-known/cdn-ready';
 const STATUS_LOCATIONS = `        # Traffic status (the VTS replacement): a page, its JSON, and /metrics above.
         location = /status { content_by_lua_block { require("cdn.balancer").serve_status() } }
         location = /status.json { content_by_lua_block { require("cdn.balancer").serve_status_json() } }
-        location = / { return 302 /status; }`;
+        location = / { return 302 /status; }
+        # Cache warming (the origin's POST /v1/warm): GET /warm/<path> goes to the
+        # object's home edge in the region X-Cdn-Warm-Region names, as a
+        # shopper's request there would, and is stored there.
+        location ^~ /warm/ {
+            limit_except GET { deny all; }
+            set_by_lua_block $cdn_refuse { return require("cdn.balancer").route_warm() }
+            if ($cdn_refuse) {
+                return 400;
+            }
+            rewrite ^/warm(/.*)$ $1 break;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-For $remote_addr;
+            proxy_set_header X-Cdn-Warm-Region "";
+            proxy_connect_timeout 1s;
+            proxy_read_timeout 60s;
+            proxy_pass http://edges_once;
+            log_by_lua_block { require("cdn.balancer").log_warm() }
+        }`;
 
 export function renderBalancer(spec: CdnSpec, topology: Topology, layout: Layout): RenderedFile[] {
   const b = spec.balancer;

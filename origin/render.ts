@@ -73,6 +73,10 @@ export function renderOriginEnv(spec: CdnSpec, topology: Topology, storagePath: 
     CDN_IMAGES: JSON.stringify(originImages(spec.images)),
     ...(spec.downloads.prefixes.length > 0 ? { CDN_DOWNLOAD_PREFIXES: spec.downloads.prefixes.join(',') } : {}),
     CDN_DOWNLOAD_MAX_TTL_SECONDS: String(spec.downloads.maxTtl),
+    // Cache warming goes through the balancer's internal listener (its /warm/ route).
+    CDN_BALANCER_INTERNAL_URL: `http://${topology.balancer.internal.reach.host.includes(':') ? `[${topology.balancer.internal.reach.host}]` : topology.balancer.internal.reach.host}:${topology.balancer.internal.reach.port}`,
+    CDN_WARM_CONCURRENCY: String(spec.warming.concurrency),
+    CDN_WARM_RATE_PER_SECOND: String(spec.warming.ratePerSecond),
     CDN_PUBLIC_BASE_URL: topology.publicBaseUrl,
     CDN_PURGE_STREAM: spec.purge.stream,
     CDN_PURGE_STREAM_MAXLEN: String(spec.purge.maxLen),

@@ -288,6 +288,16 @@ export const cdnSpecSchema = z
     secrets: secrets.prefault({}),
     images: images.prefault({}),
     downloads: downloads.prefault({}),
+    /** Cache warming (POST /v1/warm, launches): its own bound on origin load, apart from shoppers' misses. */
+    warming: z
+      .object({
+        /** Warm requests in flight at once, per origin process. */
+        concurrency: z.number().int().min(1).max(256).default(4),
+        /** Warm requests started per second, per origin process. */
+        ratePerSecond: z.number().int().min(1).max(10000).default(50),
+      })
+      .strict()
+      .prefault({}),
     purge: z
       .object({
         stream: z.string().min(1).default('cdn:purges'),

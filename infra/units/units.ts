@@ -296,7 +296,7 @@ export function cdnUnits(o: CdnUnitOptions): ServiceUnit[] {
       health: { kind: 'http', url: url(balancer.internal.reach, '/healthz') },
       url: url(balancer.traffic.reach),
       published: { port: balancer.traffic.listen.port, audience: 'shoppers' },
-      accepts: scrapedBy(topology, balancer.internal),
+      accepts: [...scrapedBy(topology, balancer.internal), { peer: 'origin', port: balancer.internal.listen.port, purpose: 'cache warming from the origin' }],
       dependsOn: edgeNames(topology),
     }),
   );

@@ -5,6 +5,7 @@ import { ConfigModule } from './config/config.module';
 import type { OriginConfig } from './config/origin-config';
 import { DownloadsModule } from './downloads/downloads.module';
 import { HealthModule } from './health/health.module';
+import { WarmModule } from './warm/warm.module';
 import { MetricsModule } from './metrics/metrics.module';
 import { LoggingModule, type OriginLog } from './logging/origin-logger';
 import { PurgeModule } from './purge/purge.module';
@@ -27,6 +28,7 @@ export class OriginModule {
         // Last: its GET /* catch-all must not shadow anything (Fastify prefers static
         // routes anyway; this keeps the registration order readable too).
         AssetsModule,
+        WarmModule,
       ],
     };
   }

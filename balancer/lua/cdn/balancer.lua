@@ -47,6 +47,7 @@ local memo_get, memo_set = memo.get, memo.set
 local cast = ffi.cast
 local uintptr_t = ffi.typeof("uintptr_t")
 local match = string.match
+local sub = string.sub
 require "resty.core.misc"   -- declares the FFI function below
 local response_status = ffi.C.ngx_http_lua_ffi_get_resp_status
 
@@ -185,6 +186,15 @@ end
 
 -- Where a request signature goes: refused by the front door, or an object key
 -- (and where its walk starts on each ring) with the rings to try, its region's first.
+local function entry_of(object, rings)
+    local starts = {}
+    for k = 1, #rings do
+        starts[k] = rings[k]:start_of(object)
+    end
+    return { object = object, rings = rings, starts = starts }
+end
+
+
 local function route_entry()
     local status = front.host_refusal()
     if status then
@@ -194,12 +204,7 @@ local function route_entry()
     if not object then
         return { refuse = "400" }
     end
-    local rings = fallback[front.region()]
-    local starts = {}
-    for k = 1, #rings do
-        starts[k] = rings[k]:start_of(object)
-    end
-    return { object = object, rings = rings, starts = starts }
+    return entry_of(object, fallback[front.region()])
 end
 
 
@@ -251,6 +256,24 @@ function _M.route()
     routed_request, routed_entry = r, entry
     picks[r] = nil
     return entry.refuse or ""
+end
+
+
+-- set_by_lua of the internal listener's /warm/ location (the origin's cache
+-- warming, POST /v1/warm): the object after "/warm" goes where a shopper's
+-- request for it in the region X-Cdn-Warm-Region names would, its home edge
+-- there. Returns "" to go on, or "400" (unknown region, refused target).
+function _M.route_warm()
+    local rings = fallback[var.http_x_cdn_warm_region or ""]
+    local target = sub(var.request_uri, 6) -- after "/warm"
+    local object = rings and key.object(var.http_host, target)
+    if not object then
+        return "400"
+    end
+    local r = request_id()
+    routed_request, routed_entry = r, entry_of(object, rings)
+    picks[r] = nil
+    return ""
 end
 
 
@@ -376,8 +399,9 @@ local function request_log()
 end
 
 
-function _M.log()
-    local r = request_id()
+-- Gives back the in-flight counts of the edges a request was sent to; returns
+-- the last one.
+local function finished(r)
     local picked = picks[r]
     local node = picked
     if picked then
@@ -391,9 +415,23 @@ function _M.log()
             node = picked[#picked]
         end
     end
+    return node
+end
+
+
+function _M.log()
+    local r = request_id()
+    local node = finished(r)
     local entry = request_log()
     stats.record(node, response_status(get_request()), entry.bytes,
                  now() - start_time(), entry.result)
+end
+
+
+-- Log phase of the warming location: the edge's in-flight count back, and no
+-- statistics (warming is not shoppers' traffic).
+function _M.log_warm()
+    finished(request_id())
 end
 
 

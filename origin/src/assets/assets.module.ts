@@ -11,6 +11,6 @@ import { VariantsService } from '../images/variants.service';
   controllers: [AssetsController],
   // GET|HEAD /* is registered on Fastify directly: see delivery.route.ts.
   providers: [AssetsService, DeliveryService, VariantsService],
-  exports: [DeliveryService],
+  exports: [DeliveryService, VariantsService],
 })
 export class AssetsModule {}

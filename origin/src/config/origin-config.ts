@@ -90,6 +90,8 @@ export interface OriginConfig {
   readonly urlSigningKeys: readonly { readonly id: string; readonly secret: Secret }[];
   /** Signed downloads (CDN_DOWNLOAD_PREFIXES, CDN_DOWNLOAD_MAX_TTL_SECONDS; docs/downloads.md). */
   readonly downloads: { readonly prefixes: readonly string[]; readonly maxTtlSeconds: number };
+  /** Cache warming: where the balancer's /warm/ route is (absent: warming is refused), its bounds, and the regions. */
+  readonly warming: { readonly balancerInternalUrl: string | null; readonly concurrency: number; readonly ratePerSecond: number; readonly regions: readonly string[] };
 }
 
 /** Image variants (CDN_IMAGES, rendered from the spec's `images`; docs/images.md). */
@@ -217,6 +219,9 @@ const envShape = {
     .regex(/^(\/[A-Za-z0-9._~\/-]*\/)(,\/[A-Za-z0-9._~\/-]*\/)*$/, 'must be path prefixes starting and ending with /, separated by commas')
     .optional(),
   CDN_DOWNLOAD_MAX_TTL_SECONDS: positiveInt(30 * 86400).default(7 * 86400),
+  CDN_BALANCER_INTERNAL_URL: httpUrl.optional(),
+  CDN_WARM_CONCURRENCY: positiveInt(256).default(4),
+  CDN_WARM_RATE_PER_SECOND: positiveInt(10000).default(50),
   CDN_URL_SIGNING_KEYS_FILE: z.string().optional(),
   CDN_LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error', 'silent'], { error: 'must be debug, info, warn, error or silent' }).default('info'),
 } satisfies Record<OriginEnvName, z.ZodType>;
@@ -298,6 +303,13 @@ export function loadOriginConfig(env: NodeJS.ProcessEnv = process.env, cwd = pro
     logLevel: env_.CDN_LOG_LEVEL,
     images: env_.CDN_IMAGES === undefined ? { ...DEFAULT_IMAGES } : readImages(env_.CDN_IMAGES),
     urlSigningKeys: env_.CDN_URL_SIGNING_KEYS_FILE === undefined ? [] : readSigningKeys(env_.CDN_URL_SIGNING_KEYS_FILE),
+    warming: {
+      balancerInternalUrl: env_.CDN_BALANCER_INTERNAL_URL ?? null,
+      concurrency: env_.CDN_WARM_CONCURRENCY,
+      ratePerSecond: env_.CDN_WARM_RATE_PER_SECOND,
+      // edge ids are <region>-<n>
+      regions: [...new Set((env_.CDN_EDGE_IDS ?? '').split(',').filter(Boolean).map((id) => id.replace(/-\d+$/, '')))],
+    },
     downloads: { prefixes: env_.CDN_DOWNLOAD_PREFIXES === undefined ? [] : env_.CDN_DOWNLOAD_PREFIXES.split(','), maxTtlSeconds: env_.CDN_DOWNLOAD_MAX_TTL_SECONDS },
   };
 }

@@ -9,6 +9,9 @@
  *   <stream>:dedup:<sha256>        purge id of an identical recent purge (PX window)
  *   <stream>:rate:<token>:<sec>    API purges of a token in one second (expires)
  *   <stream>:tag:<tag>             sorted set of asset keys carrying the tag (score 0: by key)
+ *   <stream>:warm:<id>             a warming job's progress, JSON (TTL)
+ *   <stream>:launches              sorted set of launch ids by time (score: epoch ms)
+ *   <stream>:launch:<id>           a launch, JSON
  */
 export class RedisKeys {
   constructor(readonly stream: string) {}
@@ -35,6 +38,18 @@ export class RedisKeys {
 
   tag(tag: string): string {
     return `${this.stream}:tag:${tag}`;
+  }
+
+  warm(id: string): string {
+    return `${this.stream}:warm:${id}`;
+  }
+
+  get launches(): string {
+    return `${this.stream}:launches`;
+  }
+
+  launch(id: string): string {
+    return `${this.stream}:launch:${id}`;
   }
 }
 
