@@ -233,8 +233,8 @@ export interface Sample {
   errors: number;
 }
 
-function wrkArgs(url: string, seconds: number): string[] {
-  return ['-t1', `-c${CONNECTIONS}`, `-d${seconds}s`, ...BALANCER_HEADERS.flatMap((h) => ['-H', h]), url];
+function wrkArgs(url: string, seconds: number, script?: string): string[] {
+  return ['-t1', `-c${CONNECTIONS}`, `-d${seconds}s`, ...BALANCER_HEADERS.flatMap((h) => ['-H', h]), ...(script ? ['-s', script] : []), url];
 }
 
 function parseWrk(out: string): { requests: number; rps: number; errors: number } {
@@ -244,9 +244,10 @@ function parseWrk(out: string): { requests: number; rps: number; errors: number 
   return { requests, rps, errors };
 }
 
-function wrk(url: string, pid: number, seconds = SECONDS): Sample {
+/** A wrk run against `url` (or the paths a wrk Lua `script` picks), with the CPU the process `pid` (and its threads) used. */
+export function wrk(url: string, pid: number, seconds = SECONDS, script?: string): Sample {
   const before = cpuSeconds(pid);
-  const out = execFileSync('wrk', wrkArgs(url, seconds), { encoding: 'utf8' });
+  const out = execFileSync('wrk', wrkArgs(url, seconds, script), { encoding: 'utf8' });
   const used = cpuSeconds(pid) - before;
   const { requests, rps, errors } = parseWrk(out);
   return { rps, requests, errors, cpuUsPerRequest: requests > 0 ? (used * 1e6) / requests : NaN };

@@ -1,5 +1,6 @@
 /** The `cdn` command. */
 import { Command } from 'commander';
+import { loadAssetsCommand } from './commands/assets.command';
 import { loadLocalCommand } from './commands/local.command';
 import { ERROR_PREFIX, fail } from './ui';
 
@@ -13,6 +14,7 @@ export function buildProgram(): Command {
     process.exit(err.exitCode === 0 ? 0 : 2);
   });
   loadLocalCommand(program);
+  loadAssetsCommand(program);
   return program;
 }
 

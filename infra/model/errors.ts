@@ -53,6 +53,7 @@ export const Errors = {
   CDN_ERR_SERVICE_FAILED: exit('CDN_ERR_SERVICE_FAILED', 'A service failed to start', 4),
   CDN_ERR_STACK_RUNNING: exit('CDN_ERR_STACK_RUNNING', 'A stack is already running in this state directory', 5),
   CDN_ERR_STACK_NOT_RUNNING: exit('CDN_ERR_STACK_NOT_RUNNING', 'No stack is running in this state directory', 6),
+  CDN_ERR_SYNC_FAILED: exit('CDN_ERR_SYNC_FAILED', 'The asset sync did not complete', 7),
 
   /** Asset API */
   CDN_ERR_UNAUTHORIZED: http('CDN_ERR_UNAUTHORIZED', 'Missing or invalid bearer token', 401),
@@ -88,6 +89,11 @@ export const Errors = {
   CDN_ERR_IMAGE_UNSUPPORTED: http('CDN_ERR_IMAGE_UNSUPPORTED', 'The image cannot be transformed', 422),
   CDN_ERR_IMAGE_BUSY: http('CDN_ERR_IMAGE_BUSY', 'Too many image transforms in progress; retry shortly', 503),
   CDN_ERR_IMAGE_TIMEOUT: http('CDN_ERR_IMAGE_TIMEOUT', 'The image transform took too long', 503),
+
+  /** Scheduled launches (issue #19) */
+  CDN_ERR_LAUNCH_INVALID: http('CDN_ERR_LAUNCH_INVALID', 'Invalid launch', 400),
+  CDN_ERR_LAUNCH_NOT_FOUND: http('CDN_ERR_LAUNCH_NOT_FOUND', 'Unknown or expired launch id', 404),
+  CDN_ERR_LAUNCH_NOT_CANCELLABLE: http('CDN_ERR_LAUNCH_NOT_CANCELLABLE', 'The launch can no longer be cancelled', 409),
 } as const;
 
 export type ErrorCode = keyof typeof Errors;
