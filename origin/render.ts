@@ -80,6 +80,8 @@ export function renderOriginEnv(spec: CdnSpec, topology: Topology, storagePath: 
     CDN_PUBLIC_BASE_URL: topology.publicBaseUrl,
     CDN_PURGE_STREAM: spec.purge.stream,
     CDN_PURGE_STREAM_MAXLEN: String(spec.purge.maxLen),
+    // Tags only an admin token may purge (the edges need not know: the origin refuses the purge).
+    ...(spec.purge.protectedTags.length > 0 ? { CDN_PROTECTED_TAGS: spec.purge.protectedTags.join(',') } : {}),
     // The edges that must apply a purge before the origin reports it complete.
     CDN_EDGE_IDS: topology.edges.map((e) => e.id).join(','),
   };

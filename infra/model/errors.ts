@@ -91,6 +91,8 @@ export const Errors = {
   CDN_ERR_IMAGE_TIMEOUT: http('CDN_ERR_IMAGE_TIMEOUT', 'The image transform took too long', 503),
 
   /** Scheduled launches (issue #19) */
+  CDN_ERR_WARM_NOT_FOUND: http('CDN_ERR_WARM_NOT_FOUND', 'Unknown or expired warming job', 404),
+  CDN_ERR_NOT_CONFIGURED: http('CDN_ERR_NOT_CONFIGURED', 'This origin is not configured for that', 503),
   CDN_ERR_LAUNCH_INVALID: http('CDN_ERR_LAUNCH_INVALID', 'Invalid launch', 400),
   CDN_ERR_LAUNCH_NOT_FOUND: http('CDN_ERR_LAUNCH_NOT_FOUND', 'Unknown or expired launch id', 404),
   CDN_ERR_LAUNCH_NOT_CANCELLABLE: http('CDN_ERR_LAUNCH_NOT_CANCELLABLE', 'The launch can no longer be cancelled', 409),

@@ -304,9 +304,17 @@ export const cdnSpecSchema = z
         maxLen: z.number().int().min(100).default(100000),
         /** While an edge cannot reach the stream, what it stores is fresh for at most this many seconds. */
         busDownMaxTtl: z.number().int().min(1).default(60),
+        /**
+         * Tags only an admin token may purge (403 for a purge-scoped token), by the API
+         * and by launches: tags whose purge empties much of every edge's cache at once
+         * ("all-products"). Asset writes still purge them (a write purges its own tags).
+         */
+        protectedTags: z
+          .array(z.string().regex(/^[\x21-\x2b\x2d-\x7e]{1,128}$/, 'must be a tag: 1-128 printable ASCII characters, no spaces or commas'))
+          .default([]),
       })
       .strict()
-      .default({ stream: 'cdn:purges', maxLen: 100000, busDownMaxTtl: 60 }),
+      .default({ stream: 'cdn:purges', maxLen: 100000, busDownMaxTtl: 60, protectedTags: [] }),
     balancer: balancer.prefault({}),
   })
   .strict()

@@ -5,6 +5,7 @@ import { ConfigModule } from './config/config.module';
 import type { OriginConfig } from './config/origin-config';
 import { DownloadsModule } from './downloads/downloads.module';
 import { HealthModule } from './health/health.module';
+import { LaunchesModule } from './launches/launches.module';
 import { WarmModule } from './warm/warm.module';
 import { MetricsModule } from './metrics/metrics.module';
 import { LoggingModule, type OriginLog } from './logging/origin-logger';
@@ -29,6 +30,7 @@ export class OriginModule {
         // routes anyway; this keeps the registration order readable too).
         AssetsModule,
         WarmModule,
+        LaunchesModule,
       ],
     };
   }

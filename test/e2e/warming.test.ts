@@ -109,7 +109,14 @@ describe('cache warming', () => {
     expect(await unknownRegion.text()).toMatch(/unknown mars/);
     expect((await post({ tags: ['no-such-tag'] })).status).toBe(400);
     expect((await post({ urls: 'x' })).status).toBe(400);
-    expect((await fetch(`${stack.state.origin}/v1/warm/nope`, { headers: auth() })).status).toBe(404);
+    const relative = await post({ urls: ['a.jpg'] });
+    expect(relative.status).toBe(400);
+    expect(await relative.text()).toMatch(/must be a full http\(s\) URL or a path starting with/);
+    expect((await post({ urls: ['/a b.jpg'] })).status).toBe(400);
+    expect((await post({ urls: ['/v1/assets'] })).status).toBe(400);
+    const unknownJob = await fetch(`${stack.state.origin}/v1/warm/nope`, { headers: auth() });
+    expect(unknownJob.status).toBe(404);
+    expect(await unknownJob.text()).toMatch(/CDN_ERR_WARM_NOT_FOUND/);
     expect((await fetch(`${stack.state.origin}/v1/warm`, { method: 'POST', body: '{}', headers: { 'Content-Type': 'application/json' } })).status).toBe(401);
   });
 });

@@ -62,6 +62,8 @@ export interface PurgeConfig {
   readonly dedupWindowMs: number;
   /** API purges per token and second; more get 429. */
   readonly ratePerSecond: number;
+  /** Tags only an admin token may purge, by the API or a launch (CDN_PROTECTED_TAGS, spec purge.protectedTags). */
+  readonly protectedTags: readonly string[];
 }
 
 export interface OriginConfig {
@@ -205,6 +207,11 @@ const envShape = {
   CDN_PURGE_STATUS_TTL_SECONDS: positiveInt(30 * 86400).default(86400),
   CDN_PURGE_DEDUP_WINDOW_MS: nonNegativeInt(60_000).default(2000),
   CDN_PURGE_RATE_LIMIT: positiveInt(100_000).default(20),
+  // Tags never hold commas (surrogate-keys.ts), so a comma separates them.
+  CDN_PROTECTED_TAGS: z
+    .string()
+    .regex(/^[\x21-\x2b\x2d-\x7e]{1,128}(?:,[\x21-\x2b\x2d-\x7e]{1,128})*$/, 'must be comma-separated tags (printable ASCII, no spaces, at most 128 characters each)')
+    .optional(),
   CDN_MAX_UPLOAD_BYTES: positiveInt(Number.MAX_SAFE_INTEGER).default(104_857_600),
   CDN_REQUEST_TIMEOUT_SECONDS: positiveInt(3600).default(300),
   CDN_DEFAULT_CACHE_CONTROL: z
@@ -294,6 +301,7 @@ export function loadOriginConfig(env: NodeJS.ProcessEnv = process.env, cwd = pro
       statusTtlSeconds: env_.CDN_PURGE_STATUS_TTL_SECONDS,
       dedupWindowMs: env_.CDN_PURGE_DEDUP_WINDOW_MS,
       ratePerSecond: env_.CDN_PURGE_RATE_LIMIT,
+      protectedTags: env_.CDN_PROTECTED_TAGS === undefined ? [] : [...new Set(env_.CDN_PROTECTED_TAGS.split(','))],
     },
     maxUploadBytes: env_.CDN_MAX_UPLOAD_BYTES,
     requestTimeoutMs: env_.CDN_REQUEST_TIMEOUT_SECONDS * 1000,

@@ -70,7 +70,7 @@ export class SignedUrlsService {
     }
     const signing = this.config.urlSigningKeys[0];
     if (signing === undefined) {
-      throw cdnError('CDN_ERR_CONFIG_INVALID', 'no URL signing key is configured (CDN_URL_SIGNING_KEYS_FILE)');
+      throw cdnError('CDN_ERR_NOT_CONFIGURED', 'no URL signing key is configured (CDN_URL_SIGNING_KEYS_FILE)');
     }
     const iat = Math.floor(Date.now() / 1000);
     const tid = randomBytes(16).toString('base64url');

@@ -11,6 +11,8 @@ import { checkTag } from '../common/surrogate-keys';
 
 export const MAX_PURGE_ENTRIES = 1000;
 const MAX_PATH_LENGTH = 2048;
+/** What a purge of everything (prefix "/") must say in `confirm`: one more deliberate step than a scope. */
+export const PURGE_EVERYTHING_CONFIRMATION = 'purge everything';
 
 const stringList = () => z.array(z.string({ error: 'must be a string' }), { error: 'must be an array of strings' }).optional();
 
@@ -33,6 +35,10 @@ export const purgeRequestSchema = z
         .boolean({ error: 'must be true or false' })
         .default(false)
         .meta({ description: 'Mark stale instead of evicting (edges may serve stale while revalidating)' }),
+      confirm: z
+        .literal(PURGE_EVERYTHING_CONFIRMATION, { error: `must be exactly "${PURGE_EVERYTHING_CONFIRMATION}"` })
+        .optional()
+        .meta({ description: `Required with the prefix "/" (everything, admin scope only): "${PURGE_EVERYTHING_CONFIRMATION}"` }),
     },
     { error: 'the body must be a JSON object' },
   )
@@ -52,19 +58,50 @@ export type PurgeRequest = { readonly [K in keyof PurgeLists]: Readonly<PurgeLis
   readonly soft?: PurgeRequestBody['soft'];
   /** Download tokens to revoke (POST /v1/signed-urls/revoke publishes these on the purge stream). */
   readonly revoke?: { readonly tokens: readonly string[]; readonly keys: readonly string[] };
+  /** The body said `"confirm": "purge everything"` (only the API's bodies can). */
+  readonly confirmed?: true;
 };
 
-function invalid(detail: string, field?: string): never {
-  throw cdnError('CDN_ERR_PURGE_INVALID', detail, { details: field ? { field } : undefined });
+/** What is wrong with a purge body: the reason, and the field to blame when there is one. */
+export class PurgeBodyProblem {
+  constructor(
+    readonly reason: string,
+    readonly field?: string,
+  ) {}
 }
 
+function invalid(detail: string, field?: string): never {
+  throw new PurgeBodyProblem(detail, field);
+}
+
+/** POST /v1/purge's body checked: 400 CDN_ERR_PURGE_INVALID naming the field, or the request. */
 export function parsePurgeRequest(body: unknown): PurgeRequest {
+  const checked = checkPurgeRequest(body);
+  if (checked instanceof PurgeBodyProblem) {
+    throw cdnError('CDN_ERR_PURGE_INVALID', checked.reason, { details: checked.field ? { field: checked.field } : undefined });
+  }
+  return checked;
+}
+
+/** The same check, answering the problem instead of throwing it (a launch names it under "purge."). */
+export function checkPurgeRequest(body: unknown): PurgeRequest | PurgeBodyProblem {
+  try {
+    return checkedPurgeRequest(body);
+  } catch (err) {
+    if (err instanceof PurgeBodyProblem) {
+      return err;
+    }
+    throw err;
+  }
+}
+
+function checkedPurgeRequest(body: unknown): PurgeRequest {
   const parsed = purgeRequestSchema.safeParse(body);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
     if (issue.code === 'unrecognized_keys') {
       const names = issue.keys.map((key) => JSON.stringify(key)).join(', ');
-      invalid(`unknown field ${names} (expected urls, prefixes, tags, soft)`, issue.keys[0]);
+      invalid(`unknown field ${names} (expected urls, prefixes, tags, soft, confirm)`, issue.keys[0]);
     }
     const field = formatPath(issue.path);
     invalid(field ? `${field}: ${issue.message}` : issue.message, field || undefined);
@@ -92,7 +129,46 @@ export function parsePurgeRequest(body: unknown): PurgeRequest {
     return reason === undefined ? value : invalid(`tags[${i}]: ${reason}`, `tags[${i}]`);
   });
 
-  return { urls: unique(urls), prefixes: unique(prefixes), tags: unique(tags), soft: parsed.data.soft };
+  return {
+    urls: unique(urls),
+    prefixes: unique(prefixes),
+    tags: unique(tags),
+    soft: parsed.data.soft,
+    ...(parsed.data.confirm !== undefined ? { confirmed: true as const } : {}),
+  };
+}
+
+/** Why a purge may not go out for a token: the status to answer, the field to name, the reason. */
+export interface PurgeGuardProblem {
+  readonly kind: 'forbidden' | 'invalid';
+  readonly field: string;
+  readonly reason: string;
+  readonly tag?: string;
+}
+
+/**
+ * The rules an API purge (POST /v1/purge, and a launch's purge) passes on top of its
+ * scope, because one request can empty every edge's cache: the prefix "/" needs the
+ * admin scope and `"confirm": "purge everything"` (a scope alone is one copied token
+ * away from an accident); a protected tag (CDN_PROTECTED_TAGS) needs the admin scope.
+ * Asset writes' own purges are not checked: they follow a storage change.
+ */
+export function purgeGuardProblem(request: PurgeRequest, admin: boolean, protectedTags: readonly string[]): PurgeGuardProblem | undefined {
+  if (request.prefixes.includes('/')) {
+    if (!admin) {
+      return { kind: 'forbidden', field: 'prefixes', reason: 'purging everything (prefix "/") needs the admin scope' };
+    }
+    if (request.confirmed !== true) {
+      return { kind: 'invalid', field: 'confirm', reason: `purging everything (prefix "/") needs "confirm": "${PURGE_EVERYTHING_CONFIRMATION}" in the body` };
+    }
+  }
+  if (!admin) {
+    const tag = request.tags.find((t) => protectedTags.includes(t));
+    if (tag !== undefined) {
+      return { kind: 'forbidden', field: 'tags', tag, reason: `the tag "${tag}" is protected (purge.protectedTags): only an admin token purges it` };
+    }
+  }
+  return undefined;
 }
 
 /**
@@ -142,7 +218,8 @@ function checkPrefix(value: string): string | undefined {
   return undefined;
 }
 
-function formatPath(path: readonly PropertyKey[]): string {
+/** A zod issue's path as the errors name fields: `urls[1]`, `warm.regions[0]`. */
+export function formatPath(path: readonly PropertyKey[]): string {
   let out = '';
   for (const part of path) {
     out += typeof part === 'number' ? `[${part}]` : out === '' ? String(part) : `.${String(part)}`;

@@ -22,8 +22,8 @@ export class PurgeController {
   @ApiOperation({ summary: 'Purge URLs, path prefixes and tags on every edge' })
   @ApiBody({ schema: purgeRequestOpenApiSchema })
   @ApiAcceptedResponse({ type: PurgeAcceptedDto, description: 'On the invalidation stream (or merged with an identical pending purge)' })
-  @ApiResponse({ status: 400, description: 'CDN_ERR_PURGE_INVALID naming the field' })
-  @ApiResponse({ status: 403, description: 'CDN_ERR_FORBIDDEN: purging everything (prefix "/") needs the admin scope' })
+  @ApiResponse({ status: 400, description: 'CDN_ERR_PURGE_INVALID naming the field (the prefix "/" also needs "confirm": "purge everything")' })
+  @ApiResponse({ status: 403, description: 'CDN_ERR_FORBIDDEN: purging everything (prefix "/") or a protected tag (CDN_PROTECTED_TAGS) needs the admin scope' })
   @ApiResponse({ status: 429, description: 'CDN_ERR_RATE_LIMITED, with Retry-After' })
   @ApiResponse({ status: 503, description: 'CDN_ERR_BUS_UNAVAILABLE: Redis is down, nothing was published' })
   async purge(@JsonBody() body: unknown, @Req() request: FastifyRequest): Promise<{ id: string }> {

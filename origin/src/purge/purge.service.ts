@@ -7,7 +7,7 @@ import { MetricsService, type PurgeSource } from '../metrics/metrics.service';
 import { RedisConnection } from '../redis/redis-connection';
 import { compareStreamIds, RedisKeys } from '../redis/redis-keys';
 import { PurgeStatusService } from './purge-status.service';
-import { parsePurgeRequest, type PurgeRequest } from './purge-request';
+import { parsePurgeRequest, purgeGuardProblem, type PurgeRequest } from './purge-request';
 
 /**
  * One purge as it travels on the stream. The edges parse exactly this JSON, stored in
@@ -60,6 +60,35 @@ return sid
 `;
 
 /**
+ * PUBLISH_SCRIPT for a scheduled purge (a launch's), made conditional on its claim: the
+ * entry goes on the stream only when this call removes the step from the sorted set of
+ * due steps (ZREM returns 1), and the launch's record gets the purge's id and time in
+ * the same step. Of several origin processes racing for the step exactly one publishes,
+ * and none can die between claiming it and publishing it. Returns false when another
+ * process had it.
+ */
+const CLAIMED_PUBLISH_SCRIPT = `
+if redis.call('ZREM', KEYS[3], ARGV[6]) == 0 then
+  return false
+end
+local sid = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'purge', ARGV[2])
+redis.call('HSET', KEYS[2], 'streamId', sid, 'at', ARGV[3], 'source', ARGV[4], 'message', ARGV[2])
+redis.call('EXPIRE', KEYS[2], ARGV[5])
+if #ARGV > 6 then
+  redis.call('HSET', KEYS[4], unpack(ARGV, 7))
+end
+return sid
+`;
+
+/** A due step in a sorted set, claimed by removing it, and the record told about the purge. */
+export interface PurgeClaim {
+  readonly key: string;
+  readonly member: string;
+  /** A hash that gets these fields with the publication (e.g. the purge's id and time). */
+  readonly record: { readonly key: string; readonly fields: (message: PurgeMessage) => Record<string, string> };
+}
+
+/**
  * Publishes purges to the invalidation stream:
  * `XADD <stream> MAXLEN ~ <maxLen> * purge <json>`. A purge is acknowledged only once
  * Redis has accepted it; when Redis is away the caller gets CDN_ERR_BUS_UNAVAILABLE
@@ -85,12 +114,17 @@ export class PurgeService {
     this.keys = new RedisKeys(config.purge.stream);
   }
 
-  /** POST /v1/purge: checks the body, the rate, merges duplicates, publishes, audits. */
-  /** `mayPurgeEverything`: the token holds the admin scope (a prefix "/" empties every edge's cache). */
-  async purgeFromApi(body: unknown, actor: PurgeActor, mayPurgeEverything: boolean): Promise<PurgeAccepted> {
+  /**
+   * POST /v1/purge: checks the body, the guards (purgeGuardProblem: `admin` is whether the
+   * token holds the admin scope), the rate, merges duplicates, publishes, audits.
+   */
+  async purgeFromApi(body: unknown, actor: PurgeActor, admin: boolean): Promise<PurgeAccepted> {
     const request = parsePurgeRequest(body);
-    if (request.prefixes.includes('/') && !mayPurgeEverything) {
-      throw cdnError('CDN_ERR_FORBIDDEN', 'purging everything (prefix "/") needs the admin scope');
+    const problem = purgeGuardProblem(request, admin, this.config.purge.protectedTags);
+    if (problem !== undefined) {
+      throw problem.kind === 'forbidden'
+        ? cdnError('CDN_ERR_FORBIDDEN', problem.reason, { details: problem.tag !== undefined ? { tag: problem.tag } : undefined })
+        : cdnError('CDN_ERR_PURGE_INVALID', problem.reason, { details: { field: problem.field } });
     }
     await this.enforceRateLimit(actor.token);
     const fingerprint = fingerprintOf(request);
@@ -106,15 +140,7 @@ export class PurgeService {
 
   /** Publishes without limits (asset writes), or for the API after its checks; audits it. */
   async publish(request: PurgeRequest, source: PurgeSource, actor: PurgeActor, fingerprint?: string): Promise<PurgeMessage> {
-    const message: PurgeMessage = {
-      id: randomUUID(),
-      urls: [...request.urls],
-      prefixes: [...request.prefixes],
-      tags: [...request.tags],
-      at: Date.now(),
-      ...(request.soft === true ? { soft: true as const } : {}),
-      ...(request.revoke !== undefined ? { revoke: request.revoke } : {}),
-    };
+    const message = messageOf(request);
     const { stream, maxLen, statusTtlSeconds, dedupWindowMs } = this.config.purge;
     const dedupKey = fingerprint === undefined ? this.keys.dedup('none') : this.keys.dedup(fingerprint);
     const window = fingerprint === undefined ? 0 : dedupWindowMs;
@@ -139,10 +165,54 @@ export class PurgeService {
       this.log.warn({ purgeId: message.id, err: (err as Error).message }, 'purge not published');
       throw cdnError('CDN_ERR_BUS_UNAVAILABLE', 'the purge was not published; retry later', { cause: err });
     }
+    this.published(message, streamId, request, source, actor);
+    return message;
+  }
+
+  /**
+   * Publishes a scheduled purge once: only if this call claims it (see
+   * CLAIMED_PUBLISH_SCRIPT). The caller has checked it (body and guards) already; it is
+   * neither rate-limited nor merged (it is due now, and one per launch). Null when
+   * another origin process claimed it; CDN_ERR_BUS_UNAVAILABLE when Redis did not
+   * answer (then the step may still be due: the caller retries).
+   */
+  async publishClaimed(request: PurgeRequest, actor: PurgeActor, claim: PurgeClaim): Promise<PurgeMessage | null> {
+    const message = messageOf(request);
+    const { stream, maxLen, statusTtlSeconds } = this.config.purge;
+    const fields = Object.entries(claim.record.fields(message)).flat();
+    let streamId: string | null;
+    try {
+      streamId = (await this.redis.client.eval(
+        CLAIMED_PUBLISH_SCRIPT,
+        4,
+        stream,
+        this.keys.purge(message.id),
+        claim.key,
+        claim.record.key,
+        String(maxLen),
+        JSON.stringify(message),
+        String(message.at),
+        'api',
+        String(statusTtlSeconds),
+        claim.member,
+        ...fields,
+      )) as string | null;
+    } catch (err) {
+      this.metrics.countPurge('api', 'failed');
+      this.log.warn({ purgeId: message.id, err: (err as Error).message }, 'scheduled purge not published');
+      throw cdnError('CDN_ERR_BUS_UNAVAILABLE', 'the purge was not published; retry later', { cause: err });
+    }
+    if (streamId === null) {
+      return null;
+    }
+    this.published(message, streamId, request, 'api', actor);
+    return message;
+  }
+
+  private published(message: PurgeMessage, streamId: string, request: PurgeRequest, source: PurgeSource, actor: PurgeActor): void {
     this.metrics.countPurge(source, 'published');
     this.status.track(message.id, streamId);
     this.audit(message.id, request, actor, source, false);
-    return message;
   }
 
   /** Fixed one-second windows per token, shared by every origin through Redis. */
@@ -210,6 +280,18 @@ export class PurgeService {
       'purge accepted',
     );
   }
+}
+
+function messageOf(request: PurgeRequest): PurgeMessage {
+  return {
+    id: randomUUID(),
+    urls: [...request.urls],
+    prefixes: [...request.prefixes],
+    tags: [...request.tags],
+    at: Date.now(),
+    ...(request.soft === true ? { soft: true as const } : {}),
+    ...(request.revoke !== undefined ? { revoke: request.revoke } : {}),
+  };
 }
 
 function fingerprintOf(request: PurgeRequest): string {

@@ -10,8 +10,11 @@
  *   <stream>:rate:<token>:<sec>    API purges of a token in one second (expires)
  *   <stream>:tag:<tag>             sorted set of asset keys carrying the tag (score 0: by key)
  *   <stream>:warm:<id>             a warming job's progress, JSON (TTL)
- *   <stream>:launches              sorted set of launch ids by time (score: epoch ms)
- *   <stream>:launch:<id>           a launch, JSON
+ *   <stream>:launches              sorted set of launch ids by time (score: epoch ms of `at`)
+ *   <stream>:launches:due          sorted set of launch steps not yet run, "<id>:warm" and
+ *                                  "<id>:purge" (score: epoch ms when due); whoever ZREMs one runs it
+ *   <stream>:launch:<id>           hash: the launch as asked (field "launch", JSON) and one
+ *                                  field per fact of its run (warmId, purgedAt, ...) (TTL)
  */
 export class RedisKeys {
   constructor(readonly stream: string) {}
@@ -46,6 +49,10 @@ export class RedisKeys {
 
   get launches(): string {
     return `${this.stream}:launches`;
+  }
+
+  get launchesDue(): string {
+    return `${this.stream}:launches:due`;
   }
 
   launch(id: string): string {

@@ -12,6 +12,7 @@ import { STORAGE_DRIVER, type AssetMetadata, type StorageDriver } from '../asset
 import { TagIndexService } from '../tags/tag-index.service';
 import { VariantsService } from '../images/variants.service';
 import { checkTag } from '../common/surrogate-keys';
+import { normalisePurgeUrl } from '../purge/purge-request';
 
 /** Objects one job may warm (each in every region, image variants counted apart). */
 export const MAX_WARM_OBJECTS = 10000;
@@ -90,7 +91,7 @@ export class WarmService {
     }
     const { balancerInternalUrl, regions: known } = this.config.warming;
     if (balancerInternalUrl === null) {
-      throw cdnError('CDN_ERR_CONFIG_INVALID', 'warming needs the balancer (CDN_BALANCER_INTERNAL_URL)');
+      throw cdnError('CDN_ERR_NOT_CONFIGURED', 'warming needs the balancer (CDN_BALANCER_INTERNAL_URL)');
     }
     const regions = parsed.data.regions ?? known;
     const unknown = regions.filter((r) => !known.includes(r));
@@ -118,7 +119,7 @@ export class WarmService {
 
   async progress(id: string): Promise<WarmProgress> {
     const text = await this.redis.client.get(this.keys.warm(id));
-    if (text === null) throw cdnError('CDN_ERR_PURGE_NOT_FOUND', `no warming job ${id} (unknown, or finished more than a day ago)`);
+    if (text === null) throw cdnError('CDN_ERR_WARM_NOT_FOUND', `no warming job ${id} (unknown, or finished more than a day ago)`);
     return JSON.parse(text) as WarmProgress;
   }
 
@@ -133,10 +134,7 @@ export class WarmService {
       if (assets.size >= MAX_WARM_OBJECTS && !assets.has(key)) throw cdnError('CDN_ERR_BODY_INVALID', `more than ${MAX_WARM_OBJECTS} objects: split the job`);
       assets.set(key, metadata);
     };
-    for (const url of body.urls ?? []) {
-      const path = url.startsWith('/') ? url : new URL(url).pathname;
-      add(path.slice(1), null);
-    }
+    for (const url of body.urls ?? []) add(keyOfUrl(url), null);
     for (const prefix of body.prefixes ?? []) {
       for (let after: string | null = null; ; ) {
         const page = await this.storage.list({ prefix: prefix.slice(1), after, limit: 1000 });
@@ -158,7 +156,7 @@ export class WarmService {
     const requests: WarmRequest[] = [];
     for (const [key, known] of assets) {
       requests.push({ path: `/${key}` });
-      if (body.variants === false || !checkAssetKey(key).ok) continue;
+      if (body.variants === false) continue;
       const metadata = known ?? (await this.storage.stat(key));
       if (metadata === null) continue;
       const info = await this.variants.imageInfo(metadata, '');
@@ -229,6 +227,15 @@ export class WarmService {
       return { ok: false, edge: `(${region})`, reason: (err as Error).message };
     }
   }
+}
+
+/** The asset key a warm URL names: a path or an http(s) URL, as purges take them (400 for anything else). */
+function keyOfUrl(url: string): string {
+  const result = normalisePurgeUrl(url);
+  if ('reason' in result) throw cdnError('CDN_ERR_BODY_INVALID', `urls: ${JSON.stringify(url)} ${result.reason}`);
+  const check = checkAssetKey(result.path.slice(1));
+  if (!check.ok) throw cdnError('CDN_ERR_BODY_INVALID', `urls: ${JSON.stringify(url)}: ${check.reason}`);
+  return check.key;
 }
 
 /**
