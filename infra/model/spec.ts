@@ -190,7 +190,7 @@ const images = z
     maxOutputSize: size.default('20m'),
     /** Seconds one transform may take before it is abandoned (503). */
     timeout: seconds(120).default(10),
-    /** Transforms running at once per origin process (libvips uses every core for each). */
+    /** Transforms running at once per origin process: sharp gives each one libvips thread on glibc without jemalloc, so about the origin's cores. */
     concurrency: z.number().int().min(1).max(64).default(2),
     /** Transforms waiting for a slot; beyond, 503 with Retry-After. */
     queue: z.number().int().min(0).max(10000).default(32),
