@@ -320,6 +320,7 @@ ${internalServer(hostPort(topology.balancer.internal.listen), 'cdn.balancer', ST
     init: `require("cdn.balancer").init(${luaString(settingsPath)})`,
     initWorker: 'require("cdn.balancer").init_worker()',
     continueRequestId: false,
+    redactSignatures: spec.downloads.prefixes.length > 0,
     http,
   });
   return [

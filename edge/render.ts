@@ -727,6 +727,7 @@ ${internalServer(hostPort(edge.internal.listen), 'cdn.edge.internal')}`;
     init: `require("cdn.edge").init(${luaString(settingsPath)})`,
     initWorker: 'require("cdn.edge").init_worker()',
     continueRequestId: true,
+    redactSignatures: spec.downloads.prefixes.length > 0,
     http,
   });
   return [

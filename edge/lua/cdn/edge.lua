@@ -273,7 +273,7 @@ function _M.cache_key()
         end
     end
     -- (a signed URL's entry outlives its expiry in the memo)
-    if entry[10] and now() > entry[10] + images.CLOCK_SKEW then
+    if entry[10] and now() > entry[10] + signature.CLOCK_SKEW then
         var.cdn_reject = "403 image URL signature: expired"
         return ""
     end

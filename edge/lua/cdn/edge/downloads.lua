@@ -37,10 +37,7 @@ local WARN = ngx.WARN
 
 local _M = { _VERSION = "0.1.0" }
 
--- Seconds a token is still accepted after its exp (clock skew between the
--- origin that signed it and this edge).
-local CLOCK_SKEW = 5
-_M.CLOCK_SKEW = CLOCK_SKEW
+local CLOCK_SKEW = signature.CLOCK_SKEW
 
 local CLAIMS = { exp = true, iat = true, kid = true, tid = true, uses = true, ip = true }
 local MAX_ARGS = 16

@@ -27,9 +27,7 @@ local _M = { _VERSION = "0.1.0" }
 local MAX_ARGS = 64
 -- The most any side of a variant can be, signed or not (the origin's limit too).
 local MAX_SIDE = 8192
--- Seconds a signed URL is still accepted after its `exp` (clock skew).
-local CLOCK_SKEW = 5
-_M.CLOCK_SKEW = CLOCK_SKEW
+local CLOCK_SKEW = signature.CLOCK_SKEW
 
 local FORMATS = { auto = true, avif = true, webp = true, jpeg = true, png = true }
 local FITS = { cover = true, contain = true, inside = true }

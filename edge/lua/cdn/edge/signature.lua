@@ -14,6 +14,10 @@ local lower = string.lower
 
 local _M = { _VERSION = "0.1.0" }
 
+-- Seconds a signed URL is still accepted after its exp (clocks of the signer and
+-- this edge differ a little).
+_M.CLOCK_SKEW = 5
+
 -- key id -> secret; empty when the target provides no key file (nothing signed
 -- is then accepted)
 local keys = {}
