@@ -162,10 +162,13 @@ export class VariantsService {
     }
   }
 
-  private async readSource(metadata: AssetMetadata): Promise<Buffer> {
+  /** The source as a local file's path when the store has one (libvips reads it), else its bytes. */
+  private async readSource(metadata: AssetMetadata): Promise<Buffer | string> {
     if (metadata.size > this.config.images.maxInputBytes) {
       throw cdnError('CDN_ERR_IMAGE_TOO_LARGE', `the source has ${metadata.size} bytes; at most ${this.config.images.maxInputBytes} are transformed`);
     }
+    const local = this.storage.localPath ? await this.storage.localPath(metadata) : null;
+    if (local !== null) return local;
     const body = await this.storage.read(metadata);
     if (body === null) {
       throw cdnError('CDN_ERR_STORAGE_UNAVAILABLE', 'the source changed while it was read; retry');

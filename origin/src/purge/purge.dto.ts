@@ -1,23 +1,9 @@
-import { ApiProperty, type SchemaObject } from '@nestjs/swagger';
-import { z } from 'zod';
+import { ApiProperty } from '@nestjs/swagger';
+import { openApiBody } from '../common/openapi-body';
 import { purgeRequestSchema } from './purge-request';
 
-/**
- * The OpenAPI request body of POST /v1/purge, derived from the schema that validates it
- * (purge-request.ts), so the two cannot drift. `io: 'input'` because this is what callers
- * send (`soft` optional with its default, not the parsed output where it is always set).
- * OpenAPI 3.0 schema objects take one `example`, not JSON Schema's `examples` list.
- */
-export const purgeRequestOpenApiSchema = z.toJSONSchema(purgeRequestSchema, {
-  target: 'openapi-3.0',
-  io: 'input',
-  override: ({ jsonSchema }) => {
-    if (Array.isArray(jsonSchema.examples)) {
-      jsonSchema.example = jsonSchema.examples[0];
-      delete jsonSchema.examples;
-    }
-  },
-}) as SchemaObject;
+/** The OpenAPI request body of POST /v1/purge, derived from the schema that validates it (purge-request.ts). */
+export const purgeRequestOpenApiSchema = openApiBody(purgeRequestSchema);
 
 /** OpenAPI shapes of the purge API's responses. */
 export class PurgeAcceptedDto {

@@ -144,6 +144,16 @@ export class FilesystemStorageDriver implements StorageDriver {
     return metadata;
   }
 
+  /** Blobs are immutable and named by their hash: the path is that version's for as long as it exists. */
+  async localPath(metadata: AssetMetadata): Promise<string | null> {
+    const path = this.blobPath(metadata.sha256);
+    try {
+      return (await stat(path)).size === metadata.size ? path : null;
+    } catch {
+      return null;
+    }
+  }
+
   async read(metadata: AssetMetadata, range?: ByteRange): Promise<Readable | null> {
     // Blobs are immutable and named by their hash, so this is always the version
     // `metadata` describes, even if the key was overwritten since.

@@ -11,11 +11,16 @@ import type { AssetMetadata, ByteRange, ListOptions, ListPage, PutOptions, PutRe
 export class InstrumentedStorageDriver implements StorageDriver {
   readonly kind: StorageDriver['kind'];
 
+  readonly localPath?: (metadata: AssetMetadata) => Promise<string | null>;
+
   constructor(
     private readonly inner: StorageDriver,
     private readonly metrics: MetricsService,
   ) {
     this.kind = inner.kind;
+    // (only where the inner driver has local files)
+    const localPath = inner.localPath?.bind(inner);
+    if (localPath) this.localPath = (metadata) => this.timed('localPath', () => localPath(metadata));
   }
 
   init(): Promise<void> {

@@ -95,4 +95,10 @@ export interface StorageDriver {
   /** Removes the key; returns what it held, or null when it was absent. */
   delete(key: string): Promise<AssetMetadata | null>;
   list(options: ListOptions): Promise<ListPage>;
+  /**
+   * A local file holding exactly the version `metadata` describes, for readers that
+   * take a path (image transforms), or null. Only drivers whose bytes are local files
+   * have it.
+   */
+  localPath?(metadata: AssetMetadata): Promise<string | null>;
 }
