@@ -59,14 +59,17 @@ describe('image queries at the edge', () => {
     expect(rows[7][1]).toBe(false);
   });
 
-  test('a height with a width keeps the asked aspect ratio; alone it snaps; fit only with both', async () => {
-    const rows = await canonical(['w=200&h=100', 'w=200&h=100&fit=contain', 'h=100', 'w=300&h=300&dpr=2&fit=inside', 'w=100&fit=contain']);
+  test('a height with a width follows the asked aspect ratio, snapped like a width; alone it snaps; fit only with both', async () => {
+    const rows = await canonical(['w=200&h=100', 'w=200&h=100&fit=contain', 'h=100', 'w=300&h=300&dpr=2&fit=inside', 'w=100&fit=contain', 'w=200&h=150', 'w=200&h=149']);
     expect(rows.map((r) => r[0])).toEqual([
       'fit=cover&fmt=auto&h=128&q=75&w=256',
       'fit=contain&fmt=auto&h=128&q=75&w=256',
       'fmt=auto&h=128&q=75',
       'fit=inside&fmt=auto&h=640&q=75&w=640',
       'fmt=auto&q=75&w=128',
+      // 150 x 256 / 200 = 192, snapped up: unsigned, a width has at most #widths heights
+      'fit=cover&fmt=auto&h=256&q=75&w=256',
+      'fit=cover&fmt=auto&h=256&q=75&w=256',
     ]);
   });
 

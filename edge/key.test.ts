@@ -29,13 +29,16 @@ describe('cdn.key', () => {
       { key.path("/a/./b") },
       { key.path("/a/..") },
       { key.path("relative") },
-      { key.path("/a..b/c.jpg") }`)) as unknown[][];
+      { key.path("/a..b/c.jpg") },
+      { key.path("//downloads//file.bin?x=1") }`)) as unknown[][];
     expect(result[0]).toEqual(['/img/a b.jpg']);
     for (const bad of result.slice(1, 9)) {
       expect(bad[0]).toBeNull();
       expect(typeof bad[1]).toBe('string');
     }
     expect(result[9]).toEqual(['/a..b/c.jpg']);
+    // slashes merged as nginx merges them before matching locations
+    expect(result[10]).toEqual(['/downloads/file.bin']);
   });
 
   test('queries are sorted and marketing parameters dropped', async () => {

@@ -494,7 +494,10 @@ ${cacheLocation({ headerFilter: 'require("cdn.edge").slice_header_filter', upstr
 
 `
     : '';
-  const http = `${ackTls}    # Disk cache. Keys are computed in Lua (host, normalised path, filtered query,
+  // A cosocket's own error lines name the request, whose URL holds a download token;
+  // the Lua that uses them logs what matters itself, without it.
+  const quietSockets = downloads.length > 0 ? '    # (signed downloads) no request URL, so no token, in cosocket error lines\n    lua_socket_log_errors off;\n\n' : '';
+  const http = `${ackTls}${quietSockets}    # Disk cache. Keys are computed in Lua (host, normalised path, filtered query,
     # invalidation generations); purges change the key instead of deleting files.
     # https://nginx.org/en/docs/http/ngx_http_proxy_module.html#proxy_cache_path
     proxy_cache_path cache levels=1:2 keys_zone=edge:${spec.cache.keysZone} max_size=${spec.cache.maxSize} inactive=${spec.cache.inactive} use_temp_path=off;

@@ -141,9 +141,9 @@ function requestIdMap(continueIncoming: boolean): string {
 // logged: whoever reads the log could download with it. Only then: the map costs
 // every request about 700 instructions (callgrind, a 1 KiB HIT), and signed image
 // URLs are not secrets (storefront pages carry them).
-const SIGNATURES_REDACTED = `    map $arg_sig $cdn_log_uri {
-        "" $request_uri;
-        default "$uri?sig=[redacted]";
+const SIGNATURES_REDACTED = `    map $request_uri $cdn_log_uri {
+        "~^(?<cdn_log_path>[^?]*)\\?(.*&)?sig=" "$cdn_log_path?sig=[redacted]";
+        default $request_uri;
     }
 `;
 

@@ -77,6 +77,12 @@ function _M.path(request_uri)
     if find(raw, "/%.%.?/") or find(raw, "/%.%.?$") then
         return nil, "dot segment in path"
     end
+    -- "//" is one "/", as nginx's location matching sees it (merge_slashes):
+    -- a path must name the same object here as in nginx.conf's ^~ locations
+    -- (a protected download prefix), whatever the slashes
+    if find(raw, "//", 1, true) then
+        raw = gsub(raw, "//+", "/")
+    end
     return raw
 end
 

@@ -11,7 +11,7 @@ import * as path from 'node:path';
 import { up, type UpResult } from '../../infra/targets/native/stack';
 import { parseSpec } from '../../infra/model/spec';
 import { signDownloadQuery } from '../../origin/src/downloads/download-token';
-import { waitFor } from '../support/http';
+import { rawRequest, waitFor } from '../support/http';
 import { REPO_ROOT } from '../support/nginx-lua';
 
 let stack: UpResult;
@@ -64,6 +64,10 @@ describe('signed downloads', () => {
       const r = await download(`${stack.state.balancer}/downloads/ebook.pdf${q}`);
       expect(r.status).toBe(403);
       expect(r.body.toString()).toMatch(/download token/);
+    }
+    // however the path is spelled: nginx merges slashes before matching the protected location
+    for (const spelled of ['//downloads//ebook.pdf', '/%64ownloads/ebook.pdf']) {
+      expect([spelled, (await rawRequest(stack.state.balancer, spelled)).status]).toEqual([spelled, 403]);
     }
     const first = await download((await signed({ key: 'downloads/ebook.pdf', ttl: 600 })).url);
     expect(first.status).toBe(200);
@@ -122,12 +126,17 @@ describe('signed downloads', () => {
 
   test('maxUses counts whole downloads fleet-wide, and ranges cannot get around it', async () => {
     const twice = await signed({ key: 'downloads/limited.pdf', ttl: 600, maxUses: 2 });
+    // the signature spelled otherwise (decoded to the same name) is no token: logs redact "sig="
+    expect((await download(twice.url.replace('&sig=', '&%73ig='))).status).toBe(403);
     // on two different edges: the count is in Redis, not per edge
     expect((await download(on(stack.state.edges[0].url, twice.url))).status).toBe(200);
     expect((await download(on(stack.state.edges[2].url, twice.url))).status).toBe(200);
     const third = await waitFor(async () => (await download(twice.url)).status === 403, 1000);
     expect(third).toBeGreaterThanOrEqual(0);
-    expect((await download(twice.url)).body.toString()).toMatch(/used up/);
+    const usedUp = await download(twice.url);
+    expect(usedUp.body.toString()).toMatch(/used up/);
+    // a refusal is never made cacheable for the token's lifetime
+    expect(usedUp.headers.get('cache-control')).toBe('no-store');
 
     const once = await signed({ key: 'downloads/ranged.pdf', ttl: 600, maxUses: 1 });
     const half = EBOOK.length / 2;
@@ -148,6 +157,7 @@ describe('signed downloads', () => {
       const r = await download(limited.url);
       expect(r.status).toBe(503);
       expect(r.headers.get('retry-after')).toBe('5');
+      expect(r.headers.get('cache-control')).toBe('no-store');
       expect((await download(plain.url)).status).toBe(200);
     } finally {
       process.kill(redis.pid, 'SIGCONT');
@@ -168,16 +178,24 @@ describe('signed downloads', () => {
   test('no signature ever reaches a log', async () => {
     const s = await signed({ key: 'downloads/ebook.pdf', ttl: 600 });
     await download(s.url);
+    const counted = await signed({ key: 'downloads/ebook.pdf', ttl: 600, maxUses: 3 });
+    await download(counted.url);
     const sig = new URL(s.url).searchParams.get('sig')!;
+    const countedSig = new URL(counted.url).searchParams.get('sig')!;
     await new Promise((r) => setTimeout(r, 1500)); // access logs are flushed every second
-    const logs = stack.services.map((svc) => [svc.unit.name, path.join(svc.unit.dir, 'logs', 'access.log'), svc.log] as const);
+    const logs = stack.services.map((svc) => [svc.unit.name, path.join(svc.unit.dir, 'logs', 'access.log'), path.join(svc.unit.dir, 'logs', 'error.log'), svc.log] as const);
     let redacted = 0;
-    for (const [name, access, own] of logs) {
-      for (const file of [access, own]) {
+    for (const [name, access, errors, own] of logs) {
+      // (error logs too: the Redis outage above made the edges log)
+      for (const file of [access, errors, own]) {
         if (!file || !fs.existsSync(file)) continue;
         const text = fs.readFileSync(file, 'utf8');
-        expect([name, file, text.includes(sig)]).toEqual([name, file, false]);
-        if (text.includes('sig=[redacted]')) redacted++;
+        expect([name, file, text.includes(sig), text.includes(countedSig)]).toEqual([name, file, false, false]);
+        // nor any other token of this suite (the Redis outage made the edges log too)
+        expect([name, file, /sig=[0-9a-f]{64}/.test(text)]).toEqual([name, file, false]);
+        // logged under the path the shopper asked for, not an internal location's
+        expect([name, file, text.includes('__cdn_download_counted')]).toEqual([name, file, false]);
+        if (text.includes('/downloads/ebook.pdf?sig=[redacted]')) redacted++;
       }
     }
     // the balancer and the edge that served it logged the request, redacted

@@ -2,8 +2,8 @@ import { z } from 'zod';
 import { cdnError } from '../../../infra/model/errors';
 import type { OriginConfig } from '../config/origin-config';
 import { checkTag } from '../common/surrogate-keys';
-import { checkPurgeRequest, formatPath, normalisePurgeUrl, PurgeBodyProblem, purgeGuardProblem, purgeRequestSchema, type PurgeRequest } from '../purge/purge-request';
-import { warmBodySchema, type WarmBody } from '../warm/warm.service';
+import { checkPurgeRequest, formatPath, PurgeBodyProblem, purgeGuardProblem, purgeRequestSchema, type PurgeRequest } from '../purge/purge-request';
+import { warmBodySchema, warmUrlKey, type WarmBody } from '../warm/warm.service';
 
 /** How far ahead a launch may be: further is more likely a wrong year than a plan. */
 export const MAX_LAUNCH_AHEAD_DAYS = 30;
@@ -148,7 +148,7 @@ function checkWarm(warm: WarmBody, config: OriginConfig): void {
     invalid('warm', 'name urls, prefixes or tags to warm');
   }
   (warm.urls ?? []).forEach((url, i) => {
-    const result = normalisePurgeUrl(url);
+    const result = warmUrlKey(url);
     if ('reason' in result) invalid(`warm.urls[${i}]`, result.reason);
   });
   (warm.tags ?? []).forEach((tag, i) => {

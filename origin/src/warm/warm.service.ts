@@ -229,13 +229,18 @@ export class WarmService {
   }
 }
 
-/** The asset key a warm URL names: a path or an http(s) URL, as purges take them (400 for anything else). */
-function keyOfUrl(url: string): string {
+/** The asset key a warm URL names (a path or an http(s) URL, as purges take them), or why it names none. */
+export function warmUrlKey(url: string): { key: string } | { reason: string } {
   const result = normalisePurgeUrl(url);
-  if ('reason' in result) throw cdnError('CDN_ERR_BODY_INVALID', `urls: ${JSON.stringify(url)} ${result.reason}`);
+  if ('reason' in result) return { reason: `${JSON.stringify(url)} ${result.reason}` };
   const check = checkAssetKey(result.path.slice(1));
-  if (!check.ok) throw cdnError('CDN_ERR_BODY_INVALID', `urls: ${JSON.stringify(url)}: ${check.reason}`);
-  return check.key;
+  return check.ok ? { key: check.key } : { reason: `${JSON.stringify(url)}: ${check.reason}` };
+}
+
+function keyOfUrl(url: string): string {
+  const result = warmUrlKey(url);
+  if ('reason' in result) throw cdnError('CDN_ERR_BODY_INVALID', `urls: ${result.reason}`);
+  return result.key;
 }
 
 /**

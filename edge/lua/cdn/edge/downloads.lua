@@ -91,6 +91,11 @@ function _M.verify(path, args)
     if not args or args == "" then
         return denied("this download needs a signed URL")
     end
+    -- the signature must be spelled "sig=": access logs redact exactly that
+    -- (decode_args would also take "%73ig=")
+    if not find("&" .. args, "&sig=", 1, true) then
+        return denied("this download needs a signed URL")
+    end
     local given = decode_args(args, MAX_ARGS)
     local names, n = {}, 0
     for name, value in pairs(given) do
@@ -130,7 +135,9 @@ function _M.check(claims)
     if now() > claims.exp + CLOCK_SKEW then
         return "403 download token: expired"
     end
-    if claims.ip and claims.ip ~= var.http_x_forwarded_for then
+    -- the balancer's X-Forwarded-For ends with the client address it settled on
+    -- (after a trusted proxy's, when there is one)
+    if claims.ip and claims.ip ~= match(var.http_x_forwarded_for or "", "([^,%s]+)%s*$") then
         return "403 download token: issued for another address"
     end
     if revoked:get("t:" .. claims.tid) then
@@ -147,6 +154,11 @@ end
 -- Header filter addition: the response belongs to one buyer, for as long as
 -- the token lives, and its URL (the token) must not leak through Referer.
 function _M.headers(claims)
+    -- (refusals and errors keep what they say: no-store, or the origin's)
+    local status = ngx.status
+    if status ~= 200 and status ~= 206 and status ~= 304 then
+        return
+    end
     local left = claims.exp - now()
     header["Cache-Control"] = "private, max-age=" .. (left > 0 and left or 0)
     header["Referrer-Policy"] = "no-referrer"
@@ -169,6 +181,13 @@ local function connect()
         return nil, err
     end
     return red
+end
+
+
+local function warn_later(premature, message)
+    if not premature then
+        log(WARN, message)
+    end
 end
 
 
@@ -196,7 +215,8 @@ function _M.access()
         end
     end
     if not counts then
-        log(WARN, "downloads: use counter unreachable: ", err)
+        -- (from a timer: a line logged in the request names its URL, the token)
+        ngx.timer.at(0, warn_later, "downloads: use counter unreachable: " .. tostring(err))
         ngx.status = 503
         header["Retry-After"] = "5"
         header["Cache-Control"] = "no-store"
@@ -257,6 +277,16 @@ function _M.log()
 end
 
 
+-- safe_set: a full zone refuses the new revocation (logged) rather than
+-- silently evicting an older one, which would make that token work again.
+local function remember(k, v, ttl)
+    local ok, err = revoked:safe_set(k, v, ttl)
+    if not ok then
+        log(ngx.ERR, "downloads: revocation not kept (", err, "): raise cdn_revoked")
+    end
+end
+
+
 -- From the purge stream (invalidation.lua): { tokens = {tid...}, keys = {path...} }
 -- published at `at` (ms). Kept a day longer than any token lives.
 function _M.revoke(r, at)
@@ -266,7 +296,7 @@ function _M.revoke(r, at)
     if type(r.tokens) == "table" then
         for _, tid in ipairs(r.tokens) do
             if type(tid) == "string" then
-                revoked:set("t:" .. tid, true, max_ttl)
+                remember("t:" .. tid, true, max_ttl)
                 n = n + 1
             end
         end
@@ -275,7 +305,7 @@ function _M.revoke(r, at)
         for _, p in ipairs(r.keys) do
             local path = type(p) == "string" and key.purge_path(p)
             if path then
-                revoked:set("p:" .. path, seconds, max_ttl)
+                remember("p:" .. path, seconds, max_ttl)
                 n = n + 1
             end
         end

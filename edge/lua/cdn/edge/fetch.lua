@@ -30,6 +30,7 @@ local tonumber = tonumber
 local max = math.max
 local sub = string.sub
 local find = string.find
+local gsub = string.gsub
 local byte = string.byte
 local gmatch = string.gmatch
 local lower = string.lower
@@ -240,7 +241,8 @@ function _M.upstream()
     end
     local request_uri = var.request_uri
     local q = find(request_uri, "?", 1, true)
-    local raw_path = q and sub(request_uri, 1, q - 1) or request_uri
+    -- (slashes merged as the key merges them: the origin is asked for what was keyed)
+    local raw_path = gsub(q and sub(request_uri, 1, q - 1) or request_uri, "//+", "/")
     local path = key.path(request_uri)
     -- (HEAD misses are fetched as GET)
     if path and var.request_method == "GET" then
@@ -256,7 +258,9 @@ function _M.upstream()
     elseif route or not path or not images.enabled() then
         query = key.query(var.args)
     else
-        query = images.query(path, var.args) or ""
+        -- (checked by the public server's key lookup already: only made canonical
+        -- here, so a signature expiring meanwhile cannot turn into "no parameters")
+        query = images.query(path, var.args, true) or ""
     end
     var.cdn_fetch_uri = raw_path .. (query ~= "" and "?" .. query or "")
     if route then

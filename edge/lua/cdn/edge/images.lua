@@ -96,8 +96,10 @@ end
 
 -- A request's image query. Returns the canonical query ("" for the original
 -- bytes), whether the format follows Accept, and the signed URL's expiry (or
--- nil); or nil, the HTTP status (400, 403) and the reason.
-function _M.query(path, args)
+-- nil); or nil, the HTTP status (400, 403) and the reason. `checked`: the
+-- signature was verified for this request already (the fetch hop, after the
+-- public server's key lookup), only the canonical form is wanted.
+function _M.query(path, args, checked)
     if not args or args == "" then
         return ""
     end
@@ -119,7 +121,7 @@ function _M.query(path, args)
 
     local signed = p.sig ~= nil
     local exp
-    if signed then
+    if signed and not checked then
         -- the message: the path and the grammar's parameters as sent (names
         -- sorted), so a signer needs no knowledge of defaults or snapping
         local names, n = {}, 0
@@ -193,6 +195,11 @@ function _M.query(path, args)
             out_h = min(MAX_SIDE, floor(h * out_w / w + 0.5))
             if out_h < 1 then
                 out_h = 1
+            end
+            -- derived, then snapped like any height: unsigned, a width has at
+            -- most #widths heights, not one per pixel
+            if not signed then
+                out_h = snap(widths, out_h)
             end
         else
             out_h = min(ceil(h * dpr), MAX_SIDE)
