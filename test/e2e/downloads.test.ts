@@ -8,7 +8,9 @@ import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import Redis from 'ioredis';
 import { up, type UpResult } from '../../infra/targets/native/stack';
+import { startUnit, stopPid, waitHealthy } from '../../infra/targets/native/supervisor';
 import { parseSpec } from '../../infra/model/spec';
 import { signDownloadQuery } from '../../origin/src/downloads/download-token';
 import { rawRequest, waitFor } from '../support/http';
@@ -122,6 +124,33 @@ describe('signed downloads', () => {
     const after = await signed({ key: 'downloads/other.pdf', ttl: 600 });
     expect(await waitFor(async () => (await download(before.url)).status === 403, 1000)).toBeGreaterThanOrEqual(0);
     expect((await download(after.url)).status).toBe(200);
+  });
+
+  test('a revocation survives an edge restart, also when the stream no longer holds it', async () => {
+    const victim = await signed({ key: 'downloads/ebook.pdf', ttl: 600 });
+    const svc = stack.services.find((s) => s.unit.name === 'edge-eu-1')!;
+    const edge = stack.state.edges.find((e) => e.id === 'eu-1')!;
+    expect((await download(on(edge.url, victim.url))).status).toBe(200);
+    expect((await api('/v1/signed-urls/revoke', { tokenIds: [victim.tokenId] })).status).toBe(202);
+    expect(await waitFor(async () => (await download(on(edge.url, victim.url))).status === 403, 1000)).toBeGreaterThanOrEqual(0);
+    // the stream forgets it (trimmed), and the edge restarts with empty shared memory
+    const redis = new Redis(stack.state.redis);
+    try {
+      await redis.xtrim('cdn:purges', 'MAXLEN', 0);
+    } finally {
+      redis.disconnect();
+    }
+    await stopPid(svc.pid);
+    const restarted = startUnit(svc.unit);
+    await waitHealthy(restarted, 10000);
+    try {
+      expect(await waitFor(async () => (await fetch(on(edge.url, victim.url))).status !== 200, 3000)).toBeGreaterThanOrEqual(0);
+      const r = await download(on(edge.url, victim.url));
+      expect([r.status, r.body.toString()]).toEqual([403, expect.stringMatching(/revoked/)]);
+    } finally {
+      // (the stack stops the pid it recorded: hand it the new one)
+      svc.pid = restarted.pid;
+    }
   });
 
   test('maxUses counts whole downloads fleet-wide, and ranges cannot get around it', async () => {

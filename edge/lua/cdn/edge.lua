@@ -550,7 +550,11 @@ function _M.reject()
     ngx.status = status
     header["Content-Type"] = "text/plain"
     header["Cache-Control"] = "no-store"
-    ngx.say(status == 403 and "forbidden: " or "bad request: ", sub(reject, 5))
+    if status == 503 then
+        header["Retry-After"] = "2"
+    end
+    ngx.say(status == 403 and "forbidden: " or status == 503 and "service unavailable: "
+            or "bad request: ", sub(reject, 5))
 end
 
 

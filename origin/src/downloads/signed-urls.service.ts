@@ -7,6 +7,8 @@ import { checkAssetKey } from '../../contract/asset-key';
 import { ORIGIN_CONFIG, type OriginConfig } from '../config/origin-config';
 import { PINO, type OriginLog } from '../logging/origin-logger';
 import { PurgeService, type PurgeActor } from '../purge/purge.service';
+import { RedisConnection } from '../redis/redis-connection';
+import { RedisKeys } from '../redis/redis-keys';
 import { signDownloadQuery } from './download-token';
 
 export const MAX_USES = 1000;
@@ -57,6 +59,7 @@ export class SignedUrlsService {
     @Inject(ORIGIN_CONFIG) private readonly config: OriginConfig,
     @Inject(PINO) private readonly log: OriginLog,
     private readonly purges: PurgeService,
+    private readonly redis: RedisConnection,
   ) {}
 
   sign(body: unknown, actor: PurgeActor): SignedUrl {
@@ -84,8 +87,34 @@ export class SignedUrlsService {
     const parsed = revokeBody.safeParse(body);
     if (!parsed.success) invalid(parsed.error.issues);
     const keys = (parsed.data.keys ?? []).map((key) => this.protectedPath(key));
+    await this.keep(parsed.data.tokenIds ?? [], keys);
     const message = await this.purges.publish({ urls: [], prefixes: [], tags: [], revoke: { tokens: parsed.data.tokenIds ?? [], keys } }, 'revoke', actor);
     return { id: message.id };
+  }
+
+  /**
+   * Keeps the revocation in Redis as well as on the stream: an edge that starts loads
+   * these, since it replays only the last minute of the stream. Written before the
+   * stream entry, so no edge can start between the two and miss it. Kept a day longer
+   * than any token lives; expired fields are pruned here.
+   */
+  private async keep(tokens: readonly string[], paths: readonly string[]): Promise<void> {
+    const now = Date.now();
+    const until = now + (this.config.downloads.maxTtlSeconds + 86400) * 1000;
+    const fields: string[] = [];
+    for (const tid of tokens) fields.push(`t:${tid}`, String(until));
+    for (const path of paths) fields.push(`p:${path}`, `${now}:${until}`);
+    const hash = new RedisKeys(this.config.purge.stream).revocations;
+    try {
+      const all = await this.redis.client.hgetall(hash);
+      const expired = Object.entries(all)
+        .filter(([, value]) => Number(value.split(':').pop()) < now)
+        .map(([field]) => field);
+      if (expired.length > 0) await this.redis.client.hdel(hash, ...expired);
+      await this.redis.client.hset(hash, ...fields);
+    } catch (err) {
+      throw cdnError('CDN_ERR_BUS_UNAVAILABLE', 'the revocation was not recorded; retry', { cause: err });
+    }
   }
 
   /** `/key` when the key is valid and under a protected prefix (else no edge would ask for a token). */

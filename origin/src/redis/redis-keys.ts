@@ -9,6 +9,7 @@
  *   <stream>:dedup:<sha256>        purge id of an identical recent purge (PX window)
  *   <stream>:rate:<token>:<sec>    API purges of a token in one second (expires)
  *   <stream>:tag:<tag>             sorted set of asset keys carrying the tag (score 0: by key)
+ *   <stream>:revocations           hash of download revocations (t:<token id>, p:<path>), pruned
  *   <stream>:warm:<id>             a warming job's progress, JSON (TTL)
  *   <stream>:launches              sorted set of launch ids by time (score: epoch ms of `at`)
  *   <stream>:launches:due          sorted set of launch steps not yet run, "<id>:warm" and
@@ -41,6 +42,11 @@ export class RedisKeys {
 
   tag(tag: string): string {
     return `${this.stream}:tag:${tag}`;
+  }
+
+  /** Download revocations (field t:<token id> or p:<path>), which restarting edges load. */
+  get revocations(): string {
+    return `${this.stream}:revocations`;
   }
 
   warm(id: string): string {

@@ -130,8 +130,18 @@ function _M.verify(path, args)
 end
 
 
+-- Whether this edge has loaded the revocations kept in Redis since it started
+-- (invalidation.lua): until then no token is honoured, as any could be revoked.
+local revocations_known = false
+
 -- Every request: nil when the token may be used now, else "<status> <reason>".
 function _M.check(claims)
+    if not revocations_known then
+        revocations_known = ngx.shared.cdn_state:get("revocations_loaded") ~= nil
+        if not revocations_known then
+            return "503 downloads wait until this edge has read the revocations; retry"
+        end
+    end
     if now() > claims.exp + CLOCK_SKEW then
         return "403 download token: expired"
     end
@@ -284,6 +294,39 @@ local function remember(k, v, ttl)
     if not ok then
         log(ngx.ERR, "downloads: revocation not kept (", err, "): raise cdn_revoked")
     end
+end
+
+
+-- At start (invalidation.lua, once per shared-memory lifetime): the
+-- revocations kept in Redis (the hash POST /v1/signed-urls/revoke writes), so a
+-- restarted edge knows those older than the stream it replays. Fields:
+-- "t:<token id>" = "<until ms>", "p:<path>" = "<revoked at ms>:<until ms>".
+function _M.load_revocations(red, hash)
+    local all, err = red:hgetall(hash)
+    if not all then
+        return nil, err
+    end
+    local t = ngx.now()
+    local n = 0
+    for i = 1, #all, 2 do
+        local field, value = all[i], all[i + 1]
+        local kind = sub(field, 1, 2)
+        if kind == "t:" then
+            local left = (tonumber(value) or 0) / 1000 - t
+            if left > 0 then
+                remember(field, true, left)
+                n = n + 1
+            end
+        elseif kind == "p:" then
+            local at, untl = match(value, "^(%d+):(%d+)$")
+            local left = (tonumber(untl) or 0) / 1000 - t
+            if at and left > 0 then
+                remember(field, tonumber(at) / 1000, left)
+                n = n + 1
+            end
+        end
+    end
+    return n
 end
 
 

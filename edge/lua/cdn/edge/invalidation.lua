@@ -261,6 +261,18 @@ local function follow(ctx)
         end
     end
 
+    -- revocations older than the replayed stream, once per start
+    if not state:get("revocations_loaded") then
+        local n, lerr = downloads.load_revocations(red, ctx.stream .. ":revocations")
+        if not n then
+            return nil, "failed to load download revocations: " .. tostring(lerr)
+        end
+        state:set("revocations_loaded", 1)
+        if n > 0 then
+            infolog("loaded ", n, " download revocations")
+        end
+    end
+
     local last_id = state:get("last_id")
     -- only an id the edge applied can be looked for in the stream
     local applied_any = last_id ~= nil
