@@ -1,4 +1,4 @@
-import { createHmac } from 'node:crypto';
+import { signedQuery } from '../common/url-signature';
 
 /** What a download token says (docs/downloads.md). */
 export interface DownloadClaims {
@@ -24,8 +24,5 @@ export function signDownloadQuery(path: string, claims: DownloadClaims, key: { i
   const fields: Record<string, string> = { exp: String(claims.exp), iat: String(claims.iat), kid: key.id, tid: claims.tid };
   if (claims.uses !== undefined) fields.uses = String(claims.uses);
   if (claims.ip !== undefined) fields.ip = claims.ip;
-  const names = Object.keys(fields).sort();
-  const message = `dl\n${path}?${names.map((n) => `${n}=${fields[n]}`).join('&')}`;
-  const sig = createHmac('sha256', key.secret).update(message).digest('hex');
-  return new URLSearchParams({ ...fields, sig }).toString();
+  return signedQuery('dl\n', path, fields, key.secret);
 }

@@ -1,4 +1,4 @@
-import { createHmac } from 'node:crypto';
+import { signedQuery } from '../common/url-signature';
 
 /** The image parameters a signature covers, and the two it adds. */
 const SIGNED_NAMES: ReadonlySet<string> = new Set(['w', 'h', 'fit', 'q', 'fmt', 'dpr', 'exp', 'kid']);
@@ -10,14 +10,10 @@ const SIGNED_NAMES: ReadonlySet<string> = new Set(['w', 'h', 'fit', 'q', 'fmt', 
  * sorted. The edge (edge/lua/cdn/edge/images.lua) rebuilds the same message.
  */
 export function signImageQuery(path: string, params: Record<string, string | number>, key: { id: string; secret: string }, expiresAt?: number): string {
-  const all: Record<string, string> = { kid: key.id };
-  for (const [name, value] of Object.entries(params)) all[name] = String(value);
-  if (expiresAt !== undefined) all.exp = String(Math.floor(expiresAt));
-  const message = `${path}?${Object.keys(all)
-    .filter((name) => SIGNED_NAMES.has(name))
-    .sort()
-    .map((name) => `${name}=${all[name]}`)
-    .join('&')}`;
-  const sig = createHmac('sha256', key.secret).update(message).digest('hex');
-  return new URLSearchParams({ ...all, sig }).toString();
+  const fields: Record<string, string> = { kid: key.id };
+  const unsigned: Record<string, string> = {};
+  for (const [name, value] of Object.entries(params)) (SIGNED_NAMES.has(name) ? fields : unsigned)[name] = String(value);
+  if (expiresAt !== undefined) fields.exp = String(Math.floor(expiresAt));
+  const extra = new URLSearchParams(unsigned).toString();
+  return signedQuery('', path, fields, key.secret) + (extra ? `&${extra}` : '');
 }

@@ -26,8 +26,6 @@ local decode_args = ngx.decode_args
 local find = string.find
 local sub = string.sub
 local match = string.match
-local concat = table.concat
-local sort = table.sort
 local tonumber = tonumber
 local type = type
 local pairs = pairs
@@ -96,29 +94,21 @@ function _M.verify(path, args)
     if not find("&" .. args, "&sig=", 1, true) then
         return denied("this download needs a signed URL")
     end
-    local given = decode_args(args, MAX_ARGS)
-    local names, n = {}, 0
-    for name, value in pairs(given) do
+    -- the claims and the signature; other parameters are neither signed nor used
+    local given = {}
+    for name, value in pairs(decode_args(args, MAX_ARGS)) do
         if CLAIMS[name] or name == "sig" then
             if type(value) ~= "string" or not find(value, "^[%w.:_-]+$") then
                 return denied(name .. " must be given once, as letters, digits or . : _ -")
             end
-            if name ~= "sig" then
-                n = n + 1
-                names[n] = name
-            end
+            given[name] = value
         end
     end
     local exp, iat = tonumber(given.exp), tonumber(given.iat)
     if not (exp and iat and given.tid and given.kid and given.sig) then
         return denied("exp, iat, kid, tid and sig are required")
     end
-    sort(names)
-    for i = 1, n do
-        names[i] = names[i] .. "=" .. given[names[i]]
-    end
-    local ok, why = signature.verify("dl\n" .. path .. "?" .. concat(names, "&"),
-                                     given.kid, given.sig)
+    local ok, why = signature.verify_fields("dl\n", path, given)
     if not ok then
         return denied(why)
     end

@@ -13,7 +13,6 @@ local signature = require "cdn.edge.signature"
 
 local decode_args = ngx.decode_args
 local concat = table.concat
-local sort = table.sort
 local find = string.find
 local ceil = math.ceil
 local floor = math.floor
@@ -122,20 +121,9 @@ function _M.query(path, args, checked)
     local signed = p.sig ~= nil
     local exp
     if signed and not checked then
-        -- the message: the path and the grammar's parameters as sent (names
-        -- sorted), so a signer needs no knowledge of defaults or snapping
-        local names, n = {}, 0
-        for name in pairs(p) do
-            if name ~= "sig" then
-                n = n + 1
-                names[n] = name
-            end
-        end
-        sort(names)
-        for i = 1, n do
-            names[i] = names[i] .. "=" .. p[names[i]]
-        end
-        local ok, why = signature.verify(path .. "?" .. concat(names, "&"), p.kid, p.sig)
+        -- the message: the path and the grammar's parameters as sent, so a
+        -- signer needs no knowledge of defaults or snapping
+        local ok, why = signature.verify_fields("", path, p)
         if not ok then
             return nil, 403, "image URL signature: " .. why
         end

@@ -11,6 +11,9 @@ local equal = crypto.equal
 local gmatch = string.gmatch
 local match = string.match
 local lower = string.lower
+local sort = table.sort
+local concat = table.concat
+local pairs = pairs
 
 local _M = { _VERSION = "0.1.0" }
 
@@ -50,6 +53,26 @@ function _M.verify(message, key_id, signature)
         return false, "signature does not match"
     end
     return true
+end
+
+
+
+-- A signed URL's check: `sig` over "<prefix><path>?<name>=<value>&..." for every
+-- field but `sig` (names sorted, values as sent), under the key `fields.kid`
+-- names. The signers (origin/src/common/url-signature.ts) build the same message.
+function _M.verify_fields(prefix, path, fields)
+    local names, n = {}, 0
+    for name in pairs(fields) do
+        if name ~= "sig" then
+            n = n + 1
+            names[n] = name
+        end
+    end
+    sort(names)
+    for i = 1, n do
+        names[i] = names[i] .. "=" .. fields[names[i]]
+    end
+    return _M.verify(prefix .. path .. "?" .. concat(names, "&"), fields.kid, fields.sig)
 end
 
 
