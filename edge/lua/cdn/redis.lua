@@ -42,4 +42,27 @@ if not rawget(redis, "connect_tls") then
     end
 end
 
+-- A connection to `target` ({ host, port, tls = { serverName }? }), over TLS
+-- when the target says so, authenticated once (a pooled connection already
+-- is); every timeout `timeout_ms`. Returns the client, or nil and the error.
+if not rawget(redis, "open") then
+    redis.open = function(target, password, timeout_ms)
+        local red = redis:new()
+        red:set_timeouts(timeout_ms, timeout_ms, timeout_ms)
+        local ok, err
+        if target.tls then
+            ok, err = red:connect_tls(target.host, target.port, target.tls.serverName)
+        else
+            ok, err = red:connect(target.host, target.port)
+        end
+        if ok and password and red:get_reused_times() == 0 then
+            ok, err = red:auth(password)
+        end
+        if not ok then
+            return nil, err
+        end
+        return red
+    end
+end
+
 return redis

@@ -166,21 +166,7 @@ end
 
 
 local function connect()
-    local red = redis:new()
-    red:set_timeouts(500, 500, 500)
-    local ok, err
-    if counter.tls then
-        ok, err = red:connect_tls(counter.host, counter.port, counter.tls.serverName)
-    else
-        ok, err = red:connect(counter.host, counter.port)
-    end
-    if ok and password and red:get_reused_times() == 0 then
-        ok, err = red:auth(password)
-    end
-    if not ok then
-        return nil, err
-    end
-    return red
+    return redis.open(counter, password, 500)
 end
 
 

@@ -228,14 +228,9 @@ end
 local function acknowledge(ctx, red, last_id)
     local target = red
     if ctx.acknowledge then
-        target = redis:new()
-        target:set_timeouts(1000, 1000, 1000)
-        local primary = ctx.acknowledge
-        local ok, err = target:connect_tls(primary.host, primary.port, primary.tls.serverName)
-        if ok and ctx.password and target:get_reused_times() == 0 then
-            ok, err = target:auth(ctx.password)
-        end
-        if not ok then
+        local err
+        target, err = redis.open(ctx.acknowledge, ctx.password, 1000)
+        if not target then
             return nil, "failed to reach the primary: " .. tostring(err)
         end
     end
