@@ -270,12 +270,15 @@ describe('conformance defects (http-cache-tests, npm run conformance)', () => {
     expect(originHits(path)).toBe(1);
   });
 
-  test('a 5xx with explicit freshness is not stored by default (cache.store5xx)', async () => {
+  test('a 5xx with explicit freshness is stored, fresh for at most cache.max5xxTtl (10 s by default)', async () => {
     const path = fresh('status-503');
     edge.setOrigin(() => ({ status: 503, headers: { 'Cache-Control': 'max-age=300' }, body: 'down' }));
-    await get(path);
-    expect((await get(path)).cacheStatus).not.toContain('hit');
-    expect(originHits(path)).toBe(2);
+    expect((await get(path)).cacheStatus).toContain('stored');
+    const second = await get(path);
+    expect(second.status).toBe(503);
+    // the origin said 300 s; the cap says 10
+    expect(second.cacheStatus).toMatch(/; hit; ttl=(9|10)$/);
+    expect(originHits(path)).toBe(1);
   });
 
   test('an unknown method (M-SEARCH) that succeeds invalidates the URL (RFC 9111 §4.4)', async () => {
@@ -317,11 +320,14 @@ describe('conformance defects (http-cache-tests, npm run conformance)', () => {
     const path = fresh('renew-fields');
     edge.setOrigin((req) =>
       req.headers['if-none-match'] === '"f1"'
-        ? { status: 304, headers: { ETag: '"f1"', 'Cache-Control': 'max-age=300', 'X-Frame-Options': 'sameorigin', 'Content-Security-Policy': "default-src 'none'", Expires: 'Mon, 11 Jan 2038 11:11:11 GMT' } }
-        : { headers: { 'Cache-Control': 'max-age=1', ETag: '"f1"', 'X-Frame-Options': 'deny', 'Content-Security-Policy': "default-src 'self'", Expires: 'Fri, 01 Jan 2038 01:01:01 GMT' }, body: 'x' },
+        ? { status: 304, headers: { ETag: '"f1"', 'Cache-Control': 'max-age=300', 'X-Frame-Options': 'sameorigin', 'Content-Security-Policy': "default-src 'none'", Expires: 'Mon, 11 Jan 2038 11:11:11 GMT', 'Content-MD5': 'bmV3', 'Content-Encoding': 'gzip' } }
+        : { headers: { 'Cache-Control': 'max-age=1', ETag: '"f1"', 'X-Frame-Options': 'deny', 'Content-Security-Policy': "default-src 'self'", Expires: 'Fri, 01 Jan 2038 01:01:01 GMT', 'Content-MD5': 'b2xk' }, body: 'x' },
     );
     await get(path);
-    await sleep(3100); // past max-age=1 and its second of stale use
+    // Past max-age=1: the lone request after expiry waits for the 304 and gets
+    // what it renewed (cache.staleWhileUpdating serves a stale copy only to
+    // requests that arrive while another refreshes it).
+    await sleep(2100);
     const revalidated = await get(path);
     expect(revalidated.cacheStatus).toContain('fwd-status=304');
     const hit = await get(path);
@@ -330,6 +336,9 @@ describe('conformance defects (http-cache-tests, npm run conformance)', () => {
       expect(res.headers.get('x-frame-options')).toBe('sameorigin');
       expect(res.headers.get('content-security-policy')).toBe("default-src 'none'");
       expect(res.headers.get('expires')).toBe('Mon, 11 Jan 2038 11:11:11 GMT');
+      // fields about the stored bytes themselves are not the 304's to change
+      expect(res.headers.get('content-md5')).toBe('b2xk');
+      expect(res.headers.get('content-encoding')).toBeNull();
     }
   });
 
@@ -421,12 +430,26 @@ describe('open cache files', () => {
 });
 
 describe('errors and stale', () => {
-  test('a 5xx is never stored, even with a max-age', async () => {
+  test('a stored 5xx is never served once it ran out: not in the background, not while the origin fails', async () => {
     const path = fresh('five-hundred');
-    edge.setOrigin(() => ({ status: 500, headers: { 'Cache-Control': 'public, max-age=300' }, body: 'boom' }));
+    edge.setOrigin(() => ({ status: 500, headers: { 'Cache-Control': 'public, max-age=1' }, body: 'boom' }));
     expect((await get(path)).status).toBe(500);
-    expect((await get(path)).status).toBe(500);
-    expect(originHits(path)).toBe(2);
+    await sleep(2100);
+    edge.setOrigin(() => ({ headers: { 'Cache-Control': 'public, max-age=60' }, body: 'recovered' }));
+    // (the grace of cache.grace and a stale-while-revalidate window are not given to errors)
+    expect((await get(path)).body).toBe('recovered');
+    const failing = fresh('five-hundred-outage');
+    edge.setOrigin(() => ({ status: 503, headers: { 'Cache-Control': 'public, max-age=1, stale-if-error=600' }, body: 'sold out' }));
+    await get(failing);
+    await sleep(2100);
+    await edge.stopOrigin();
+    try {
+      const r = await get(failing);
+      expect(r.status).toBe(502);
+      expect(r.body).not.toContain('sold out');
+    } finally {
+      await edge.startOrigin();
+    }
   });
 
   test('an expired object is served stale while the origin fails (stale-if-error), and the error is not stored', async () => {
@@ -852,6 +875,26 @@ describe('review findings (regressions)', () => {
     expect(originHits(path)).toBeLessThanOrEqual(3);
   });
 
+  test('cache.staleWhileUpdating: requests during a refresh get the stored copy; the one that refreshes waits for it', async () => {
+    const path = fresh('while-updating');
+    let version = 1;
+    edge.setOrigin(() => ({ headers: { 'Cache-Control': 'public, max-age=1, must-revalidate' }, body: `v${version}`, delayMs: version === 1 ? 0 : 500 }));
+    await get(path);
+    await sleep(2100);
+    version = 2;
+    const refreshing = get(path);
+    await sleep(150);
+    // arrives while the refresh is in flight: the stored copy, at once (also
+    // for must-revalidate: for as long as the one refresh takes)
+    const during = await get(path);
+    expect(during.body).toBe('v1');
+    expect(during.cacheStatus).toMatch(/; hit; ttl=-\d+$/);
+    const first = await refreshing;
+    expect(first.body).toBe('v2');
+    expect(first.cacheStatus).toContain('fwd=stale');
+    expect(originHits(path)).toBe(2);
+  });
+
   test('a tag purge that lands while the object is being fetched is not lost', async () => {
     const path = fresh('purge-in-flight');
     let version = 1;
@@ -1053,5 +1096,33 @@ describe('cache.forwardCdnCacheControl: false', () => {
     await res.text();
     expect(res.headers.get('cache-status')).toMatch(/hit; ttl=1[12]\d/);
     expect(res.headers.get('cdn-cache-control')).toBeNull();
+  });
+});
+
+describe('cache.staleWhileUpdating: false', () => {
+  let background: EdgeHarness;
+  beforeAll(async () => {
+    background = await startEdge({ cache: { staleWhileUpdating: false } });
+  });
+  afterAll(async () => {
+    await background.stop();
+  });
+
+  test("the origin's stale-while-revalidate is served at once and refreshed in the background", async () => {
+    let version = 1;
+    background.setOrigin(() => ({ headers: { 'Cache-Control': 'public, max-age=1, stale-while-revalidate=30' }, body: `v${version}`, delayMs: version === 1 ? 0 : 300 }));
+    const path = fresh('background');
+    const at = async () => {
+      const res = await fetch(`${background.url}${path}`);
+      return { body: await res.text(), cacheStatus: res.headers.get('cache-status') ?? '' };
+    };
+    await at();
+    await sleep(2100);
+    version = 2;
+    const stale = await at();
+    expect(stale.body).toBe('v1');
+    // from the cache, not after the origin's answer
+    expect(stale.cacheStatus).toMatch(/; hit; ttl=-\d+$/);
+    expect(await waitFor(async () => (await at()).body === 'v2', 3000)).toBeGreaterThanOrEqual(0);
   });
 });

@@ -33,6 +33,8 @@ export interface EdgeSettings {
   grace: number;
   /** Whether 5xx responses with explicit freshness are stored (spec cache.store5xx). */
   store5xx: boolean;
+  /** Seconds a stored 5xx stays fresh at most (spec cache.max5xxTtl). */
+  max5xxTtl: number;
   /** Least stale-while-revalidate given to responses that do not forbid it (spec cache.minStaleWhileRevalidate). */
   minStaleWhileRevalidate: number;
   /** Whether the origin's CDN-Cache-Control is stored and passed on (spec cache.forwardCdnCacheControl). */
@@ -168,6 +170,7 @@ export function edgeSettings(spec: CdnSpec, topology: Topology, edge: EdgePlacem
     ...(replica ? { acknowledge: { ...acknowledgedAt(topology, edge.region).reach, tls: { serverName: REDIS_TLS_SERVER_NAME } } } : {}),
     grace: spec.cache.grace,
     store5xx: spec.cache.store5xx,
+    max5xxTtl: spec.cache.max5xxTtl,
     minStaleWhileRevalidate: spec.cache.minStaleWhileRevalidate,
     forwardCdnCacheControl: spec.cache.forwardCdnCacheControl,
     busDownMaxTtl: spec.purge.busDownMaxTtl,
@@ -222,11 +225,19 @@ interface CacheLocationOptions {
   upstream: string;
   /** Count sent body bytes in a log phase (HEAD, Range, debug and sliced responses). */
   sizedAtLog: boolean;
-  bypassCookies: boolean;
+  policy: CachePolicy;
   /** Slice size: the object is fetched and stored in slices of this size (cache.slice). */
   slice?: string;
   /** The log phase handler of a sizedAtLog location, when not log_sent_bytes. */
   log?: string;
+}
+
+/** What every cache location of the edge shares, from the spec's `cache`. */
+interface CachePolicy {
+  /** Requests with a bypass cookie neither use nor fill the cache (cache.bypassCookies). */
+  bypassCookies: boolean;
+  /** proxy_cache_use_stale: "updating" or "off" (cache.staleWhileUpdating). */
+  useStale: 'updating' | 'off';
 }
 
 /** Outside sliced locations a client's own X-Cdn-Slice must not let a 206 be stored. */
@@ -272,7 +283,7 @@ function cacheLocation(o: CacheLocationOptions): string {
             proxy_cache_key $cdn_cache_key${o.slice ? '$slice_range' : ''};
             # Set for the one request that refreshes a soft-purged object.
             proxy_cache_bypass $cdn_refresh;
-${o.bypassCookies ? COOKIE_BYPASS : ''}            proxy_cache_methods GET HEAD;
+${o.policy.bypassCookies ? COOKIE_BYPASS : ''}            proxy_cache_methods GET HEAD;
             # Conditional revalidation of expired entries (If-None-Match / If-Modified-Since).
             proxy_cache_revalidate on;
             # Concurrent misses for one key wait for the first fetch (collapsing).
@@ -281,10 +292,14 @@ ${o.bypassCookies ? COOKIE_BYPASS : ''}            proxy_cache_methods GET HEAD;
             proxy_cache_lock_age 10s;
             # How long stale entries may be used is decided per response by the
             # internal hop (stale-while-revalidate / stale-if-error, cut to 0 by
-            # must-revalidate or no-cache), so nothing is listed here: a parameter
-            # here would serve stale regardless of those limits.
-            proxy_cache_use_stale off;
-            proxy_cache_background_update on;
+            # must-revalidate or no-cache); error or timeout here would serve
+            # stale regardless of those limits. updating (cache.staleWhileUpdating):
+            # while one request refreshes an expired entry, the others get it as is.
+            # With it, nginx would also serve the request that starts a refresh stale
+            # and refresh in the background, every time: so no background updates then
+            # (the first request after expiry waits, as RFC 9111 asks).
+            proxy_cache_use_stale ${o.policy.useStale};
+            proxy_cache_background_update ${o.policy.useStale === 'updating' ? 'off' : 'on'};
             # Byte ranges are cut from the stored object (also on the miss that
             # stores it), whether or not the origin advertises Accept-Ranges.
             proxy_force_ranges on;
@@ -428,7 +443,7 @@ function bucketLocations(): string {
  * it; tokens with a use limit continue in a location of their own, where Redis counts
  * the bytes served. Every response says Cache-Control: private and no-referrer.
  */
-function downloadLocation(prefix: string, index: number, sliceSize: string | undefined, bypassCookies: boolean): string {
+function downloadLocation(prefix: string, index: number, sliceSize: string | undefined, policy: CachePolicy): string {
   const counted = `/__cdn_download_counted_${index}`;
   const unsliced = sliceSize
     ? `            # only GET and HEAD are sliced: nginx would repeat any other method
@@ -443,7 +458,7 @@ function downloadLocation(prefix: string, index: number, sliceSize: string | und
         # Signed downloads under ${prefix}: a valid token or 403; tokens never
         # reach the cache key, the origin or a log (docs/downloads.md).
         location ^~ ${prefix} {
-${unsliced}${cacheLocation({ headerFilter: filter, upstream: 'http://fetch', sizedAtLog: true, bypassCookies, slice: sliceSize })}            # a token with a use limit: counted, fleet-wide, in Redis
+${unsliced}${cacheLocation({ headerFilter: filter, upstream: 'http://fetch', sizedAtLog: true, policy, slice: sliceSize })}            # a token with a use limit: counted, fleet-wide, in Redis
             if ($cdn_download_counted) {
                 rewrite ^ ${counted} last;
             }
@@ -451,7 +466,7 @@ ${unsliced}${cacheLocation({ headerFilter: filter, upstream: 'http://fetch', siz
         location = ${counted} {
             internal;
             access_by_lua_block { require("cdn.edge.downloads").access() }
-${cacheLocation({ headerFilter: filter, upstream: 'http://fetch$request_uri', sizedAtLog: true, bypassCookies, slice: sliceSize, log: 'require("cdn.edge").log_download' })}        }
+${cacheLocation({ headerFilter: filter, upstream: 'http://fetch$request_uri', sizedAtLog: true, policy, slice: sliceSize, log: 'require("cdn.edge").log_download' })}        }
 `;
 }
 
@@ -460,7 +475,10 @@ export function renderEdge(spec: CdnSpec, topology: Topology, edge: EdgePlacemen
   const settingsPath = path.join(dir, 'edge.json');
   const fetchSocket = path.join(dir, 'fetch.sock');
   const bucket = bucketSettings(spec, layout);
-  const bypassCookies = spec.cache.bypassCookies.length > 0;
+  const policy: CachePolicy = {
+    bypassCookies: spec.cache.bypassCookies.length > 0,
+    useStale: spec.cache.staleWhileUpdating ? 'updating' : 'off',
+  };
   const slice = spec.cache.slice;
   // Longer prefixes than "/" (^~: and no regex is tried): their requests never
   // take the debug or HEAD/Range detours of "location /" (their bytes are all
@@ -478,11 +496,11 @@ export function renderEdge(spec: CdnSpec, topology: Topology, edge: EdgePlacemen
             if ($cdn_method_unsliced) {
                 rewrite ^ /__cdn_partial last;
             }
-${cacheLocation({ headerFilter: 'require("cdn.edge").slice_header_filter', upstream: 'http://fetch', sizedAtLog: true, bypassCookies, slice: slice!.size })}        }
+${cacheLocation({ headerFilter: 'require("cdn.edge").slice_header_filter', upstream: 'http://fetch', sizedAtLog: true, policy, slice: slice!.size })}        }
 `,
     )
     .join('');
-  const downloadLocations = downloads.map((prefix, i) => downloadLocation(prefix, i, slice?.prefixes.includes(prefix) ? slice.size : undefined, bypassCookies)).join('');
+  const downloadLocations = downloads.map((prefix, i) => downloadLocation(prefix, i, slice?.prefixes.includes(prefix) ? slice.size : undefined, policy)).join('');
   const acknowledgesAcrossRegions = topology.redisReplicas?.[edge.region] !== undefined;
   const ackCa = acknowledgesAcrossRegions ? secretFile(layout, 'redisTlsCa') : undefined;
   if (acknowledgesAcrossRegions && !ackCa) throw new Error('an edge acknowledging across regions needs the Redis CA file (a layout with secret files)');
@@ -598,20 +616,20 @@ ${downloads.length > 0 ? '        # Set by the key lookup for a download token w
             if ($http_range) {
                 rewrite ^ /__cdn_partial last;
             }
-${SENDFILE_BY_SIZE.off}${cacheLocation({ headerFilter: 'require("cdn.edge").header_filter', upstream: 'http://fetch', sizedAtLog: false, bypassCookies })}${SENDFILE_BY_SIZE.on}        }
+${SENDFILE_BY_SIZE.off}${cacheLocation({ headerFilter: 'require("cdn.edge").header_filter', upstream: 'http://fetch', sizedAtLog: false, policy })}${SENDFILE_BY_SIZE.on}        }
 ${slicedLocations}${downloadLocations}
 
         # HEAD and Range requests (rewritten from "location /"): the same lookup,
         # with the bytes actually sent counted in the log phase.
         location = /__cdn_partial {
             internal;
-${cacheLocation({ headerFilter: 'require("cdn.edge").header_filter', upstream: 'http://fetch$request_uri', sizedAtLog: true, bypassCookies })}        }
+${cacheLocation({ headerFilter: 'require("cdn.edge").header_filter', upstream: 'http://fetch$request_uri', sizedAtLog: true, policy })}        }
 
         # Requests with X-Cdn-Debug: the same lookup; with the debug token the
         # response also names the cache key, the variant and the tags.
         location = /__cdn_debug {
             internal;
-${cacheLocation({ headerFilter: 'require("cdn.edge.debug").header_filter', upstream: 'http://fetch$request_uri', sizedAtLog: true, bypassCookies })}        }
+${cacheLocation({ headerFilter: 'require("cdn.edge.debug").header_filter', upstream: 'http://fetch$request_uri', sizedAtLog: true, policy })}        }
 
         # Targets the key lookup refused: 400 with the reason ($cdn_reject), 403
         # for an image URL whose signature fails.

@@ -225,19 +225,32 @@ export const cdnSpecSchema = z
         /** Seconds a stored response may be served stale while the origin fails, unless the origin says otherwise (stale-if-error, must-revalidate). */
         grace: z.number().int().min(0).default(86400),
         /**
-         * Store 5xx responses that carry explicit freshness, as RFC 9111 §3 allows. Off by
-         * default: a failing origin's error page, once stored, would be served for its whole
-         * max-age after the origin recovered. Other final statuses with explicit freshness
-         * (3xx redirects, 4xx such as 404 and 410) are stored.
+         * Store 5xx responses that carry explicit freshness, as RFC 9111 §3 allows: a flash
+         * sale's "sold out, come back" 503 with `max-age=5` then reaches the failing origin
+         * once per edge instead of once per shopper. Never for longer than `max5xxTtl`, and
+         * never served stale: a framework that puts its route's `max-age=3600` on an error
+         * page cannot pin that error for an hour. false: no 5xx is stored.
          */
-        store5xx: z.boolean().default(false),
+        store5xx: z.boolean().default(true),
+        /** Seconds a stored 5xx stays fresh at most, whatever the origin said (see store5xx). */
+        max5xxTtl: z.number().int().min(1).default(10),
         /**
-         * Seconds an expired response is still served while one request refreshes it, when the
-         * origin allows less (and nothing forbids it: must-revalidate, no-cache). 1 by default:
-         * when a hot object expires, its other requests get the stored copy for that second
-         * instead of all reaching the origin. 0 is RFC 9111 to the letter.
+         * While one request refreshes an expired object, the requests for it that arrive
+         * meanwhile get the stored copy (Cache-Status `hit` with a negative `ttl`) instead of
+         * all reaching the origin: no stampede when a hot object expires. The first request
+         * after expiry always waits for the refresh (RFC 9111), so a lone request never gets
+         * a stale copy. This applies to must-revalidate and no-cache objects too, for as long
+         * as the one refresh takes. false: every request for an expired object goes to the
+         * origin.
          */
-        minStaleWhileRevalidate: z.number().int().min(0).max(60).default(1),
+        staleWhileUpdating: z.boolean().default(true),
+        /**
+         * Seconds an expired response is served (and refreshed in the background) when the
+         * origin allows less stale-while-revalidate, and nothing forbids it (must-revalidate,
+         * no-cache). 0 by default: staleWhileUpdating already keeps the stampede off the
+         * origin, and any window here makes a request in it get a stale copy.
+         */
+        minStaleWhileRevalidate: z.number().int().min(0).max(60).default(0),
         /**
          * Pass the origin's CDN-Cache-Control on to clients (RFC 9213: it speaks to every CDN
          * cache on the way, so a CDN chained in front of this one needs it; browsers ignore
@@ -265,7 +278,7 @@ export const cdnSpecSchema = z
           .optional(),
       })
       .strict()
-      .default({ maxSize: '1g', keysZone: '64m', inactive: '7d', grace: 86400, store5xx: false, minStaleWhileRevalidate: 1, forwardCdnCacheControl: true, bypassCookies: [] }),
+      .default({ maxSize: '1g', keysZone: '64m', inactive: '7d', grace: 86400, store5xx: true, max5xxTtl: 10, staleWhileUpdating: true, minStaleWhileRevalidate: 0, forwardCdnCacheControl: true, bypassCookies: [] }),
     /** Ports the services listen on inside their host or container (native picks free ones). */
     ports: z
       .object({

@@ -118,6 +118,7 @@ function _M.header_filter()
         parse_http_time = parse_http_time,
         grace = settings.grace,
         store_5xx = settings.store5xx,
+        max_5xx_ttl = settings.max5xxTtl,
         min_swr = settings.minStaleWhileRevalidate,
     })
     if not ok then

@@ -193,7 +193,8 @@ end
 -- Inputs (all optional but status/now):
 --   status, now (epoch s), authorization (bool: the request carried one),
 --   store_5xx (bool: 5xx responses with explicit freshness may be stored),
---   min_swr (s: the least stale-while-revalidate, 1 when absent),
+--   max_5xx_ttl (s: the longest freshness of a stored 5xx; none when absent),
+--   min_swr (s: the least stale-while-revalidate, 0 when absent),
 --   set_cookie (bool: the response sets a cookie),
 --   slice (bool: the request fetches one slice of a large object: a 206 is
 --   that slice, stored as its own entry),
@@ -270,6 +271,10 @@ function _M.decide(r)
         end
         lifetime = 0
     end
+    local error_status = r.status >= 500
+    if error_status and r.max_5xx_ttl and lifetime > r.max_5xx_ttl then
+        lifetime = r.max_5xx_ttl
+    end
 
     -- RFC 9111 §4.2.3: initial age = max(apparent age, Age header)
     local apparent = date and max(0, r.now - date) or 0
@@ -286,12 +291,13 @@ function _M.decide(r)
     if revalidate_only then
         out.revalidate = true
     end
-    if not strict and not revalidate_only then
-        -- At least min_swr (1 s by default): when a hot object expires, one
-        -- request refreshes it and the others get the stored copy for that
-        -- moment instead of all going to the origin at once (proxy_cache_lock
-        -- only covers new entries).
-        out.swr = max(seconds(d["stale-while-revalidate"]) or 0, r.min_swr or 1)
+    -- (a stored error is never served once it ran out: not even while the
+    -- origin still fails, when the edge's own 502 says as much)
+    if not strict and not revalidate_only and not error_status then
+        -- At least min_swr (cache.minStaleWhileRevalidate, 0 by default: the
+        -- stampede at expiry is kept off the origin by proxy_cache_use_stale
+        -- updating, which serves only requests that arrive during a refresh)
+        out.swr = max(seconds(d["stale-while-revalidate"]) or 0, r.min_swr or 0)
         out.sie = seconds(d["stale-if-error"]) or (r.grace or 0)
     end
     return out

@@ -22,13 +22,16 @@ local type = type
 local concat = table.concat
 local pairs = pairs
 
--- Fields a 304 does not renew (RFC 9111 §3.2): the body's length, hop-by-hop
--- fields, the validators the record is filed under, what this edge manages
+-- Fields a 304 does not renew (RFC 9111 §3.2): the body's length, the fields
+-- that describe the stored bytes themselves (Content-Encoding, Content-Range,
+-- Content-MD5: a 304 has no body they could describe), hop-by-hop fields, the validators the record is filed under, what this edge manages
 -- itself (Age, Cache-Control and Expires ride in the meta and the stored copy's
 -- own headers; the X-Cdn-/X-Accel- hop fields; tags), and Set-Cookie, which a
 -- shared cache never hands to every client.
 local NOT_RENEWED = {
-    ["content-length"] = true, ["transfer-encoding"] = true, connection = true,
+    ["content-length"] = true, ["content-encoding"] = true,
+    ["content-range"] = true, ["content-md5"] = true,
+    ["transfer-encoding"] = true, connection = true,
     ["keep-alive"] = true, ["proxy-connection"] = true, upgrade = true, te = true,
     trailer = true, etag = true, ["last-modified"] = true, age = true,
     ["cache-control"] = true, ["x-cdn-meta"] = true, ["x-accel-expires"] = true,
