@@ -32,7 +32,7 @@ const SUITE_VERSION = createRequire(import.meta.url)('http-cache-tests/package.j
  * (docs/edge.md): `--strict` runs the suite with them, to show what the defaults
  * cost.
  */
-export const STRICT = { staleWhileUpdating: false, minStaleWhileRevalidate: 0, max5xxTtl: 31536000 };
+export const STRICT = { staleWhileUpdating: false, minStaleWhileRevalidate: 0, max5xxTtl: 31536000, storeSetCookie: true };
 
 /** The suite's origin server on a free port; resolves once it listens. */
 async function startSuiteOrigin(dir) {
@@ -172,7 +172,7 @@ const CAUSES = [
   [/^stale-close-/, "no cache that refuses stale use can pass it as written: the CDN answers 502 (the directive forbids the stale copy; edge/caching.test.ts checks it), but the suite's origin closes the connection, so the answer has no Server-Request-Count, and the client (client/test.mjs) reads a missing count as \"from cache\""],
   [/^status-5\d\d-stale$|^status-599-must-understand$/, 'cache.store5xx: false (5xx responses are not stored)'],
   [/^304-etag-update-response-(Test-Header|X-Test-Header|Content-Foo|X-Content-Foo|Content-Location|Content-Security-Policy|Content-Type|Clear-Site-Data|Expires|Public-Key-Pins|Set-Cookie2|X-Frame-Options|X-XSS-Protection)$/, 'cache.minStaleWhileRevalidate above 0: the request comes about a second after expiry and gets the stored copy while the 304 is fetched'],
-  [/Set-Cookie$/, 'policy: a response that sets a cookie is never stored (a shared cache would hand it to the next shopper)'],
+  [/Set-Cookie$/, 'default policy: a response that sets a cookie is not stored (a shared cache would hand one shopper\'s cookie to the next; cache.storeSetCookie: true stores it, --strict passes)'],
   [/^age-parse-prefix$/, 'the suite contradicts itself: this test\'s title says an Age of "0, old" is stale but its check expects a HIT for "0,7200", while age-parse-dup-0 expects "0, 0" to be stale. Age is one delta-seconds (RFC 9111 §5.1), so the edge takes any list as invalid: stale'],
 ];
 

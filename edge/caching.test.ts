@@ -1126,3 +1126,35 @@ describe('cache.staleWhileUpdating: false', () => {
     expect(await waitFor(async () => (await at()).body === 'v2', 3000)).toBeGreaterThanOrEqual(0);
   });
 });
+
+describe('cache.storeSetCookie: true', () => {
+  let cookies: EdgeHarness;
+  beforeAll(async () => {
+    cookies = await startEdge({ cache: { storeSetCookie: true } });
+  });
+  afterAll(async () => {
+    await cookies.stop();
+  });
+
+  test('a response that sets a cookie is stored and its cookie replayed; a 304 renews the cookie', async () => {
+    const path = fresh('stored-cookie');
+    cookies.setOrigin((req) =>
+      req.headers['if-none-match'] === '"c1"'
+        ? { status: 304, headers: { ETag: '"c1"', 'Cache-Control': 'max-age=300', 'Set-Cookie': 'consent=renewed' } }
+        : { headers: { 'Cache-Control': 'max-age=1', ETag: '"c1"', 'Set-Cookie': 'consent=default' }, body: 'banner' },
+    );
+    const at = async () => {
+      const res = await fetch(`${cookies.url}${path}`);
+      return { body: await res.text(), cookie: res.headers.get('set-cookie'), cacheStatus: res.headers.get('cache-status') ?? '' };
+    };
+    expect((await at()).cacheStatus).toContain('stored');
+    const hit = await at();
+    expect(hit.cacheStatus).toContain('hit');
+    expect(hit.cookie).toBe('consent=default');
+    await sleep(2100);
+    const renewed = await at();
+    expect(renewed.cacheStatus).toContain('fwd-status=304');
+    expect(renewed.cookie).toBe('consent=renewed');
+    expect(cookies.originRequests.filter((r) => r.url === path)).toHaveLength(2);
+  });
+});

@@ -37,6 +37,8 @@ export interface EdgeSettings {
   max5xxTtl: number;
   /** Least stale-while-revalidate given to responses that do not forbid it (spec cache.minStaleWhileRevalidate). */
   minStaleWhileRevalidate: number;
+  /** Whether responses that set a cookie may be stored (spec cache.storeSetCookie). */
+  storeSetCookie: boolean;
   /** Whether the origin's CDN-Cache-Control is stored and passed on (spec cache.forwardCdnCacheControl). */
   forwardCdnCacheControl: boolean;
   /** Longest freshness given to responses stored while the purge stream is unreachable. */
@@ -172,6 +174,7 @@ export function edgeSettings(spec: CdnSpec, topology: Topology, edge: EdgePlacem
     store5xx: spec.cache.store5xx,
     max5xxTtl: spec.cache.max5xxTtl,
     minStaleWhileRevalidate: spec.cache.minStaleWhileRevalidate,
+    storeSetCookie: spec.cache.storeSetCookie,
     forwardCdnCacheControl: spec.cache.forwardCdnCacheControl,
     busDownMaxTtl: spec.purge.busDownMaxTtl,
     origins: externalRoutes(spec).map(({ match, upstream, sni }) => ({ match, upstream, sni })),
@@ -218,6 +221,12 @@ const COOKIE_BYPASS = `            # A bypass cookie (cache.bypassCookies): answ
             proxy_no_cache $cdn_cookie_bypass;
 `;
 
+/** cache.storeSetCookie: nginx stores nothing that sets a cookie unless told to ignore the field. */
+const STORE_SET_COOKIE = `            # cache.storeSetCookie: a response that sets a cookie may be stored (the
+            # internal hop decided whether it is), and its cookie is replayed.
+            proxy_ignore_headers Set-Cookie;
+`;
+
 interface CacheLocationOptions {
   /** The header filter function, e.g. `require("cdn.edge").header_filter`. */
   headerFilter: string;
@@ -238,6 +247,8 @@ interface CachePolicy {
   bypassCookies: boolean;
   /** proxy_cache_use_stale: "updating" or "off" (cache.staleWhileUpdating). */
   useStale: 'updating' | 'off';
+  /** Responses that set a cookie may be stored (cache.storeSetCookie). */
+  storeSetCookie: boolean;
 }
 
 /** Outside sliced locations a client's own X-Cdn-Slice must not let a 206 be stored. */
@@ -283,7 +294,7 @@ function cacheLocation(o: CacheLocationOptions): string {
             proxy_cache_key $cdn_cache_key${o.slice ? '$slice_range' : ''};
             # Set for the one request that refreshes a soft-purged object.
             proxy_cache_bypass $cdn_refresh;
-${o.policy.bypassCookies ? COOKIE_BYPASS : ''}            proxy_cache_methods GET HEAD;
+${o.policy.bypassCookies ? COOKIE_BYPASS : ''}${o.policy.storeSetCookie ? STORE_SET_COOKIE : ''}            proxy_cache_methods GET HEAD;
             # Conditional revalidation of expired entries (If-None-Match / If-Modified-Since).
             proxy_cache_revalidate on;
             # Concurrent misses for one key wait for the first fetch (collapsing).
@@ -478,6 +489,7 @@ export function renderEdge(spec: CdnSpec, topology: Topology, edge: EdgePlacemen
   const policy: CachePolicy = {
     bypassCookies: spec.cache.bypassCookies.length > 0,
     useStale: spec.cache.staleWhileUpdating ? 'updating' : 'off',
+    storeSetCookie: spec.cache.storeSetCookie,
   };
   const slice = spec.cache.slice;
   // Longer prefixes than "/" (^~: and no regex is tried): their requests never

@@ -252,6 +252,13 @@ export const cdnSpecSchema = z
          */
         minStaleWhileRevalidate: z.number().int().min(0).max(60).default(0),
         /**
+         * Store responses that set a cookie (RFC 9111 allows it; the cookie is then handed
+         * to every shopper who gets the stored copy). false by default: a shared cache that
+         * stores one shopper's session cookie gives it to the next. For origins whose
+         * cookies are the same for everyone (a consent banner's default).
+         */
+        storeSetCookie: z.boolean().default(false),
+        /**
          * Pass the origin's CDN-Cache-Control on to clients (RFC 9213: it speaks to every CDN
          * cache on the way, so a CDN chained in front of this one needs it; browsers ignore
          * it). false strips it here. Surrogate-Control and Surrogate-Key are always stripped.
@@ -278,7 +285,7 @@ export const cdnSpecSchema = z
           .optional(),
       })
       .strict()
-      .default({ maxSize: '1g', keysZone: '64m', inactive: '7d', grace: 86400, store5xx: true, max5xxTtl: 10, staleWhileUpdating: true, minStaleWhileRevalidate: 0, forwardCdnCacheControl: true, bypassCookies: [] }),
+      .default({ maxSize: '1g', keysZone: '64m', inactive: '7d', grace: 86400, store5xx: true, max5xxTtl: 10, staleWhileUpdating: true, minStaleWhileRevalidate: 0, storeSetCookie: false, forwardCdnCacheControl: true, bypassCookies: [] }),
     /** Ports the services listen on inside their host or container (native picks free ones). */
     ports: z
       .object({

@@ -104,7 +104,8 @@ function _M.header_filter()
         status = ngx.status,
         now = t,
         authorization = authorization,
-        set_cookie = h["set-cookie"] ~= nil,
+        -- (cache.storeSetCookie: such a response is stored like any other)
+        set_cookie = h["set-cookie"] ~= nil and not settings.storeSetCookie,
         slice = var.http_x_cdn_slice ~= nil,
         cache_control = field(h, "cache-control", true),
         cdn_cache_control = field(h, "cdn-cache-control", true),
@@ -156,7 +157,8 @@ function _M.header_filter()
                 -- (the 304's Expires is hidden by nginx.conf: renewed all the same)
                 h["expires"] = expires_header
                 revalidated.record(cache_key, validator, meta_record,
-                                   max(ttl, 0) + max(d.swr, d.sie) + 1, h)
+                                   max(ttl, 0) + max(d.swr, d.sie) + 1, h,
+                                   settings.storeSetCookie)
             end
         else
             local validator = revalidated.validator(field(h, "etag"),

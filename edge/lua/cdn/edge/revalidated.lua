@@ -63,13 +63,15 @@ end
 
 -- The record of a 304: its meta, then one "name: value" line per field it
 -- renews (`headers`: the 304's, as ngx.resp.get_headers gives them).
-function _M.record(cache_key, validator, meta, seconds, headers)
+-- `cookies`: Set-Cookie is renewed too (cache.storeSetCookie: responses that
+-- set a cookie are stored, so the cookie is theirs to renew).
+function _M.record(cache_key, validator, meta, seconds, headers, cookies)
     if not dict or seconds <= 0 then
         return
     end
     local lines = { meta }
     for name, value in pairs(headers or {}) do
-        if not NOT_RENEWED[name] then
+        if not NOT_RENEWED[name] or (cookies and name == "set-cookie") then
             if type(value) == "table" then
                 for i = 1, #value do
                     lines[#lines + 1] = name .. ": " .. value[i]
