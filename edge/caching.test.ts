@@ -342,6 +342,24 @@ describe('conformance defects (http-cache-tests, npm run conformance)', () => {
     }
   });
 
+  test.each([
+    ['If-None-Match', '"r1"'],
+    ['If-Modified-Since', 'Mon, 07 Dec 2026 07:00:00 GMT'],
+  ])('a conditional request (%s) for an expired object gets 304 once the origin has revalidated it', async (name, value) => {
+    const path = fresh('conditional-expired');
+    const validators = { 'Last-Modified': 'Mon, 07 Dec 2026 07:00:00 GMT', ETag: '"r1"' };
+    edge.setOrigin((req) =>
+      req.headers['if-none-match'] === '"r1"' || req.headers['if-modified-since']
+        ? { status: 304, headers: { ...validators, 'Cache-Control': 'max-age=1' } }
+        : { headers: { 'Cache-Control': 'max-age=1', ...validators }, body: 'x' },
+    );
+    await get(path);
+    await sleep(2100);
+    const res = await get(path, { [name]: value });
+    expect(res.cacheStatus).toContain('fwd-status=304');
+    expect(res.status).toBe(304);
+  });
+
   test('must-understand: an unknown status is not stored; a known one is, despite no-store (RFC 9111 §5.2.2.3)', async () => {
     const unknown = fresh('must-understand-599');
     edge.setOrigin(() => ({ status: 299, headers: { 'Cache-Control': 'max-age=300, must-understand, no-store' }, body: 'x' }));
