@@ -392,6 +392,13 @@ export const OPEN_FILE_CACHE = `        # Hot cache files stay open: a HIT skips
         open_file_cache_valid 30s;
 `;
 
+/**
+ * On the internal listener: the balancer's invalidation of what a write answered
+ * by another edge named in Location / Content-Location (RFC 9111 §4.4;
+ * balancer/lua/cdn/balancer/writes.lua, edge/lua/cdn/edge/internal.lua).
+ */
+const INVALIDATE_LOCATION = '        location = /invalidate { content_by_lua_block { require("cdn.edge.internal").serve_invalidate() } }';
+
 /** The object store, for raw asset reads on misses (S3 storage only). */
 function bucketUpstream(spec: CdnSpec): string {
   if (spec.storage.kind !== 's3') return '';
@@ -739,7 +746,7 @@ ${bucket ? BUCKET_JUMP : ''}            if ($http_x_cdn_cache_state = "EXPIRED")
         }
 ${bucket ? bucketLocations() : ''}    }
 
-${internalServer(hostPort(edge.internal.listen), 'cdn.edge.internal')}`;
+${internalServer(hostPort(edge.internal.listen), 'cdn.edge.internal', INVALIDATE_LOCATION)}`;
   const conf = renderNginxConf({
     layout,
     workers: spec.workers,

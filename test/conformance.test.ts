@@ -4,9 +4,7 @@
  * a native stack with the default spec, compared with test/conformance-passing.json,
  * the tests that passed in each of three runs when it was last written. Fails when
  * one of them no longer passes. Left out of that list: tests whose result varied
- * between runs, and the invalidation of Location / Content-Location targets, which
- * passes only when the target and the written URL share a home edge (the suite's
- * URLs are random: docs/edge.md, Invalidation).
+ * between runs.
  */
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';

@@ -185,7 +185,7 @@ export function edgeUnit(spec: CdnSpec, topology: Topology, edge: EdgePlacement,
       url: url(edge.traffic.reach),
       accepts: [
         { peer: 'balancer', port: edge.traffic.listen.port, purpose: 'traffic from the balancer' },
-        { peer: 'balancer', port: edge.internal.listen.port, purpose: 'health checks from the balancer' },
+        { peer: 'balancer', port: edge.internal.listen.port, purpose: 'health checks and write invalidations from the balancer' },
         ...scrapedBy(topology, edge.internal),
       ],
       // (its region's replica of the purge stream, when there is one)

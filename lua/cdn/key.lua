@@ -196,4 +196,35 @@ function _M.purge_path(p)
 end
 
 
+-- Methods whose success invalidates nothing (RFC 9111 §4.4: any other does,
+-- M-SEARCH and methods yet to be invented included).
+_M.SAFE_METHODS = { GET = true, HEAD = true, OPTIONS = true, TRACE = true,
+                    PROPFIND = true, REPORT = true, SEARCH = true }
+
+
+-- The cache-key path a Location / Content-Location value names on `host` (a
+-- normalised host, _M.host) for a request to `request_uri`: absolute,
+-- scheme-relative, absolute-path or relative reference. nil for another host or
+-- a target the key refuses. Used where a write invalidates what it names (RFC
+-- 9111 §4.4): the edge that answered it and the balancer, which reads it the same way.
+function _M.location_path(value, host, request_uri)
+    if type(value) ~= "string" or value == "" then
+        return nil
+    end
+    local authority, rest = match(value, "^[%a][%w+.-]*://([^/?#]*)(.*)$")
+    if not authority then
+        authority, rest = match(value, "^//([^/?#]*)(.*)$")
+    end
+    if authority then
+        if _M.host(authority) ~= host then
+            return nil
+        end
+        value = rest == "" and "/" or rest
+    elseif byte(value, 1) ~= 47 then -- relative to the request's directory
+        value = match(request_uri, "^([^?]*/)") .. value
+    end
+    return (_M.purge_path((gsub(value, "#.*$", ""))))
+end
+
+
 return _M

@@ -5,6 +5,8 @@
 --   health  active and passive health checks, shared by workers
 --   stats   traffic statistics for /status, /status.json and /metrics
 --   certificates  expiry of the TLS certificates served, for /metrics
+--   writes  invalidation of what a write's Location / Content-Location name,
+--           on the edges that may hold it (RFC 9111 §4.4)
 -- A request starts in its region (trusted header, client network, default) and
 -- goes to the edge owning its object on that region's ring, unless that edge is
 -- down or holds more than its share of requests in flight; a failed attempt is
@@ -20,6 +22,7 @@ local status_page = require "cdn.balancer.status_page"
 local inflight = require "cdn.balancer.inflight"
 local memo = require "cdn.memo"
 local certificates = require "cdn.balancer.certificates"
+local writes = require "cdn.balancer.writes"
 local ngx_balancer = require "ngx.balancer"
 local get_request = require("resty.core.base").get_request
 local ffi = require "ffi"
@@ -50,6 +53,7 @@ local match = string.match
 local sub = string.sub
 require "resty.core.misc"   -- declares the FFI function below
 local response_status = ffi.C.ngx_http_lua_ffi_get_resp_status
+local invalidates = writes.invalidates
 
 local _M = { _VERSION = "0.2.0" }
 
@@ -173,6 +177,7 @@ function _M.init_worker()
         -- without it a dead edge would still be tried first, then skipped by retries
         log(ERR, "balancer: failed to start the health view: ", err)
     end
+    writes.init_worker(edges)
     ok, err = stats.init_worker()
     if not ok then
         log(WARN, "balancer: statistics disabled: ", err)
@@ -419,12 +424,25 @@ local function finished(r)
 end
 
 
+-- A successful unsafe request an edge answered: what its Location and
+-- Content-Location name is invalidated on the edges that may hold it (writes.lua).
+-- (Its own function: ngx.var reads.)
+local function after_write()
+    writes.written(var.http_host, var.request_uri, header["Location"],
+                   header["Content-Location"], request_route().rings)
+end
+
+
 function _M.log()
     local r = request_id()
     local node = finished(r)
     local entry = request_log()
-    stats.record(node, response_status(get_request()), entry.bytes,
-                 now() - start_time(), entry.result)
+    local status = response_status(get_request())
+    stats.record(node, status, entry.bytes, now() - start_time(), entry.result)
+    -- (for the requests an edge answered, one method test: all a GET pays)
+    if node and invalidates(get_method(), status) then
+        after_write()
+    end
 end
 
 

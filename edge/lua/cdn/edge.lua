@@ -519,6 +519,14 @@ function _M.header_filter(sized_at_log)
 end
 
 
+-- After an invalidation this worker applied outside the header filter (the
+-- balancer's POST /invalidate, internal.lua): its next request re-reads the
+-- purge sequence even within this millisecond, as after a write answered here.
+function _M.reread_purges()
+    seq_tick = nil
+end
+
+
 -- Header filter of the signed-download locations: the public one, then the
 -- headers a buyer's response carries (downloads.lua). Slices after the first
 -- are subrequests: only the response the client gets is described.

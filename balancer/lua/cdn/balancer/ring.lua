@@ -111,6 +111,30 @@ function _M:start_of(key)
 end
 
 
+-- The first `n` distinct nodes clockwise from the ring point `start` (see
+-- start_of): where routing puts the key (its owner) and where it goes when the
+-- owner is loaded or down (the next ones), in that order.
+function _M:nodes_at(start, n)
+    local hashes, owners, nodes = self.hashes, self.owners, self.nodes
+    local count = #hashes
+    local found, taken = {}, {}
+    if n > #nodes then
+        n = #nodes
+    end
+    for step = 0, count - 1 do
+        local idx = owners[(start + step - 1) % count + 1]
+        if not taken[idx] then
+            taken[idx] = true
+            found[#found + 1] = nodes[idx]
+            if #found == n then
+                break
+            end
+        end
+    end
+    return found
+end
+
+
 -- pick_bounded for a walk starting at the ring point `start` (see start_of).
 function _M:pick_bounded_at(start, usable, loads, factor, floor)
     local nodes = self.nodes

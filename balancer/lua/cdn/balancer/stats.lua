@@ -38,6 +38,7 @@ local BYTES = "cdn_balancer_response_bytes_total"
 local CACHE = "cdn_balancer_edge_cache_total"
 local LATENCY = "cdn_balancer_request_duration_seconds"
 local FAILURES = "cdn_balancer_upstream_failures_total"
+local INVALIDATION_FAILURES = "cdn_balancer_invalidation_failures_total"
 local UP = "cdn_balancer_edge_up"
 local IN_FLIGHT = "cdn_balancer_edge_requests_in_flight"
 
@@ -230,6 +231,8 @@ function _M.init_worker()
     metrics:histogram(LATENCY, "Time to answer a request, by edge and region",
         { "edge", "region" })
     metrics:counter(FAILURES, "Connections to an edge that failed, by edge", { "edge" })
+    metrics:counter(INVALIDATION_FAILURES, "Invalidations after a write (Location,"
+        .. " Content-Location) an edge did not confirm, by edge", { "edge" })
     metrics:gauge(UP, "1 while the edge is in rotation", { "edge", "region" })
     metrics:gauge(IN_FLIGHT, "Requests in progress at the edge", { "edge", "region" })
 
@@ -249,6 +252,7 @@ function _M.init_worker()
         node.s_bytes = metrics:series_key(BYTES, node.labels)
         node.s_latency = metrics:series_key(LATENCY, node.labels)
         node.s_failures = metrics:series_key(FAILURES, { node.id })
+        node.s_invalidation_failures = metrics:series_key(INVALIDATION_FAILURES, { node.id })
     end
 
     local ok
@@ -303,6 +307,14 @@ end
 function _M.upstream_failure(node)
     if metrics then
         metrics:inc_series_buffered(node.s_failures, 1)
+    end
+end
+
+
+-- An edge did not confirm an invalidation after a write (writes.lua).
+function _M.invalidation_failure(node)
+    if metrics and node.s_invalidation_failures then
+        metrics:inc_series_buffered(node.s_invalidation_failures, 1)
     end
 end
 

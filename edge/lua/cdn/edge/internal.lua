@@ -1,6 +1,8 @@
 -- The edge's internal listener (health and metrics, never published; rendered
 -- by infra/render/nginx.ts internalServer): `serve_health` and `serve_metrics`, and
--- the metric families they export. Not to be confused with the internal hop
+-- the metric families they export; `serve_invalidate`, the balancer's
+-- invalidation of what a write answered by another edge named (RFC 9111 §4.4,
+-- balancer/lua/cdn/balancer/writes.lua). Not to be confused with the internal hop
 -- of misses (fetch.lua).
 --
 -- Request counters are kept per worker by stats.lua and flushed into the
@@ -9,12 +11,18 @@ local metrics_lib = require "cdn.metrics"
 local invalidation = require "cdn.edge.invalidation"
 local stats = require "cdn.edge.stats"
 local disk = require "cdn.edge.disk"
+local writes = require "cdn.edge.writes"
 
 local header = ngx.header
 local ngx_exit = ngx.exit
 local say = ngx.say
 local log = ngx.log
 local WARN = ngx.WARN
+local get_method = ngx.req.get_method
+local get_uri_args = ngx.req.get_uri_args
+local type = type
+local byte = string.byte
+local find = string.find
 
 local _M = { _VERSION = "0.1.0" }
 
@@ -78,6 +86,53 @@ function _M.serve_metrics()
         metrics:set("cdn_edge_cache_filesystem_avail_bytes", avail)
     end
     metrics:serve()
+end
+
+
+-- Paths one POST /invalidate may name (the balancer sends two at most).
+local MAX_INVALIDATE_PATHS = 16
+
+
+local function refuse(status, reason)
+    ngx.status = status
+    header["Content-Type"] = "text/plain"
+    say(reason)
+    return ngx_exit(status)
+end
+
+
+-- POST /invalidate?path=<path>[&path=...]: invalidates each path, a cache-key
+-- path (cdn.key: decoded, normalised, no query; URI-escaped in the query), as a
+-- write answered here would (writes.lua): only where a response may be stored.
+-- 204, or 4xx with the reason.
+function _M.serve_invalidate()
+    header["Cache-Control"] = "no-store"
+    if get_method() ~= "POST" then
+        header["Allow"] = "POST"
+        return refuse(405, "POST only")
+    end
+    local args, err = get_uri_args(MAX_INVALIDATE_PATHS + 1)
+    if err == "truncated" then
+        return refuse(400, "too many arguments")
+    end
+    local paths = args.path
+    if type(paths) ~= "table" then
+        paths = { paths }
+    end
+    if #paths == 0 or #paths > MAX_INVALIDATE_PATHS then
+        return refuse(400, "1 to " .. MAX_INVALIDATE_PATHS .. " path arguments expected")
+    end
+    for i = 1, #paths do
+        local path = paths[i]
+        if type(path) ~= "string" or byte(path, 1) ~= 47 or find(path, "\0", 1, true) then
+            return refuse(400, "each path must be a cache-key path starting with /")
+        end
+    end
+    for i = 1, #paths do
+        writes.invalidate_path(paths[i])
+    end
+    require("cdn.edge").reread_purges()
+    return ngx_exit(204)
 end
 
 
