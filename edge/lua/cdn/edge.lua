@@ -42,12 +42,6 @@ local internal = require "cdn.edge.internal"
 
 local var = ngx.var
 local header = ngx.header
--- Adds a response header without looking for one of the same name first (the
--- last argument: no override), which ngx.header's assignment does: the public
--- header filter adds only headers nginx already hid from the stored response
--- (proxy_hide_header: Cache-Control, Cache-Status) or that fetch.lua never
--- stores (Age).
-local add_header = require("resty.core.response").set_resp_header
 local now = ngx.time
 local ngx_now = ngx.now
 local start_time = ngx.req.start_time
@@ -75,8 +69,10 @@ local AE_CLASS_CACHE_SIZE = 500
 -- The hit path reads one nginx variable per phase and looks the rest up in
 -- per-worker memos: in LuaJIT's interpreter (a handler called from C is never
 -- traced) each ngx.var read costs about as much as nginx's whole cache lookup.
+-- The variables the hit path reads and writes have short names: each access
+-- lowercases and hashes the name (about 20 instructions a character).
 --
--- $cdn_request -> a computed key entry (see request_entry):
+-- $cdn_rq (the request's signature) -> a computed key entry (see request_entry):
 --   "<1 if Range is ignored, else 0><Accept-Encoding>\n<Accept>\n<Host><URI>"
 local requests_seen
 local seq, seq_tick
@@ -84,8 +80,9 @@ local KEY_CACHE_SIZE = 20000
 -- Longer signatures are keyed every time: 20,000 URIs of 16 KiB would cost a
 -- worker hundreds of MB (the memo counts entries, not bytes).
 local KEY_CACHE_MAX_ID = 512
--- $cdn_response of reused responses -> its parsed fields (see response_fields):
---   "<cache status> <status> <X-Cdn-Meta>"
+-- $cdn_rs (the response's) of reused responses -> its parsed fields (see
+-- response_fields):
+--   "<cache status> <X-Cdn-Meta>"
 local responses_seen
 local RESPONSE_CACHE_SIZE = 20000
 -- meta recorded by a revalidation -> its times and Cache-Control (see renewed)
@@ -252,7 +249,7 @@ end
 -- then answers 400 with $cdn_reject as the reason). Normalises the request's
 -- negotiation headers, which nginx's Vary handling reads.
 function _M.cache_key()
-    local request = var.cdn_request
+    local request = var.cdn_rq
     -- The purge sequence is read from shared memory once per event-loop tick
     -- (ngx.now() only moves between ticks), not once per request.
     local tick = ngx_now()
@@ -347,9 +344,16 @@ local function refreshed(path)
 end
 
 
+-- Cache-Control, Age and Cache-Status of the public locations are added by
+-- nginx (add_header) from $cdn_cc, $cdn_age and $cdn_cs, set here: on a HIT
+-- the three variable writes cost about a quarter of adding the headers from
+-- Lua (each of those escapes and copies name and value, and compares the name
+-- with every header nginx treats specially).
+-- nginx hid the stored Cache-Control and Cache-Status (proxy_hide_header) and
+-- fetch.lua never stores Age, so each is added once.
 local function restore_cache_control(cc)
     if cc ~= "" then
-        add_header(nil, "Cache-Control", cc, true)
+        var.cdn_cc = cc
     end
 end
 
@@ -366,12 +370,12 @@ local function body_bytes(code, size, sized_at_log)
 end
 
 
--- $cdn_response split: cache status ("" when nginx did not look up the cache),
--- status, and the X-Cdn-Meta fields (nil without one; see meta.lua).
+-- $cdn_rs split: cache status ("" when nginx did not look up the cache)
+-- and the X-Cdn-Meta fields (nil without one; see meta.lua). (The status is
+-- read from ngx.status: $status in the map cost more than the read.)
 local function response_fields(response)
-    local cache_status, code, meta = match(response, "^(%S*) (%d+) (.*)$")
-    local r = { cache_status = cache_status ~= "" and cache_status or nil,
-                code = tonumber(code) }
+    local cache_status, meta = match(response, "^(%S*) (.*)$")
+    local r = { cache_status = cache_status ~= "" and cache_status or nil }
     if meta and meta ~= "" then
         r.born, r.expires, r.stored, r.upstream_cs, r.size, r.cc, r.fetched = meta_fields(meta)
     end
@@ -418,12 +422,14 @@ end
 
 
 -- Public header filter: Cache-Status (RFC 9211), Age, the origin's
--- Cache-Control, counters. A reused response costs one variable read and a
--- memo lookup; its Age and Cache-Status strings are rebuilt once a second.
+-- Cache-Control, counters. A reused response costs one variable read, a memo
+-- lookup and three variable writes (nginx adds the headers: see
+-- restore_cache_control); its Age and Cache-Status strings are rebuilt once a
+-- second.
 -- `sized_at_log` is set by the locations whose sent bytes are counted in the
 -- log phase (log_sent_bytes).
 function _M.header_filter(sized_at_log)
-    local response = var.cdn_response
+    local response = var.cdn_rs
     local r = memo_get(responses_seen, response)
     if not r then
         r = response_fields(response)
@@ -451,7 +457,7 @@ function _M.header_filter(sized_at_log)
                 times.ttl_member = hit_ttl .. (times.expires - t)
             end
             if times.expires >= t or status ~= "HIT" then
-                add_header(nil, "Age", times.age, true)
+                var.cdn_age = times.age -- (see restore_cache_control)
                 member = times.ttl_member
                 if status == "HIT" and t - (r.fetched or 0) < COLLAPSE_WINDOW
                         and start_time() < r.fetched then
@@ -470,10 +476,10 @@ function _M.header_filter(sized_at_log)
         else
             member = hit_ttl .. 0
         end
-        add_header(nil, "Cache-Status", r.upstream_cs
+        var.cdn_cs = r.upstream_cs
             and cache_status.header(var.upstream_http_cache_status, member)
-            or member, true)
-        local code = r.code
+            or member
+        local code = ngx.status
         stats.count(status, code, (code == 200 and not sized_at_log) and r.size
                                   or body_bytes(code, r.size, sized_at_log))
         return

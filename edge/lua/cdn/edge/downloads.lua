@@ -160,6 +160,9 @@ function _M.headers(claims)
         return
     end
     local left = claims.exp - now()
+    -- in place of the origin's, which the public header filter left for
+    -- nginx to add (edge.lua restore_cache_control)
+    var.cdn_cc = ""
     header["Cache-Control"] = "private, max-age=" .. (left > 0 and left or 0)
     header["Referrer-Policy"] = "no-referrer"
 end
