@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import Redis from 'ioredis';
-import { DEBUG_TOKEN, startEdge, type EdgeHarness } from '../test/support/edge-harness';
+import { DEBUG_TOKEN, startEdge, type EdgeHarness, type OriginReply } from '../test/support/edge-harness';
 import { rawRequest, waitFor } from '../test/support/http';
 
 let edge: EdgeHarness;
@@ -318,7 +318,7 @@ describe('conformance defects (http-cache-tests, npm run conformance)', () => {
 
   test('a 304 renews the other fields it carries, on that response and the HITs after it (RFC 9111 §4.3.4)', async () => {
     const path = fresh('renew-fields');
-    edge.setOrigin((req) =>
+    edge.setOrigin((req): OriginReply =>
       req.headers['if-none-match'] === '"f1"'
         ? { status: 304, headers: { ETag: '"f1"', 'Cache-Control': 'max-age=300', 'X-Frame-Options': 'sameorigin', 'Content-Security-Policy': "default-src 'none'", Expires: 'Mon, 11 Jan 2038 11:11:11 GMT', 'Content-MD5': 'bmV3', 'Content-Encoding': 'gzip' } }
         : { headers: { 'Cache-Control': 'max-age=1', ETag: '"f1"', 'X-Frame-Options': 'deny', 'Content-Security-Policy': "default-src 'self'", Expires: 'Fri, 01 Jan 2038 01:01:01 GMT', 'Content-MD5': 'b2xk' }, body: 'x' },

@@ -24,10 +24,11 @@ local pairs = pairs
 
 -- Fields a 304 does not renew (RFC 9111 §3.2): the body's length, the fields
 -- that describe the stored bytes themselves (Content-Encoding, Content-Range,
--- Content-MD5: a 304 has no body they could describe), hop-by-hop fields, the validators the record is filed under, what this edge manages
--- itself (Age, Cache-Control and Expires ride in the meta and the stored copy's
--- own headers; the X-Cdn-/X-Accel- hop fields; tags), and Set-Cookie, which a
--- shared cache never hands to every client.
+-- Content-MD5: a 304 has no body they could describe), hop-by-hop fields, the
+-- validators the record is filed under, what this edge manages itself (Age,
+-- Cache-Control and Expires ride in the meta and the stored copy's own headers;
+-- the X-Cdn-/X-Accel- hop fields; tags), and Set-Cookie, which a shared cache
+-- never hands to every client (unless cache.storeSetCookie: see record).
 local NOT_RENEWED = {
     ["content-length"] = true, ["content-encoding"] = true,
     ["content-range"] = true, ["content-md5"] = true,

@@ -13,7 +13,6 @@ local stored_paths = require "cdn.edge.stored"
 
 local var = ngx.var
 local header = ngx.header
-local type = type
 local setmetatable = setmetatable
 
 local _M = { _VERSION = "0.1.0" }
