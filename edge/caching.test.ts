@@ -360,6 +360,25 @@ describe('conformance defects (http-cache-tests, npm run conformance)', () => {
     expect(res.status).toBe(304);
   });
 
+  test('a 304 that says nothing of freshness leaves the stored max-age in force: the refreshed copy is reused (RFC 9111 §4.3.4)', async () => {
+    const path = fresh('bare-304');
+    edge.setOrigin((req): OriginReply =>
+      req.headers['if-none-match'] === '"b1"'
+        ? { status: 304, headers: { ETag: '"b1"' } }
+        : { headers: { 'Cache-Control': 'max-age=2', ETag: '"b1"', 'Last-Modified': 'Mon, 07 Dec 2026 07:00:00 GMT' }, body: 'x' },
+    );
+    await get(path);
+    await sleep(3100);
+    // a browser revalidating its own copy: 304 from the edge, after the origin's bare 304
+    const conditional = await get(path, { 'If-Modified-Since': 'Mon, 07 Dec 2026 07:00:00 GMT' });
+    expect(conditional.cacheStatus).toContain('fwd-status=304');
+    expect(conditional.status).toBe(304);
+    // fresh again for the stored max-age: a HIT, not another trip to the origin
+    const next = await get(path);
+    expect(next.cacheStatus).toMatch(/; hit; ttl=[12]$/);
+    expect(originHits(path)).toBe(2);
+  });
+
   test('must-understand: an unknown status is not stored; a known one is, despite no-store (RFC 9111 §5.2.2.3)', async () => {
     const unknown = fresh('must-understand-599');
     edge.setOrigin(() => ({ status: 299, headers: { 'Cache-Control': 'max-age=300, must-understand, no-store' }, body: 'x' }));

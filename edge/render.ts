@@ -779,6 +779,7 @@ ${internalServer(hostPort(edge.internal.listen), 'cdn.edge.internal', INVALIDATE
       cdn_stored: { size: '8m', holds: 'Paths that may have a stored response (invalidation by unsafe methods)' },
       cdn_fetching: { size: '4m', holds: 'GETs on their way to the origin (a write meanwhile still invalidates them)' },
       cdn_revalidated: { size: '8m', holds: "What the last 304 said of a stored response (nginx keeps the stored headers)" },
+      cdn_freshness: { size: '8m', holds: 'The freshness fields of stored responses, for the 304s that repeat none (RFC 9111 §4.3.4)' },
       cdn_state: { size: '1m', holds: "The purge reader's position and connection state" },
       cdn_metrics: { size: '4m', holds: 'Counters and histograms served on /metrics' },
       // (kept for a day longer than any token lives)

@@ -100,7 +100,7 @@ function _M.header_filter()
     else
         authorization = var.http_authorization ~= nil
     end
-    local ok, d = pcall(freshness.decide, {
+    local input = {
         status = ngx.status,
         now = t,
         authorization = authorization,
@@ -121,7 +121,23 @@ function _M.header_filter()
         store_5xx = settings.store5xx,
         max_5xx_ttl = settings.max5xxTtl,
         min_swr = settings.minStaleWhileRevalidate,
-    })
+    }
+    local ok, d = pcall(freshness.decide, input)
+    local cache_key = var.cdn_fetch_key
+    local validator = var.cdn_fetch_validator
+    if ok and not d.store and d.reason == "no-freshness" and ngx.status == 304
+            and cache_key ~= "" and validator ~= "" then
+        -- RFC 9111 §4.3.4: a 304 that says nothing of freshness leaves the
+        -- stored response's (its max-age then counts from the 304's Date);
+        -- without this the refreshed entry could not be stored, and every
+        -- request after it would go back to the origin
+        local stored = revalidated.freshness_fields(cache_key, validator)
+        if stored then
+            input.cache_control, input.cdn_cache_control = stored[1], stored[2]
+            input.surrogate_control, input.expires = stored[3], stored[4]
+            ok, d = pcall(freshness.decide, input)
+        end
+    end
     if not ok then
         -- a response the rules cannot read is passed on, never stored
         log(WARN, "edge: freshness failed, not storing: ", d)
@@ -149,10 +165,8 @@ function _M.header_filter()
     header["X-Cdn-Meta"] = meta_record
     -- what the stored copy is now (see revalidated.lua): a 304 to a
     -- revalidation renews it; a newly stored response starts without a record
-    local cache_key = var.cdn_fetch_key
     if d.store and cache_key ~= "" then
         if ngx.status == 304 then
-            local validator = var.cdn_fetch_validator
             if validator ~= "" then
                 -- (the 304's Expires is hidden by nginx.conf: renewed all the same)
                 h["expires"] = expires_header
@@ -161,10 +175,14 @@ function _M.header_filter()
                                    settings.storeSetCookie)
             end
         else
-            local validator = revalidated.validator(field(h, "etag"),
-                                                    field(h, "last-modified"))
-            if validator then
-                revalidated.forget(cache_key, validator)
+            local stored = revalidated.validator(field(h, "etag"),
+                                                 field(h, "last-modified"))
+            if stored then
+                revalidated.forget(cache_key, stored)
+                revalidated.keep_freshness_fields(cache_key, stored, {
+                    input.cache_control, input.cdn_cache_control,
+                    input.surrogate_control, expires_header,
+                }, settings.generationTtl)
             end
         end
     end

@@ -44,6 +44,7 @@ local NOT_RENEWED = {
 local _M = { _VERSION = "0.2.0" }
 
 local dict = ngx.shared.cdn_revalidated
+local freshness_dict = ngx.shared.cdn_freshness
 
 
 -- "e:<etag>" or "m:<epoch seconds>" (a date's format may differ between the
@@ -106,6 +107,39 @@ function _M.split(record)
         end
     end
     return meta, fields
+end
+
+
+-- The fields that decide a stored response's freshness (Cache-Control,
+-- CDN-Cache-Control, Surrogate-Control, Expires; each may be nil), kept from
+-- when it was stored: a 304 that carries none of them leaves these in force
+-- (RFC 9111 §4.3.4), and nginx does not hand the stored ones to the internal hop.
+-- `seconds`: as long as the stored response may be kept.
+local SEP = "\0"
+function _M.keep_freshness_fields(cache_key, validator, fields, seconds)
+    if not freshness_dict or not (fields[1] or fields[2] or fields[3] or fields[4]) then
+        return
+    end
+    freshness_dict:set(entry(cache_key, validator), (fields[1] or "") .. SEP
+             .. (fields[2] or "") .. SEP .. (fields[3] or "") .. SEP
+             .. (fields[4] or ""), seconds)
+end
+
+
+-- Those fields as { cc, cdn_cc, surrogate_control, expires } (nil for absent
+-- ones), or nil when they were not kept (evicted, or stored before this edge
+-- started).
+function _M.freshness_fields(cache_key, validator)
+    local v = freshness_dict and freshness_dict:get(entry(cache_key, validator))
+    if not v then
+        return nil
+    end
+    local out, i = {}, 0
+    for value in gmatch(v .. SEP, "([^%z]*)%z") do
+        i = i + 1
+        out[i] = value ~= "" and value or nil
+    end
+    return out
 end
 
 
