@@ -20,8 +20,22 @@ export interface RedisHandle {
   stop(): Promise<void>;
 }
 
-/** `args`: more redis-server options, e.g. a TLS port beside the plain one (which the start-up check pings). */
+/**
+ * `args`: more redis-server options, e.g. a TLS port beside the plain one (which the start-up check pings).
+ * A free port can be taken by another process between the check and redis-server's bind
+ * (tests run beside other work): then once more on another port.
+ */
 export async function startRedis(options: { args?: string[] } = {}): Promise<RedisHandle> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startRedisOnce(options);
+    } catch (err) {
+      if (attempt >= 3 || !/Address already in use/.test((err as Error).message)) throw err;
+    }
+  }
+}
+
+async function startRedisOnce(options: { args?: string[] }): Promise<RedisHandle> {
   const dir = await mkdtemp(join(tmpdir(), 'cdn-test-redis-'));
   const port = await freePort();
   const child = spawn(

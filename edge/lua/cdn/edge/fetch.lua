@@ -192,8 +192,15 @@ function _M.header_filter()
     else
         -- Order matters to nginx: it reads stale-* from a Cache-Control that
         -- comes before X-Accel-Expires, and ignores an Expires that comes after.
-        header["Cache-Control"] = "stale-while-revalidate=" .. d.swr
-                                  .. ", stale-if-error=" .. d.sie
+        -- Only the directives above 0, or none: nginx scans the stored
+        -- Cache-Control seven times on every HIT (callgrind: ~60 instructions a
+        -- character), and 0 is what their absence means.
+        local swr, sie = d.swr, d.sie
+        header["Cache-Control"] = swr > 0 and sie > 0
+            and ("stale-while-revalidate=" .. swr .. ",stale-if-error=" .. sie)
+            or swr > 0 and ("stale-while-revalidate=" .. swr)
+            or sie > 0 and ("stale-if-error=" .. sie)
+            or nil
         -- "@1" stores the response already expired: revalidated before reuse
         header["X-Accel-Expires"] = ttl > 0 and ttl or "@1"
     end
