@@ -27,9 +27,16 @@ test('logrotate renames a running edge\'s access log, and nginx writes on into a
     execFileSync('logrotate', ['--force', '--state', state, path.join(edge.dir, NGINX_LOGROTATE_CONF)], { stdio: 'pipe' });
     expect(read(`${log}.1`)).toContain('before-rotation');
 
-    await request('after-rotation');
-    expect(await waitFor(async () => read(log).includes('after-rotation'), 5000)).toBeGreaterThanOrEqual(0);
-    expect(read(`${log}.1`)).not.toContain('after-rotation');
+    // The workers reopen the log when the master tells them, a moment after USR1:
+    // a request served before that still goes to the renamed file. So ask until
+    // one lands in the new file; that one is in the new file only.
+    let sent = 0;
+    expect(await waitFor(async () => {
+      await request(`after-rotation-${++sent}`);
+      return read(log).includes('after-rotation');
+    }, 5000)).toBeGreaterThanOrEqual(0);
+    const landed = /"(after-rotation-\d+)"/.exec(read(log))![1];
+    expect(read(`${log}.1`)).not.toContain(`"${landed}"`);
 
     // the next rotation compresses the previous one (delaycompress)
     execFileSync('logrotate', ['--force', '--state', state, path.join(edge.dir, NGINX_LOGROTATE_CONF)], { stdio: 'pipe' });
