@@ -489,6 +489,53 @@ describe('errors and stale', () => {
     }
   });
 
+  test('an expired stored 5xx is refreshed with the origin\'s 5xx (stored again), not the edge\'s own 502', async () => {
+    const path = fresh('five-hundred-again');
+    edge.setOrigin(() => ({ status: 503, headers: { 'Cache-Control': 'public, max-age=1', 'Retry-After': '30', ETag: '"sold-out"' }, body: 'sold out' }));
+    expect((await get(path)).status).toBe(503);
+    await sleep(2100);
+    const again = await get(path);
+    expect(again.status).toBe(503);
+    expect(again.body).toBe('sold out');
+    expect(again.headers.get('retry-after')).toBe('30');
+    expect(again.cacheStatus).toContain('fwd-status=503');
+    // stored again: the next request is a HIT
+    expect((await get(path)).cacheStatus).toContain('hit');
+    expect(originHits(path)).toBe(2);
+  });
+
+  test('a soft purge\'s refresh that gets a 5xx keeps the good copy', async () => {
+    const path = fresh('soft-5xx');
+    edge.setOrigin(() => ({ headers: { 'Cache-Control': 'public, max-age=300', 'Surrogate-Key': 'soft-5xx-tag' }, body: 'good' }));
+    await get(path);
+    edge.setOrigin(() => ({ status: 503, headers: { 'Cache-Control': 'public, max-age=3600' }, body: 'down' }));
+    const redis = new Redis(edge.redis.url);
+    try {
+      await redis.xadd('cdn:purges', '*', 'purge', JSON.stringify({ id: 's5', urls: [], prefixes: [], tags: ['soft-5xx-tag'], soft: true, at: Date.now() }));
+    } finally {
+      redis.disconnect();
+    }
+    await sleep(200);
+    // the refreshing request gets the origin's answer; the stored copy stays
+    expect((await get(path)).status).toBe(503);
+    const after = await get(path);
+    expect(after.status).toBe(200);
+    expect(after.body).toBe('good');
+  });
+
+  test('stale-while-revalidate without stale-if-error does not serve stale while the origin fails', async () => {
+    const path = fresh('swr-no-sie');
+    edge.setOrigin(() => ({ headers: { 'Cache-Control': 'public, max-age=1, stale-while-revalidate=30, stale-if-error=0' }, body: 'x' }));
+    await get(path);
+    await sleep(2100);
+    await edge.stopOrigin();
+    try {
+      expect((await get(path)).status).toBe(502);
+    } finally {
+      await edge.startOrigin();
+    }
+  });
+
   test('an expired object is served stale while the origin fails (stale-if-error), and the error is not stored', async () => {
     const path = fresh('stale-if-error');
     edge.setOrigin(() => ({ headers: { 'Cache-Control': 'public, max-age=1, stale-if-error=600' }, body: 'good' }));

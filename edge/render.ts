@@ -722,6 +722,9 @@ ${cacheLocation({ headerFilter: 'require("cdn.edge.debug").header_filter', upstr
         # revalidated.lua).
         set $cdn_fetch_key "";
         set $cdn_fetch_validator "";
+        # "1" for a revalidation whose failure may fall back on the stored copy
+        # (upstream(): not when the stored copy is itself a 5xx).
+        set $cdn_revalidate "";
 ${bucket ? BUCKET_VARIABLES : ''}        set_by_lua_block $cdn_upstream { return require("cdn.edge.fetch").upstream() }
         proxy_ssl_server_name on;
         proxy_ssl_name $cdn_upstream_sni;
@@ -750,7 +753,7 @@ ${bucket ? '        body_filter_by_lua_block { require("cdn.edge.fetch").body_fi
             if ($cdn_upstream = "") {
                 return 400 "bad request: a GET or HEAD request with a body\\n";
             }
-${bucket ? BUCKET_JUMP : ''}            if ($http_x_cdn_cache_state = "EXPIRED") {
+${bucket ? BUCKET_JUMP : ''}            if ($cdn_revalidate) {
                 return 418;
             }
             error_page 418 = @revalidate;

@@ -228,7 +228,7 @@ export const cdnSpecSchema = z
          * Store 5xx responses that carry explicit freshness, as RFC 9111 §3 allows: a flash
          * sale's "sold out, come back" 503 with `max-age=5` then reaches the failing origin
          * once per edge instead of once per shopper. Never for longer than `max5xxTtl`, and
-         * never served stale: a framework that puts its route's `max-age=3600` on an error
+         * not served stale (but to requests that arrive during its refresh): a framework that puts its route's `max-age=3600` on an error
          * page cannot pin that error for an hour. false: no 5xx is stored.
          */
         store5xx: z.boolean().default(true),

@@ -177,7 +177,7 @@ function _M.init_worker()
         -- without it a dead edge would still be tried first, then skipped by retries
         log(ERR, "balancer: failed to start the health view: ", err)
     end
-    writes.init_worker(edges)
+    writes.init_worker(edges, down)
     ok, err = stats.init_worker()
     if not ok then
         log(WARN, "balancer: statistics disabled: ", err)

@@ -74,6 +74,8 @@ end
 -- (cdn.key's object, as routing hashes it) and the next edge. The client's
 -- region comes first in `rings`, its owner first on its ring: the copy its next
 -- request would get is invalidated first.
+local is_down = {}   -- the balancer's health view: node -> true while out of rotation
+
 local function targets(host, paths, rings)
     local by_edge, edges = {}, {}
     for k = 1, #rings do
@@ -84,12 +86,18 @@ local function targets(host, paths, rings)
             for j = 1, #nodes do
                 local node = nodes[j]
                 local list = by_edge[node]
-                if not list then
+                -- (an edge out of rotation gets no GETs; telling it would only
+                -- hold a timer for the connect timeout)
+                if is_down[node] then
+                    list = false
+                elseif not list then
                     list = {}
                     by_edge[node] = list
                     edges[#edges + 1] = node
                 end
-                list[#list + 1] = path
+                if list then
+                    list[#list + 1] = path
+                end
             end
         end
     end
@@ -242,9 +250,11 @@ local function warm(premature)
 end
 
 
--- init_worker_by_lua: edges, every edge.
-function _M.init_worker(edges)
+-- init_worker_by_lua: edges, every edge; down, the balancer's health view
+-- (node -> true while out of rotation, kept up to date by balancer.lua).
+function _M.init_worker(edges, down)
     all_edges = edges
+    is_down = down or {}
     local ok, err = new_timer(0, warm)
     if ok then
         ok, err = ngx.timer.every(WARM_INTERVAL, warm)
@@ -255,10 +265,13 @@ function _M.init_worker(edges)
 end
 
 
-local function run(premature, edges, by_edge)
-    if premature then
-        return
-    end
+-- Invalidations in progress in this worker, and the most it starts at once: a
+-- flood of writes must not take every timer (lua_max_running_timers) the
+-- worker has. Beyond it they are dropped, logged and counted.
+local running = 0
+local MAX_RUNNING = 64
+
+local function run_all(edges, by_edge)
     local threads = {}
     for i = 1, #edges do
         local node = edges[i]
@@ -273,6 +286,16 @@ local function run(premature, edges, by_edge)
     for i = 1, #threads do
         wait(threads[i])
     end
+end
+
+local function run(premature, edges, by_edge)
+    if not premature then
+        local ok, err = pcall(run_all, edges, by_edge)
+        if not ok then
+            log(WARN, "balancer: invalidation after a write failed: ", err)
+        end
+    end
+    running = running - 1
 end
 
 
@@ -294,7 +317,17 @@ function _M.written(raw_host, request_uri, location, content_location, rings)
         return
     end
     local edges, by_edge = targets(host, found, rings)
-    local ok, err = new_timer(0, run, edges, by_edge)
+    if #edges == 0 then
+        return
+    end
+    local ok, err = false, "too many in progress (" .. MAX_RUNNING .. ")"
+    if running < MAX_RUNNING then
+        running = running + 1
+        ok, err = new_timer(0, run, edges, by_edge)
+        if not ok then
+            running = running - 1
+        end
+    end
     if not ok then
         for i = 1, #edges do
             log(WARN, "balancer: failed to invalidate ", concat(by_edge[edges[i]], " "),

@@ -123,6 +123,13 @@ function _M.header_filter()
         min_swr = settings.minStaleWhileRevalidate,
     }
     local ok, d = pcall(freshness.decide, input)
+    -- A 5xx never replaces a stored copy that may still be served: on a
+    -- revalidation it is dropped (nginx.conf), and the one request that
+    -- refreshes a soft-purged object (a cache bypass) does not store it.
+    if ok and d.store and input.status >= 500
+            and var.http_x_cdn_cache_state == "BYPASS" then
+        d = { store = false, ttl = 0, age = 0, reason = "5xx-on-refresh" }
+    end
     local cache_key = var.cdn_fetch_key
     local validator = var.cdn_fetch_validator
     if ok and not d.store and d.reason == "no-freshness" and ngx.status == 304
@@ -165,6 +172,9 @@ function _M.header_filter()
     header["X-Cdn-Meta"] = meta_record
     -- what the stored copy is now (see revalidated.lua): a 304 to a
     -- revalidation renews it; a newly stored response starts without a record
+    if d.store and cache_key ~= "" and ngx.status ~= 304 then
+        revalidated.store_status(cache_key, ngx.status, settings.generationTtl)
+    end
     if d.store and cache_key ~= "" then
         if ngx.status == 304 then
             if validator ~= "" then
@@ -192,13 +202,14 @@ function _M.header_filter()
     else
         -- Order matters to nginx: it reads stale-* from a Cache-Control that
         -- comes before X-Accel-Expires, and ignores an Expires that comes after.
-        -- Only the directives above 0, or none: nginx scans the stored
-        -- Cache-Control seven times on every HIT (callgrind: ~60 instructions a
-        -- character), and 0 is what their absence means.
+        -- As short as it can be: nginx scans the stored Cache-Control seven
+        -- times on every HIT (callgrind: ~60 instructions a character). Without
+        -- either directive both are 0; but nginx takes stale-while-revalidate
+        -- as stale-if-error too unless the latter is given, so with the former
+        -- the latter is always written.
         local swr, sie = d.swr, d.sie
-        header["Cache-Control"] = swr > 0 and sie > 0
+        header["Cache-Control"] = swr > 0
             and ("stale-while-revalidate=" .. swr .. ",stale-if-error=" .. sie)
-            or swr > 0 and ("stale-while-revalidate=" .. swr)
             or sie > 0 and ("stale-if-error=" .. sie)
             or nil
         -- "@1" stores the response already expired: revalidated before reuse
@@ -265,6 +276,13 @@ function _M.upstream()
         if var.http_x_cdn_cache_state == "EXPIRED" then
             var.cdn_fetch_validator = revalidated.validator(
                 var.http_if_none_match, var.http_if_modified_since) or ""
+            -- Its failures are dropped so the stored copy is served within its
+            -- stale-if-error (nginx.conf, @revalidate), unless the stored copy
+            -- is an error itself: then the origin's 5xx is passed on, and stored
+            -- again, rather than the edge's own 502.
+            if not revalidated.stored_error(cache_key) then
+                var.cdn_revalidate = "1"
+            end
         end
     end
     local request_uri = var.request_uri

@@ -143,6 +143,26 @@ function _M.freshness_fields(cache_key, validator)
 end
 
 
+-- Whether the response stored under `cache_key` is a 5xx (see store_status):
+-- its revalidation then passes the origin's 5xx on instead of dropping it.
+-- Kept in the cdn_freshness zone under "5\n" .. cache_key, for 5xx only.
+function _M.store_status(cache_key, status, seconds)
+    if not freshness_dict then
+        return
+    end
+    if status >= 500 then
+        freshness_dict:set("5\n" .. cache_key, true, seconds)
+    else
+        freshness_dict:delete("5\n" .. cache_key)
+    end
+end
+
+
+function _M.stored_error(cache_key)
+    return freshness_dict and freshness_dict:get("5\n" .. cache_key) or false
+end
+
+
 function _M.forget(cache_key, validator)
     if dict then
         dict:delete(entry(cache_key, validator))
