@@ -379,6 +379,21 @@ describe('conformance defects (http-cache-tests, npm run conformance)', () => {
     expect(originHits(path)).toBe(2);
   });
 
+  test('a 103 Early Hints from the origin gets a prompt 502 (nginx 1.22 cannot relay 1xx), not a wait for the read timeout', async () => {
+    const path = fresh('early-hints');
+    edge.setOrigin(() => ({ earlyHints: { link: '</style.css>; rel=preload; as=style' }, headers: { 'Cache-Control': 'max-age=300' }, body: 'final', delayMs: 100 }));
+    const started = Date.now();
+    const first = await get(path);
+    expect(first.status).toBe(502);
+    // (the read timeout is 30 s)
+    expect(Date.now() - started).toBeLessThan(10000);
+    // nothing stored, and the edge answers the next request as well
+    edge.setOrigin(() => ({ headers: { 'Cache-Control': 'max-age=300' }, body: 'plain' }));
+    const second = await get(path);
+    expect(second.status).toBe(200);
+    expect(second.body).toBe('plain');
+  });
+
   test('must-understand: an unknown status is not stored; a known one is, despite no-store (RFC 9111 §5.2.2.3)', async () => {
     const unknown = fresh('must-understand-599');
     edge.setOrigin(() => ({ status: 299, headers: { 'Cache-Control': 'max-age=300, must-understand, no-store' }, body: 'x' }));

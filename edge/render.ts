@@ -693,6 +693,10 @@ ${cacheLocation({ headerFilter: 'require("cdn.edge.debug").header_filter', upstr
         listen unix:${fetchSocket};
         access_log off;
         proxy_request_buffering off;
+        # Headers leave as soon as they are decided, not with the first body
+        # bytes: the 502 fetch.lua puts in place of an origin's 1xx reaches the
+        # public server at once (what follows is read until the origin closes).
+        postpone_output 0;
         set $cdn_upstream_sni "";
         proxy_http_version 1.1;
         proxy_set_header Connection "";
@@ -737,7 +741,10 @@ ${bucket ? BUCKET_VARIABLES : ''}        set_by_lua_block $cdn_upstream { return
         # Retries only for idempotent requests, on connection errors only.
         proxy_next_upstream error timeout;
         header_filter_by_lua_block { require("cdn.edge.fetch").header_filter() }
-${bucket ? '        body_filter_by_lua_block { require("cdn.edge.fetch").body_filter() }\n' : ''}
+        # (drops the body of a response the header filter replaced: not an asset,
+        # or a 1xx nginx 1.22 would take as final)
+        body_filter_by_lua_block { require("cdn.edge.fetch").body_filter() }
+
         # A failed revalidation must look like a connection error to the public
         # server: nginx only honours a response's own stale-if-error (and so
         # must-revalidate and the grace) for those; for 5xx statuses it would

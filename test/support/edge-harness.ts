@@ -29,6 +29,8 @@ export interface OriginReply {
   body?: string | Buffer;
   /** Milliseconds to wait before answering. */
   delayMs?: number;
+  /** Sent first, as a 103 Early Hints response (Node's writeEarlyHints). */
+  earlyHints?: Record<string, string>;
 }
 
 export type OriginHandler = (req: http.IncomingMessage) => OriginReply | Promise<OriginReply>;
@@ -69,6 +71,7 @@ export async function startEdge(specInput: CdnSpecInput = {}, options: EdgeOptio
     originRequests.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers });
     req.resume();
     const reply = await handler(req);
+    if (reply.earlyHints) res.writeEarlyHints(reply.earlyHints);
     if (reply.delayMs) await new Promise((r) => setTimeout(r, reply.delayMs));
     const body = reply.body ?? '';
     const headers = { ...(reply.headers ?? {}) };

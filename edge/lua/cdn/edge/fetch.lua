@@ -69,6 +69,22 @@ end
 -- Header filter: freshness, X-Cdn-Meta, and the Cache-Control and
 -- X-Accel-Expires that tell nginx whether and how long to store the response.
 function _M.header_filter()
+    if ngx.status < 200 then
+        -- nginx 1.22 takes a 1xx (103 Early Hints) as the final response and
+        -- would read the real one as its body until the origin closes the
+        -- connection: the client would wait for the read timeout. Answer 502 at
+        -- once instead, on a connection the public server does not reuse, and
+        -- pass nothing of what follows.
+        log(WARN, "edge: the origin sent a ", ngx.status, " (nginx 1.22 cannot relay"
+            .. " 1xx responses): 502")
+        ngx.status = 502
+        header["Content-Length"] = 0
+        header["Connection"] = "close"
+        header["X-Accel-Expires"] = 0
+        -- (the header leaves with the first body bytes: the real response)
+        ngx.ctx.discard_body = "end"
+        return
+    end
     -- RFC 9110 §7.6.1: the fields an origin names in Connection are hop-by-hop,
     -- never stored or passed on (nginx drops Connection itself, not them)
     local connection = var.upstream_http_connection
@@ -224,8 +240,12 @@ end
 -- The header filter's companion: the body of a bucket object that turned out
 -- not to be an asset is not passed on (its 404 has no body).
 function _M.body_filter()
-    if ngx.ctx.discard_body then
+    local discard = ngx.ctx.discard_body
+    if discard then
         ngx.arg[1] = ""
+        if discard == "end" then
+            ngx.arg[2] = true
+        end
     end
 end
 
