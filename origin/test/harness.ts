@@ -6,7 +6,7 @@
  */
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import { request as httpRequest, type Agent, type IncomingHttpHeaders } from 'node:http';
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
@@ -15,6 +15,25 @@ import { createOriginApp } from '../src/app';
 import { loadOriginConfig, type OriginConfig } from '../src/config/origin-config';
 
 export const TEST_TOKEN = 'test-admin-token-0123456789';
+/** Tokens with one scope each (TEST_TOKEN is the admin's), as writeScopedTokens files them. */
+export const PURGE_TOKEN = 'purge-only-token-0123456789';
+export const UPLOAD_TOKEN = 'upload-only-token-0123456789';
+
+/**
+ * A CDN_TOKENS_FILE in `dir` holding PURGE_TOKEN ("marketing", scope purge) and
+ * UPLOAD_TOKEN ("catalogue", scope upload); returns its path.
+ */
+export async function writeScopedTokens(dir: string): Promise<string> {
+  const file = join(dir, 'tokens.json');
+  await writeFile(
+    file,
+    JSON.stringify([
+      { name: 'marketing', token: PURGE_TOKEN, scopes: ['purge'] },
+      { name: 'catalogue', token: UPLOAD_TOKEN, scopes: ['upload'] },
+    ]),
+  );
+  return file;
+}
 export const PUBLIC_BASE_URL = 'http://cdn.test:8080';
 
 export interface OriginUnderTest {

@@ -9,18 +9,16 @@
  */
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Redis from 'ioredis';
 import { startRedis, type RedisHandle } from '../../../test/support/redis-server';
-import { eventually, startOrigin, TEST_TOKEN, type OriginUnderTest } from '../../test/harness';
+import { eventually, startOrigin, PURGE_TOKEN, TEST_TOKEN, UPLOAD_TOKEN, writeScopedTokens, type OriginUnderTest } from '../../test/harness';
 import { launchRequestOpenApiSchema } from './launches.dto';
 import type { Launch, LaunchList } from './launches.service';
 
 const STREAM = 'test:launches';
-const PURGE_TOKEN = 'purge-only-token-0123456789';
-const UPLOAD_TOKEN = 'upload-only-token-0123456789';
 
 let redisServer: RedisHandle;
 let redis: Redis;
@@ -100,14 +98,7 @@ async function upload(key: string, tags: string): Promise<void> {
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'cdn-launches-'));
-  tokensFile = join(dir, 'tokens.json');
-  await writeFile(
-    tokensFile,
-    JSON.stringify([
-      { name: 'marketing', token: PURGE_TOKEN, scopes: ['purge'] },
-      { name: 'catalogue', token: UPLOAD_TOKEN, scopes: ['upload'] },
-    ]),
-  );
+  tokensFile = await writeScopedTokens(dir);
   // the balancer's internal /warm/ route: the region's edge "stores" the object
   balancer = createServer((req, res) => {
     const region = String(req.headers['x-cdn-warm-region']);

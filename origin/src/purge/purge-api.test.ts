@@ -3,16 +3,14 @@
  * per-edge status from the edges' acknowledgements, deduplication, rate limiting, the
  * audit line, and 503 when Redis is gone.
  */
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Redis from 'ioredis';
 import { startRedis, type RedisHandle } from '../../../test/support/redis-server';
-import { eventually, startOrigin, TEST_TOKEN, type OriginUnderTest } from '../../test/harness';
+import { eventually, startOrigin, PURGE_TOKEN, TEST_TOKEN, UPLOAD_TOKEN, writeScopedTokens, type OriginUnderTest } from '../../test/harness';
 
 const STREAM = 'test:api:purges';
-const UPLOAD_TOKEN = 'upload-only-token-0123456789';
-const PURGE_TOKEN = 'purge-only-token-0123456789';
 
 let redisServer: RedisHandle;
 let redis: Redis;
@@ -37,14 +35,7 @@ async function streamIdOf(id: string): Promise<string> {
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'cdn-purge-api-'));
-  const tokensFile = join(dir, 'tokens.json');
-  await writeFile(
-    tokensFile,
-    JSON.stringify([
-      { name: 'catalogue', token: UPLOAD_TOKEN, scopes: ['upload'] },
-      { name: 'marketing', token: PURGE_TOKEN, scopes: ['purge'] },
-    ]),
-  );
+  const tokensFile = await writeScopedTokens(dir);
   redisServer = await startRedis();
   redis = new Redis(redisServer.url);
   origin = await startOrigin(redisServer.url, {

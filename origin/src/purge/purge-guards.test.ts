@@ -5,7 +5,7 @@
  * need the admin scope; asset writes' own purges are not guarded. Refusals publish
  * nothing.
  */
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Redis from 'ioredis';
@@ -13,12 +13,10 @@ import { parseSpec } from '../../../infra/model/spec';
 import type { Topology } from '../../../infra/model/topology';
 import { startRedis, type RedisHandle } from '../../../test/support/redis-server';
 import { renderOriginEnv } from '../../render';
-import { startOrigin, TEST_TOKEN, type OriginUnderTest } from '../../test/harness';
+import { startOrigin, PURGE_TOKEN, TEST_TOKEN, UPLOAD_TOKEN, writeScopedTokens, type OriginUnderTest } from '../../test/harness';
 import { loadOriginConfig } from '../config/origin-config';
 
 const STREAM = 'test:guards:purges';
-const PURGE_TOKEN = 'purge-only-token-0123456789';
-const UPLOAD_TOKEN = 'upload-only-token-0123456789';
 
 let redisServer: RedisHandle;
 let redis: Redis;
@@ -38,14 +36,7 @@ async function messages(): Promise<Record<string, unknown>[]> {
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'cdn-purge-guards-'));
-  const tokensFile = join(dir, 'tokens.json');
-  await writeFile(
-    tokensFile,
-    JSON.stringify([
-      { name: 'marketing', token: PURGE_TOKEN, scopes: ['purge'] },
-      { name: 'catalogue', token: UPLOAD_TOKEN, scopes: ['upload'] },
-    ]),
-  );
+  const tokensFile = await writeScopedTokens(dir);
   redisServer = await startRedis();
   redis = new Redis(redisServer.url);
   origin = await startOrigin(redisServer.url, {
