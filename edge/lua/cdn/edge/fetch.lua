@@ -81,8 +81,7 @@ function _M.header_filter()
         header["Content-Length"] = 0
         header["Connection"] = "close"
         header["X-Accel-Expires"] = 0
-        -- (the header leaves with the first body bytes: the real response)
-        ngx.ctx.discard_body = "end"
+        ngx.ctx.discard_body = true
         return
     end
     -- RFC 9110 §7.6.1: the fields an origin names in Connection are hop-by-hop,
@@ -237,15 +236,12 @@ function _M.header_filter()
 end
 
 
--- The header filter's companion: the body of a bucket object that turned out
--- not to be an asset is not passed on (its 404 has no body).
+-- The header filter's companion: the body of a response it replaced is not
+-- passed on (a bucket object that is not an asset: its 404 has no body; an
+-- origin's 1xx: its 502 has none).
 function _M.body_filter()
-    local discard = ngx.ctx.discard_body
-    if discard then
+    if ngx.ctx.discard_body then
         ngx.arg[1] = ""
-        if discard == "end" then
-            ngx.arg[2] = true
-        end
     end
 end
 

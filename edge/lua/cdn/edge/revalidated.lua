@@ -15,6 +15,11 @@
 -- A record lives while the refreshed response may be served (fresh, then stale
 -- within its limits); a lost one (the zone evicts the least recently used when
 -- full) only means Age and ttl are left out, never a wrong claim.
+--
+-- The internal hop cannot read the stored headers either when it revalidates,
+-- so two facts about the stored response are kept for it, in the cdn_freshness
+-- zone: its freshness fields (a 304 that carries none leaves them in force) and
+-- whether it is a 5xx (its revalidation then passes the origin's 5xx on).
 local parse_http_time = ngx.parse_http_time
 local match = string.match
 local gmatch = string.gmatch
