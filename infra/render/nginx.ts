@@ -49,6 +49,15 @@ ${logs} {
  */
 export const NGINX_OPEN_FILES = 16384;
 
+/**
+ * The request pool: room for a request's variables, headers and Lua state in one
+ * block. With nginx's 4k a cache HIT at the edge took more blocks from malloc,
+ * about 5% of its instructions (callgrind). Plain nginx proxy_cache gains about
+ * 6% from it too, so bench/edge.ts gives its plain references the same.
+ */
+export const REQUEST_POOL = `    request_pool_size 16k;
+`;
+
 export interface NginxMainOptions {
   layout: Layout;
   workers: number;
@@ -193,7 +202,7 @@ http {
     tcp_nodelay on;
     keepalive_timeout 65s;
     keepalive_requests 10000;
-    # Header limits: large enough for real storefront cookies, small enough that
+${REQUEST_POOL}    # Header limits: large enough for real storefront cookies, small enough that
     # oversized headers are refused (431/400) here rather than cached downstream.
     client_header_buffer_size 4k;
     large_client_header_buffers 4 16k;

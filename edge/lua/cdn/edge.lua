@@ -26,7 +26,6 @@ local key = require "cdn.key"
 local memo = require "cdn.memo"
 local memo_get, memo_set = memo.get, memo.set
 local generations = require "cdn.edge.generations"
-local tags = require "cdn.edge.tags"
 local invalidation = require "cdn.edge.invalidation"
 local cache_status = require "cdn.edge.cache_status"
 local stats = require "cdn.edge.stats"
@@ -49,6 +48,7 @@ local set_request_header = ngx.req.set_header
 local clear_request_header = ngx.req.clear_header
 local match = string.match
 local tonumber = tonumber
+local tostring = tostring
 local byte = string.byte
 local sub = string.sub
 local meta_fields = require("cdn.edge.meta").fields
@@ -188,7 +188,8 @@ end
 -- Everything the key of a request signature needs, computed once per purge
 -- sequence: { seq, key, soft-purged path or nil, variant, new Accept-Encoding,
 -- new Accept, drop Range, send by sendfile (set later), If-Modified-Since
--- present }; or nil and the reason the target is refused.
+-- present, signed URL expiry, download claims, any of 3, 5-7, 9-11 set }; or nil
+-- and the reason the target is refused.
 local function request_entry(request)
     local path, err = key.path(var.request_uri)
     if not path then
@@ -217,7 +218,7 @@ local function request_entry(request)
     else
         query = key.query(var.args)
     end
-    return {
+    local entry = {
         seq,
         host .. path .. "?" .. query .. "#" .. generations.suffix(path),
         generations.soft(path) and path or nil,
@@ -232,6 +233,11 @@ local function request_entry(request)
         exp, -- [10]: a signed image URL's expiry
         download, -- [11]: a download token's claims (downloads.lua)
     }
+    -- [12]: whether the lookup has more to do than return the key (one test
+    -- on the hit path of a request whose headers need no rewriting)
+    entry[12] = (entry[3] or ae_rewrite or accept_rewrite or entry[7] or entry[9]
+                 or exp or download) and true or false
+    return entry
 end
 
 
@@ -241,6 +247,51 @@ end
 local function claim_refresh(path, variant)
     local bypass = var.cdn_cookie_bypass -- nil: no bypass cookies configured
     return (not bypass or bypass == "") and generations.claim_refresh(path, variant)
+end
+
+
+-- What a key entry asks of its request besides the key (entry[12]): the
+-- signed URL's expiry and the download token checked, negotiation headers
+-- rewritten, Range or If-Modified-Since dropped, a soft purge's refresh claimed.
+-- false when the request is refused ($cdn_reject says why).
+local function apply_entry(entry)
+    -- (a signed URL's entry outlives its expiry in the memo)
+    if entry[10] and now() > entry[10] + signature.CLOCK_SKEW then
+        var.cdn_reject = "403 image URL signature: expired"
+        return false
+    end
+    local download = entry[11]
+    if download then
+        local refused = downloads.check(download)
+        if refused then
+            var.cdn_reject = refused
+            return false
+        end
+        ngx.ctx.download = download
+        if download.uses then
+            var.cdn_download_counted = "1"
+        end
+    end
+    if entry[5] then
+        set_request_header("Accept-Encoding", entry[5])
+    end
+    if entry[6] then
+        set_request_header("Accept", entry[6])
+    end
+    if entry[7] then
+        clear_request_header("Range")
+    end
+    -- RFC 9110 §13.2.2: with If-None-Match, If-Modified-Since is ignored; nginx's
+    -- not-modified filter would answer 200 when the date alone says "modified"
+    -- although the entity tag matches
+    if entry[9] and var.http_if_none_match then
+        clear_request_header("If-Modified-Since")
+    end
+    -- soft-purged path: each variant is refreshed by one request
+    if entry[3] and claim_refresh(entry[3], entry[4]) then
+        var.cdn_refresh = "1"
+    end
+    return true
 end
 
 
@@ -269,41 +320,8 @@ function _M.cache_key()
             memo_set(requests_seen, request, entry)
         end
     end
-    -- (a signed URL's entry outlives its expiry in the memo)
-    if entry[10] and now() > entry[10] + signature.CLOCK_SKEW then
-        var.cdn_reject = "403 image URL signature: expired"
+    if entry[12] and not apply_entry(entry) then
         return ""
-    end
-    local download = entry[11]
-    if download then
-        local refused = downloads.check(download)
-        if refused then
-            var.cdn_reject = refused
-            return ""
-        end
-        ngx.ctx.download = download
-        if download.uses then
-            var.cdn_download_counted = "1"
-        end
-    end
-    if entry[5] then
-        set_request_header("Accept-Encoding", entry[5])
-    end
-    if entry[6] then
-        set_request_header("Accept", entry[6])
-    end
-    if entry[7] then
-        clear_request_header("Range")
-    end
-    -- RFC 9110 §13.2.2: with If-None-Match, If-Modified-Since is ignored; nginx's
-    -- not-modified filter would answer 200 when the date alone says "modified"
-    -- although the entity tag matches
-    if entry[9] and var.http_if_none_match then
-        clear_request_header("If-Modified-Since")
-    end
-    -- soft-purged path: each variant is refreshed by one request
-    if entry[3] and claim_refresh(entry[3], entry[4]) then
-        var.cdn_refresh = "1"
     end
     if entry[8] then
         var.cdn_sendfile = "1"
@@ -313,12 +331,10 @@ function _M.cache_key()
 end
 
 
+-- (the internal hop indexed its Surrogate-Key tags: fetch.lua)
 local function on_fetched(path, stored)
-    if path then
-        tags.record(path, var.upstream_http_surrogate_key, ngx.req.start_time())
-        if stored then
-            stored_paths.record(path)
-        end
+    if path and stored then
+        stored_paths.record(path)
     end
     local t = tonumber(var.upstream_header_time)
     if t and metrics then
@@ -453,7 +469,8 @@ function _M.header_filter(sized_at_log)
             -- past the stored expiry: a revalidation may have renewed it
             local times = r.expires < t and renewed(r) or r
             if times.t ~= t then
-                times.t, times.age = t, t - times.born
+                -- (strings: the variable would convert a number on every HIT)
+                times.t, times.age = t, tostring(t - times.born)
                 times.ttl_member = hit_ttl .. (times.expires - t)
             end
             if times.expires >= t or status ~= "HIT" then
@@ -471,8 +488,15 @@ function _M.header_filter(sized_at_log)
                 -- record of it is gone (evicted), so neither Age nor ttl is claimed.
                 member = hit_no_ttl
             end
-            restore_cache_control(times.cc or r.cc)
-            renew_fields(times.fields)
+            -- (restore_cache_control and renew_fields inline: a call costs
+            -- the interpreter more than the test)
+            local cc = times.cc or r.cc
+            if cc ~= "" then
+                var.cdn_cc = cc
+            end
+            if times.fields then
+                renew_fields(times.fields)
+            end
         else
             member = hit_ttl .. 0
         end

@@ -5,8 +5,9 @@
 -- tags), so the fetch hop can read it from the bucket itself with a signed GET
 -- and give it the headers the origin's delivery would: the sha256 ETag, the
 -- Cache-Control policy (the asset's own, else by type, else the default),
--- Surrogate-Key from the tags, nosniff, the SVG sandbox. Nothing else S3 sends
--- (x-amz-*, its ETag, Vary, Server) reaches the cache or clients.
+-- nosniff, the SVG sandbox; and the tags, which the hop indexes as it does an
+-- origin's Surrogate-Key. Nothing else S3 sends (x-amz-*, its ETag, Vary,
+-- Server) reaches the cache or clients.
 --
 -- Requests this module does not claim keep going to the origin: every method
 -- but GET/HEAD, its own routes (/v1/..., /healthz, ...), versioned /_v/<sha256>/
@@ -235,7 +236,7 @@ function _M.response(status, h, object)
         header["Cache-Control"] = cc
         out["cache-control"] = cc
         if tags ~= "" then
-            header["Surrogate-Key"] = tags
+            out["surrogate-key"] = tags -- (indexed by the hop: fetch.lua)
         end
     end
     if status == 200 then

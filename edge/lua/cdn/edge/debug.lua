@@ -4,6 +4,8 @@
 -- variant and the purge tags when X-Cdn-Debug carries the debug token (scope
 -- debug: it unlocks these headers and nothing at the origin).
 local settings_loader = require "cdn.settings"
+local key = require "cdn.key"
+local tags = require "cdn.edge.tags"
 
 local var = ngx.var
 local header = ngx.header
@@ -38,7 +40,10 @@ function _M.header_filter()
     header["X-Cdn-Debug-Variant"] = "accept-encoding="
         .. (var.http_accept_encoding or "identity") .. "; accept="
         .. (var.http_accept or "*/*")
-    header["X-Cdn-Debug-Tags"] = var.upstream_http_surrogate_key or ""
+    -- the tags a purge would find this path by (Surrogate-Key is not stored;
+    -- "" once a tag purge has dropped the path until it is fetched again)
+    local path = key.path(var.request_uri)
+    header["X-Cdn-Debug-Tags"] = path and tags.indexed(path) or ""
 end
 
 

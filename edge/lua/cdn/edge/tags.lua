@@ -16,8 +16,8 @@ local dict = ngx.shared.cdn_tags
 local MAX_TAGS = 64
 
 
--- Called when a response was fetched from upstream (not on hits), with the
--- time its request started. A tag purge that arrived while the fetch was in
+-- Called by the internal hop for every response fetched from upstream (never
+-- on hits), with the time its request started. A tag purge that arrived while the fetch was in
 -- flight found nothing to pop for this path; the response may predate it, so
 -- the path is purged again now that it is stored.
 function _M.record(path, header, started)
@@ -53,6 +53,13 @@ function _M.record(path, header, started)
     if purged_meanwhile then
         generations.purge_path(path)
     end
+end
+
+
+-- The Surrogate-Key the path was last indexed with ("" when it is not indexed:
+-- never fetched with tags, or purged by a tag since). For the debug headers.
+function _M.indexed(path)
+    return dict:get("p:" .. path) or ""
 end
 
 
