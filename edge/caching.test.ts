@@ -843,6 +843,14 @@ describe('ranges', () => {
     const beyond = await rawRequest(edge.url, path, { headers: { Range: 'bytes=2000000-' } });
     expect(beyond.status).toBe(416);
     expect(beyond.headers['content-range']).toBe('bytes */1048576');
+    // nginx's own 416 passes the header filters a second time: each field once
+    // (Node joins repeated lines with ", ")
+    expect(beyond.headers['cache-control']).toBe('public, max-age=300');
+    expect(beyond.headers['cache-status']).toMatch(/^lab-1; hit; ttl=\d+$/);
+    const missBeyond = await rawRequest(edge.url, fresh('range-miss'), { headers: { Range: 'bytes=2000000-' } });
+    expect(missBeyond.status).toBe(416);
+    expect(missBeyond.headers['cache-control']).toBe('public, max-age=300');
+    expect(missBeyond.headers['cache-status']).toBe('lab-1; fwd=uri-miss; fwd-status=200; stored');
     const staleIfRange = await rawRequest(edge.url, path, { headers: { Range: 'bytes=0-9', 'If-Range': '"old"' } });
     expect(staleIfRange.status).toBe(200);
     expect(staleIfRange.body.length).toBe(body.length);

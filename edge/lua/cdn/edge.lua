@@ -445,6 +445,15 @@ end
 -- `sized_at_log` is set by the locations whose sent bytes are counted in the
 -- log phase (log_sent_bytes).
 function _M.header_filter(sized_at_log)
+    local code = ngx.status
+    -- nginx's range filter, which runs after this one, turns an unsatisfiable
+    -- range into its own 416, and that response passes the header filters
+    -- again: what the first pass had nginx add must not be added twice, nor the
+    -- response counted twice. (An origin's own 416 arrives with $cdn_cs unset.)
+    if code == 416 and var.cdn_cs ~= "" then
+        var.cdn_cc, var.cdn_age, var.cdn_cs = "", "", ""
+        return
+    end
     local response = var.cdn_rs
     local r = memo_get(responses_seen, response)
     if not r then
@@ -503,7 +512,6 @@ function _M.header_filter(sized_at_log)
         var.cdn_cs = r.upstream_cs
             and cache_status.header(var.upstream_http_cache_status, member)
             or member
-        local code = ngx.status
         stats.count(status, code, (code == 200 and not sized_at_log) and r.size
                                   or body_bytes(code, r.size, sized_at_log))
         return
@@ -522,7 +530,7 @@ function _M.header_filter(sized_at_log)
         restore_cache_control(cc)
         local age = now() - born
         if age > 0 then
-            header["Age"] = age -- the age the origin reported, passed on
+            var.cdn_age = tostring(age) -- the age the origin reported, passed on
         end
     end
     local method = var.request_method
@@ -535,7 +543,7 @@ function _M.header_filter(sized_at_log)
             refreshed(path)
         end
     end
-    header["Cache-Status"] = cache_status.header(var.upstream_http_cache_status,
+    var.cdn_cs = cache_status.header(var.upstream_http_cache_status,
         cache_status.value(settings.id, status, upstream_status, nil,
                            stored and status == "MISS"))
 
@@ -544,7 +552,6 @@ function _M.header_filter(sized_at_log)
         -- this millisecond (read-your-writes for the client)
         seq_tick = nil
     end
-    local code = ngx.status
     stats.count(status or "NONE", code, body_bytes(code, size, sized_at_log))
 end
 
