@@ -673,11 +673,11 @@ ${cacheLocation({ headerFilter: `${EDGE}.header_filter`, upstream: 'http://fetch
             internal;
 ${cacheLocation({ headerFilter: 'require("cdn.edge.debug").header_filter', upstream: 'http://fetch$request_uri', sizedAtLog: true, policy })}        }
 
-        # Declares the variables the Lua phases set (no request comes here):
-        # set by the key lookup, why a target is refused (400), for the one request
-        # that refreshes a soft-purged object, and for large bodies; set by the
-        # public header filter and added by nginx (RESPONSE_HEADERS), Cache-Control,
-        # Age and Cache-Status.
+        # Declares the variables the Lua phases set (no request comes here). The key
+        # lookup sets $cdn_reject (why a target is refused), $cdn_refresh (for the one
+        # request that refreshes a soft-purged object) and $cdn_sendfile (for large
+        # bodies); the public header filter sets $cdn_cc, $cdn_age and $cdn_cs, which
+        # nginx adds as Cache-Control, Age and Cache-Status (RESPONSE_HEADERS).
         location = /__cdn_vars {
             internal;
             set $cdn_reject "";
