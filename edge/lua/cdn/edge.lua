@@ -497,15 +497,8 @@ function _M.header_filter(sized_at_log)
                 -- record of it is gone (evicted), so neither Age nor ttl is claimed.
                 member = hit_no_ttl
             end
-            -- (restore_cache_control and renew_fields inline: a call costs
-            -- the interpreter more than the test)
-            local cc = times.cc or r.cc
-            if cc ~= "" then
-                var.cdn_cc = cc
-            end
-            if times.fields then
-                renew_fields(times.fields)
-            end
+            restore_cache_control(times.cc or r.cc)
+            renew_fields(times.fields)
         else
             member = hit_ttl .. 0
         end
