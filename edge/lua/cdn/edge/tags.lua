@@ -17,9 +17,9 @@ local MAX_TAGS = 64
 
 
 -- Called by the internal hop for every response fetched from upstream (never
--- on hits), with the time its request started. A tag purge that arrived while the fetch was in
--- flight found nothing to pop for this path; the response may predate it, so
--- the path is purged again now that it is stored.
+-- on hits), with the time its request started. A tag purge that arrived while
+-- the fetch was in flight found nothing to pop for this path; the response may
+-- predate it, so the path is purged again now that it is stored.
 function _M.record(path, header, started)
     if not header or header == "" then
         return
